@@ -1,0 +1,1 @@
+"""Example algorithms: log_market_info and spread_quoter."""

@@ -1,0 +1,82 @@
+"""The launcher: runs the requested services (engine, api, monitor) in one process until SIGINT/SIGTERM."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any
+
+from .bus import MessageBus
+from .cache import SharedCache
+from .config import MoonshipConfig, validate_sections
+from .control import ControlPlane
+from .errors import MoonshipError
+from .plugins import Plugins
+from .service import Service, ServiceContext
+
+logger = logging.getLogger("moonship")
+
+
+def run(config: MoonshipConfig, plugins: Plugins, services: list[str]) -> int:
+    """Run `services` until stopped; returns the process exit code."""
+    try:
+        return asyncio.run(_run(config, plugins, services))
+    except KeyboardInterrupt:  # a second Ctrl-C during shutdown
+        return 130
+
+
+def open_backend(config: MoonshipConfig, plugins: Plugins) -> tuple[SharedCache, MessageBus]:
+    """The shared cache and message bus chosen by `moonship.redis.url` (in-memory when unset)."""
+    url = config.redis.url
+    scheme = url.split(":", 1)[0] if url else "memory"
+    factory = plugins.backends.get(scheme)
+    if factory is None:
+        raise MoonshipError(f"no cache/bus backend for {scheme!r} (installed: {', '.join(plugins.backends)})")
+    cache, bus = factory(config)
+    return cache, bus
+
+
+async def _run(config: MoonshipConfig, plugins: Plugins, services: list[str]) -> int:
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stopping.set)
+    started: list[Service] = []
+    code = 0
+    cache: SharedCache | None = None
+    bus: MessageBus | None = None
+    try:
+        sections: dict[str, Any] = validate_sections(config, plugins.section_models())
+        cache, bus = open_backend(config, plugins)
+        await cache.open()
+        await bus.open()
+        control = ControlPlane(cache, bus)
+        for name in services:
+            service_class = plugins.service(name)
+            context = ServiceContext(
+                config=config, settings=sections.get(name, {}), sections=sections, plugins=plugins,
+                cache=cache, bus=bus, control=control,
+            )
+            service = service_class(context)
+            started.append(service)
+            await service.start()
+        logger.info("moonship running (%s); Ctrl-C to stop", ", ".join(services))
+        await stopping.wait()
+        logger.info("stopping")
+    except MoonshipError as exc:
+        logger.error("start-up failed: %s", exc)
+        code = 1
+    finally:
+        for service in reversed(started):
+            try:
+                await service.stop()
+            except Exception:
+                logger.exception("stopping %s failed", service.name)
+        for part in (bus, cache):
+            if part is not None:
+                try:
+                    await part.close()
+                except Exception as exc:
+                    logger.warning("closing %s failed: %s", type(part).__name__, exc)
+    return code

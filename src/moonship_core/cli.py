@@ -1,0 +1,121 @@
+"""The `moonship` command: `run`, `config check`, `plugins list`, and the original's bare flags."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+from importlib import metadata
+
+from .config import MoonshipConfig, configure_logging, load_config
+from .errors import ConfigError
+from .plugins import SERVICE_DISTRIBUTIONS, Plugins
+
+PROG = "moonship"
+COMMANDS = ("run", "config", "plugins")
+DEFAULT_CONFIG = "config.yml"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line `argv` (default: `sys.argv[1:]`); returns the exit code."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or (args[0] not in COMMANDS and args[0] not in ("-h", "--help", "-v", "--version")):
+        args.insert(0, "run")  # the original's bare form: `moonship [-a] [-m] [-e] -c FILE`
+    try:
+        options = _parser().parse_args(args)
+    except SystemExit as exc:  # --help, --version and usage errors
+        return exc.code if isinstance(exc.code, int) else 1
+    try:
+        if options.command == "plugins":
+            return _plugins_list()
+        config = load_config(options.config)
+        if options.command == "config":
+            return _config_check(config)
+        return _run(config, options)
+    except ConfigError as exc:
+        print(f"{PROG}: config error:\n{exc}", file=sys.stderr)
+        return 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    version = argparse.ArgumentParser(add_help=False)
+    version.add_argument(
+        "-v", "--version", action="version", version=f"{PROG}-core {metadata.version('moonship-core')}"
+    )
+    config_file = argparse.ArgumentParser(add_help=False)
+    config_file.add_argument(
+        "-c",
+        "--config",
+        metavar="FILE",
+        default=DEFAULT_CONFIG,
+        help=f"the YAML config (default {DEFAULT_CONFIG})",
+    )
+    parser = argparse.ArgumentParser(
+        prog=PROG, parents=[version], description="Moonship crypto trading: engine, API and monitor services."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser(
+        "run",
+        parents=[version, config_file],
+        help="run services (default: the engine alone)",
+        description="Run services in one process. Without -a or -m the engine runs alone.",
+    )
+    run.add_argument("-e", "--engine", action="store_true", help="run the trading engine")
+    run.add_argument("-a", "--api", action="store_true", help="run the API service")
+    run.add_argument("-m", "--monitor", action="store_true", help="run the monitor service")
+    config = commands.add_parser("config", help="configuration tools")
+    config_commands = config.add_subparsers(dest="config_command", required=True)
+    config_commands.add_parser("check", parents=[config_file], help="validate a config without running it")
+    plugin = commands.add_parser("plugins", help="plugin tools")
+    plugin_commands = plugin.add_subparsers(dest="plugins_command", required=True)
+    plugin_commands.add_parser("list", help="list the installed plugins and what they provide")
+    return parser
+
+
+def _run(config: MoonshipConfig, options: argparse.Namespace) -> int:
+    services = [
+        name
+        for name, wanted in (
+            ("engine", options.engine or not (options.api or options.monitor)),
+            ("api", options.api),
+            ("monitor", options.monitor),
+        )
+        if wanted
+    ]
+    configure_logging(config)
+    plugins = Plugins.load()
+    for name in services:
+        if name != "engine" and name not in plugins.services:
+            distribution = SERVICE_DISTRIBUTIONS[name]
+            print(
+                f"{PROG}: the {name!r} service needs the {distribution} plugin (pip install {distribution})",
+                file=sys.stderr,
+            )
+            return 2
+    plugins.check(config, resolve="engine" in services)
+    app = importlib.import_module("moonship_core.app")  # imported late: it pulls in the whole engine
+    exit_code: int = app.run(config, plugins, services)
+    return exit_code
+
+
+def _config_check(config: MoonshipConfig) -> int:
+    Plugins.load().check(config)
+    print(f"OK: {len(config.markets)} markets, {len(config.strategies)} strategies")
+    return 0
+
+
+def _plugins_list() -> int:
+    plugins = Plugins.load()
+    rows = [("PLUGIN", "DISTRIBUTION", "VERSION", "PROVIDES")]
+    for info in plugins.describe():
+        provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.provides.items() if names)
+        rows.append((info.name, info.distribution or "-", info.version or "-", provides or "-"))
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    if plugins.failures:
+        print("\nFailed plugins:")
+        for failure in plugins.failures:
+            print(f"  {failure.name} ({failure.distribution or '-'}): {failure.error}")
+    return 0

@@ -1,0 +1,128 @@
+"""MarketClient: the contract every exchange plugin implements, and what it may push to its market."""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+from pydantic import BaseModel
+
+from .book import OrderBook
+from .model import Balance, Candle, MarketInfo, MarketStatus, Order, OrderRequest, Ticker, Trade
+
+if TYPE_CHECKING:
+    from .config import MarketConfig
+    from .plugins import Plugins
+
+
+class MarketEvents(Protocol):
+    """What a client pushes to the market it serves. Each call updates the market's state first and then
+    notifies its strategies; none of them blocks."""
+
+    @property
+    def book(self) -> OrderBook:
+        """The market's book: the client writes snapshots and updates into it, then calls book_changed."""
+        ...
+
+    def book_changed(self) -> None: ...
+
+    def trade(self, trade: Trade) -> None: ...
+
+    def ticker(self, ticker: Ticker) -> None: ...
+
+    def candle(self, candle: Candle) -> None: ...
+
+    def status(self, status: MarketStatus, reason: str = "") -> None:
+        """The feed's state: OPEN when the book is in sync, UNSYNCED while it is not, CLOSED when closed."""
+        ...
+
+    def order_update(self, order: Order) -> None:
+        """Any change of one of our orders (found by `client_order_id`), with every fill."""
+        ...
+
+    def balances(self, balances: Sequence[Balance]) -> None: ...
+
+
+@dataclass
+class ClientContext:
+    """Everything a client is built from."""
+
+    market_name: str
+    config: MarketConfig
+    #: the validated `moonship.<client name>` section (the client's settings_model), or {} when absent
+    settings: Any
+    plugins: Plugins
+    #: every validated plugin section by name, for a client that builds another (paper over a real client)
+    sections: Mapping[str, Any] = field(default_factory=dict)
+    #: per-engine state shared by all clients of one engine (e.g. one websocket for all markets of an exchange)
+    shared: dict[str, Any] = field(default_factory=dict)
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("moonship.market"))
+
+    @property
+    def symbol(self) -> str:
+        return self.config.symbol
+
+
+class MarketClient(ABC):
+    """One market's connection to one exchange.
+
+    It owns the network: connect/reconnect with backoff, book sync (snapshot + sequenced updates, resync on
+    any gap), keepalive, rate limits and signing. It pushes events to `self.events` and never touches
+    strategies. Requests raise the errors of `moonship_core.errors`.
+    """
+
+    #: registry name, e.g. "binance"
+    name: ClassVar[str] = ""
+    #: pydantic model validating the `moonship.<name>` config section (None: the client takes no settings)
+    settings_model: ClassVar[type[BaseModel] | None] = None
+
+    def __init__(self, context: ClientContext, events: MarketEvents) -> None:
+        self.context = context
+        self.events = events
+        self.logger = context.logger.getChild("client")
+
+    @property
+    def symbol(self) -> str:
+        return self.context.symbol
+
+    @abstractmethod
+    async def connect(self) -> None:
+        """Start the streams; returns once they are being established (status events tell the rest)."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop the streams and release every resource; idempotent."""
+
+    @abstractmethod
+    async def get_market_info(self) -> MarketInfo: ...
+
+    @abstractmethod
+    async def get_ticker(self) -> Ticker: ...
+
+    @abstractmethod
+    async def get_recent_trades(self, limit: int = 100) -> list[Trade]: ...
+
+    @abstractmethod
+    async def place_order(self, request: OrderRequest) -> Order:
+        """Send an order (price and quantity already rounded by the market); returns it as acknowledged.
+
+        The request's client_order_id makes a retried call idempotent. When the outcome is unknown
+        (timeout, 5xx) raise OrderStatusUnknown rather than guessing.
+        """
+
+    @abstractmethod
+    async def cancel_order(self, order: Order) -> Order:
+        """Cancel one of our orders; returns its state after the cancel. OrderNotFound if there is none."""
+
+    @abstractmethod
+    async def get_order(self, order: Order) -> Order:
+        """The exchange's current view of one of our orders (looked up by id or client order id)."""
+
+    @abstractmethod
+    async def get_open_orders(self) -> list[Order]: ...
+
+    @abstractmethod
+    async def get_balances(self) -> dict[str, Balance]: ...

@@ -1,0 +1,304 @@
+"""Configuration: YAML with exact decimals, `$NAME` environment values, pydantic models, logging."""
+
+from __future__ import annotations
+
+import logging.config
+import os
+import re
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic_core import ErrorDetails
+
+from .errors import ConfigError
+
+ROOT = "moonship"
+CANDLE_PERIODS = (0, 60, 300, 900, 1800, 3600, 86400)
+LOG_FORMAT = "[%(asctime)s] %(levelname)s - %(name)s: %(message)s"
+
+_ENV_REF = re.compile(r"^\$(\$*[A-Za-z_][A-Za-z0-9_]*)$")
+_SPECIAL_FLOATS = {".inf": "Infinity", "+.inf": "Infinity", "-.inf": "-Infinity", ".nan": "NaN"}
+
+
+class _DecimalLoader(yaml.SafeLoader):
+    """A safe YAML loader that reads floats as exact `Decimal`s."""
+
+
+def _construct_decimal(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Decimal:
+    text = str(loader.construct_scalar(node)).replace("_", "")
+    special = _SPECIAL_FLOATS.get(text.lower())
+    if special is not None:
+        return Decimal(special)
+    if ":" in text:  # YAML 1.1 sexagesimal (e.g. 1:30.5): exact only as far as a float is
+        return Decimal(str(loader.construct_yaml_float(node)))
+    return Decimal(text)
+
+
+_DecimalLoader.add_constructor("tag:yaml.org,2002:float", _construct_decimal)
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class EngineConfig(_Model):
+    """`moonship.engine`."""
+
+    name: str = "engine"
+
+
+class _ExtraModel(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    @property
+    def extra(self) -> dict[str, Any]:
+        """The properties not declared by the model, as given in the config."""
+        return dict(self.model_extra or {})
+
+
+class MarketConfig(_ExtraModel):
+    """`moonship.markets.NAME`; client-specific keys (api_key, real_client, fee_rate, ...) are in `extra`."""
+
+    client: str
+    symbol: str = Field(min_length=1)
+    account: str | None = None
+    enable_margin: bool = False
+    max_recent_trade_list_size: int = Field(default=10000, ge=0)
+    candle_period: int = 300
+
+    @field_validator("candle_period")
+    @classmethod
+    def _known_period(cls, value: int) -> int:
+        if value not in CANDLE_PERIODS:
+            raise ValueError(f"must be one of {', '.join(map(str, CANDLE_PERIODS))} (seconds; 0 disables)")
+        return value
+
+
+def _as_list(value: Any) -> Any:
+    return [value] if isinstance(value, str) else value
+
+
+class StrategyConfig(_ExtraModel):
+    """`moonship.strategies.NAME`; the algo's own properties are in `extra`."""
+
+    algo: str
+    auto_start: bool = False
+    markets: Annotated[list[str], BeforeValidator(_as_list), Field(min_length=1)]
+
+
+class RedisConfig(_Model):
+    """`moonship.redis`: the shared cache and message bus (absent `url`: no Redis)."""
+
+    url: str | None = None
+    ssl_verify_cert: bool = True
+    #: RESP protocol version (the original's `redis.protocol`); None leaves the client default
+    protocol: Literal[2, 3] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must start with redis://, rediss:// or unix://")
+        return value
+
+
+class MoonshipConfig(BaseModel):
+    """The `moonship` root. Any other root key is a plugin section (a raw mapping, see `sections`)."""
+
+    model_config = ConfigDict(extra="allow")
+    __pydantic_extra__: dict[str, dict[str, Any]] = Field(init=False)
+
+    engine: EngineConfig = Field(default_factory=EngineConfig)
+    markets: dict[str, MarketConfig] = Field(default_factory=dict)
+    strategies: dict[str, StrategyConfig] = Field(default_factory=dict)
+    redis: RedisConfig = Field(default_factory=RedisConfig)
+    logging: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def sections(self) -> dict[str, dict[str, Any]]:
+        """The plugin sections (api, monitor, binance, ...) by root key."""
+        return dict(self.model_extra or {})
+
+    def section(self, name: str) -> dict[str, Any]:
+        """The plugin section `name`, or an empty dict if absent."""
+        return self.sections.get(name, {})
+
+
+def load_config(path: str | Path) -> MoonshipConfig:
+    """Read, substitute and validate the YAML config file at `path`."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc}") from None
+    try:
+        data = load_yaml(text)
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+    if not _has_root(data):
+        raise ConfigError(f"config file {path} has no '{ROOT}:' mapping at its root")
+    return parse_config(data)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML safely, reading floats as exact `Decimal`s."""
+    return yaml.load(text, Loader=_DecimalLoader)
+
+
+def _has_root(data: Any) -> bool:
+    return isinstance(data, Mapping) and isinstance(data.get(ROOT), Mapping)
+
+
+def parse_config(data: Mapping[str, Any], *, substitute_env: bool = True) -> MoonshipConfig:
+    """Validate an already-loaded document `{"moonship": {...}}`.
+
+    `substitute_env=False` leaves `$NAME` values alone: use it for input from outside (e.g. the API), which
+    must not be able to read the process environment.
+    """
+    if not _has_root(data):
+        raise ConfigError(f"the config has no '{ROOT}:' mapping at its root")
+    root = dict(data[ROOT])
+    if substitute_env:
+        root = substitute_env_vars(root)
+    try:
+        config = MoonshipConfig.model_validate(root)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc.errors(), ROOT)) from None
+    problems = [
+        f"{ROOT}.strategies.{name}.markets: unknown market {market!r}"
+        for name, strategy in config.strategies.items()
+        for market in strategy.markets
+        if market not in config.markets
+    ]
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return config
+
+
+def substitute_env_vars(tree: dict[str, Any], prefix: str = ROOT) -> dict[str, Any]:
+    """A copy of `tree` where each string value `$NAME` is environment variable NAME (`$$X` is `$X`)."""
+    missing: list[str] = []
+
+    def walk(value: Any, path: str) -> Any:
+        if isinstance(value, dict):
+            return {key: walk(item, f"{path}.{key}") for key, item in value.items()}
+        if isinstance(value, list):
+            return [walk(item, f"{path}[{index}]") for index, item in enumerate(value)]
+        match = _ENV_REF.match(value) if isinstance(value, str) else None
+        if match is None:
+            return value
+        name = match.group(1)
+        if name.startswith("$"):
+            return name
+        if name not in os.environ:
+            missing.append(f"{path}: environment variable {name} is not set")
+        return os.environ.get(name)
+
+    result: dict[str, Any] = walk(tree, prefix)
+    if missing:
+        raise ConfigError("\n".join(missing))
+    return result
+
+
+def format_errors(errors: Iterable[ErrorDetails], prefix: str) -> str:
+    """pydantic errors as `prefix.dotted.path: problem` lines."""
+    lines = []
+    for error in errors:
+        path = prefix
+        for part in error["loc"]:
+            path += f"[{part}]" if isinstance(part, int) else f".{part}"
+        lines.append(f"{path}: {_problem(error)}")
+    return "\n".join(lines)
+
+
+def _problem(error: ErrorDetails) -> str:
+    kind = error["type"]
+    if kind == "missing":
+        return "field required"
+    if kind == "extra_forbidden":
+        return "unknown property"
+    message = error["msg"].removeprefix("Value error, ")
+    return message[:1].lower() + message[1:]
+
+
+def validate_sections(
+    config: MoonshipConfig, known: Mapping[str, type[BaseModel] | None]
+) -> dict[str, BaseModel | dict[str, Any]]:
+    """Validate each plugin section present in `config` with its plugin's settings model (None: kept raw)."""
+    result: dict[str, BaseModel | dict[str, Any]] = {}
+    problems: list[str] = []
+    for name, section in config.sections.items():
+        if name not in known:
+            problems.append(f"{ROOT}.{name}: unknown property (no installed plugin uses it)")
+            continue
+        model = known[name]
+        if model is None:
+            result[name] = section
+            continue
+        try:
+            result[name] = model.model_validate(section)
+        except ValidationError as exc:
+            problems.append(format_errors(exc.errors(), f"{ROOT}.{name}"))
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return result
+
+
+def default_logging() -> dict[str, Any]:
+    """The default `logging.config.dictConfig` dict."""
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"log": {"format": LOG_FORMAT}},
+        "handlers": {
+            "stdout": {"class": "logging.StreamHandler", "formatter": "log", "stream": "ext://sys.stdout"}
+        },
+        "root": {"handlers": ["stdout"], "level": "WARNING"},
+        "loggers": {"moonship": {"level": "INFO"}},
+    }
+
+
+def logging_config(config: MoonshipConfig) -> dict[str, Any]:
+    """The defaults with `moonship.logging` merged over them.
+
+    Formatters, filters, handlers and loggers merge per name: a given entry's keys override the default
+    entry's, unless it names another class, which replaces the entry. `root` merges key by key.
+    """
+    result = default_logging()
+    for key, value in config.logging.items():
+        default = result.get(key)
+        if key in ("formatters", "filters", "handlers", "loggers") and isinstance(value, dict):
+            merged = dict(default or {})
+            for name, entry in value.items():
+                merged[name] = _merge_entry(merged.get(name), entry)
+            result[key] = merged
+        else:
+            result[key] = _merge_entry(default, value)
+    return result
+
+
+def _merge_entry(default: Any, value: Any) -> Any:
+    if not (isinstance(default, dict) and isinstance(value, dict)):
+        return value
+    for factory in ("class", "()"):
+        if factory in value and value[factory] != default.get(factory):
+            return value
+    return {**default, **value}
+
+
+def configure_logging(config: MoonshipConfig) -> None:
+    """Apply `logging_config(config)`, creating the directory of every handler's `filename` first."""
+    settings = logging_config(config)
+    try:
+        for handler in settings.get("handlers", {}).values():
+            if isinstance(handler, dict) and handler.get("filename"):
+                Path(str(handler["filename"])).parent.mkdir(parents=True, exist_ok=True)
+        logging.config.dictConfig(settings)
+    except (OSError, ValueError, TypeError, AttributeError, ImportError) as exc:
+        cause = f": {exc.__cause__}" if exc.__cause__ else ""
+        raise ConfigError(f"{ROOT}.logging: {exc}{cause}") from None

@@ -1,0 +1,122 @@
+"""ControlPlane: list, get, add, update, remove, start and stop strategies of any engine.
+
+The one facade both the API and the monitor use: reads come from the shared cache, changes go to the named
+engine through the message bus.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Any
+
+from .bus import MessageBus
+from .cache import SharedCache
+from .errors import ControlError
+
+ENGINES_KEY = "moonship:engines"
+
+
+def strategies_key(engine: str) -> str:
+    return f"moonship:{engine}:strategies"
+
+
+def heartbeat_key(engine: str) -> str:
+    return f"moonship:{engine}:heartbeat"
+
+
+def matches(info: Mapping[str, Any], filters: Mapping[str, str]) -> bool:
+    """True when every filter equals the field of that name (booleans and numbers compared as values)."""
+    for name, wanted in filters.items():
+        if name not in info:
+            return False
+        value = info[name]
+        if isinstance(value, bool) or value is None:
+            if wanted.lower() != ("null" if value is None else str(value).lower()):
+                return False
+        elif isinstance(value, int | float) or _is_number(value):
+            if not _is_number(wanted) or _number(wanted) != _number(value):
+                return False
+        elif str(value) != wanted:
+            return False
+    return True
+
+
+def _is_number(value: Any) -> bool:
+    if isinstance(value, bool):
+        return False
+    if isinstance(value, int | float):
+        return True
+    try:
+        _number(value)
+    except (ArithmeticError, ValueError, TypeError):
+        return False
+    return True
+
+
+def _number(value: Any) -> Decimal:
+    number = Decimal(str(value))
+    if not number.is_finite():
+        raise ValueError(value)
+    return number
+
+
+class ControlPlane:
+    def __init__(self, cache: SharedCache, bus: MessageBus, timeout: float = 20.0) -> None:
+        self.cache = cache
+        self.bus = bus
+        self.timeout = timeout
+
+    async def engines(self) -> list[str]:
+        """Names of the engines that are running (heartbeat alive)."""
+        names = sorted(await self.cache.hgetall(ENGINES_KEY))
+        return [n for n in names if await self.cache.get(heartbeat_key(n)) is not None]
+
+    async def strategies(self, filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
+        """StrategyInfo of every strategy of every running engine, filtered by field values."""
+        out: list[dict[str, Any]] = []
+        for engine in await self.engines():
+            infos = await self.cache.hgetall(strategies_key(engine))
+            out.extend(info for _, info in sorted(infos.items()))
+        return [info for info in out if matches(info, filters or {})]
+
+    async def strategy(self, engine: str, name: str) -> dict[str, Any]:
+        info = await self.cache.hget(strategies_key(engine), name)
+        if info is None:
+            raise ControlError("No such strategy", 404)
+        return dict(info)
+
+    async def add(self, engine: str, name: str, config: Mapping[str, Any]) -> Any:
+        return await self.send(engine, "add", name, dict(config))
+
+    async def update(self, engine: str, name: str, config: Mapping[str, Any]) -> Any:
+        return await self.send(engine, "update", name, dict(config))
+
+    async def remove(self, engine: str, name: str) -> Any:
+        return await self.send(engine, "remove", name)
+
+    async def start(self, engine: str, name: str) -> Any:
+        return await self.send(engine, "start", name)
+
+    async def stop(self, engine: str, name: str) -> Any:
+        return await self.send(engine, "stop", name)
+
+    async def send(
+        self,
+        engine: str,
+        command: str,
+        strategy: str | None = None,
+        config: dict[str, Any] | None = None,
+        command_id: str | None = None,
+    ) -> Any:
+        """Send one command; returns the engine's result or raises ControlError with its status."""
+        message: dict[str, Any] = {"id": command_id or uuid.uuid4().hex, "command": command}
+        if strategy is not None:
+            message["strategy"] = strategy
+        if config is not None:
+            message["config"] = config
+        reply = await self.bus.request(engine, message, self.timeout)
+        if not reply.get("ok"):
+            raise ControlError(str(reply.get("error", "command failed")), int(reply.get("status", 500)))
+        return reply.get("result")

@@ -1,0 +1,47 @@
+"""The hooks a Moonship plugin implements (pluggy project "moonship").
+
+A plugin is a module named by an entry point in group `moonship`; it defines some of these functions,
+decorated with `@hookimpl`. Each returns a dict; the results of all plugins are merged by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from .algo import TradingAlgo
+    from .client import MarketClient
+    from .service import Service
+
+PROJECT = "moonship"
+
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def moonship_market_clients() -> dict[str, type[MarketClient]]:  # type: ignore[empty-body]
+    """Market client classes by name, e.g. `{"binance": BinanceClient}` (`markets.NAME.client`)."""
+
+
+@hookspec
+def moonship_algos() -> dict[str, type[TradingAlgo]]:  # type: ignore[empty-body]
+    """TradingAlgo subclasses by name (`strategies.NAME.algo`)."""
+
+
+@hookspec
+def moonship_services() -> dict[str, type[Service]]:  # type: ignore[empty-body]
+    """Service classes run beside or instead of the engine, e.g. `{"api": ApiService}`."""
+
+
+@hookspec
+def moonship_backends() -> dict[str, Callable[..., Any]]:  # type: ignore[empty-body]
+    """Shared cache / message bus backend factories by URL scheme, e.g. `{"redis": ..., "rediss": ...}`."""
+
+
+@hookspec
+def moonship_alert_actions() -> dict[str, type[Any]]:  # type: ignore[empty-body]
+    """Monitor alert action classes by name (`monitor.alerts.NAME.actions`), e.g. `{"email": EmailAction}`."""

@@ -1,0 +1,375 @@
+"""Market: one currency pair at one exchange. It keeps the book, recent trades, ticker and candles, and is
+the only way to send requests to the exchange (through its MarketClient).
+
+Cache, then publish: every event from the client updates the market's own state first and then notifies
+the subscribed strategies, which decide later on their own tasks (see strategy.Mailbox).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .book import OrderBook
+from .client import ClientContext, MarketClient
+from .errors import InvalidOrder, MarketClosed, OrderStatusUnknown
+from .model import (
+    Balance,
+    Candle,
+    MarketInfo,
+    MarketStatus,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    Side,
+    Ticker,
+    Trade,
+    fmt_decimal,
+    round_to_step,
+)
+
+if TYPE_CHECKING:
+    from .config import MarketConfig
+
+_RECENTLY_CLOSED = 1024
+_QUOTE_STEP = Decimal("1e-8")
+
+
+class Subscriber(Protocol):
+    """What a market notifies (implemented by the strategy's mailbox)."""
+
+    def notify_book(self, market: Market) -> None: ...
+
+    def notify(self, kind: str, market: Market, payload: Any) -> None: ...
+
+
+@dataclass(slots=True)
+class _Tracked:
+    owner: Subscriber | None
+    order: Order | None = None
+
+
+class Market:
+    def __init__(
+        self, name: str, config: MarketConfig, client_class: type[MarketClient], context: ClientContext
+    ) -> None:
+        self.name = name
+        self.config = config
+        self.symbol = config.symbol
+        self.logger = logging.getLogger(f"moonship.market.{name}")
+        self.book = OrderBook(self.symbol)
+        self.info: MarketInfo | None = None
+        self.status = MarketStatus.CLOSED
+        self.trades: deque[Trade] = deque(maxlen=config.max_recent_trade_list_size)
+        self.candles: deque[Candle] = deque(maxlen=1000)
+        self.last_price: Decimal | None = None
+        self.balances: dict[str, Balance] = {}
+        self._ticker: Ticker | None = None
+        self._candle: Candle | None = None
+        self._subscribers: list[Subscriber] = []
+        self._orders: dict[str, _Tracked] = {}  # client order id -> owner and latest state
+        self._closed_ids: deque[str] = deque(maxlen=_RECENTLY_CLOSED)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._opened = False
+        self._open_lock = asyncio.Lock()
+        context.logger = self.logger
+        self.client = client_class(context, _Feed(self))
+
+    # ------------------------------------------------------------------ lifecycle
+    async def open(self) -> None:
+        """Load the market's rules and start the client's streams (idempotent)."""
+        async with self._open_lock:
+            if not self._opened:
+                await self._open()
+
+    async def _open(self) -> None:
+        self.info = await self.client.get_market_info()
+        self.book = OrderBook(self.symbol, price_decimals=max(8, self.info.price_decimals))
+        self.status = MarketStatus.UNSYNCED
+        self._opened = True
+        await self.client.connect()
+        self.logger.info(
+            "opened %s: tick %s, lot %s, min qty %s, min notional %s",
+            self.symbol, self.info.tick_size, self.info.lot_size, self.info.min_quantity, self.info.min_notional,
+        )
+
+    async def close(self) -> None:
+        if not self._opened:
+            return
+        self._opened = False
+        for task in list(self._tasks):
+            task.cancel()
+        await self.client.close()
+        self.status = MarketStatus.CLOSED
+        self.book.clear()
+
+    def subscribe(self, subscriber: Subscriber) -> None:
+        if subscriber not in self._subscribers:
+            self._subscribers.append(subscriber)
+
+    def unsubscribe(self, subscriber: Subscriber) -> None:
+        if subscriber in self._subscribers:
+            self._subscribers.remove(subscriber)
+
+    # ------------------------------------------------------------------ state
+    @property
+    def ticker(self) -> Ticker:
+        """The latest ticker from the exchange, or one made from the book and the last trade."""
+        if self._ticker is not None:
+            return self._ticker
+        return Ticker(self.symbol, self.book.best_bid, self.book.best_ask, self.last_price)
+
+    @property
+    def is_open(self) -> bool:
+        return self.status in (MarketStatus.OPEN, MarketStatus.OPEN_POST_ONLY)
+
+    def open_orders(self, owner: Subscriber | None = None) -> list[Order]:
+        """Our live orders in this market (of one owner, if given)."""
+        return [
+            t.order
+            for t in self._orders.values()
+            if t.order is not None and (owner is None or t.owner is owner)
+        ]
+
+    # ------------------------------------------------------------------ events from the client (via _Feed)
+    def _on_book(self) -> None:
+        for sub in self._subscribers:
+            sub.notify_book(self)
+
+    def _on_trade(self, trade: Trade) -> None:
+        self.trades.append(trade)
+        self.last_price = trade.price
+        period = self.config.candle_period
+        if period:
+            self._add_to_candle(trade, period)
+        for sub in self._subscribers:
+            sub.notify("trade", self, trade)
+
+    def _on_ticker(self, ticker: Ticker) -> None:
+        self._ticker = ticker
+        if ticker.last is not None:
+            self.last_price = ticker.last
+        for sub in self._subscribers:
+            sub.notify("ticker", self, ticker)
+
+    def _on_candle(self, candle: Candle) -> None:
+        self.candles.append(candle)
+        for sub in self._subscribers:
+            sub.notify("candle", self, candle)
+
+    def _on_status(self, status: MarketStatus, reason: str = "") -> None:
+        if status is self.status or not self._opened:
+            return
+        level = logging.INFO if status in (MarketStatus.OPEN, MarketStatus.OPEN_POST_ONLY) else logging.WARNING
+        self.logger.log(level, "market %s%s", status.value, f": {reason}" if reason else "")
+        self.status = status
+        for sub in self._subscribers:
+            sub.notify("status", self, status)
+
+    def _on_order(self, order: Order) -> None:
+        tracked = self._orders.get(order.client_order_id)
+        if tracked is None:
+            if order.client_order_id not in self._closed_ids:
+                self.logger.debug("update of an order not placed here: %s", order.client_order_id)
+            return
+        if not _is_newer(order, tracked.order):
+            return
+        tracked.order = order
+        if order.status.is_final:
+            del self._orders[order.client_order_id]
+            self._closed_ids.append(order.client_order_id)
+            self._log_final(order)
+        if tracked.owner is not None:
+            tracked.owner.notify("order", self, order)
+
+    def _on_balances(self, balances: Sequence[Balance]) -> None:
+        for b in balances:
+            self.balances[b.asset] = b
+
+    # ------------------------------------------------------------------ requests
+    async def place_order(self, request: OrderRequest, owner: Subscriber | None = None) -> Order:
+        """Round to the market's tick and lot, check its minimums, send, and track the order for `owner`."""
+        self._check_open(request)
+        request = self.prepare(request)
+        coid = request.client_order_id
+        self._orders[coid] = _Tracked(owner)
+        try:
+            order = await self.client.place_order(request)
+        except OrderStatusUnknown:
+            self.logger.warning("order %s sent but not confirmed: querying it", coid)
+            self._spawn(self._resolve_unknown(request))
+            raise
+        except BaseException:
+            self._orders.pop(coid, None)
+            raise
+        self.logger.info(
+            "%s %s %s @ %s %s%s (%s)",
+            request.side.value,
+            fmt_decimal(request.quantity) if request.quantity is not None
+            else f"{fmt_decimal(request.quote_quantity or Decimal(0))} quote",
+            self.symbol,
+            fmt_decimal(request.price) if request.price is not None else "market",
+            request.time_in_force.value,
+            " post-only" if request.post_only else "",
+            coid,
+        )
+        self._on_order(order)
+        tracked = self._orders.get(coid)
+        return tracked.order if tracked is not None and tracked.order is not None else order
+
+    async def cancel_order(self, order: Order) -> Order:
+        if self.status is MarketStatus.CLOSED:
+            raise MarketClosed(f"{self.name}: market closed")
+        result = await self.client.cancel_order(order)
+        self._on_order(result)
+        return result
+
+    async def get_order(self, order: Order) -> Order:
+        result = await self.client.get_order(order)
+        self._on_order(result)
+        return result
+
+    async def get_balances(self) -> dict[str, Balance]:
+        balances = await self.client.get_balances()
+        self.balances.update(balances)
+        return balances
+
+    def prepare(self, request: OrderRequest) -> OrderRequest:
+        """The request as it will leave: rounded to tick and lot, market defaults applied, minimums checked."""
+        info = self.info
+        changes: dict[str, Any] = {}
+        if request.margin is None:
+            changes["margin"] = self.config.enable_margin
+        if request.account is None and self.config.account is not None:
+            changes["account"] = self.config.account
+        if info is not None:
+            if request.price is not None:
+                # a buy never pays more, a sell never asks less, than the strategy said
+                changes["price"] = round_to_step(request.price, info.tick_size, up=request.side is Side.SELL)
+            if request.quantity is not None:
+                qty = round_to_step(request.quantity, info.lot_size)
+                if qty <= 0:
+                    raise InvalidOrder(
+                        f"{self.name}: quantity {request.quantity} rounds to 0 at lot size {info.lot_size}",
+                        rule="lot_size",
+                    )
+                changes["quantity"] = qty
+        if request.quote_quantity is not None:
+            changes["quote_quantity"] = round_to_step(request.quote_quantity, _QUOTE_STEP)
+        request = replace(request, **changes) if changes else request
+        if info is not None:
+            self._check_minimums(request, info)
+        return request
+
+    def _check_open(self, request: OrderRequest) -> None:
+        if self.status is MarketStatus.CLOSED:
+            raise MarketClosed(f"{self.name}: market closed")
+        if self.status is MarketStatus.OPEN_POST_ONLY and not request.post_only:
+            raise MarketClosed(f"{self.name}: market accepts only post-only orders")
+
+    def _check_minimums(self, request: OrderRequest, info: MarketInfo) -> None:
+        qty = request.quantity
+        if qty is not None and qty < info.min_quantity:
+            raise InvalidOrder(f"{self.name}: quantity {qty} is below the minimum {info.min_quantity}",
+                               rule="min_quantity")
+        if request.quote_quantity is not None:
+            notional: Decimal | None = request.quote_quantity
+        else:
+            price = request.price
+            if price is None:  # market order by quantity: value it at the price it would take
+                price = self.book.best_ask if request.side is Side.BUY else self.book.best_bid
+                price = price or self.last_price
+            notional = None if price is None or qty is None else price * qty
+        if notional is not None and notional < info.min_notional:
+            raise InvalidOrder(
+                f"{self.name}: order value {fmt_decimal(notional)} is below the minimum {info.min_notional}",
+                rule="min_notional",
+            )
+
+    async def _resolve_unknown(self, request: OrderRequest) -> None:
+        probe = Order(
+            id="", client_order_id=request.client_order_id, symbol=self.symbol, side=request.side,
+            type=request.type, status=OrderStatus.UNKNOWN, quantity=request.quantity,
+            quote_quantity=request.quote_quantity, price=request.price,
+        )
+        delay = 0.5
+        while request.client_order_id in self._orders:
+            try:
+                self._on_order(await self.client.get_order(probe))
+                return
+            except Exception as exc:  # the exchange may not know it yet; keep asking
+                self.logger.debug("order %s still unknown: %s", request.client_order_id, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 30.0)
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _add_to_candle(self, trade: Trade, period: int) -> None:
+        ts = int(trade.timestamp.timestamp())
+        start = datetime.fromtimestamp(ts - ts % period, UTC)
+        c = self._candle
+        if c is not None and c.start_time == start:
+            self._candle = replace(
+                c, high=max(c.high, trade.price), low=min(c.low, trade.price), close=trade.price,
+                volume=c.volume + trade.quantity,
+                buy_volume=c.buy_volume + (trade.quantity if trade.taker_side is Side.BUY else 0),
+            )
+            return
+        if c is not None and start > c.start_time:
+            self._on_candle(c)
+        self._candle = Candle(
+            self.symbol, period, start, trade.price, trade.price, trade.price, trade.price, trade.quantity,
+            trade.quantity if trade.taker_side is Side.BUY else Decimal(0),
+        )
+
+    def _log_final(self, order: Order) -> None:
+        level = logging.WARNING if order.status is OrderStatus.REJECTED else logging.INFO
+        filled = f"{fmt_decimal(order.filled_quantity)}"
+        avg = order.average_price
+        self.logger.log(
+            level, "order %s %s: filled %s%s%s", order.client_order_id, order.status.value, filled,
+            f" @ {fmt_decimal(avg)}" if avg is not None else "", f" ({order.reason})" if order.reason else "",
+        )
+
+    def __repr__(self) -> str:
+        return f"Market({self.name}: {self.symbol} {self.status.value})"
+
+
+def _is_newer(new: Order, old: Order | None) -> bool:
+    """Whether `new` moves an order forward (exchanges repeat and reorder updates)."""
+    if old is None:
+        return True
+    if old.status.is_final:
+        return False
+    if new.filled_quantity != old.filled_quantity:
+        return new.filled_quantity > old.filled_quantity
+    return new.status != old.status or new.id != old.id
+
+
+class _Feed:
+    """The MarketEvents a market hands its client: its own handlers, bound once (no extra call per event)."""
+
+    __slots__ = ("_market", "balances", "book_changed", "candle", "order_update", "status", "ticker", "trade")
+
+    def __init__(self, market: Market) -> None:
+        self._market = market
+        self.book_changed = market._on_book
+        self.trade = market._on_trade
+        self.ticker = market._on_ticker
+        self.candle = market._on_candle
+        self.status = market._on_status
+        self.order_update = market._on_order
+        self.balances = market._on_balances
+
+    @property
+    def book(self) -> OrderBook:
+        return self._market.book

@@ -1,0 +1,316 @@
+"""Domain types: Decimal money, timezone-aware UTC times, immutable records."""
+
+from __future__ import annotations
+
+import enum
+import secrets
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
+from typing import Any
+
+ZERO = Decimal(0)
+
+
+def utc_now() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def from_ms(ms: int | float | str) -> datetime:
+    """Epoch milliseconds to an aware UTC datetime."""
+    return datetime.fromtimestamp(int(ms) / 1000, UTC)
+
+
+def to_ms(ts: datetime) -> int:
+    """An aware datetime to epoch milliseconds."""
+    return int(ts.timestamp() * 1000)
+
+
+def new_client_order_id(prefix: str = "ms") -> str:
+    """A unique client order id (alphanumeric, 26 chars: fits every exchange's limit)."""
+    return prefix + secrets.token_hex(12)
+
+
+def round_to_step(value: Decimal, step: Decimal, *, up: bool = False) -> Decimal:
+    """Round `value` down (or up) to a whole multiple of `step`."""
+    if step <= 0:
+        return value
+    units = (value / step).to_integral_value(ROUND_CEILING if up else ROUND_FLOOR)
+    return (units * step).quantize(step, ROUND_DOWN)
+
+
+def fmt_decimal(value: Decimal) -> str:
+    """Plain decimal text without exponent or trailing zeros ("0.0001", "12")."""
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text or "0"
+
+
+class Side(enum.StrEnum):
+    BUY = "BUY"
+    SELL = "SELL"
+
+    @property
+    def opposite(self) -> Side:
+        return Side.SELL if self is Side.BUY else Side.BUY
+
+
+class OrderType(enum.StrEnum):
+    LIMIT = "LIMIT"
+    MARKET = "MARKET"
+
+
+class TimeInForce(enum.StrEnum):
+    GTC = "GTC"
+    IOC = "IOC"
+    FOK = "FOK"
+
+
+class OrderStatus(enum.StrEnum):
+    """The first Moonship's statuses (readable strings), plus UNKNOWN for unconfirmed requests."""
+
+    PENDING = "PENDING"
+    PARTIALLY_FILLED = "PARTIALLY FILLED"
+    FILLED = "FILLED"
+    CANCELLATION_PENDING = "CANCELLATION PENDING"
+    CANCELLED = "CANCELLED"
+    CANCELLED_AND_PARTIALLY_FILLED = "CANCELLED AND PARTIALLY FILLED"
+    REJECTED = "REJECTED"
+    EXPIRED = "EXPIRED"
+    UNKNOWN = "UNKNOWN"
+
+    @property
+    def is_final(self) -> bool:
+        return self in _FINAL
+
+
+_FINAL = frozenset(
+    {
+        OrderStatus.FILLED,
+        OrderStatus.CANCELLED,
+        OrderStatus.CANCELLED_AND_PARTIALLY_FILLED,
+        OrderStatus.REJECTED,
+        OrderStatus.EXPIRED,
+    }
+)
+
+
+class MarketStatus(enum.StrEnum):
+    CLOSED = "CLOSED"
+    OPEN = "OPEN"
+    OPEN_POST_ONLY = "OPEN POST ONLY"
+    #: connected but the book cannot be trusted (disconnected, resyncing)
+    UNSYNCED = "UNSYNCED"
+
+
+class CandlePeriod(enum.IntEnum):
+    """Candle length in seconds."""
+
+    ONE_MIN = 60
+    FIVE_MIN = 300
+    FIFTEEN_MIN = 900
+    THIRTY_MIN = 1800
+    HOUR = 3600
+    DAY = 86400
+
+
+@dataclass(frozen=True, slots=True)
+class MarketInfo:
+    """Static trading rules of one market."""
+
+    symbol: str
+    base_asset: str
+    quote_asset: str
+    tick_size: Decimal
+    lot_size: Decimal
+    min_quantity: Decimal = ZERO
+    min_notional: Decimal = ZERO
+    status: MarketStatus = MarketStatus.OPEN
+
+    @property
+    def price_decimals(self) -> int:
+        return max(0, -self.tick_size.normalize().as_tuple().exponent)  # type: ignore[operator]
+
+    @property
+    def quantity_decimals(self) -> int:
+        return max(0, -self.lot_size.normalize().as_tuple().exponent)  # type: ignore[operator]
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRequest:
+    """What a strategy asks a market to do. `client_order_id` is always set, so retries are idempotent."""
+
+    side: Side
+    type: OrderType
+    quantity: Decimal | None = None
+    quote_quantity: Decimal | None = None
+    price: Decimal | None = None
+    time_in_force: TimeInForce = TimeInForce.GTC
+    post_only: bool = False
+    client_order_id: str = field(default_factory=new_client_order_id)
+    margin: bool | None = None
+    account: str | None = None
+
+    def __post_init__(self) -> None:
+        if (self.quantity is None) == (self.quote_quantity is None):
+            raise ValueError("an order needs exactly one of quantity or quote_quantity")
+        if self.type is OrderType.LIMIT:
+            if self.price is None or self.price <= 0:
+                raise ValueError("a limit order needs a positive price")
+            if self.quantity is None:
+                raise ValueError("a limit order is sized by quantity")
+            if self.post_only and self.time_in_force is not TimeInForce.GTC:
+                raise ValueError("a post-only order rests: its time in force must be GTC")
+        elif self.post_only:
+            raise ValueError("a market order cannot be post-only")
+        size = self.quantity if self.quantity is not None else self.quote_quantity
+        if size is not None and size <= 0:
+            raise ValueError("order size must be positive")
+
+    @classmethod
+    def limit(
+        cls,
+        side: Side,
+        quantity: Decimal,
+        price: Decimal,
+        *,
+        time_in_force: TimeInForce = TimeInForce.GTC,
+        post_only: bool = False,
+        **kw: Any,
+    ) -> OrderRequest:
+        return cls(side, OrderType.LIMIT, quantity=quantity, price=price,
+                   time_in_force=time_in_force, post_only=post_only, **kw)
+
+    @classmethod
+    def market(
+        cls, side: Side, *, quantity: Decimal | None = None, quote_quantity: Decimal | None = None, **kw: Any
+    ) -> OrderRequest:
+        return cls(side, OrderType.MARKET, quantity=quantity, quote_quantity=quote_quantity,
+                   time_in_force=TimeInForce.IOC, **kw)
+
+
+@dataclass(frozen=True, slots=True)
+class Fill:
+    """One execution of one of our orders."""
+
+    trade_id: str
+    price: Decimal
+    quantity: Decimal
+    fee: Decimal = ZERO
+    fee_asset: str = ""
+    is_maker: bool = False
+    timestamp: datetime = field(default_factory=utc_now)
+
+
+@dataclass(frozen=True, slots=True)
+class Order:
+    """The exchange's view of one of our orders at one moment."""
+
+    id: str
+    client_order_id: str
+    symbol: str
+    side: Side
+    type: OrderType
+    status: OrderStatus
+    quantity: Decimal | None = None
+    quote_quantity: Decimal | None = None
+    price: Decimal | None = None
+    time_in_force: TimeInForce = TimeInForce.GTC
+    post_only: bool = False
+    filled_quantity: Decimal = ZERO
+    filled_quote_quantity: Decimal = ZERO
+    fills: tuple[Fill, ...] = ()
+    created: datetime = field(default_factory=utc_now)
+    updated: datetime = field(default_factory=utc_now)
+    reason: str | None = None
+
+    @property
+    def average_price(self) -> Decimal | None:
+        if not self.filled_quantity:
+            return None
+        return self.filled_quote_quantity / self.filled_quantity
+
+    @property
+    def remaining_quantity(self) -> Decimal | None:
+        return None if self.quantity is None else self.quantity - self.filled_quantity
+
+    @property
+    def fees(self) -> dict[str, Decimal]:
+        out: dict[str, Decimal] = {}
+        for f in self.fills:
+            if f.fee:
+                out[f.fee_asset] = out.get(f.fee_asset, ZERO) + f.fee
+        return out
+
+    def with_fill(self, fill: Fill) -> Order:
+        """This order after `fill`; its status becomes PARTIALLY FILLED or FILLED."""
+        filled = self.filled_quantity + fill.quantity
+        quote = self.filled_quote_quantity + fill.price * fill.quantity
+        done = (self.quantity is not None and filled >= self.quantity) or (
+            self.quote_quantity is not None and quote >= self.quote_quantity
+        )
+        return replace(
+            self,
+            filled_quantity=filled,
+            filled_quote_quantity=quote,
+            fills=(*self.fills, fill),
+            status=OrderStatus.FILLED if done else OrderStatus.PARTIALLY_FILLED,
+            updated=fill.timestamp,
+        )
+
+    def closed(self, status: OrderStatus, reason: str | None = None) -> Order:
+        """This order ended: a cancel or expiry with fills keeps them visible in the status."""
+        if status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED) and self.filled_quantity > 0:
+            status = OrderStatus.CANCELLED_AND_PARTIALLY_FILLED
+        return replace(self, status=status, reason=reason or self.reason, updated=utc_now())
+
+
+@dataclass(frozen=True, slots=True)
+class Trade:
+    """A public trade."""
+
+    id: str
+    symbol: str
+    price: Decimal
+    quantity: Decimal
+    taker_side: Side
+    timestamp: datetime = field(default_factory=utc_now)
+
+
+@dataclass(frozen=True, slots=True)
+class Ticker:
+    symbol: str
+    bid: Decimal | None
+    ask: Decimal | None
+    last: Decimal | None
+    timestamp: datetime = field(default_factory=utc_now)
+
+    @property
+    def spread(self) -> Decimal | None:
+        return None if self.bid is None or self.ask is None else self.ask - self.bid
+
+
+@dataclass(frozen=True, slots=True)
+class Candle:
+    symbol: str
+    period: int
+    start_time: datetime
+    open: Decimal
+    high: Decimal
+    low: Decimal
+    close: Decimal
+    volume: Decimal = ZERO
+    buy_volume: Decimal = ZERO
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    asset: str
+    free: Decimal
+    locked: Decimal = ZERO
+
+    @property
+    def total(self) -> Decimal:
+        return self.free + self.locked

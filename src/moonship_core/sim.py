@@ -1,0 +1,294 @@
+"""SimClient: an offline, deterministic synthetic market for demos, tests and benchmarks (no network).
+
+The mid price is a seeded random walk; the book is a ladder of levels one to a few ticks apart that follows
+it; trades print at the touch and take their quantity off that level. Prices and sizes are held as integer
+ticks and lots (floats appear only as random draws), so the same seed gives the same prices and quantities.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import zlib
+from bisect import insort
+from collections import deque
+from decimal import Decimal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from .client import ClientContext, MarketClient, MarketEvents
+from .config import ROOT, format_errors
+from .errors import ConfigError, ExchangeError
+from .model import Balance, MarketInfo, MarketStatus, Order, OrderRequest, Side, Ticker, Trade
+
+QUOTE_ASSETS = ("USDT", "USDC", "BUSD", "ZAR", "EUR", "USD", "BTC", "ETH")
+_SEPARATORS = ("/", "-", "_")
+_GAPS = (1, 1, 1, 2, 3)  # ticks between neighbouring levels
+_TRADE_CHANCE = 0.5  # per event
+_SWEEP_CHANCE = 0.25  # a trade takes the whole touch level
+_LEVEL_NOTIONAL_MINIMUMS = 100  # a typical level is worth this many min_notionals
+_NO_ORDERS = "the sim client supplies market data only; trade on it with client: paper and real_client: sim"
+
+
+def split_symbol(symbol: str) -> tuple[str, str]:
+    """(base, quote) of a symbol such as "BTCUSDT", "XBTZAR" or "ETH/BTC"; unknown quotes split 3/3."""
+    for sep in _SEPARATORS:
+        if sep in symbol:
+            base, _, quote = symbol.partition(sep)
+            return base, quote
+    for quote in QUOTE_ASSETS:
+        if symbol.endswith(quote) and len(symbol) > len(quote):
+            return symbol[: -len(quote)], quote
+    return symbol[:3], symbol[3:]
+
+
+class SimSettings(BaseModel):
+    """The sim's keys of `moonship.markets.NAME`."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: default: a stable hash of the symbol
+    seed: int | None = None
+    start_price: Decimal = Field(Decimal(30000), gt=0)
+    tick_size: Decimal = Field(Decimal("0.01"), gt=0)
+    lot_size: Decimal = Field(Decimal("0.00001"), gt=0)
+    min_notional: Decimal = Field(Decimal(5), ge=0)
+    events_per_second: Decimal = Field(Decimal(20), gt=0)
+    #: levels per side
+    levels: int = Field(50, ge=1)
+    #: standard deviation of the mid's random walk per event, in basis points
+    volatility_bps: Decimal = Field(Decimal(2), ge=0)
+
+
+class _Ladder:
+    """One side of the sim's own book: tick -> lots, with the ticks kept sorted ascending."""
+
+    __slots__ = ("lots", "ticks")
+
+    def __init__(self) -> None:
+        self.ticks: list[int] = []
+        self.lots: dict[int, int] = {}
+
+    def set(self, tick: int, lots: int, changes: dict[int, int]) -> None:
+        if lots <= 0:
+            if self.lots.pop(tick, None) is not None:
+                self.ticks.remove(tick)
+                changes[tick] = 0
+            return
+        if tick not in self.lots:
+            insort(self.ticks, tick)
+        self.lots[tick] = lots
+        changes[tick] = lots
+
+
+class SimClient(MarketClient):
+    """A synthetic market: sequenced book updates, trades and tickers at `events_per_second`."""
+
+    name = "sim"
+
+    def __init__(self, context: ClientContext, events: MarketEvents) -> None:
+        super().__init__(context, events)
+        try:
+            settings = SimSettings.model_validate(context.config.extra)
+        except ValidationError as exc:
+            raise ConfigError(format_errors(exc.errors(), f"{ROOT}.markets.{context.market_name}")) from None
+        self.settings = settings
+        symbol = context.symbol
+        base, quote = split_symbol(symbol)
+        self.info = MarketInfo(
+            symbol, base, quote, settings.tick_size, settings.lot_size,
+            min_quantity=settings.lot_size, min_notional=settings.min_notional,
+        )
+        seed = settings.seed if settings.seed is not None else zlib.crc32(symbol.encode())
+        self._rng = random.Random(seed)
+        self._vol = float(settings.volatility_bps) / 10_000
+        self._fair = max(1, int((settings.start_price / settings.tick_size).to_integral_value()))
+        self._typical_lots = max(
+            10,
+            int(settings.min_notional * _LEVEL_NOTIONAL_MINIMUMS / (settings.start_price * settings.lot_size)),
+        )
+        self._bids = _Ladder()  # ticks <= fair
+        self._asks = _Ladder()  # ticks > fair
+        self._sequence = 0
+        self._trade_id = 0
+        self._last_price: Decimal | None = None
+        self._trades: deque[Trade] = deque(maxlen=context.config.max_recent_trade_list_size)
+        self._published = False
+        self._task: asyncio.Task[None] | None = None
+        self._recentre({}, {})
+
+    # ------------------------------------------------------------------ lifecycle
+    async def connect(self) -> None:
+        if self._task is not None and not self._task.done():
+            return
+        self._published = False  # the market may have a fresh book: start it from a snapshot
+        self._task = asyncio.create_task(self._run(), name=f"sim:{self.symbol}")
+
+    async def close(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self._published:
+            self._published = False
+            self.events.status(MarketStatus.CLOSED)
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        interval = 1 / float(self.settings.events_per_second)
+        deadline = loop.time()
+        try:
+            while True:
+                self.step()
+                deadline += interval
+                delay = deadline - loop.time()
+                if delay < -1.0:  # far behind (a stalled loop): resume the pace instead of bursting
+                    deadline, delay = loop.time(), 0.0
+                await asyncio.sleep(max(delay, 0.0))
+        except Exception:
+            self.logger.exception("sim feed of %s failed", self.symbol)
+            self.events.status(MarketStatus.CLOSED, "sim feed failed")
+
+    # ------------------------------------------------------------------ the market
+    def step(self) -> None:
+        """Produce one event: the first one (after construction or a reconnect) publishes the snapshot,
+        each later one moves the mid, re-centres the book and may print a trade at the touch."""
+        if not self._published:
+            self._publish_snapshot()
+            return
+        rng = self._rng
+        move = round(rng.gauss(0.0, self._fair * self._vol)) if self._vol else 0
+        self._fair = max(1, self._fair + move)
+        bid_changes: dict[int, int] = {}
+        ask_changes: dict[int, int] = {}
+        self._recentre(bid_changes, ask_changes)
+        ladder, changes = (self._bids, bid_changes) if rng.random() < 0.5 else (self._asks, ask_changes)
+        if ladder.ticks:  # another participant adds or cancels at one level
+            ladder.set(rng.choice(ladder.ticks), self._random_lots(), changes)
+        self._publish(bid_changes, ask_changes)
+        if rng.random() < _TRADE_CHANCE:
+            self._trade()
+
+    def _random_lots(self) -> int:
+        return 1 + int(self._rng.expovariate(1.0) * self._typical_lots)
+
+    def _recentre(self, bid_changes: dict[int, int], ask_changes: dict[int, int]) -> None:
+        """Drop levels the mid moved through, fill the gap to the mid, keep `levels` levels per side."""
+        rng, fair, n = self._rng, self._fair, self.settings.levels
+        bids, asks = self._bids, self._asks
+        while bids.ticks and bids.ticks[-1] > fair:
+            bids.set(bids.ticks[-1], 0, bid_changes)
+        while asks.ticks and asks.ticks[0] <= fair:
+            asks.set(asks.ticks[0], 0, ask_changes)
+        # near the mid: new levels down to the old best bid / up to the old best ask
+        tick, stop, added = fair - rng.randint(0, 1), bids.ticks[-1] if bids.ticks else 0, 0
+        while tick > stop and added < n:
+            bids.set(tick, self._random_lots(), bid_changes)
+            tick -= rng.choice(_GAPS)
+            added += 1
+        tick, added = fair + 1 + rng.randint(0, 1), 0
+        stop = asks.ticks[0] if asks.ticks else tick + n * max(_GAPS) + 1
+        while tick < stop and added < n:
+            asks.set(tick, self._random_lots(), ask_changes)
+            tick += rng.choice(_GAPS)
+            added += 1
+        # far from the mid: trim to `levels`, or extend the ladder outwards
+        while len(bids.ticks) > n:
+            bids.set(bids.ticks[0], 0, bid_changes)
+        while len(asks.ticks) > n:
+            asks.set(asks.ticks[-1], 0, ask_changes)
+        while bids.ticks and len(bids.ticks) < n and (tick := bids.ticks[0] - rng.choice(_GAPS)) > 0:
+            bids.set(tick, self._random_lots(), bid_changes)
+        while asks.ticks and len(asks.ticks) < n:
+            asks.set(asks.ticks[-1] + rng.choice(_GAPS), self._random_lots(), ask_changes)
+
+    def _trade(self) -> None:
+        """A taker of a random side takes part or all of the touch level."""
+        rng = self._rng
+        taker = Side.BUY if rng.random() < 0.5 else Side.SELL
+        ladder = self._asks if taker is Side.BUY else self._bids
+        if not ladder.ticks:
+            return
+        tick = ladder.ticks[0] if taker is Side.BUY else ladder.ticks[-1]
+        level = ladder.lots[tick]
+        lots = level if rng.random() < _SWEEP_CHANCE else rng.randint(1, level)
+        self._trade_id += 1
+        price = self._price(tick)
+        trade = Trade(str(self._trade_id), self.symbol, price, self._qty(lots), taker)
+        self._trades.append(trade)
+        self._last_price = price
+        self.events.trade(trade)
+        changes: dict[int, int] = {}
+        ladder.set(tick, level - lots, changes)
+        if taker is Side.BUY:
+            self._publish({}, changes)
+        else:
+            self._publish(changes, {})
+        self.events.ticker(self._ticker())
+
+    # ------------------------------------------------------------------ publishing
+    def _price(self, tick: int) -> Decimal:
+        return self.settings.tick_size * tick
+
+    def _qty(self, lots: int) -> Decimal:
+        return self.settings.lot_size * lots
+
+    def _publish_snapshot(self) -> None:
+        self._sequence += 1
+        bids = [(self._price(t), self._qty(self._bids.lots[t])) for t in reversed(self._bids.ticks)]
+        asks = [(self._price(t), self._qty(self._asks.lots[t])) for t in self._asks.ticks]
+        self.events.book.load_snapshot(bids, asks, self._sequence)
+        self._published = True
+        self.events.book_changed()
+        self.events.status(MarketStatus.OPEN)
+
+    def _publish(self, bid_changes: dict[int, int], ask_changes: dict[int, int]) -> None:
+        if not (bid_changes or ask_changes):
+            return
+        self._sequence += 1
+        self.events.book.apply_update(
+            [(self._price(t), self._qty(q)) for t, q in bid_changes.items()],
+            [(self._price(t), self._qty(q)) for t, q in ask_changes.items()],
+            self._sequence,
+            self._sequence,
+        )
+        self.events.book_changed()
+
+    def _ticker(self) -> Ticker:
+        bids, asks = self._bids.ticks, self._asks.ticks
+        return Ticker(
+            self.symbol,
+            self._price(bids[-1]) if bids else None,
+            self._price(asks[0]) if asks else None,
+            self._last_price,
+        )
+
+    # ------------------------------------------------------------------ requests
+    async def get_market_info(self) -> MarketInfo:
+        return self.info
+
+    async def get_ticker(self) -> Ticker:
+        return self._ticker()
+
+    async def get_recent_trades(self, limit: int = 100) -> list[Trade]:
+        """The last `limit` trades, oldest first."""
+        trades = list(self._trades)
+        return trades[-limit:] if limit > 0 else []
+
+    async def place_order(self, request: OrderRequest) -> Order:
+        raise ExchangeError(_NO_ORDERS)
+
+    async def cancel_order(self, order: Order) -> Order:
+        raise ExchangeError(_NO_ORDERS)
+
+    async def get_order(self, order: Order) -> Order:
+        raise ExchangeError(_NO_ORDERS)
+
+    async def get_open_orders(self) -> list[Order]:
+        raise ExchangeError(_NO_ORDERS)
+
+    async def get_balances(self) -> dict[str, Balance]:
+        return {}
+

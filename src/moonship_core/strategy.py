@@ -1,0 +1,309 @@
+"""Strategy: an algo + its config + runtime state (active, times, stop reason, position and P/L)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from .config import format_errors
+from .errors import ConfigError, MoonshipError
+from .model import ZERO, Fill, Order, Side, utc_now
+
+if TYPE_CHECKING:
+    from .algo import StrategyMarket, TradingAlgo
+    from .config import StrategyConfig
+    from .market import Market
+
+M = TypeVar("M", bound=BaseModel)
+
+#: public trades a strategy may fall behind by before the oldest are dropped (books never queue up)
+MAX_PENDING_TRADES = 10_000
+#: how long on_stop may take
+STOP_TIMEOUT = 10.0
+
+
+class Mailbox:
+    """A strategy's inbox: events in arrival order, with book updates conflated to one per market."""
+
+    __slots__ = ("books", "dropped", "queue", "trades", "wake")
+
+    def __init__(self) -> None:
+        self.queue: deque[tuple[str, Market, Any]] = deque()
+        self.books: set[Market] = set()  # markets with a book notice in the queue
+        self.trades = 0
+        self.dropped = 0
+        self.wake = asyncio.Event()
+
+    def notify_book(self, market: Market) -> None:
+        if market not in self.books:
+            self.books.add(market)
+            self.queue.append(("book", market, None))
+            self.wake.set()
+
+    def notify(self, kind: str, market: Market, payload: Any) -> None:
+        if kind == "trade":
+            if self.trades >= MAX_PENDING_TRADES:
+                self.dropped += 1
+                return
+            self.trades += 1
+        self.queue.append((kind, market, payload))
+        self.wake.set()
+
+    def clear(self) -> None:
+        self.queue.clear()
+        self.books.clear()
+        self.trades = 0
+
+
+@dataclass
+class Position:
+    """Position and realised P/L in one market by the average-cost method (fees count as cost)."""
+
+    quantity: Decimal = ZERO
+    average_cost: Decimal = ZERO
+    realized: Decimal = ZERO
+    fees: dict[str, Decimal] = field(default_factory=dict)
+
+    def apply(self, side: Side, fill: Fill, base_asset: str, quote_asset: str) -> Decimal | None:
+        """Book one fill; returns the profit it realised (None when it only opened or added)."""
+        qty, price = fill.quantity, fill.price
+        fee = ZERO
+        if fill.fee:
+            self.fees[fill.fee_asset] = self.fees.get(fill.fee_asset, ZERO) + fill.fee
+            if fill.fee_asset == quote_asset:
+                fee = fill.fee
+            elif fill.fee_asset == base_asset:
+                fee = fill.fee * price
+        signed = qty if side is Side.BUY else -qty
+        pos = self.quantity
+        if pos == 0 or (pos > 0) == (signed > 0):
+            held = abs(pos)
+            self.average_cost = (self.average_cost * held + price * qty + fee) / (held + qty)
+            self.quantity = pos + signed
+            return None
+        closing = min(qty, abs(pos))
+        direction = 1 if pos > 0 else -1
+        profit = (price - self.average_cost) * closing * direction - fee
+        self.realized += profit
+        self.quantity = pos + (closing if signed > 0 else -closing)
+        rest = qty - closing
+        if rest > 0:
+            self.quantity = rest if signed > 0 else -rest
+            self.average_cost = price
+        elif self.quantity == 0:
+            self.average_cost = ZERO
+        return profit
+
+    def unrealized(self, mark: Decimal) -> Decimal:
+        return (mark - self.average_cost) * self.quantity if self.quantity else ZERO
+
+
+class Strategy:
+    """Runs one algo over its markets on a task of its own."""
+
+    def __init__(
+        self,
+        name: str,
+        engine: str,
+        config: StrategyConfig,
+        algo_class: type[TradingAlgo],
+        markets: dict[str, Market],
+        on_change: Callable[[Strategy], None],
+    ) -> None:
+        self.name = name
+        self.engine = engine
+        self.config = config
+        self.algo_class = algo_class
+        self.markets = markets
+        self.settings = validate_settings(name, algo_class, config.extra)
+        self.logger = logging.getLogger(f"moonship.strategy.{name}")
+        self.mailbox = Mailbox()
+        self.algo: TradingAlgo | None = None
+        self.active = False
+        self.start_time: datetime | None = None
+        self.update_time: datetime = utc_now()
+        self.stop_reason: str | None = None
+        self.positions: dict[str, Position] = {}
+        self.last_trade_profit: Decimal | None = None
+        self.extra: dict[str, Any] = {}
+        self._on_change = on_change
+        # client order id -> (fills, filled quantity, filled quote quantity) already booked
+        self._fills_seen: dict[str, tuple[int, Decimal, Decimal]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._stop_task: asyncio.Task[None] | None = None
+        self._stop_requested: str | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        if self.active:
+            return
+        await asyncio.gather(*(m.open() for m in self.markets.values()))
+        self.mailbox.clear()
+        self._stop_requested = None
+        self.algo = self.algo_class(self, self.settings)
+        self.active = True
+        self.start_time = utc_now()
+        self.stop_reason = None
+        try:
+            await self.algo.on_start()
+        except Exception as exc:
+            self.active = False
+            self.stop_reason = f"on_start failed: {exc!r}"
+            self.logger.exception("failed to start")
+            self.changed()
+            raise MoonshipError(f"strategy {self.name} failed to start: {exc}") from exc
+        for market in self.markets.values():
+            market.subscribe(self.mailbox)
+            if len(market.book):
+                self.mailbox.notify_book(market)  # the book it starts on
+        self._task = asyncio.create_task(self._run(), name=f"strategy:{self.name}")
+        self.logger.info("started (%s on %s)", self.config.algo, ", ".join(self.markets))
+        self.changed()
+
+    async def stop(self, reason: str = "stopped") -> None:
+        if not self.active:
+            return
+        self.active = False
+        self.stop_reason = reason
+        for market in self.markets.values():
+            market.unsubscribe(self.mailbox)
+        task, self._task = self._task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+        self.mailbox.clear()
+        if self.algo is not None:
+            try:
+                await asyncio.wait_for(self.algo.on_stop(), STOP_TIMEOUT)
+            except Exception:
+                self.logger.exception("on_stop failed")
+        if self.mailbox.dropped:
+            self.logger.warning("fell behind the feed: %d public trades were dropped", self.mailbox.dropped)
+            self.mailbox.dropped = 0
+        self.logger.info("stopped: %s", reason)
+        self.changed()
+
+    def request_stop(self, reason: str) -> None:
+        """Stop after the current callback (used by the algo itself and on callback errors)."""
+        if self.active and self._stop_requested is None:
+            self._stop_requested = reason
+            self.mailbox.wake.set()
+
+    # ------------------------------------------------------------------ state
+    def publish(self, fields: dict[str, Any]) -> None:
+        self.extra.update(fields)
+        self.changed()
+
+    def changed(self) -> None:
+        self.update_time = utc_now()
+        self._on_change(self)
+
+    def info(self) -> dict[str, Any]:
+        """The StrategyInfo the cache holds and the API returns."""
+        first = next(iter(self.markets))
+        position = self.positions.get(first)
+        info: dict[str, Any] = dict(self.extra)
+        info.update(
+            name=self.name,
+            engine=self.engine,
+            active=self.active,
+            start_time=self.start_time,
+            update_time=self.update_time,
+            stop_reason=self.stop_reason,
+            config=self.config.model_dump(mode="json"),
+            position=position.quantity if position else ZERO,
+            last_trade_profit=self.last_trade_profit,
+            total_profit=sum((p.realized for p in self.positions.values()), ZERO),
+        )
+        if len(self.markets) > 1:
+            info["positions"] = {name: p.quantity for name, p in self.positions.items()}
+        return info
+
+    # ------------------------------------------------------------------ the strategy's task
+    async def _run(self) -> None:
+        assert self.algo is not None
+        algo = self.algo
+        mailbox = self.mailbox
+        queue, books, wake = mailbox.queue, mailbox.books, mailbox.wake
+        views: dict[Market, StrategyMarket] = {
+            self.markets[name]: view for name, view in algo.markets.items()
+        }
+        kind = "?"
+        try:
+            while self._stop_requested is None:
+                await wake.wait()
+                wake.clear()
+                while queue and self._stop_requested is None:
+                    kind, market, payload = queue.popleft()
+                    view = views[market]
+                    if kind == "book":
+                        books.discard(market)
+                        await algo.on_order_book(view)
+                    elif kind == "trade":
+                        mailbox.trades -= 1
+                        await algo.on_trade(view, payload)
+                    elif kind == "order":
+                        self._account(market, payload)
+                        await algo.on_order_update(view, payload)
+                    elif kind == "ticker":
+                        await algo.on_ticker(view, payload)
+                    elif kind == "candle":
+                        await algo.on_candle(view, payload)
+                    elif kind == "status":
+                        await algo.on_market_status(view, payload)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.logger.exception("%s handler failed; stopping the strategy", kind)
+            self._stop_requested = f"error in on_{_CALLBACK.get(kind, kind)}: {exc!r}"
+        self._stop_task = asyncio.create_task(self.stop(self._stop_requested or "stopped"))
+
+    def _account(self, market: Market, order: Order) -> None:
+        """Update position and P/L from the fills of `order` not seen before."""
+        seen_fills, seen_qty, seen_quote = self._fills_seen.get(order.client_order_id, (0, ZERO, ZERO))
+        fills: tuple[Fill, ...] = order.fills[seen_fills:]
+        delta_qty = order.filled_quantity - seen_qty
+        if not fills and delta_qty > 0:
+            # the client reported only cumulative figures: book the difference as one fill
+            delta_quote = order.filled_quote_quantity - seen_quote
+            fills = (Fill(trade_id="", price=delta_quote / delta_qty, quantity=delta_qty),)
+        if order.status.is_final:
+            self._fills_seen.pop(order.client_order_id, None)
+        else:
+            self._fills_seen[order.client_order_id] = (
+                len(order.fills), order.filled_quantity, order.filled_quote_quantity
+            )
+        if not fills:
+            return
+        info = market.info
+        base, quote_asset = (info.base_asset, info.quote_asset) if info else ("", "")
+        position = self.positions.setdefault(market.name, Position())
+        for fill in fills:
+            profit = position.apply(order.side, fill, base, quote_asset)
+            if profit is not None:
+                self.last_trade_profit = profit
+        self.changed()
+
+
+_CALLBACK = {"book": "order_book", "order": "order_update", "status": "market_status"}
+
+
+def validate_settings(name: str, algo_class: type[TradingAlgo], extra: dict[str, Any]) -> BaseModel:
+    """The algo's typed settings from the strategy's extra properties (ConfigError naming the property)."""
+    return validate_model(algo_class.settings_model, extra, f"moonship.strategies.{name}")
+
+
+def validate_model(model: type[M], data: Any, prefix: str) -> M:
+    """Validate `data` with `model`; errors become one ConfigError naming each property under `prefix`."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc.errors(), prefix)) from None

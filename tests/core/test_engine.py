@@ -1,0 +1,381 @@
+"""Engine, market, strategy and control plane working together in memory, over a scripted client."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import itertools
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from pydantic import BaseModel, ConfigDict
+
+from moonship_core import (
+    Balance,
+    ConfigError,
+    ControlError,
+    ControlPlane,
+    EngineUnavailable,
+    Fill,
+    InvalidOrder,
+    MarketClient,
+    MarketInfo,
+    MarketStatus,
+    MemoryBus,
+    MemoryCache,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    Side,
+    StrategyMarket,
+    Ticker,
+    Trade,
+    TradingAlgo,
+    hookimpl,
+)
+from moonship_core.config import parse_config
+from moonship_core.engine import TradingEngine
+from moonship_core.plugins import Plugins
+from moonship_core.service import ServiceContext
+
+D = Decimal
+
+
+class ScriptedClient(MarketClient):
+    """A market whose feed the test drives; orders are acknowledged and recorded."""
+
+    name = "scripted"
+    instances: list[ScriptedClient] = []
+
+    def __init__(self, *args: Any) -> None:
+        super().__init__(*args)
+        self.placed: list[OrderRequest] = []
+        self.ids = itertools.count(1)
+        ScriptedClient.instances.append(self)
+
+    async def connect(self) -> None:
+        self.events.book.load_snapshot([("99.00", "1")], [("101.00", "1")], 1)
+        self.events.book_changed()
+        self.events.status(MarketStatus.OPEN)
+
+    async def close(self) -> None:
+        self.events.status(MarketStatus.CLOSED)
+
+    async def get_market_info(self) -> MarketInfo:
+        return MarketInfo(self.symbol, "BTC", "USDT", D("0.01"), D("0.001"), D("0.001"), D("10"))
+
+    async def get_ticker(self) -> Ticker:
+        return Ticker(self.symbol, None, None, None)
+
+    async def get_recent_trades(self, limit: int = 100) -> list[Trade]:
+        return []
+
+    async def place_order(self, request: OrderRequest) -> Order:
+        self.placed.append(request)
+        return Order(
+            id=str(next(self.ids)), client_order_id=request.client_order_id, symbol=self.symbol,
+            side=request.side, type=request.type, status=OrderStatus.PENDING, quantity=request.quantity,
+            price=request.price, post_only=request.post_only,
+        )
+
+    async def cancel_order(self, order: Order) -> Order:
+        return order.closed(OrderStatus.CANCELLED)
+
+    async def get_order(self, order: Order) -> Order:
+        return order
+
+    async def get_open_orders(self) -> list[Order]:
+        return []
+
+    async def get_balances(self) -> dict[str, Balance]:
+        return {}
+
+    # test controls
+    def move(self, bid: str, ask: str, seq: int) -> None:
+        self.events.book.apply_update([(bid, "2")], [(ask, "2")], seq, seq)
+        self.events.book_changed()
+
+    def fill(self, order: Order, price: str, qty: str, fee: str = "0") -> Order:
+        filled = order.with_fill(Fill(f"t{next(self.ids)}", D(price), D(qty), D(fee), "USDT"))
+        self.events.order_update(filled)
+        return filled
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    size: Decimal = D("0.5")
+
+
+class Recorder(TradingAlgo):
+    """Buys once on the first book it sees; records everything."""
+
+    settings_model = Settings
+    settings: Settings
+    seen: dict[str, Recorder] = {}
+
+    async def on_start(self) -> None:
+        self.books: list[Decimal | None] = []
+        self.orders: list[Order] = []
+        self.placed: Order | None = None
+        Recorder.seen[self.strategy.name] = self
+
+    async def on_order_book(self, market: StrategyMarket) -> None:
+        self.books.append(market.book.best_bid)
+        if self.placed is None:
+            self.placed = await market.place_order(
+                OrderRequest.limit(Side.BUY, self.settings.size, D("100.009"))
+            )
+
+    async def on_order_update(self, market: StrategyMarket, order: Order) -> None:
+        self.orders.append(order)
+
+
+class Exploder(TradingAlgo):
+    async def on_order_book(self, market: StrategyMarket) -> None:
+        raise RuntimeError("boom")
+
+
+class Sleeper(TradingAlgo):
+    """A strategy slower than the feed."""
+
+    seen: list[Decimal | None] = []
+
+    async def on_order_book(self, market: StrategyMarket) -> None:
+        Sleeper.seen.append(market.book.best_bid)
+        await asyncio.sleep(0.05)
+
+
+class TestPlugin:
+    @hookimpl
+    def moonship_market_clients(self) -> dict[str, type[MarketClient]]:
+        return {"scripted": ScriptedClient}
+
+    @hookimpl
+    def moonship_algos(self) -> dict[str, type[TradingAlgo]]:
+        return {"recorder": Recorder, "exploder": Exploder, "sleeper": Sleeper}
+
+
+def make_engine(strategies: dict[str, Any], name: str = "main") -> tuple[TradingEngine, ControlPlane]:
+    ScriptedClient.instances.clear()
+    config = parse_config({"moonship": {
+        "engine": {"name": name},
+        "markets": {"btc": {"client": "scripted", "symbol": "BTCUSDT"}},
+        "strategies": strategies,
+    }})
+    plugins = Plugins.load(entry_points=False)
+    plugins.register(TestPlugin(), "test")
+    cache, bus = MemoryCache(), MemoryBus()
+    control = ControlPlane(cache, bus, timeout=2)
+    ctx = ServiceContext(config=config, settings={}, sections={}, plugins=plugins, cache=cache, bus=bus,
+                         control=control)
+    return TradingEngine(ctx), control
+
+
+async def until(check: Callable[[], Any], timeout: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.005)
+
+
+def run(coro: Callable[[], Awaitable[None]]) -> None:
+    asyncio.run(coro())  # type: ignore[arg-type]
+
+
+def test_strategy_trades_and_tracks_fills_and_profit() -> None:
+    async def main() -> None:
+        engine, control = make_engine({"s1": {"algo": "recorder", "auto_start": True, "markets": ["btc"]}})
+        await engine.start()
+        try:
+            algo = Recorder.seen["s1"]
+            await until(lambda: algo.placed is not None)
+            client = ScriptedClient.instances[0]
+            sent = client.placed[0]
+            assert sent.price == D("100.00")  # a buy is rounded down to the tick
+            assert sent.quantity == D("0.500")
+            assert algo.placed is not None
+            await until(lambda: len(algo.orders) == 1)
+            assert algo.orders[0].status is OrderStatus.PENDING  # the acknowledgement
+            order = client.fill(algo.placed, "100.00", "0.2", fee="0.02")
+            await until(lambda: len(algo.orders) == 2)
+            assert algo.orders[1].status is OrderStatus.PARTIALLY_FILLED
+            client.fill(order, "100.00", "0.3", fee="0.03")
+            await until(lambda: len(algo.orders) == 3)
+            # a duplicate (replayed) update is not delivered twice
+            client.events.order_update(algo.orders[-1])
+            client.events.order_update(algo.orders[1])
+            await asyncio.sleep(0.02)
+            assert len(algo.orders) == 3 and algo.orders[-1].status is OrderStatus.FILLED
+            # sell half at a profit: realised (110 - 100.1) * 0.25 - fee 0.0275
+            sell = await engine.strategies["s1"].algo.market.place_order(  # type: ignore[union-attr]
+                OrderRequest.limit(Side.SELL, D("0.25"), D("110.001"))
+            )
+            assert client.placed[-1].price == D("110.01")  # a sell is rounded up to the tick
+            client.fill(sell, "110.00", "0.25", fee="0.0275")
+            await until(lambda: len(algo.orders) == 5)
+            await until(lambda: engine.strategies["s1"].info()["total_profit"] != 0)
+            info = engine.strategies["s1"].info()
+            assert info["position"] == D("0.25")
+            assert info["total_profit"] == D("2.4475")
+            assert info["last_trade_profit"] == D("2.4475")
+            await asyncio.sleep(0.3)  # one publish interval
+            cached = await control.strategy("main", "s1")
+            assert cached["active"] is True and cached["total_profit"] == "2.4475"
+            assert cached["config"]["algo"] == "recorder" and cached["config"]["markets"] == ["btc"]
+        finally:
+            await engine.stop()
+        assert engine.strategies["s1"].info()["active"] is False
+
+    run(main)
+
+
+def test_market_refuses_orders_below_minimums_before_the_client() -> None:
+    async def main() -> None:
+        engine, _ = make_engine({"s1": {"algo": "recorder", "markets": ["btc"]}})
+        await engine.start()
+        try:
+            market = engine.markets["btc"]
+            await market.open()
+            client = ScriptedClient.instances[0]
+            with pytest.raises(InvalidOrder) as err:
+                await market.place_order(OrderRequest.limit(Side.BUY, D("0.0009"), D("100")))
+            assert err.value.rule == "lot_size"
+            with pytest.raises(InvalidOrder) as err:
+                await market.place_order(OrderRequest.limit(Side.BUY, D("0.05"), D("100")))
+            assert err.value.rule == "min_notional"
+            assert client.placed == []
+        finally:
+            await engine.stop()
+
+    run(main)
+
+
+def test_raising_strategy_is_stopped_with_reason_and_others_go_on() -> None:
+    async def main() -> None:
+        engine, control = make_engine({
+            "bad": {"algo": "exploder", "auto_start": True, "markets": ["btc"]},
+            "good": {"algo": "recorder", "auto_start": True, "markets": ["btc"], "size": "0.2"},
+        })
+        await engine.start()
+        try:
+            await until(lambda: not engine.strategies["bad"].active)
+            assert "boom" in (engine.strategies["bad"].stop_reason or "")
+            client = ScriptedClient.instances[0]
+            client.move("99.50", "100.50", 2)
+            await until(lambda: D("99.50") in Recorder.seen["good"].books)
+            assert engine.strategies["good"].active
+        finally:
+            await engine.stop()
+
+    run(main)
+
+
+def test_slow_strategy_sees_conflated_latest_book() -> None:
+    async def main() -> None:
+        Sleeper.seen.clear()
+        engine, _ = make_engine({"slow": {"algo": "sleeper", "auto_start": True, "markets": ["btc"]}})
+        await engine.start()
+        try:
+            client = ScriptedClient.instances[0]
+            for i in range(150):
+                client.move(str(D("99.01") + D("0.01") * i), "200.00", 2 + i)
+                if i % 20 == 0:
+                    await asyncio.sleep(0)
+            last = D("99.01") + D("0.01") * 149
+            await until(lambda: Sleeper.seen and Sleeper.seen[-1] == last)
+            assert len(Sleeper.seen) < 40  # 150 updates, a handful of callbacks
+            assert len(engine.strategies["slow"].mailbox.queue) == 0
+        finally:
+            await engine.stop()
+
+    run(main)
+
+
+def test_commands_add_update_start_stop_remove() -> None:
+    async def main() -> None:
+        engine, control = make_engine({})
+        await engine.start()
+        try:
+            info = await control.add("main", "s2", {"algo": "recorder", "markets": ["btc"], "size": "0.3"})
+            assert info["active"] is False and info["config"]["size"] == "0.3"
+            with pytest.raises(ControlError) as err:
+                await control.add("main", "s2", {"algo": "recorder", "markets": ["btc"]})
+            assert err.value.status == 400
+            with pytest.raises(ControlError) as err:
+                await control.add("main", "s3", {"algo": "recorder", "markets": ["eth"]})
+            assert err.value.status == 400 and "unknown market 'eth'" in str(err.value)
+            with pytest.raises(ControlError) as err:
+                await control.add("main", "s3", {"algo": "recorder", "markets": ["btc"], "sise": 1})
+            assert "moonship.strategies.s3.sise: unknown property" in str(err.value)
+            await control.start("main", "s2")
+            assert engine.strategies["s2"].active
+            await control.update("main", "s2", {"size": "0.4"})
+            assert engine.strategies["s2"].active  # restarted after the update
+            assert engine.strategies["s2"].settings.size == D("0.4")  # type: ignore[attr-defined]
+            await control.stop("main", "s2")
+            assert not engine.strategies["s2"].active
+            assert engine.strategies["s2"].stop_reason == "stopped by command"
+            await asyncio.sleep(0.3)
+            listed = await control.strategies({"engine": "main", "active": "false"})
+            assert [s["name"] for s in listed] == ["s2"]
+            assert await control.strategies({"active": "true"}) == []
+            await control.remove("main", "s2")
+            assert "s2" not in engine.strategies
+            await asyncio.sleep(0.3)
+            with pytest.raises(ControlError) as err:
+                await control.strategy("main", "s2")
+            assert err.value.status == 404
+            with pytest.raises(ControlError) as err:
+                await control.start("main", "nope")
+            assert err.value.status == 404
+            with pytest.raises(EngineUnavailable):
+                await control.start("other", "s2")
+        finally:
+            await engine.stop()
+
+    run(main)
+
+
+def test_retried_command_runs_once() -> None:
+    async def main() -> None:
+        engine, control = make_engine({})
+        await engine.start()
+        try:
+            config = {"algo": "recorder", "markets": ["btc"]}
+            first = await control.send("main", "add", "s9", config, command_id="abc")
+            again = await control.send("main", "add", "s9", config, command_id="abc")
+            assert first == again  # not "already exists": the retry got the first reply
+            with pytest.raises(ControlError):
+                await control.send("main", "add", "s9", config, command_id="def")
+        finally:
+            await engine.stop()
+
+    run(main)
+
+
+def test_unknown_algo_and_client_name_the_property() -> None:
+    with pytest.raises(ConfigError, match=r"moonship.strategies.s1.algo: .*nope"):
+        make_engine({"s1": {"algo": "nope", "markets": ["btc"]}})
+    with pytest.raises(ConfigError, match=r"moonship.strategies.s1.size: "):
+        make_engine({"s1": {"algo": "recorder", "markets": ["btc"], "size": "lots"}})
+
+
+def test_order_update_for_unknown_order_is_ignored() -> None:
+    async def main() -> None:
+        engine, _ = make_engine({})
+        await engine.start()
+        try:
+            market = engine.markets["btc"]
+            await market.open()
+            stray = Order("x", "someone-else", "BTCUSDT", Side.BUY, dataclasses.replace(
+                OrderRequest.limit(Side.BUY, D(1), D(1))).type, OrderStatus.FILLED)
+            ScriptedClient.instances[0].events.order_update(stray)
+            assert market.open_orders() == []
+        finally:
+            await engine.stop()
+
+    run(main)
