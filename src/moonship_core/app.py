@@ -55,8 +55,13 @@ async def _run(config: MoonshipConfig, plugins: Plugins, services: list[str]) ->
         for name in services:
             service_class = plugins.service(name)
             context = ServiceContext(
-                config=config, settings=sections.get(name, {}), sections=sections, plugins=plugins,
-                cache=cache, bus=bus, control=control,
+                config=config,
+                settings=sections.get(name, {}),
+                sections=sections,
+                plugins=plugins,
+                cache=cache,
+                bus=bus,
+                control=control,
             )
             service = service_class(context)
             started.append(service)

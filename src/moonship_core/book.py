@@ -1,120 +1,161 @@
 """L2 order book: snapshot + absolute level updates with sequence checks; fast top-of-book.
 
-Prices and quantities are kept as integers in units of 10**-decimals, so the hot path does no Decimal
-arithmetic; Decimal appears only at the edges. Each side keeps a sorted list of keys (asks: +price,
-bids: -price, so index 0 is the best level on both) and a dict key -> quantity. Exchange wire strings are
-accepted directly ("0.00240000") and parsed without Decimal.
+Prices are kept as integers in units of 10**-decimals, so the hot path does no Decimal arithmetic;
+Decimal appears only at the edges. Each side keeps a sorted list of integer keys (bids: +units,
+asks: -units) with the best level *last*, so the frequent changes near the top move little memory, and
+a dict key -> level. A level holds the quantity as received (exchange text such as "0.00240000", or a
+Decimal) until it is first read, when it is parsed and replaced by its (price, quantity) tuple; a
+quantity equal to one of `_ZEROS` removes the level. Price texts are parsed once and cached.
 
-Reads: best price O(1); top-N depth from a cache that only changes when a level inside it changes;
-`quantity_up_to` is O(log n) through a prefix-sum array that is rebuilt lazily, and only from the first
-level changed since the last query (so O(log n + k) after k near-top changes).
+Reads: best price O(1); `depth` from a cache that only changes when a level inside it changes;
+`quantity_up_to` is O(log n) through best-first prefix sums that are rebuilt lazily, and only from the
+best level changed since the last query (so O(log n + k) after changes k levels from the top).
 """
 
 from __future__ import annotations
 
+import re
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Iterable, Iterator, Sequence
-from decimal import Decimal
+from collections.abc import Iterator, Sequence
+from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, InvalidOperation
+from math import ceil, floor
 
 from .errors import BookGap
 from .model import Side
 
 Level = tuple[Decimal, Decimal]
-WireLevel = Sequence[str] | Sequence[Decimal]
+#: (price, quantity) pairs as the exchange's decimal text, or as Decimals
+WireLevels = Sequence[Sequence[str]] | Sequence[Sequence[Decimal]]
 
-_POW10 = [10**i for i in range(40)]
 _ZERO = Decimal(0)
-#: a quantity is zero exactly when its text is one of these (what every exchange sends)
-_ZEROS = frozenset({"0", "0.", *("0." + "0" * i for i in range(1, 31))})
-_NO_KEY = 1 << 200  # greater than any key
+#: a quantity is zero exactly when it equals one of these: the texts every exchange sends, or a Decimal
+#: zero (any exponent: Decimal("0E-8") == 0 and hashes alike)
+_ZEROS = frozenset({"0", "0.", *("0." + "0" * i for i in range(1, 31)), _ZERO})
+_NO_KEY = 1 << 200  # every key lies strictly between -_NO_KEY and _NO_KEY
+_BUY = Side.BUY
+_PRICE_CACHE_MAX = 65536  # price texts remembered per side
+#: exact: unit conversions never round, whatever the caller's decimal context
+_EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
+_PLAIN = re.compile(r"([0-9]*)\.?([0-9]*)")
 
 
 def parse_units(text: str, decimals: int) -> int:
-    """Decimal text (no exponent) to an integer count of 10**-decimals units."""
-    dot = text.find(".")
-    if dot < 0:
-        return int(text) * _POW10[decimals]
-    frac = len(text) - dot - 1
-    if frac == decimals:
-        return int(text[:dot] + text[dot + 1 :])
-    if frac < decimals:
-        return int(text[:dot] + text[dot + 1 :]) * _POW10[decimals - frac]
-    cut = dot + 1 + decimals
-    if text[cut:].strip("0"):
-        raise ValueError(f"{text!r} has more than {decimals} decimals")
-    return int(text[:dot] + text[dot + 1 : cut])
+    """Plain non-negative decimal text (no sign, no exponent) to an integer count of 10**-decimals units."""
+    match = _PLAIN.fullmatch(text)
+    if match is None or not (match[1] or match[2]):
+        raise ValueError(f"{text!r} is not a plain non-negative decimal number")
+    whole, frac = match[1], match[2]
+    if len(frac) > decimals:
+        if frac[decimals:].strip("0"):
+            raise ValueError(f"{text!r} has more than {decimals} decimals")
+        frac = frac[:decimals]
+    return int(whole + frac + "0" * (decimals - len(frac)))
 
 
 def decimal_units(value: Decimal, decimals: int) -> int:
     """A Decimal to an integer count of 10**-decimals units (exact, or ValueError)."""
-    scaled = value.scaleb(decimals)
-    units = int(scaled)
-    if units != scaled:
-        raise ValueError(f"{value} has more than {decimals} decimals")
-    return units
+    if value.is_finite():
+        scaled = value.scaleb(decimals, _EXACT)
+        units = int(scaled)
+        if units == scaled:
+            return units
+    raise ValueError(f"{value} is not a whole number of {decimals}-decimal units")
+
+
+def _quantity(value: str | Decimal) -> Decimal:
+    """A stored quantity to a positive Decimal, or a ValueError naming it."""
+    try:
+        quantity = Decimal(value)
+        if quantity > 0 and quantity.is_finite():  # NaN: the comparison raises InvalidOperation
+            return quantity
+    except InvalidOperation:
+        pass
+    raise ValueError(f"malformed quantity {value!r}")
 
 
 class _Side:
-    __slots__ = ("cum", "cum_n", "dirty", "keys", "pcache", "qty", "top", "top_last")
+    __slots__ = ("cum", "cum_n", "dirty", "keys", "levels", "pcache", "prices", "sign", "top_worst", "tops")
 
-    def __init__(self) -> None:
+    def __init__(self, sign: int) -> None:
+        self.sign = sign  # key = sign * price units
         self.pcache: dict[str | Decimal, int] = {}  # price as received -> key
-        self.keys: list[int] = []  # sorted ascending; index 0 = best
-        self.qty: dict[int, str] = {}  # quantity as exchange text, parsed only when read
-        self.cum: list[Decimal] = []  # prefix sums of qty along keys, valid for cum[:cum_n]
+        self.prices: dict[int, Decimal] = {}  # key -> price, for every key in `pcache` and the book
+        self.keys: list[int] = []  # sorted ascending: the best level is last
+        # key -> the quantity as received, replaced by the level when first read
+        self.levels: dict[int, str | Decimal | Level] = {}
+        self.cum: list[Decimal] = []  # cum[i]: total quantity of the best i + 1 levels, valid for i < cum_n
         self.cum_n = 0
-        self.dirty = _NO_KEY  # smallest key changed since the prefix sums were last brought up to date
-        self.top: tuple[Level, ...] | None = None  # cached top levels
-        self.top_last = -_NO_KEY  # key of the last cached top level (changes beyond it keep the cache)
+        self.dirty = -_NO_KEY  # the best key changed since the prefix sums were brought up to date
+        self.tops: dict[int, tuple[Level, ...]] = {}  # n -> depth(n), while valid
+        self.top_worst = _NO_KEY  # a change at a key >= this invalidates `tops`
 
     def clear(self) -> None:
-        self.keys.clear()
-        self.qty.clear()
+        self.keys = []
+        self.levels.clear()
         self.cum.clear()
         self.cum_n = 0
-        self.dirty = _NO_KEY
-        self.top = None
-        self.top_last = -_NO_KEY
+        self.dirty = -_NO_KEY
+        self.tops.clear()
+        self.top_worst = _NO_KEY
 
-    def touched(self, lowest: int) -> None:
-        if lowest < self.dirty:
-            self.dirty = lowest
-        if lowest <= self.top_last:
-            self.top = None
+    def level(self, key: int) -> Level:
+        """The level at `key` (in the book), parsing its quantity on first read."""
+        level = self.levels[key]
+        if not isinstance(level, tuple):
+            level = self.levels[key] = (self.prices[key], _quantity(level))
+        return level
 
-    def cumulative(self, upto_index: int) -> Decimal:
-        """Sum of quantities of levels [0, upto_index)."""
-        if upto_index <= 0:
+    def top(self, n: int) -> tuple[Level, ...]:
+        """The best `n` levels, remembered in `tops` until a level among them changes."""
+        if n <= 0:
+            return ()
+        levels, prices = self.levels, self.prices
+        chosen = self.keys[: -n - 1 : -1]
+        best_first = []
+        for key in chosen:
+            level = levels[key]
+            if not isinstance(level, tuple):
+                level = levels[key] = (prices[key], _quantity(level))
+            best_first.append(level)
+        top = self.tops[n] = tuple(best_first)
+        # fewer than n levels is the whole side, which any change alters
+        worst = chosen[-1] if len(chosen) == n else -_NO_KEY
+        if worst < self.top_worst:
+            self.top_worst = worst
+        return top
+
+    def cumulative(self, count: int) -> Decimal:
+        """Total quantity of the best `count` levels."""
+        if count <= 0:
             return _ZERO
         keys, cum = self.keys, self.cum
-        if self.dirty != _NO_KEY:
-            i = bisect_left(keys, self.dirty)
-            if i < self.cum_n:
-                self.cum_n = i
-            self.dirty = _NO_KEY
+        if self.dirty != -_NO_KEY:
+            valid = len(keys) - bisect_right(keys, self.dirty)  # the levels better than every change
+            if valid < self.cum_n:
+                self.cum_n = valid
+            self.dirty = -_NO_KEY
         n = self.cum_n
-        if n < upto_index:
+        if n < count:
             del cum[n:]
             total = cum[n - 1] if n else _ZERO
-            qty = self.qty
-            for k in keys[n:upto_index]:
-                total += Decimal(qty[k])
+            end = len(keys)
+            for key in keys[end - count : end - n][::-1]:
+                total += self.level(key)[1]
                 cum.append(total)
-            self.cum_n = upto_index
-        return cum[upto_index - 1]
+            self.cum_n = count
+        return cum[count - 1]
 
 
 class OrderBook:
     """Aggregated (L2) book of one market."""
 
-    __slots__ = ("_asks", "_bids", "_pdec", "_pdecs", "sequence", "symbol", "version")
+    __slots__ = ("_asks", "_bids", "_pdecs", "sequence", "symbol", "version")
 
     def __init__(self, symbol: str = "", *, price_decimals: int = 8) -> None:
         self.symbol = symbol
         self._pdecs = price_decimals
-        self._bids = _Side()
-        self._asks = _Side()
-        self._pdec: dict[int, Decimal] = {}  # price units -> Decimal
+        self._bids = _Side(1)
+        self._asks = _Side(-1)
         #: sequence number of the last update applied (None: no snapshot yet)
         self.sequence: int | None = None
         #: increments on every change, so a reader can tell whether the book moved
@@ -127,169 +168,186 @@ class OrderBook:
         self.sequence = None
         self.version += 1
 
-    def load_snapshot(
-        self, bids: Sequence[WireLevel], asks: Sequence[WireLevel], sequence: int | None = None
-    ) -> None:
-        """Replace the whole book."""
-        self._bids.clear()
-        self._asks.clear()
-        self.sequence = None
-        self._apply(bids, self._bids, -1)
-        self._apply(asks, self._asks, 1)
+    def load_snapshot(self, bids: WireLevels, asks: WireLevels, sequence: int | None = None) -> None:
+        """Replace the whole book (left empty, with no sequence, if a level is malformed)."""
+        self.clear()
+        try:
+            self.apply_update(bids, asks)
+        except BaseException:
+            self.clear()
+            raise
         self.sequence = sequence
-        self.version += 1
 
     def apply_update(
         self,
-        bids: Sequence[WireLevel],
-        asks: Sequence[WireLevel],
+        bids: WireLevels,
+        asks: WireLevels,
         first_sequence: int | None = None,
         last_sequence: int | None = None,
     ) -> bool:
         """Apply absolute level quantities (0 removes the level) covering [first_sequence, last_sequence].
 
         Returns False for an update wholly older than the book; raises BookGap when updates are missing.
+        A malformed price raises ValueError once the levels before it are applied, without advancing
+        the sequence (so the next update raises BookGap).
         """
-        if last_sequence is not None:
-            seq = self.sequence
-            if seq is not None:
-                if last_sequence <= seq:
-                    return False
-                first = last_sequence if first_sequence is None else first_sequence
-                if first > seq + 1:
-                    raise BookGap(seq + 1, first)
-            self.sequence = last_sequence
-        if bids:
-            self._apply(bids, self._bids, -1)
-        if asks:
-            self._apply(asks, self._asks, 1)
+        if last_sequence is not None and (seq := self.sequence) is not None:
+            if last_sequence <= seq:
+                return False
+            first = last_sequence if first_sequence is None else first_sequence
+            if first > seq + 1:
+                raise BookGap(seq + 1, first)
         self.version += 1
+        # the hot path: one loop for both sides, no calls but on a new price text
+        for levels, side in ((bids, self._bids), (asks, self._asks)):
+            if not levels:
+                continue
+            pcache, keys, book = side.pcache, side.keys, side.levels
+            best = -_NO_KEY  # the best key changed
+            try:
+                for price, qty in levels:
+                    try:
+                        key = pcache[price]
+                    except KeyError:
+                        key = self._parse_price(price, side)
+                    if qty in _ZEROS:
+                        if key not in book:
+                            continue
+                        del book[key]
+                        del keys[bisect_left(keys, key)]
+                    else:
+                        if key not in book:
+                            insort(keys, key)
+                        book[key] = qty
+                    if key > best:
+                        best = key
+            finally:
+                if best != -_NO_KEY:  # invalidate what covered the changed levels
+                    if best > side.dirty:
+                        side.dirty = best
+                    if best >= side.top_worst:
+                        side.tops.clear()
+                        side.top_worst = _NO_KEY
+        if last_sequence is not None:
+            self.sequence = last_sequence
         return True
 
     def set_level(self, side: Side, price: Decimal, quantity: Decimal) -> None:
         """Set one level's absolute quantity (0 removes it)."""
-        book_side, sign = self._side(side)
-        self._apply(((price, quantity),), book_side, sign)
-        self.version += 1
-
-    def _apply(self, levels: Sequence[WireLevel], side: _Side, sign: int) -> None:
-        if levels and type(levels[0][1]) is not str:
-            levels = [(p, _qty_text(q)) for p, q in levels]
-        pcache = side.pcache
-        keys, qtys = side.keys, side.qty
-        lowest = _NO_KEY
-        for price, qty in levels:
-            key = pcache.get(price)
-            if key is None:
-                key = self._parse_price(price, side, sign)
-            if qty not in _ZEROS:
-                if key not in qtys:
-                    insort(keys, key)
-                qtys[key] = qty  # type: ignore[assignment]
-            elif qtys.pop(key, None) is not None:
-                del keys[bisect_left(keys, key)]
-            else:
-                continue
-            if key < lowest:
-                lowest = key
-        if lowest != _NO_KEY:
-            side.touched(lowest)
-
-    def _parse_price(self, price: str | Decimal, side: _Side, sign: int) -> int:
-        pcache = side.pcache
-        if len(pcache) > 65536:
-            pcache.clear()
-        if isinstance(price, str):
-            units = parse_units(price, self._pdecs)
+        if not (quantity.is_finite() and quantity >= 0):
+            raise ValueError(f"malformed quantity {quantity!r}")
+        level = ((price, quantity),)
+        if side is _BUY:
+            self.apply_update(level, ())
         else:
-            units = decimal_units(price, self._pdecs)
-        key = pcache[price] = units * sign
+            self.apply_update((), level)
+
+    def _parse_price(self, price: str | Decimal, side: _Side) -> int:
+        try:
+            if isinstance(price, str):
+                units = parse_units(price, self._pdecs)
+            elif isinstance(price, Decimal):
+                units = decimal_units(price, self._pdecs)
+            else:
+                raise TypeError(f"a price must be str or Decimal, not {type(price).__name__}")
+            if not 0 <= units < _NO_KEY:
+                raise ValueError("out of range")
+        except ValueError as e:
+            raise ValueError(f"malformed price {price!r}: {e}") from None
+        pcache, prices = side.pcache, side.prices
+        if len(pcache) >= _PRICE_CACHE_MAX:  # forget old prices, but not those in the book
+            pcache.clear()
+            book = side.levels
+            for stale in [key for key in prices if key not in book]:
+                del prices[stale]
+        key = pcache[price] = units * side.sign
+        if key not in prices:
+            prices[key] = Decimal(units).scaleb(-self._pdecs, _EXACT)
         return key
 
     # ----------------------------------------------------------------- reading
-    def _price(self, units: int) -> Decimal:
-        d = self._pdec.get(units)
-        if d is None:
-            if len(self._pdec) > 65536:
-                self._pdec.clear()
-            d = self._pdec[units] = Decimal(units).scaleb(-self._pdecs)
-        return d
-
     @property
     def best_bid(self) -> Decimal | None:
-        keys = self._bids.keys
-        return self._price(-keys[0]) if keys else None
+        side = self._bids
+        keys = side.keys
+        return side.prices[keys[-1]] if keys else None
 
     @property
     def best_ask(self) -> Decimal | None:
-        keys = self._asks.keys
-        return self._price(keys[0]) if keys else None
+        side = self._asks
+        keys = side.keys
+        return side.prices[keys[-1]] if keys else None
 
     @property
     def spread(self) -> Decimal | None:
-        b, a = self._bids.keys, self._asks.keys
-        return self._price(a[0] + b[0]) if a and b else None
-
-    @property
-    def mid(self) -> Decimal | None:
+        """Best ask minus best bid (negative when the book is crossed)."""
         b, a = self._bids.keys, self._asks.keys
         if not (a and b):
             return None
-        return (Decimal(a[0] - b[0]) / 2).scaleb(-self._pdecs)
+        return Decimal(-a[-1] - b[-1]).scaleb(-self._pdecs, _EXACT)
+
+    @property
+    def mid(self) -> Decimal | None:
+        """The average of the best bid and ask (exact)."""
+        b, a = self._bids.keys, self._asks.keys
+        if not (a and b):
+            return None
+        twice = b[-1] - a[-1]
+        if twice % 2:
+            return Decimal(twice * 5).scaleb(-self._pdecs - 1, _EXACT)
+        return Decimal(twice // 2).scaleb(-self._pdecs, _EXACT)
 
     def __len__(self) -> int:
         return len(self._bids.keys) + len(self._asks.keys)
 
-    def _side(self, side: Side) -> tuple[_Side, int]:
-        return (self._bids, -1) if side is Side.BUY else (self._asks, 1)
-
     def depth(self, side: Side, n: int = 10) -> tuple[Level, ...]:
         """The best `n` levels of one side (bids for BUY) as (price, quantity), best first."""
-        book_side, sign = self._side(side)
-        top = book_side.top
-        if top is not None and (len(top) >= n or len(top) == len(book_side.keys)):
-            return top if len(top) == n else top[:n]
-        keys, qty = book_side.keys[:n], book_side.qty
-        top = tuple((self._price(k * sign), Decimal(qty[k])) for k in keys)
-        book_side.top = top
-        book_side.top_last = keys[-1] if keys else -_NO_KEY
-        return top
+        book_side = self._bids if side is _BUY else self._asks
+        top = book_side.tops.get(n)
+        return book_side.top(n) if top is None else top
 
     @property
     def bids(self) -> tuple[Level, ...]:
         """Top 10 bids, best first."""
-        return self.depth(Side.BUY, 10)
+        top = self._bids.tops.get(10)
+        return self._bids.top(10) if top is None else top
 
     @property
     def asks(self) -> tuple[Level, ...]:
         """Top 10 asks, best first."""
-        return self.depth(Side.SELL, 10)
+        top = self._asks.tops.get(10)
+        return self._asks.top(10) if top is None else top
 
     def levels(self, side: Side) -> Iterator[Level]:
         """Every level of one side, best first (lazy; do not change the book while iterating)."""
-        book_side, sign = self._side(side)
-        qty = book_side.qty
-        for k in book_side.keys:
-            yield self._price(k * sign), Decimal(qty[k])
+        book_side = self._bids if side is _BUY else self._asks
+        return map(book_side.level, reversed(book_side.keys))
 
     def quantity_at(self, side: Side, price: Decimal) -> Decimal:
-        book_side, sign = self._side(side)
-        return Decimal(book_side.qty.get(decimal_units(price, self._pdecs) * sign, "0"))
+        """The quantity of the level at exactly `price` (0 if there is none)."""
+        book_side = self._bids if side is _BUY else self._asks
+        scaled = self._scaled(price)
+        units = int(scaled)
+        key = units * book_side.sign
+        if units != scaled or key not in book_side.levels:
+            return _ZERO
+        return book_side.level(key)[1]
 
     def quantity_up_to(self, side: Side, price: Decimal) -> Decimal:
         """Total quantity on `side` at `price` or better (what a taker of the other side could fill)."""
-        book_side, sign = self._side(side)
-        key = decimal_units(price, self._pdecs) * sign
-        return book_side.cumulative(bisect_right(book_side.keys, key))
+        scaled = self._scaled(price)
+        if side is _BUY:
+            book_side, key = self._bids, ceil(scaled)
+        else:
+            book_side, key = self._asks, -floor(scaled)
+        keys = book_side.keys
+        return book_side.cumulative(len(keys) - bisect_left(keys, key))
+
+    def _scaled(self, price: Decimal) -> Decimal:
+        """`price` in (possibly fractional) price units."""
+        if not price.is_finite():
+            raise ValueError(f"price {price} is not finite")
+        return price.scaleb(self._pdecs, _EXACT)
 
     def __repr__(self) -> str:
         return f"OrderBook({self.symbol} bid={self.best_bid} ask={self.best_ask} levels={len(self)})"
-
-
-
-def _qty_text(quantity: Decimal | str) -> str:
-    if isinstance(quantity, str):
-        return quantity
-    if isinstance(quantity, Decimal) and quantity.is_finite() and quantity >= 0:
-        return format(quantity, "f") if quantity else "0"
-    raise ValueError(f"bad quantity {quantity!r}")

@@ -57,7 +57,7 @@ class ClientContext:
     plugins: Plugins
     #: every validated plugin section by name, for a client that builds another (paper over a real client)
     sections: Mapping[str, Any] = field(default_factory=dict)
-    #: per-engine state shared by all clients of one engine (e.g. one websocket for all markets of an exchange)
+    #: per-engine state shared by the clients of one engine (e.g. one websocket for all markets of a venue)
     shared: dict[str, Any] = field(default_factory=dict)
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("moonship.market"))
 

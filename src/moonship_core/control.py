@@ -6,24 +6,18 @@ engine through the message bus.
 
 from __future__ import annotations
 
+import functools
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from decimal import Decimal
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from .bus import MessageBus
-from .cache import SharedCache
+from .cache import ENGINES_KEY, SharedCache, heartbeat_key, strategies_key
 from .errors import ControlError
 
-ENGINES_KEY = "moonship:engines"
-
-
-def strategies_key(engine: str) -> str:
-    return f"moonship:{engine}:strategies"
-
-
-def heartbeat_key(engine: str) -> str:
-    return f"moonship:{engine}:heartbeat"
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 def matches(info: Mapping[str, Any], filters: Mapping[str, str]) -> bool:
@@ -62,17 +56,32 @@ def _number(value: Any) -> Decimal:
     return number
 
 
+def _reachable(func: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """A cache or bus outage becomes ControlError 503 naming it."""
+
+    @functools.wraps(func)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await func(*args, **kwargs)
+        except ConnectionError as exc:
+            raise ControlError(f"Shared cache or message bus unavailable: {exc}", 503) from exc
+
+    return wrapper
+
+
 class ControlPlane:
     def __init__(self, cache: SharedCache, bus: MessageBus, timeout: float = 20.0) -> None:
         self.cache = cache
         self.bus = bus
         self.timeout = timeout
 
+    @_reachable
     async def engines(self) -> list[str]:
         """Names of the engines that are running (heartbeat alive)."""
         names = sorted(await self.cache.hgetall(ENGINES_KEY))
         return [n for n in names if await self.cache.get(heartbeat_key(n)) is not None]
 
+    @_reachable
     async def strategies(self, filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         """StrategyInfo of every strategy of every running engine, filtered by field values."""
         out: list[dict[str, Any]] = []
@@ -81,6 +90,7 @@ class ControlPlane:
             out.extend(info for _, info in sorted(infos.items()))
         return [info for info in out if matches(info, filters or {})]
 
+    @_reachable
     async def strategy(self, engine: str, name: str) -> dict[str, Any]:
         info = await self.cache.hget(strategies_key(engine), name)
         if info is None:
@@ -102,6 +112,7 @@ class ControlPlane:
     async def stop(self, engine: str, name: str) -> Any:
         return await self.send(engine, "stop", name)
 
+    @_reachable
     async def send(
         self,
         engine: str,

@@ -9,9 +9,9 @@ import uuid
 from collections import OrderedDict
 from typing import Any
 
+from .cache import ENGINES_KEY, heartbeat_key, strategies_key
 from .client import ClientContext
 from .config import MarketConfig, StrategyConfig
-from .control import ENGINES_KEY, heartbeat_key, strategies_key
 from .errors import ConfigError, ControlError, MoonshipError
 from .market import Market
 from .model import utc_now
@@ -34,6 +34,7 @@ class TradingEngine(Service):
         config = context.config
         self.engine_name = config.engine.name
         self.instance = uuid.uuid4().hex[:12]
+        self.started = utc_now()
         self._shared: dict[str, Any] = {}
         self.markets = {name: self._build_market(name, mc) for name, mc in config.markets.items()}
         self.strategies = {name: self._build_strategy(name, sc) for name, sc in config.strategies.items()}
@@ -76,13 +77,16 @@ class TradingEngine(Service):
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
         cache = self.context.cache
+        await self._claim_name()
         await cache.delete(strategies_key(self.engine_name))  # a restarted engine replaces its old state
         self._dirty.update(self.strategies)
         await self._register()
         self._sync_task = asyncio.create_task(self._sync(), name="engine-sync")
         await self.context.bus.serve(self.engine_name, self._handle)
         self.logger.info(
-            "engine %s started: %d markets, %d strategies", self.engine_name, len(self.markets),
+            "engine %s started: %d markets, %d strategies",
+            self.engine_name,
+            len(self.markets),
             len(self.strategies),
         )
         auto = [s for s in self.strategies.values() if s.config.auto_start]
@@ -114,10 +118,33 @@ class TradingEngine(Service):
         self._dirty.add(strategy.name)
         self._wake.set()
 
+    async def _claim_name(self) -> None:
+        """Refuse to run beside a live engine of the same name; outwait the heartbeat of a crashed one."""
+        key = heartbeat_key(self.engine_name)
+        cache = self.context.cache
+        first = await cache.get(key)
+        if first is None:
+            return
+        self.logger.warning("engine %s has a heartbeat: waiting to see whether it is alive", self.engine_name)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + HEARTBEAT_TTL + 1
+        while loop.time() < deadline:
+            await asyncio.sleep(0.5)
+            beat = await cache.get(key)
+            if beat is None:
+                return
+            if beat != first:
+                raise MoonshipError(
+                    f"engine name {self.engine_name!r} is in use by a running engine; "
+                    "give this one another moonship.engine.name"
+                )
+
     async def _register(self) -> None:
         cache = self.context.cache
-        await cache.hset(ENGINES_KEY, {self.engine_name: {"instance": self.instance, "started": utc_now()}})
-        await cache.set(heartbeat_key(self.engine_name), self.instance, ttl=HEARTBEAT_TTL)
+        registration = {"instance": self.instance, "started": self.started}
+        await cache.hset(ENGINES_KEY, {self.engine_name: registration})
+        beat = {"instance": self.instance, "time": utc_now()}
+        await cache.set(heartbeat_key(self.engine_name), beat, ttl=HEARTBEAT_TTL)
 
     async def _flush(self) -> None:
         dirty, self._dirty = self._dirty, set()

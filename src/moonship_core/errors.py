@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-
 class MoonshipError(Exception):
     """Base of every error Moonship raises on purpose."""
 

@@ -96,7 +96,11 @@ class Market:
         await self.client.connect()
         self.logger.info(
             "opened %s: tick %s, lot %s, min qty %s, min notional %s",
-            self.symbol, self.info.tick_size, self.info.lot_size, self.info.min_quantity, self.info.min_notional,
+            self.symbol,
+            self.info.tick_size,
+            self.info.lot_size,
+            self.info.min_quantity,
+            self.info.min_notional,
         )
 
     async def close(self) -> None:
@@ -166,7 +170,9 @@ class Market:
     def _on_status(self, status: MarketStatus, reason: str = "") -> None:
         if status is self.status or not self._opened:
             return
-        level = logging.INFO if status in (MarketStatus.OPEN, MarketStatus.OPEN_POST_ONLY) else logging.WARNING
+        level = (
+            logging.INFO if status in (MarketStatus.OPEN, MarketStatus.OPEN_POST_ONLY) else logging.WARNING
+        )
         self.logger.log(level, "market %s%s", status.value, f": {reason}" if reason else "")
         self.status = status
         for sub in self._subscribers:
@@ -208,10 +214,11 @@ class Market:
         except BaseException:
             self._orders.pop(coid, None)
             raise
-        self.logger.info(
+        self.logger.debug(
             "%s %s %s @ %s %s%s (%s)",
             request.side.value,
-            fmt_decimal(request.quantity) if request.quantity is not None
+            fmt_decimal(request.quantity)
+            if request.quantity is not None
             else f"{fmt_decimal(request.quote_quantity or Decimal(0))} quote",
             self.symbol,
             fmt_decimal(request.price) if request.price is not None else "market",
@@ -241,7 +248,7 @@ class Market:
         return balances
 
     def prepare(self, request: OrderRequest) -> OrderRequest:
-        """The request as it will leave: rounded to tick and lot, market defaults applied, minimums checked."""
+        """The request as it will leave: rounded to tick and lot, defaults applied, minimums checked."""
         info = self.info
         changes: dict[str, Any] = {}
         if request.margin is None:
@@ -276,8 +283,9 @@ class Market:
     def _check_minimums(self, request: OrderRequest, info: MarketInfo) -> None:
         qty = request.quantity
         if qty is not None and qty < info.min_quantity:
-            raise InvalidOrder(f"{self.name}: quantity {qty} is below the minimum {info.min_quantity}",
-                               rule="min_quantity")
+            raise InvalidOrder(
+                f"{self.name}: quantity {qty} is below the minimum {info.min_quantity}", rule="min_quantity"
+            )
         if request.quote_quantity is not None:
             notional: Decimal | None = request.quote_quantity
         else:
@@ -294,9 +302,15 @@ class Market:
 
     async def _resolve_unknown(self, request: OrderRequest) -> None:
         probe = Order(
-            id="", client_order_id=request.client_order_id, symbol=self.symbol, side=request.side,
-            type=request.type, status=OrderStatus.UNKNOWN, quantity=request.quantity,
-            quote_quantity=request.quote_quantity, price=request.price,
+            id="",
+            client_order_id=request.client_order_id,
+            symbol=self.symbol,
+            side=request.side,
+            type=request.type,
+            status=OrderStatus.UNKNOWN,
+            quantity=request.quantity,
+            quote_quantity=request.quote_quantity,
+            price=request.price,
         )
         delay = 0.5
         while request.client_order_id in self._orders:
@@ -319,7 +333,10 @@ class Market:
         c = self._candle
         if c is not None and c.start_time == start:
             self._candle = replace(
-                c, high=max(c.high, trade.price), low=min(c.low, trade.price), close=trade.price,
+                c,
+                high=max(c.high, trade.price),
+                low=min(c.low, trade.price),
+                close=trade.price,
                 volume=c.volume + trade.quantity,
                 buy_volume=c.buy_volume + (trade.quantity if trade.taker_side is Side.BUY else 0),
             )
@@ -327,17 +344,34 @@ class Market:
         if c is not None and start > c.start_time:
             self._on_candle(c)
         self._candle = Candle(
-            self.symbol, period, start, trade.price, trade.price, trade.price, trade.price, trade.quantity,
+            self.symbol,
+            period,
+            start,
+            trade.price,
+            trade.price,
+            trade.price,
+            trade.price,
+            trade.quantity,
             trade.quantity if trade.taker_side is Side.BUY else Decimal(0),
         )
 
     def _log_final(self, order: Order) -> None:
-        level = logging.WARNING if order.status is OrderStatus.REJECTED else logging.INFO
+        if order.status is OrderStatus.REJECTED:
+            level = logging.WARNING
+        else:  # fills are what an operator wants to see; an unfilled quote being pulled is routine
+            level = logging.INFO if order.filled_quantity else logging.DEBUG
         filled = f"{fmt_decimal(order.filled_quantity)}"
         avg = order.average_price
         self.logger.log(
-            level, "order %s %s: filled %s%s%s", order.client_order_id, order.status.value, filled,
-            f" @ {fmt_decimal(avg)}" if avg is not None else "", f" ({order.reason})" if order.reason else "",
+            level,
+            "%s %s %s %s: filled %s%s%s",
+            order.side.value,
+            self.symbol,
+            order.client_order_id,
+            order.status.value,
+            filled,
+            f" @ {fmt_decimal(avg)}" if avg is not None else "",
+            f" ({order.reason})" if order.reason else "",
         )
 
     def __repr__(self) -> str:

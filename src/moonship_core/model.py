@@ -180,15 +180,28 @@ class OrderRequest:
         post_only: bool = False,
         **kw: Any,
     ) -> OrderRequest:
-        return cls(side, OrderType.LIMIT, quantity=quantity, price=price,
-                   time_in_force=time_in_force, post_only=post_only, **kw)
+        return cls(
+            side,
+            OrderType.LIMIT,
+            quantity=quantity,
+            price=price,
+            time_in_force=time_in_force,
+            post_only=post_only,
+            **kw,
+        )
 
     @classmethod
     def market(
         cls, side: Side, *, quantity: Decimal | None = None, quote_quantity: Decimal | None = None, **kw: Any
     ) -> OrderRequest:
-        return cls(side, OrderType.MARKET, quantity=quantity, quote_quantity=quote_quantity,
-                   time_in_force=TimeInForce.IOC, **kw)
+        return cls(
+            side,
+            OrderType.MARKET,
+            quantity=quantity,
+            quote_quantity=quote_quantity,
+            time_in_force=TimeInForce.IOC,
+            **kw,
+        )
 
 
 @dataclass(frozen=True, slots=True)

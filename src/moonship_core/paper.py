@@ -127,7 +127,7 @@ class PaperClient(MarketClient):
         except ConfigError as exc:
             raise ConfigError(f"{path}.real_client: {exc}") from None
         if not issubclass(real_class, MarketClient) or issubclass(real_class, PaperClient):
-            raise ConfigError(f"{path}.real_client: {settings.real_client!r} is not an exchange's market client")
+            raise ConfigError(f"{path}.real_client: {settings.real_client!r} is not an exchange client")
         real_name = real_class.name or settings.real_client
         own_keys = PaperSettings.model_fields.keys()
         real_config = MarketConfig.model_validate(
@@ -140,7 +140,8 @@ class PaperClient(MarketClient):
         )
         self.real: MarketClient = real_class(real_context, _Tap(self))
         self.taker_fee_rate = settings.fee_rate
-        self.maker_fee_rate = settings.fee_rate if settings.maker_fee_rate is None else settings.maker_fee_rate
+        maker = settings.maker_fee_rate
+        self.maker_fee_rate = settings.fee_rate if maker is None else maker
         self._reserve_rate = max(self.taker_fee_rate, self.maker_fee_rate)
         self._free: dict[str, Decimal] = dict(settings.balances)
         self._locked: dict[str, Decimal] = {}
@@ -181,9 +182,8 @@ class PaperClient(MarketClient):
         known = self._ids.get(request.client_order_id)
         if known is not None:
             return self._current(known)
-        self._order_seq += 1
         order = Order(
-            id=f"paper-{self._order_seq}", client_order_id=request.client_order_id, symbol=self.symbol,
+            id=f"paper-{self._order_seq + 1}",  # taken once the order is recorded client_order_id=request.client_order_id, symbol=self.symbol,
             side=request.side, type=request.type, status=OrderStatus.PENDING, quantity=request.quantity,
             quote_quantity=request.quote_quantity, price=request.price, time_in_force=request.time_in_force,
             post_only=request.post_only,
@@ -202,7 +202,7 @@ class PaperClient(MarketClient):
         if order.post_only:
             best = book.best_ask if order.side is Side.BUY else book.best_bid
             if best is not None and (price >= best if order.side is Side.BUY else price <= best):
-                raise PostOnlyRejected(f"post-only {order.side.value} at {fmt_decimal(price)} would cross {best}")
+                raise PostOnlyRejected(f"post-only {order.side.value} at {fmt_decimal(price)} crosses {best}")
         if order.side is Side.BUY:
             unit = price * (1 + self._reserve_rate)
             live = self._reserve(order, info, info.quote_asset, quantity * unit, unit)
@@ -214,10 +214,8 @@ class PaperClient(MarketClient):
         if not fok_short:
             takes, _ = self._walk(book_side, price, quantity)
             self._take(live, book_side, takes)
-        if live.order.status is OrderStatus.FILLED:
-            self._finish(live)
-        elif order.time_in_force is not TimeInForce.GTC:
-            reason = "FOK: not enough liquidity" if fok_short else f"{order.time_in_force.value}: rest cancelled"
+        if order.time_in_force is not TimeInForce.GTC and not live.order.status.is_final:
+            reason = "FOK: not enough liquidity" if fok_short else "IOC: unfilled quantity cancelled"
             self._finish(live, live.order.closed(OrderStatus.CANCELLED, reason))
 
     def _market_order(self, order: Order, info: MarketInfo) -> None:
@@ -230,12 +228,12 @@ class PaperClient(MarketClient):
             need = sum((q for _, q in takes), ZERO)
             live = self._reserve(order, info, info.base_asset, need, Decimal(1))
         self._take(live, book_side, takes)
-        if not complete:
-            self._finish(live, live.order.closed(OrderStatus.CANCELLED, "not enough liquidity"))
-        elif live.order.status is OrderStatus.FILLED:
-            self._finish(live)
-        else:  # a quote-sized order whose remainder is less than one lot
+        if live.order.status.is_final:
+            return
+        if complete:  # a quote-sized order whose remainder is worth less than one lot
             self._finish(live, replace(live.order, status=OrderStatus.FILLED, updated=utc_now()))
+        else:
+            self._finish(live, live.order.closed(OrderStatus.CANCELLED, "not enough liquidity"))
 
     async def cancel_order(self, order: Order) -> Order:
         live = self._open.get(order.id) or self._open.get(self._ids.get(order.client_order_id, ""))
@@ -246,8 +244,8 @@ class PaperClient(MarketClient):
         return final
 
     async def get_order(self, order: Order) -> Order:
-        order_id = order.id if order.id in self._open or order.id in self._history else None
-        order_id = order_id or self._ids.get(order.client_order_id)
+        known = order.id in self._open or order.id in self._history
+        order_id = order.id if known else self._ids.get(order.client_order_id)
         if order_id is None:
             raise OrderNotFound(f"no paper order {order.id or order.client_order_id}")
         return self._current(order_id)
@@ -370,18 +368,24 @@ class PaperClient(MarketClient):
             self._fill(live, price, quantity, is_maker=False)
 
     # ------------------------------------------------------------------ funds and fills
-    def _reserve(self, order: Order, info: MarketInfo, asset: str, amount: Decimal, unit: Decimal | None) -> _Live:
+    def _reserve(
+        self, order: Order, info: MarketInfo, asset: str, amount: Decimal, unit: Decimal | None
+    ) -> _Live:
         """Lock `amount` of `asset` for a new order and record it as open."""
         free = self._free.get(asset, ZERO)
         if amount > free:
             raise InsufficientFunds(
                 f"insufficient {asset}: the order needs {fmt_decimal(amount)}, {fmt_decimal(free)} is free"
             )
-        self._free[asset] = free - amount
-        self._locked[asset] = self._locked.get(asset, ZERO) + amount
         live = _Live(order, info, asset, amount, unit)
+        self._order_seq += 1
         self._open[order.id] = live
         self._ids[order.client_order_id] = order.id
+        if amount:
+            self._free[asset] = free - amount
+            self._locked[asset] = self._locked.get(asset, ZERO) + amount
+            self._balances_changed = True
+            self._schedule()
         return live
 
     def _fill(self, live: _Live, price: Decimal, quantity: Decimal, *, is_maker: bool) -> None:
@@ -391,16 +395,14 @@ class PaperClient(MarketClient):
         self._fill_seq += 1
         fill = Fill(f"paper-fill-{self._fill_seq}", price, quantity, fee, info.quote_asset, is_maker)
         live.order = live.order.with_fill(fill)
-        buy = live.order.side is Side.BUY
         release = min(live.reserved, cost + fee if live.unit is None else quantity * live.unit)
         live.reserved -= release
         self._locked[live.asset] -= release
         base, quote = info.base_asset, info.quote_asset
-        if buy:
+        if live.order.side is Side.BUY:  # the reserve paid cost and fee; any excess is free again
             self._free[quote] += release - cost - fee
             self._free[base] = self._free.get(base, ZERO) + quantity
-        else:
-            self._free[base] += release - quantity
+        else:  # the reserved base is gone
             self._free[quote] = self._free.get(quote, ZERO) + cost - fee
         self._balances_changed = True
         self._publish(live.order)
@@ -438,7 +440,7 @@ class PaperClient(MarketClient):
         self._schedule()
 
     def _schedule(self) -> None:
-        """Deliver queued updates on the next loop iteration (so place_order's ack returns first), in order."""
+        """Deliver queued updates in order on the next loop iteration (so place_order's ack comes first)."""
         if self._flush_scheduled or not (self._outbox or self._balances_changed):
             return
         try:

@@ -104,10 +104,8 @@ class SimClient(MarketClient):
         self._rng = random.Random(seed)
         self._vol = float(settings.volatility_bps) / 10_000
         self._fair = max(1, int((settings.start_price / settings.tick_size).to_integral_value()))
-        self._typical_lots = max(
-            10,
-            int(settings.min_notional * _LEVEL_NOTIONAL_MINIMUMS / (settings.start_price * settings.lot_size)),
-        )
+        level_notional = settings.min_notional * _LEVEL_NOTIONAL_MINIMUMS
+        self._typical_lots = max(10, int(level_notional / (settings.start_price * settings.lot_size)))
         self._bids = _Ladder()  # ticks <= fair
         self._asks = _Ladder()  # ticks > fair
         self._sequence = 0

@@ -279,7 +279,9 @@ class Strategy:
             self._fills_seen.pop(order.client_order_id, None)
         else:
             self._fills_seen[order.client_order_id] = (
-                len(order.fills), order.filled_quantity, order.filled_quote_quantity
+                len(order.fills),
+                order.filled_quantity,
+                order.filled_quote_quantity,
             )
         if not fills:
             return

@@ -75,9 +75,15 @@ class ScriptedClient(MarketClient):
     async def place_order(self, request: OrderRequest) -> Order:
         self.placed.append(request)
         return Order(
-            id=str(next(self.ids)), client_order_id=request.client_order_id, symbol=self.symbol,
-            side=request.side, type=request.type, status=OrderStatus.PENDING, quantity=request.quantity,
-            price=request.price, post_only=request.post_only,
+            id=str(next(self.ids)),
+            client_order_id=request.client_order_id,
+            symbol=self.symbol,
+            side=request.side,
+            type=request.type,
+            status=OrderStatus.PENDING,
+            quantity=request.quantity,
+            price=request.price,
+            post_only=request.post_only,
         )
 
     async def cancel_order(self, order: Order) -> Order:
@@ -160,17 +166,22 @@ class TestPlugin:
 
 def make_engine(strategies: dict[str, Any], name: str = "main") -> tuple[TradingEngine, ControlPlane]:
     ScriptedClient.instances.clear()
-    config = parse_config({"moonship": {
-        "engine": {"name": name},
-        "markets": {"btc": {"client": "scripted", "symbol": "BTCUSDT"}},
-        "strategies": strategies,
-    }})
+    config = parse_config(
+        {
+            "moonship": {
+                "engine": {"name": name},
+                "markets": {"btc": {"client": "scripted", "symbol": "BTCUSDT"}},
+                "strategies": strategies,
+            }
+        }
+    )
     plugins = Plugins.load(entry_points=False)
     plugins.register(TestPlugin(), "test")
     cache, bus = MemoryCache(), MemoryBus()
     control = ControlPlane(cache, bus, timeout=2)
-    ctx = ServiceContext(config=config, settings={}, sections={}, plugins=plugins, cache=cache, bus=bus,
-                         control=control)
+    ctx = ServiceContext(
+        config=config, settings={}, sections={}, plugins=plugins, cache=cache, bus=bus, control=control
+    )
     return TradingEngine(ctx), control
 
 
@@ -256,10 +267,12 @@ def test_market_refuses_orders_below_minimums_before_the_client() -> None:
 
 def test_raising_strategy_is_stopped_with_reason_and_others_go_on() -> None:
     async def main() -> None:
-        engine, control = make_engine({
-            "bad": {"algo": "exploder", "auto_start": True, "markets": ["btc"]},
-            "good": {"algo": "recorder", "auto_start": True, "markets": ["btc"], "size": "0.2"},
-        })
+        engine, _ = make_engine(
+            {
+                "bad": {"algo": "exploder", "auto_start": True, "markets": ["btc"]},
+                "good": {"algo": "recorder", "auto_start": True, "markets": ["btc"], "size": "0.2"},
+            }
+        )
         await engine.start()
         try:
             await until(lambda: not engine.strategies["bad"].active)
@@ -371,8 +384,14 @@ def test_order_update_for_unknown_order_is_ignored() -> None:
         try:
             market = engine.markets["btc"]
             await market.open()
-            stray = Order("x", "someone-else", "BTCUSDT", Side.BUY, dataclasses.replace(
-                OrderRequest.limit(Side.BUY, D(1), D(1))).type, OrderStatus.FILLED)
+            stray = Order(
+                "x",
+                "someone-else",
+                "BTCUSDT",
+                Side.BUY,
+                dataclasses.replace(OrderRequest.limit(Side.BUY, D(1), D(1))).type,
+                OrderStatus.FILLED,
+            )
             ScriptedClient.instances[0].events.order_update(stray)
             assert market.open_orders() == []
         finally:

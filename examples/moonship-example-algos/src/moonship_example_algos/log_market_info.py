@@ -22,5 +22,12 @@ class LogMarketInfo(TradingAlgo):
         asks = ", ".join(f"{q}@{p}" for p, q in book.depth(Side.SELL, 10))
         self.logger.debug(
             "%s price %s bid %s ask %s spread %s | bids %s | asks %s | %s",
-            market.name, market.last_price, book.best_bid, book.best_ask, book.spread, bids, asks, market.info,
+            market.name,
+            market.last_price,
+            book.best_bid,
+            book.best_ask,
+            book.spread,
+            bids,
+            asks,
+            market.info,
         )

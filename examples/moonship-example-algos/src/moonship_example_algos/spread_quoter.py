@@ -28,6 +28,8 @@ class SpreadQuoterSettings(BaseModel):
     trade_quantity: Decimal = Field(gt=0)
     #: distance between our bid and ask, in basis points of the mid
     spread_bps: Decimal = Field(default=Decimal(20), gt=0)
+    #: leave a quote alone until the target price moves this far from it (default: a quarter of spread_bps)
+    requote_bps: Decimal | None = Field(default=None, ge=0)
     #: no bid above this long position, no ask below minus this (default: 10 x trade_quantity)
     max_position: Decimal | None = Field(default=None, gt=0)
     #: stop when profit falls this far (quote currency) below its peak
@@ -58,9 +60,10 @@ class SpreadQuoter(TradingAlgo):
 
     async def _quote(self, market: StrategyMarket, side: Side, price: Decimal, wanted: bool) -> None:
         current = self.quotes[side]
-        tick = market.info.tick_size if market.info else Decimal(0)
         if current is not None:
-            if wanted and current.price is not None and abs(current.price - price) <= tick:
+            s = self.settings
+            tolerance = price * (s.requote_bps if s.requote_bps is not None else s.spread_bps / 4) / 10000
+            if wanted and current.price is not None and abs(current.price - price) <= tolerance:
                 return
             try:
                 await market.cancel_order(current)

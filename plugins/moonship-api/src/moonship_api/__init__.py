@@ -1,0 +1,1 @@
+"""Moonship REST API service."""

@@ -1,0 +1,298 @@
+"""The Starlette application: endpoints, session check, error mapping and access log."""
+
+from __future__ import annotations
+
+import http
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+import orjson
+from moonship_core import CommandTimeout, ControlError, ControlPlane, EngineUnavailable, SharedCache
+from starlette.applications import Starlette
+from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .accesslog import AccessLogFormat, AccessLogMiddleware
+from .auth import COOKIE_NAME, Credentials, LoginThrottle, Sessions
+from .openapi import OPENAPI
+
+MAX_BODY = 1 << 20
+PUBLIC_PATHS = frozenset({"/login", "/openapi.json"})
+#: where the auth middleware leaves the session token for the endpoints
+SESSION_KEY = "moonship.session"
+_COOKIE_ATTRIBUTES = "HttpOnly; Path=/; SameSite=Strict; Secure"
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, set | frozenset | tuple):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+
+
+class JsonResponse(Response):
+    """JSON with Decimals as exact text and datetimes as ISO-8601 (the shared cache's encoding)."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+
+
+class ApiError(Exception):
+    """An error reply: `{"error": message, "status": status}`."""
+
+    def __init__(self, message: str, status: int, headers: Mapping[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.headers = headers
+
+
+def error_response(message: str, status: int, headers: Mapping[str, str] | None = None) -> Response:
+    return JsonResponse({"error": message, "status": status}, status, headers)
+
+
+def request_token(headers: Headers) -> str | None:
+    """The session token: `Authorization: Bearer` first, else the session cookie."""
+    scheme, _, token = headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        return token.strip() or None
+    for cookie in headers.getlist("cookie"):
+        for pair in cookie.split(";"):
+            name, _, value = pair.strip().partition("=")
+            if name == COOKIE_NAME and value:
+                return value
+    return None
+
+
+async def read_json(request: Request) -> dict[str, Any]:
+    """The request body as a JSON object (at most MAX_BODY bytes)."""
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > MAX_BODY:
+        raise ApiError("Request body too large", 413)
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise ApiError("Request body too large", 413)
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        data = None
+    if not isinstance(data, dict):
+        raise ApiError("Missing or bad request body", 400)
+    return data
+
+
+def _field(body: Mapping[str, Any], name: str, kind: type[Any]) -> Any:
+    value = body.get(name)
+    if not isinstance(value, kind):
+        raise ApiError(f"Missing or bad {name} field", 400)
+    return value
+
+
+class ErrorGuard:
+    """Turns every exception into an error reply; nothing but the message ever reaches the client."""
+
+    def __init__(self, app: ASGIApp, logger: logging.Logger) -> None:
+        self.app = app
+        self.logger = logger
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)
+        except ClientDisconnect:
+            return
+        except Exception as exc:
+            response = self.response_for(exc)
+            if started:
+                self.logger.error("error after the response started: %s", type(exc).__name__)
+            else:
+                await response(scope, receive, send)
+
+    def response_for(self, exc: Exception) -> Response:
+        if isinstance(exc, ApiError):
+            return error_response(exc.message, exc.status, exc.headers)
+        if isinstance(exc, CommandTimeout):
+            return error_response("Operation timeout", 504)
+        if isinstance(exc, EngineUnavailable):
+            return error_response(f"Engine {exc.engine!r} is not running", 404)
+        if isinstance(exc, ControlError):
+            return error_response(str(exc), exc.status if exc.status in (400, 404) else 500)
+        if isinstance(exc, ConnectionError | OSError | TimeoutError):
+            self.logger.error("shared cache or message bus unavailable: %s", exc)
+            return error_response("Shared cache or message bus unavailable", 503)
+        self.logger.exception("internal error")
+        return error_response("Internal server error", 500)
+
+
+class SessionCheck:
+    """Every path but the public ones needs a live session; otherwise 401 "Access denied"."""
+
+    def __init__(self, app: ASGIApp, sessions: Sessions) -> None:
+        self.app = app
+        self.sessions = sessions
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"] not in PUBLIC_PATHS:
+            token = request_token(Headers(scope=scope))
+            if token is None or not await self.sessions.touch(token):
+                headers = {"WWW-Authenticate": 'Bearer realm="moonship"'}
+                await error_response("Access denied", 401, headers)(scope, receive, send)
+                return
+            scope[SESSION_KEY] = token
+        await self.app(scope, receive, send)
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    message = http.HTTPStatus(exc.status_code).phrase.capitalize()
+    return error_response(message, exc.status_code, exc.headers)
+
+
+class Api:
+    """The endpoints, over the control plane and the shared cache."""
+
+    def __init__(
+        self,
+        control: ControlPlane,
+        cache: SharedCache,
+        credentials: Credentials,
+        idle_session_expiry: float,
+        access_log_format: AccessLogFormat,
+        logger: logging.Logger,
+    ) -> None:
+        self.control = control
+        self.credentials = credentials
+        self.sessions = Sessions(cache, idle_session_expiry)
+        self.throttle = LoginThrottle(cache)
+        self.logger = logger
+        self._openapi = orjson.dumps(OPENAPI)
+        self.app = Starlette(
+            routes=[
+                Route("/login", self.login, methods=["POST"]),
+                Route("/logout", self.logout, methods=["GET", "POST"]),
+                Route("/strategies", self.list_strategies, methods=["GET"]),
+                Route(
+                    "/strategies/{engine}/{strategy}",
+                    self._by_method(
+                        GET=self.get_strategy, POST=self.add_strategy, PATCH=self.update_strategy,
+                        DELETE=self.remove_strategy,
+                    ),
+                    methods=["GET", "POST", "PATCH", "DELETE"],
+                ),
+                Route("/strategies/{engine}/{strategy}/start", self.start_strategy, methods=["POST"]),
+                Route("/strategies/{engine}/{strategy}/stop", self.stop_strategy, methods=["POST"]),
+                Route("/openapi.json", self.openapi, methods=["GET"]),
+            ],
+            middleware=[
+                Middleware(AccessLogMiddleware, access_log_format, logger.getChild("access")),
+                Middleware(ErrorGuard, logger),
+                Middleware(SessionCheck, self.sessions),
+            ],
+            exception_handlers={HTTPException: _http_error},
+        )
+
+    @staticmethod
+    def _by_method(**endpoints: Endpoint) -> Endpoint:
+        async def dispatch(request: Request) -> Response:
+            return await endpoints["GET" if request.method == "HEAD" else request.method](request)
+
+        return dispatch
+
+    # ------------------------------------------------------------------ session
+    async def login(self, request: Request) -> Response:
+        body = await read_json(request)
+        user: str = _field(body, "user", str)
+        password: str = _field(body, "password", str)
+        client = request.client.host if request.client else "unknown"
+        async with self.throttle.lock(client):
+            retry = await self.throttle.retry_after(client)
+            if retry is not None:
+                raise ApiError("Too many failed logins: try again later", 429, {"Retry-After": str(retry)})
+            if not await self.credentials.check(user, password):
+                await self.throttle.failed(client)
+                self.logger.warning("failed login from %s", client)
+                raise ApiError("Invalid user or password", 401)
+            await self.throttle.succeeded(client)
+        previous = request_token(request.headers)
+        if previous is not None:  # a new token at every login: no session fixation
+            await self.sessions.delete(previous)
+        token = await self.sessions.create(user)
+        self.logger.info("login from %s", client)
+        response = JsonResponse({"session_token": token})
+        response.headers.append("set-cookie", f"{COOKIE_NAME}={token}; {_COOKIE_ATTRIBUTES}")
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        await self.sessions.delete(request.scope[SESSION_KEY])
+        response = JsonResponse({})
+        response.headers.append("set-cookie", f"{COOKIE_NAME}=; Max-Age=0; {_COOKIE_ATTRIBUTES}")
+        return response
+
+    # ------------------------------------------------------------------ strategies
+    async def list_strategies(self, request: Request) -> Response:
+        strategies = await self.control.strategies(dict(request.query_params))
+        return JsonResponse({"strategies": strategies})
+
+    async def get_strategy(self, request: Request) -> Response:
+        engine, name = _names(request)
+        # like the list, only engines that are running: a stopped engine's last state is not served
+        if engine not in await self.control.engines():
+            raise ApiError("No such strategy", 404)
+        return JsonResponse(await self.control.strategy(engine, name))
+
+    async def add_strategy(self, request: Request) -> Response:
+        config = await _config(request)
+        return _info(await self.control.add(*_names(request), config))
+
+    async def update_strategy(self, request: Request) -> Response:
+        config = await _config(request)
+        return _info(await self.control.update(*_names(request), config))
+
+    async def remove_strategy(self, request: Request) -> Response:
+        await self.control.remove(*_names(request))
+        return JsonResponse({})
+
+    async def start_strategy(self, request: Request) -> Response:
+        return _info(await self.control.start(*_names(request)))
+
+    async def stop_strategy(self, request: Request) -> Response:
+        return _info(await self.control.stop(*_names(request)))
+
+    async def openapi(self, request: Request) -> Response:
+        return Response(self._openapi, media_type="application/json")
+
+
+def _names(request: Request) -> tuple[str, str]:
+    return request.path_params["engine"], request.path_params["strategy"]
+
+
+async def _config(request: Request) -> dict[str, Any]:
+    config: dict[str, Any] = _field(await read_json(request), "config", dict)
+    return config
+
+
+def _info(result: Any) -> Response:
+    return JsonResponse(result if isinstance(result, dict) else {})

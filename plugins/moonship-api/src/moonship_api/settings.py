@@ -1,0 +1,59 @@
+"""`moonship.api` settings: the seed's property names and defaults, plus `host` and `trusted_proxies`."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+from .accesslog import DEFAULT_FORMAT, AccessLogFormat
+
+_BCRYPT_HASH = re.compile(r"^\$2[abxy]?\$\d\d\$[./A-Za-z0-9]{53}$")
+
+
+def _strip(value: Any) -> Any:
+    return value.strip() if isinstance(value, str) else value
+
+
+class ApiSettings(BaseModel):
+    """The `moonship.api` config section."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: interface to listen on ("::" for every IPv4 and IPv6 interface)
+    host: str = "0.0.0.0"
+    #: TCP port; `$PORT` in the YAML reads the environment variable; 0 picks a free port
+    port: Annotated[int, BeforeValidator(_strip), Field(ge=0, le=65535)] = 8080
+    user: str | None = Field(default=None, min_length=1)
+    #: bcrypt hash of the password
+    password: SecretStr | None = None
+    ssl_cert: str | None = None
+    ssl_key: str | None = None
+    #: minutes of inactivity before a session expires; 0: never
+    idle_session_expiry: float = Field(default=0, ge=0, allow_inf_nan=False)
+    access_log_format: str = DEFAULT_FORMAT
+    #: proxies whose X-Forwarded-For / X-Forwarded-Proto headers are believed (IPs, CIDRs or "*")
+    trusted_proxies: Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)] = [
+        "127.0.0.1",
+        "::1",
+    ]
+
+    @field_validator("password")
+    @classmethod
+    def _bcrypt_hash(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _BCRYPT_HASH.match(value.get_secret_value()):
+            raise ValueError("must be a bcrypt hash (see the moonship-api README)")
+        return value
+
+    @field_validator("access_log_format")
+    @classmethod
+    def _known_tokens(cls, value: str) -> str:
+        AccessLogFormat(value)
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ApiSettings:
+        if (self.ssl_cert is None) != (self.ssl_key is None):
+            raise ValueError("ssl_cert and ssl_key must be set together")
+        return self

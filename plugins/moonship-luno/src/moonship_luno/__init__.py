@@ -1,0 +1,1 @@
+"""Moonship market client for the Luno exchange."""

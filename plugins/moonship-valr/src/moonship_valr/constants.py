@@ -1,0 +1,29 @@
+"""VALR endpoints, paths and request-rate limits."""
+
+from __future__ import annotations
+
+from typing import Final
+
+REST_URL: Final = "https://api.valr.com"
+WS_URL: Final = "wss://api.valr.com"
+TRADE_WS_PATH: Final = "/ws/trade"
+ACCOUNT_WS_PATH: Final = "/ws/account"
+
+#: REST calls per minute per API key (signed routes) and per IP for /v1/public/* (docs mirror)
+KEY_LIMIT_PER_MIN: Final = 2000
+PUBLIC_LIMIT_PER_MIN: Final = 30
+
+#: the client pings each socket this often (VALR drops sockets idle for 30 s)
+PING_INTERVAL: Final = 25.0
+#: a socket whose PONG takes longer than this, or whose feed is silent this long, is replaced
+PONG_TIMEOUT: Final = 30.0
+STALE_TIMEOUT: Final = 30.0
+REQUEST_TIMEOUT: Final = 10.0
+
+#: VALR error codes (HTTP 400 / v2 201 bodies) the client maps onto moonship's errors
+CODE_UNKNOWN_ORDER: Final = -1
+CODE_INSUFFICIENT_FUNDS: Final = -6
+CODE_POST_ONLY: Final = -19
+CODE_MIN_SIZE: Final = -12007
+CODE_DUPLICATE_CUSTOMER_ORDER_ID: Final = -11502
+CODE_INVALID_JSON: Final = -113

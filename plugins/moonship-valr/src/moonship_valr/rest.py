@@ -1,0 +1,349 @@
+"""VALR REST: signed requests, error mapping onto moonship's taxonomy, typed calls and wire parsers."""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+from urllib.parse import quote, urlencode
+
+import httpx
+import orjson
+from moonship_core import (
+    AuthenticationError,
+    Balance,
+    ExchangeError,
+    InsufficientFunds,
+    InvalidOrder,
+    MarketInfo,
+    MarketStatus,
+    NetworkError,
+    OrderNotFound,
+    OrderStatusUnknown,
+    PostOnlyRejected,
+    RateLimited,
+    RateLimiter,
+    RequestTimeout,
+    Side,
+    Ticker,
+    Trade,
+)
+
+from . import constants as c
+from .auth import Signer
+
+log = logging.getLogger("moonship.valr")
+
+ZERO = Decimal(0)
+_COID = re.compile(r"[A-Za-z0-9-]{1,50}")
+#: how long a 429 holds every request back when VALR gives no Retry-After
+_DEFAULT_RETRY_AFTER = 1.0
+
+
+class DuplicateClientOrderId(InvalidOrder):
+    """VALR already has an open order with this customerOrderId: an earlier attempt went through."""
+
+    def __init__(self, message: str, *, code: int | str | None = None) -> None:
+        super().__init__(message, rule="duplicate_client_order_id", code=code)
+
+
+class StaleTimestamp(AuthenticationError):
+    """VALR refused the request's timestamp (clock skew): nothing was executed."""
+
+
+def check_client_order_id(coid: str) -> str:
+    """VALR's customerOrderId rule: alphanumeric and dashes, at most 50 characters."""
+    if not _COID.fullmatch(coid):
+        raise InvalidOrder(
+            f"client order id {coid!r}: VALR allows 1-50 letters, digits and dashes", rule="client_order_id"
+        )
+    return coid
+
+
+def error_for(status: int, body: Any, *, text: str = "") -> ExchangeError:
+    """The moonship error for a VALR error answer (400 `{code, message}` or v2 201 `{orderId, code, message}`)."""
+    code: int | str | None = None
+    message = text
+    if isinstance(body, Mapping):
+        raw = body.get("code")
+        message = str(body.get("message") or text)
+        try:
+            code = int(raw) if raw is not None else None
+        except (TypeError, ValueError):
+            code = raw
+    lower = message.lower()
+    detail = f"VALR {status}: {message}" + (f" (code {code})" if code is not None else "")
+    if status in (401, 403):
+        if "timestamp" in lower or "expired" in lower:
+            return StaleTimestamp(detail, code=code)
+        return AuthenticationError(detail, code=code)
+    if status == 404 or code == c.CODE_UNKNOWN_ORDER or "could not find" in lower or "not found" in lower:
+        return OrderNotFound(detail, code=code)
+    if code == c.CODE_INSUFFICIENT_FUNDS or "insufficient" in lower:
+        return InsufficientFunds(detail, code=code)
+    if code == c.CODE_POST_ONLY or "postonly" in lower.replace("-", "").replace(" ", ""):
+        return PostOnlyRejected(detail, code=code)
+    if code == c.CODE_DUPLICATE_CUSTOMER_ORDER_ID or "duplicate" in lower:
+        return DuplicateClientOrderId(detail, code=code)
+    if code == c.CODE_MIN_SIZE or "minimum" in lower:
+        rule = "min_notional" if "quote" in lower or "value" in lower else "min_quantity"
+        return InvalidOrder(detail, rule=rule, code=code)
+    if status == 400 or code is not None:
+        return InvalidOrder(detail, code=code)
+    return ExchangeError(detail, code=code)
+
+
+class ValrRest:
+    """REST calls of one VALR account (or of none: public calls only), paced by shared rate limiters."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        signer: Signer | None,
+        key_limiter: RateLimiter,
+        public_limiter: RateLimiter,
+    ) -> None:
+        self.http = http
+        self.base_url = base_url.rstrip("/")
+        self.signer = signer
+        self.key_limiter = key_limiter
+        self.public_limiter = public_limiter
+
+    # ------------------------------------------------------------------ transport
+    async def request(
+        self,
+        verb: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | None = None,
+        signed: bool = True,
+        sub_account: str | None = None,
+        order_id_for_unknown: str | None = None,
+        ok: tuple[int, ...] = (200, 201, 202),
+    ) -> Any:
+        """Send one request and return its parsed JSON (None for an empty body).
+
+        `order_id_for_unknown`: the request places an order with this customerOrderId, so a lost answer
+        (timeout, 5xx, dropped connection after sending) raises OrderStatusUnknown instead of NetworkError.
+        """
+        if params:
+            path = f"{path}?{urlencode({k: v for k, v in params.items() if v is not None})}"
+        content = orjson.dumps(body) if body is not None else b""
+        for attempt in range(3):
+            headers = {"Content-Type": "application/json"} if body is not None else {}
+            if signed:
+                if self.signer is None:
+                    raise AuthenticationError(f"VALR {verb} {path.split('?')[0]} needs an API key and secret")
+                await self.key_limiter.acquire()
+                headers.update(self.signer.headers(verb, path, content, sub_account))
+            else:
+                await self.public_limiter.acquire()
+            try:
+                response = await self.http.request(verb, self.base_url + path, content=content, headers=headers)
+            except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+                raise NetworkError(f"VALR {verb} {path}: cannot connect: {exc!r}") from exc
+            except httpx.TimeoutException as exc:
+                if order_id_for_unknown is not None:
+                    raise OrderStatusUnknown(
+                        f"VALR {verb} {path}: no answer in time", client_order_id=order_id_for_unknown
+                    ) from exc
+                raise RequestTimeout(f"VALR {verb} {path}: no answer in time") from exc
+            except httpx.HTTPError as exc:
+                if order_id_for_unknown is not None:
+                    raise OrderStatusUnknown(
+                        f"VALR {verb} {path}: {exc!r}", client_order_id=order_id_for_unknown
+                    ) from exc
+                raise NetworkError(f"VALR {verb} {path}: {exc!r}") from exc
+            status = response.status_code
+            data = _json(response.content)
+            if status in ok:
+                return data
+            if status == 429:
+                retry_after = _retry_after(response.headers)
+                (self.key_limiter if signed else self.public_limiter).pause(retry_after)
+                if verb == "GET" and attempt < 2:
+                    log.warning("VALR rate limit hit on %s: pausing %.1f s", path.split("?")[0], retry_after)
+                    continue
+                raise RateLimited(f"VALR {verb} {path}: rate limited", retry_after=retry_after)
+            if status >= 500:
+                if order_id_for_unknown is not None:
+                    raise OrderStatusUnknown(
+                        f"VALR {verb} {path}: HTTP {status}", client_order_id=order_id_for_unknown
+                    )
+                raise NetworkError(f"VALR {verb} {path}: HTTP {status}")
+            error = error_for(status, data, text=response.text[:200])
+            if isinstance(error, StaleTimestamp) and attempt == 0 and self.signer is not None:
+                log.warning("VALR refused our timestamp: resynchronising the clock")
+                await self.sync_time()
+                continue
+            raise error
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def sync_time(self) -> None:
+        """Adopt the server clock (X-VALR-TIMESTAMP must be close to VALR's time)."""
+        if self.signer is None:
+            return
+        local_before = _now_ms()
+        data = await self.request("GET", "/v1/public/time", signed=False)
+        local_after = _now_ms()
+        self.signer.offset_ms = int(data["epochTime"]) - (local_before + local_after) // 2
+
+    # ------------------------------------------------------------------ public
+    async def status(self) -> str:
+        data = await self.request("GET", "/v1/public/status", signed=False)
+        return str(data.get("status", ""))
+
+    async def pairs(self) -> list[dict[str, Any]]:
+        data = await self.request("GET", "/v1/public/pairs", signed=False)
+        return list(data)
+
+    async def market_summary(self, pair: str) -> dict[str, Any]:
+        return dict(await self.request("GET", f"/v1/public/{pair}/marketsummary", signed=False))
+
+    async def trades(self, pair: str, limit: int = 100) -> list[dict[str, Any]]:
+        """Recent public trades, newest first (the signed twin when we have a key: it has the key's limit)."""
+        params = {"limit": min(max(limit, 1), 100)}
+        if self.signer is not None:
+            return list(await self.request("GET", f"/v1/marketdata/{pair}/tradehistory", params=params))
+        return list(await self.request("GET", f"/v1/public/{pair}/trades", params=params, signed=False))
+
+    async def order_book(self, pair: str) -> dict[str, Any]:
+        if self.signer is not None:
+            return dict(await self.request("GET", f"/v1/marketdata/{pair}/orderbook"))
+        return dict(await self.request("GET", f"/v1/public/{pair}/orderbook", signed=False))
+
+    # ------------------------------------------------------------------ account
+    async def balances(self, sub_account: str | None = None) -> list[dict[str, Any]]:
+        params = {"excludeZeroBalances": "false"}
+        return list(await self.request("GET", "/v1/account/balances", params=params, sub_account=sub_account))
+
+    async def account_trades(self, pair: str, limit: int = 100, sub_account: str | None = None) -> list[dict[str, Any]]:
+        """Our recent fills in `pair`, newest first."""
+        params = {"limit": min(max(limit, 1), 100)}
+        return list(
+            await self.request("GET", f"/v1/account/{pair}/tradehistory", params=params, sub_account=sub_account)
+        )
+
+    async def open_orders(self, sub_account: str | None = None) -> list[dict[str, Any]]:
+        return list(await self.request("GET", "/v1/orders/open", sub_account=sub_account))
+
+    async def order_status(
+        self, pair: str, *, order_id: str = "", customer_order_id: str = "", sub_account: str | None = None
+    ) -> dict[str, Any]:
+        """An order's status: the closed-order summary when it exists, else the open-order status."""
+        kind, key = ("orderid", order_id) if order_id else ("customerorderid", customer_order_id)
+        key = quote(key, safe="")
+        try:
+            return dict(
+                await self.request("GET", f"/v1/orders/history/summary/{kind}/{key}", sub_account=sub_account)
+            )
+        except OrderNotFound:
+            return dict(await self.request("GET", f"/v1/orders/{pair}/{kind}/{key}", sub_account=sub_account))
+
+    async def place(self, kind: str, body: dict[str, Any], sub_account: str | None = None) -> str:
+        """POST /v2/orders/{kind} (limit | market): the new order's id, or the mapped error of a failure."""
+        data = await self.request(
+            "POST",
+            f"/v2/orders/{kind}",
+            body=body,
+            sub_account=sub_account,
+            order_id_for_unknown=str(body["customerOrderId"]),
+        )
+        if isinstance(data, Mapping) and data.get("id"):
+            return str(data["id"])
+        # v2's synchronous failure: 201 {"orderId", "code", "message"}
+        raise error_for(201, data)
+
+    async def cancel(self, pair: str, *, order_id: str = "", customer_order_id: str = "", sub_account: str | None = None) -> None:
+        body = {"orderId": order_id} if order_id else {"customerOrderId": customer_order_id}
+        body["pair"] = pair
+        await self.request("DELETE", "/v2/orders/order", body=body, sub_account=sub_account)
+
+
+def _now_ms() -> int:
+    return int(datetime.now(UTC).timestamp() * 1000)
+
+
+def _json(content: bytes) -> Any:
+    if not content:
+        return None
+    try:
+        return orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return None
+
+
+def _retry_after(headers: httpx.Headers) -> float:
+    try:
+        return max(float(headers.get("retry-after", "")), 0.0)
+    except ValueError:
+        return _DEFAULT_RETRY_AFTER
+
+
+# ---------------------------------------------------------------------- wire parsers
+def parse_time(value: str | int | None) -> datetime:
+    """VALR's ISO-8601 `...Z` time (or epoch ms) to an aware UTC datetime."""
+    if value is None or value == "":
+        return datetime.now(UTC)
+    if isinstance(value, int):
+        return datetime.fromtimestamp(value / 1000, UTC)
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def decimal_or_none(value: Any) -> Decimal | None:
+    return None if value in (None, "") else Decimal(str(value))
+
+
+def parse_side(value: str) -> Side:
+    return Side.BUY if value.lower() == "buy" else Side.SELL
+
+
+def parse_market_info(pair: Mapping[str, Any], exchange_status: str) -> MarketInfo:
+    """MarketInfo from one `/v1/public/pairs` entry."""
+    tradeable = bool(pair.get("active", True)) and exchange_status == "online"
+    return MarketInfo(
+        symbol=str(pair["symbol"]),
+        base_asset=str(pair["baseCurrency"]),
+        quote_asset=str(pair["quoteCurrency"]),
+        tick_size=Decimal(str(pair["tickSize"])),
+        lot_size=Decimal(1).scaleb(-int(pair["baseDecimalPlaces"])),
+        min_quantity=Decimal(str(pair.get("minBaseAmount") or 0)),
+        min_notional=Decimal(str(pair.get("minQuoteAmount") or 0)),
+        status=MarketStatus.OPEN if tradeable else MarketStatus.CLOSED,
+    )
+
+
+def parse_trade(data: Mapping[str, Any], symbol: str) -> Trade:
+    """A public trade (REST or NEW_TRADE) with VALR's own trade id (or its sequence id on old feeds)."""
+    trade_id = data.get("id") or data.get("sequenceId") or f"{data['tradedAt']}:{data['price']}:{data['quantity']}"
+    return Trade(
+        id=str(trade_id),
+        symbol=symbol,
+        price=Decimal(data["price"]),
+        quantity=Decimal(data["quantity"]),
+        taker_side=parse_side(str(data["takerSide"])),
+        timestamp=parse_time(data.get("tradedAt")),
+    )
+
+
+def parse_ticker(data: Mapping[str, Any], symbol: str) -> Ticker:
+    """A market summary (REST or MARKET_SUMMARY_UPDATE) as a Ticker."""
+    return Ticker(
+        symbol=symbol,
+        bid=decimal_or_none(data.get("bidPrice")),
+        ask=decimal_or_none(data.get("askPrice")),
+        last=decimal_or_none(data.get("lastTradedPrice")),
+        timestamp=parse_time(data.get("created")),
+    )
+
+
+def parse_balance(data: Mapping[str, Any]) -> Balance:
+    """A balance from REST (`currency` is a code) or BALANCE_UPDATE (`currency` is an object)."""
+    currency = data["currency"]
+    asset = currency["shortName"] if isinstance(currency, Mapping) else currency
+    return Balance(str(asset), Decimal(data["available"]), Decimal(data["reserved"]))

@@ -1,0 +1,82 @@
+"""Network building blocks every exchange plugin needs: reconnect backoff and request pacing."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+
+
+class Backoff:
+    """Exponential delays with full jitter for reconnects: `await backoff.wait()`; `reset()` on success."""
+
+    def __init__(self, initial: float = 0.5, maximum: float = 30.0, factor: float = 2.0) -> None:
+        self.initial = initial
+        self.maximum = maximum
+        self.factor = factor
+        self.attempts = 0
+
+    def next_delay(self) -> float:
+        ceiling = min(self.maximum, self.initial * self.factor**self.attempts)
+        self.attempts += 1
+        return random.uniform(ceiling / 2, ceiling)
+
+    async def wait(self) -> None:
+        await asyncio.sleep(self.next_delay())
+
+    def reset(self) -> None:
+        self.attempts = 0
+
+
+class RateLimiter:
+    """Paces requests so at most `limit` weight is spent in any `period` seconds, and holds every request
+    back until a server-imposed pause (429/418 Retry-After) has passed. Share one per exchange per process.
+    """
+
+    def __init__(self, limit: int, period: float) -> None:
+        self.limit = limit
+        self.period = period
+        self._spent: deque[tuple[float, int]] = deque()  # (time, weight)
+        self._used = 0
+        self._paused_until = 0.0
+        self._lock = asyncio.Lock()
+
+    @property
+    def used(self) -> int:
+        """Weight spent within the current window."""
+        self._expire(time.monotonic())
+        return self._used
+
+    def _expire(self, now: float) -> None:
+        spent = self._spent
+        while spent and spent[0][0] <= now - self.period:
+            self._used -= spent.popleft()[1]
+
+    async def acquire(self, weight: int = 1) -> None:
+        """Wait until `weight` may be spent without exceeding the limit or breaking a pause."""
+        weight = min(weight, self.limit)
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                if now < self._paused_until:
+                    await asyncio.sleep(self._paused_until - now)
+                    continue
+                self._expire(now)
+                if self._used + weight <= self.limit:
+                    self._spent.append((now, weight))
+                    self._used += weight
+                    return
+                await asyncio.sleep(self._spent[0][0] + self.period - now)
+
+    def pause(self, seconds: float) -> None:
+        """No request leaves for `seconds` (the exchange said Retry-After)."""
+        self._paused_until = max(self._paused_until, time.monotonic() + seconds)
+
+    def sync(self, used: int) -> None:
+        """Adopt the exchange's own count of weight used in this window (e.g. a used-weight header)."""
+        now = time.monotonic()
+        self._expire(now)
+        if used > self._used:
+            self._spent.append((now, used - self._used))
+            self._used = used

@@ -1,0 +1,8 @@
+"""Makes tests/ importable so test modules can use the simulators (`from exchanges.binance import ...`)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))

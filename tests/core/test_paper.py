@@ -1,0 +1,794 @@
+"""PaperClient: simulated orders against a real client's live book (here a scripted feed, or the sim)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from moonship_core import paper as paper_module
+from moonship_core.book import OrderBook
+from moonship_core.client import ClientContext, MarketClient, MarketEvents
+from moonship_core.config import MarketConfig
+from moonship_core.errors import (
+    ConfigError,
+    InsufficientFunds,
+    OrderNotFound,
+    PostOnlyRejected,
+)
+from moonship_core.model import (
+    Balance,
+    Candle,
+    MarketInfo,
+    MarketStatus,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Side,
+    Ticker,
+    TimeInForce,
+    Trade,
+)
+from moonship_core.paper import PaperClient
+from moonship_core.sim import SimClient
+
+D = Decimal
+BUY, SELL = Side.BUY, Side.SELL
+RICH = {"USDT": D(1_000_000), "BTC": D(100)}
+Levels = Sequence[tuple[str | Decimal, str | Decimal]]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """The clients are asyncio code."""
+    return "asyncio"
+
+
+class Recorder:
+    """The market's side of MarketEvents: a real book and a log of every event."""
+
+    def __init__(self) -> None:
+        self.book = OrderBook("BTCUSDT")
+        self.log: list[tuple[str, Any]] = []
+        self.orders: list[Order] = []
+        self.trades: list[Trade] = []
+        self.balance_events: list[list[Balance]] = []
+
+    def book_changed(self) -> None:
+        self.log.append(("book", self.book.sequence))
+
+    def trade(self, trade: Trade) -> None:
+        self.log.append(("trade", trade))
+        self.trades.append(trade)
+
+    def ticker(self, ticker: Ticker) -> None:
+        self.log.append(("ticker", ticker))
+
+    def candle(self, candle: Candle) -> None:
+        self.log.append(("candle", candle))
+
+    def status(self, status: MarketStatus, reason: str = "") -> None:
+        self.log.append(("status", status))
+
+    def order_update(self, order: Order) -> None:
+        self.log.append(("order", order))
+        self.orders.append(order)
+
+    def balances(self, balances: Sequence[Balance]) -> None:
+        self.log.append(("balances", list(balances)))
+        self.balance_events.append(list(balances))
+
+
+class Feed(MarketClient):
+    """A scripted real client: the test pushes book states and trades through it."""
+
+    name = "feed"
+
+    def __init__(self, context: ClientContext, events: MarketEvents) -> None:
+        super().__init__(context, events)
+        self.sequence = 0
+        self.calls: list[str] = []
+
+    def snapshot(self, bids: Levels = (), asks: Levels = ()) -> None:
+        self.sequence += 1
+        self.events.book.load_snapshot(bids, asks, self.sequence)  # type: ignore[arg-type]
+        self.events.book_changed()
+
+    def update(self, bids: Levels = (), asks: Levels = ()) -> None:
+        self.sequence += 1
+        self.events.book.apply_update(bids, asks, self.sequence, self.sequence)  # type: ignore[arg-type]
+        self.events.book_changed()
+
+    def print(self, price: str, quantity: str, taker: Side = BUY) -> Trade:
+        trade = Trade(str(len(self.calls)), "BTCUSDT", D(price), D(quantity), taker)
+        self.calls.append("trade")
+        self.events.trade(trade)
+        return trade
+
+    async def connect(self) -> None:
+        self.calls.append("connect")
+
+    async def close(self) -> None:
+        self.calls.append("close")
+
+    async def get_market_info(self) -> MarketInfo:
+        self.calls.append("info")
+        return MarketInfo("BTCUSDT", "BTC", "USDT", D("0.01"), D("0.0001"), D("0.0001"), D(1))
+
+    async def get_ticker(self) -> Ticker:
+        return Ticker("BTCUSDT", D(1), D(2), D("1.5"))
+
+    async def get_recent_trades(self, limit: int = 100) -> list[Trade]:
+        return [Trade("t", "BTCUSDT", D("1.5"), D(1), BUY)][:limit]
+
+    async def place_order(self, request: OrderRequest) -> Order:
+        raise AssertionError("the paper client must not send orders")
+
+    async def cancel_order(self, order: Order) -> Order:
+        raise AssertionError("the paper client must not send orders")
+
+    async def get_order(self, order: Order) -> Order:
+        raise AssertionError("the paper client must not send orders")
+
+    async def get_open_orders(self) -> list[Order]:
+        raise AssertionError("the paper client must not send orders")
+
+    async def get_balances(self) -> dict[str, Balance]:
+        raise AssertionError("the paper client keeps its own balances")
+
+
+class Plugins:
+    """Stand-in for moonship_core.plugins.Plugins: resolves client names."""
+
+    def __init__(self, **clients: type[MarketClient]) -> None:
+        self.clients = clients
+
+    def market_client(self, name: str) -> type[MarketClient]:
+        if name not in self.clients:
+            raise ConfigError(f"unknown market client {name!r}")
+        return self.clients[name]
+
+
+def make_paper(
+    balances: dict[str, Decimal] | None = None,
+    sections: dict[str, Any] | None = None,
+    real: str = "feed",
+    **extra: Any,
+) -> tuple[PaperClient, Recorder]:
+    config = MarketConfig(
+        client="paper", symbol="BTCUSDT", real_client=real,
+        balances=RICH if balances is None else balances, **extra,
+    )
+    events = Recorder()
+    plugins = Plugins(feed=Feed, sim=SimClient, paper=PaperClient)
+    context = ClientContext("btc", config, {}, plugins, sections or {})  # type: ignore[arg-type]
+    return PaperClient(context, events), events
+
+
+def feed_of(paper: PaperClient) -> Feed:
+    assert isinstance(paper.real, Feed)
+    return paper.real
+
+
+BOOK_BIDS = [("99", "1"), ("98", "2"), ("97", "5")]
+BOOK_ASKS = [("100", "1"), ("101", "2"), ("102", "5")]
+
+
+def with_book(**kw: Any) -> tuple[PaperClient, Feed, Recorder]:
+    paper, events = make_paper(**kw)
+    feed = feed_of(paper)
+    feed.snapshot(BOOK_BIDS, BOOK_ASKS)
+    return paper, feed, events
+
+
+async def settle() -> None:
+    """Let the scheduled order updates go out."""
+    await asyncio.sleep(0)
+
+
+def limit(side: Side, qty: str, price: str, tif: TimeInForce = TimeInForce.GTC, **kw: Any) -> OrderRequest:
+    return OrderRequest.limit(side, D(qty), D(price), time_in_force=tif, **kw)
+
+
+def free(paper: PaperClient, asset: str) -> Decimal:
+    return paper._balances()[asset].free
+
+
+def locked(paper: PaperClient, asset: str) -> Decimal:
+    return paper._balances()[asset].locked
+
+
+def fills_of(order: Order) -> list[tuple[Decimal, Decimal]]:
+    return [(f.price, f.quantity) for f in order.fills]
+
+
+# ---------------------------------------------------------------------- config and wiring
+def test_config_errors_name_the_property() -> None:
+    with pytest.raises(ConfigError, match=r"moonship\.markets\.btc\.fee_rate"):
+        make_paper(fee_rate=D("-0.1"))
+    with pytest.raises(ConfigError, match=r"moonship\.markets\.btc\.balances\.BTC"):
+        make_paper(balances={"BTC": D(-1)})
+    with pytest.raises(ConfigError, match=r"markets\.btc\.real_client: unknown market client 'nope'"):
+        make_paper(real="nope")
+    with pytest.raises(ConfigError, match=r"moonship\.markets\.btc\.real_client"):
+        make_paper(real="paper")
+    config = MarketConfig(client="paper", symbol="BTCUSDT")
+    context = ClientContext("btc", config, {}, Plugins(feed=Feed))  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match=r"moonship\.markets\.btc\.real_client: field required"):
+        PaperClient(context, Recorder())
+
+
+def test_real_client_gets_its_own_config_and_settings() -> None:
+    settings_section = {"api_key": "k"}
+    paper, _ = make_paper(sections={"feed": settings_section}, fee_rate=D("0.002"), other=D(5))
+    real = feed_of(paper)
+    assert real.context.config.client == "feed"
+    assert real.context.config.extra == {"other": D(5)}  # the paper keys are not the real client's
+    assert real.context.settings is settings_section
+    assert real.context.market_name == "btc"
+    assert paper.taker_fee_rate == paper.maker_fee_rate == D("0.002")
+
+
+def test_sim_validates_its_keys_under_paper() -> None:
+    make_paper(real="sim", seed=3, levels=5)
+    with pytest.raises(ConfigError, match=r"moonship\.markets\.btc\.levelz"):
+        make_paper(real="sim", levelz=5)
+
+
+@pytest.mark.anyio
+async def test_market_data_and_lifecycle_delegate_to_the_real_client() -> None:
+    paper, _ = make_paper()
+    feed = feed_of(paper)
+    await paper.connect()
+    assert (await paper.get_market_info()).base_asset == "BTC"
+    assert (await paper.get_ticker()).last == D("1.5")
+    assert len(await paper.get_recent_trades(5)) == 1
+    await paper.close()
+    assert feed.calls == ["connect", "info", "close"]
+
+
+def test_tap_forwards_market_data_first_and_drops_the_real_clients_orders() -> None:
+    paper, events = make_paper()
+    feed = feed_of(paper)
+    tap = feed.events
+    assert tap.book is events.book
+    ticker = Ticker("BTCUSDT", D(1), D(2), None)
+    tap.ticker(ticker)
+    tap.status(MarketStatus.OPEN, "ok")
+    tap.order_update(Order("x", "y", "BTCUSDT", BUY, OrderType.LIMIT, OrderStatus.FILLED))
+    tap.balances([Balance("BTC", D(5))])
+    assert events.log == [("ticker", ticker), ("status", MarketStatus.OPEN)]
+
+
+# ---------------------------------------------------------------------- post-only
+@pytest.mark.anyio
+async def test_post_only_that_would_cross_is_rejected_and_not_recorded() -> None:
+    paper, _, events = with_book()
+    for request in (limit(BUY, "1", "100", post_only=True), limit(SELL, "1", "99", post_only=True),
+                    limit(BUY, "1", "150", post_only=True)):
+        with pytest.raises(PostOnlyRejected):
+            await paper.place_order(request)
+    await settle()
+    assert await paper.get_open_orders() == []
+    assert events.orders == []
+    assert paper._balances()["USDT"] == Balance("USDT", RICH["USDT"])
+    # the same client order id can be used once it does not cross
+    retry = limit(BUY, "1", "99.5", post_only=True, client_order_id="po")
+    with pytest.raises(PostOnlyRejected):
+        await paper.place_order(limit(BUY, "1", "100", post_only=True, client_order_id="po"))
+    order = await paper.place_order(retry)
+    assert order.status is OrderStatus.PENDING
+    assert [o.id for o in await paper.get_open_orders()] == [order.id]
+
+
+# ---------------------------------------------------------------------- market orders
+@pytest.mark.anyio
+async def test_market_buy_walks_levels_at_their_own_prices() -> None:
+    paper, _, events = with_book(fee_rate=D(0))
+    ack = await paper.place_order(OrderRequest.market(BUY, quantity=D("2.5")))
+    assert ack.status is OrderStatus.PENDING
+    assert ack.fills == ()
+    assert events.orders == []  # the ack comes first
+    await settle()
+    final = await paper.get_order(ack)
+    assert final.status is OrderStatus.FILLED
+    assert fills_of(final) == [(D(100), D(1)), (D(101), D("1.5"))]
+    # regression: the base walk stops once covered (the first Moonship counted the last level twice)
+    assert final.filled_quantity == D("2.5")
+    assert final.average_price == (D(100) + D("151.5")) / D("2.5")
+    assert [o.status for o in events.orders] == [OrderStatus.PARTIALLY_FILLED, OrderStatus.FILLED]
+    assert events.orders[-1] == final
+
+
+@pytest.mark.anyio
+async def test_market_sell_by_quote_quantity() -> None:
+    paper, _, _ = with_book(fee_rate=D(0))
+    order = await paper.place_order(OrderRequest.market(SELL, quote_quantity=D(200)))
+    final = await paper.get_order(order)
+    assert final.status is OrderStatus.FILLED
+    # 99 for 1 BTC, then 101 / 98 rounded down to the lot (0.0001)
+    assert fills_of(final) == [(D(99), D(1)), (D(98), D("1.0306"))]
+    assert D(200) - D("0.0098") <= final.filled_quote_quantity <= D(200)
+
+
+@pytest.mark.anyio
+async def test_market_order_that_runs_out_is_cancelled_and_partially_filled() -> None:
+    paper, _, events = with_book()
+    order = await paper.place_order(OrderRequest.market(BUY, quantity=D(10)))
+    await settle()
+    final = await paper.get_order(order)
+    assert final.status is OrderStatus.CANCELLED_AND_PARTIALLY_FILLED
+    assert final.filled_quantity == D(8)
+    assert events.orders[-1].status is OrderStatus.CANCELLED_AND_PARTIALLY_FILLED
+    assert await paper.get_open_orders() == []
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    "request_",
+    [
+        OrderRequest.market(BUY, quantity=D(1)),
+        OrderRequest.market(BUY, quote_quantity=D(100)),
+        OrderRequest.market(SELL, quantity=D(1)),
+        OrderRequest.market(SELL, quote_quantity=D(100)),
+    ],
+)
+async def test_market_order_on_an_empty_book_is_cancelled_without_fills(request_: OrderRequest) -> None:
+    # regression: the first Moonship divided by zero here
+    paper, events = make_paper()
+    order = await paper.place_order(request_)
+    await settle()
+    final = await paper.get_order(order)
+    assert final.status is OrderStatus.CANCELLED
+    assert final.fills == ()
+    assert final.filled_quantity == 0
+    assert paper._balances()["USDT"] == Balance("USDT", RICH["USDT"])
+    # and with a book whose side is empty
+    if request_.side is BUY:
+        feed_of(paper).snapshot(bids=[("1", "1")], asks=[])
+    else:
+        feed_of(paper).snapshot(bids=[], asks=[("2", "1")])
+    again = await paper.get_order(await paper.place_order(OrderRequest.market(request_.side, quantity=D(1))))
+    assert again.status is OrderStatus.CANCELLED
+    assert events.trades == []
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    asks=st.lists(
+        st.tuples(st.integers(1, 400), st.integers(1, 50_000)), min_size=0, max_size=12,
+        unique_by=lambda level: level[0],
+    ),
+    quantity=st.integers(1, 300_000),
+)
+def test_market_vwap_equals_the_naive_walk(asks: list[tuple[int, int]], quantity: int) -> None:
+    levels = sorted((D(p) + D("0.5"), D(q) / 10_000) for p, q in asks)
+    wanted = D(quantity) / 10_000
+
+    async def run() -> Order:
+        paper, _ = make_paper(fee_rate=D(0))
+        feed_of(paper).snapshot([], levels)
+        return await paper.get_order(await paper.place_order(OrderRequest.market(BUY, quantity=wanted)))
+
+    order = asyncio.run(run())
+    left, cost = wanted, D(0)
+    for price, qty in levels:
+        take = min(left, qty)
+        cost += take * price
+        left -= take
+        if not left:
+            break
+    assert order.filled_quantity == wanted - left
+    assert order.filled_quote_quantity == cost
+    if order.filled_quantity:
+        assert order.average_price == cost / (wanted - left)
+    assert order.status is (
+        OrderStatus.FILLED if not left else
+        OrderStatus.CANCELLED_AND_PARTIALLY_FILLED if left < wanted else OrderStatus.CANCELLED
+    )
+
+
+# ---------------------------------------------------------------------- IOC and FOK
+@pytest.mark.anyio
+async def test_ioc_fills_what_is_available_and_cancels_the_rest() -> None:
+    paper, _, _ = with_book()
+    order = await paper.get_order(await paper.place_order(limit(BUY, "5", "101", TimeInForce.IOC)))
+    assert order.status is OrderStatus.CANCELLED_AND_PARTIALLY_FILLED
+    assert fills_of(order) == [(D(100), D(1)), (D(101), D(2))]
+    assert all(not f.is_maker for f in order.fills)
+    assert await paper.get_open_orders() == []
+    assert locked(paper, "USDT") == 0
+
+
+@pytest.mark.anyio
+async def test_ioc_with_nothing_available_is_cancelled_not_filled() -> None:
+    # regression: the first Moonship reported this as fully filled
+    paper, _, events = with_book()
+    order = await paper.place_order(limit(BUY, "1", "99.5", TimeInForce.IOC))
+    await settle()
+    final = await paper.get_order(order)
+    assert final.status is OrderStatus.CANCELLED
+    assert final.filled_quantity == 0
+    assert final.fills == ()
+    assert [o.status for o in events.orders] == [OrderStatus.CANCELLED]
+    assert free(paper, "USDT") == RICH["USDT"]
+    assert free(paper, "BTC") == RICH["BTC"]
+
+
+@pytest.mark.anyio
+async def test_fok_with_too_little_liquidity_is_cancelled_not_rested() -> None:
+    # regression: the first Moonship's FOK skipped the liquidity check and rested as GTC
+    paper, feed, _ = with_book()
+    order = await paper.place_order(limit(BUY, "4", "101", TimeInForce.FOK))
+    await settle()
+    final = await paper.get_order(order)
+    assert final.status is OrderStatus.CANCELLED
+    assert final.fills == ()
+    assert await paper.get_open_orders() == []
+    # the book moving through its price later does not fill it
+    feed.update(asks=[("100", "10")])
+    feed.print("100", "10")
+    await settle()
+    assert (await paper.get_order(order)).filled_quantity == 0
+    assert locked(paper, "USDT") == 0
+
+
+@pytest.mark.anyio
+async def test_fok_with_enough_liquidity_fills_across_levels() -> None:
+    paper, _, _ = with_book()
+    order = await paper.get_order(await paper.place_order(limit(SELL, "3", "98", TimeInForce.FOK)))
+    assert order.status is OrderStatus.FILLED
+    assert fills_of(order) == [(D(99), D(1)), (D(98), D(2))]
+
+
+@settings(max_examples=40, deadline=None)
+@given(quantity=st.integers(1, 100), price=st.sampled_from(["99", "100", "101", "102", "103"]))
+def test_fok_is_all_or_nothing(quantity: int, price: str) -> None:
+    async def run() -> Order:
+        paper, _, _ = with_book()
+        return await paper.get_order(await paper.place_order(limit(BUY, str(D(quantity) / 10), price,
+                                                                  TimeInForce.FOK)))
+
+    order = asyncio.run(run())
+    assert order.filled_quantity in (0, order.quantity)
+    assert order.status in (OrderStatus.FILLED, OrderStatus.CANCELLED)
+
+
+# ---------------------------------------------------------------------- GTC limits
+@pytest.mark.anyio
+async def test_crossing_gtc_takes_what_it_can_and_rests_the_rest() -> None:
+    paper, feed, _ = with_book(fee_rate=D("0.002"), maker_fee_rate=D("0.001"))
+    order = await paper.place_order(limit(BUY, "2", "100.5"))
+    await settle()
+    live = await paper.get_order(order)
+    assert live.status is OrderStatus.PARTIALLY_FILLED
+    assert fills_of(live) == [(D(100), D(1))]
+    assert live.fills[0].is_maker is False
+    assert live.fills[0].fee == D(100) * D("0.002")
+    assert [o.id for o in await paper.get_open_orders()] == [order.id]
+    # the rest fills later as a maker, at its own price
+    feed.print("100.5", "3", SELL)
+    await settle()
+    done = await paper.get_order(order)
+    assert done.status is OrderStatus.FILLED
+    assert done.fills[1].is_maker is True
+    assert (done.fills[1].price, done.fills[1].quantity) == (D("100.5"), D(1))
+    assert done.fills[1].fee == D("100.5") * D("0.001")
+    assert await paper.get_open_orders() == []
+
+
+@pytest.mark.anyio
+async def test_resting_orders_fill_on_trades_at_or_through_their_price() -> None:
+    paper, feed, events = with_book()
+    buy = await paper.place_order(limit(BUY, "1", "98.5"))
+    sell = await paper.place_order(limit(SELL, "2", "100.5"))
+    feed.print("99", "5", SELL)  # above the buy: nothing
+    feed.print("100", "5", BUY)  # below the sell: nothing
+    await settle()
+    assert events.orders == []
+    feed.print("98.5", "0.25", SELL)  # at the buy: partial, up to the trade's quantity
+    feed.print("101", "0.5", BUY)  # through the sell
+    await settle()
+    assert fills_of(await paper.get_order(buy)) == [(D("98.5"), D("0.25"))]
+    assert fills_of(await paper.get_order(sell)) == [(D("100.5"), D("0.5"))]
+    feed.print("98", "7", SELL)
+    await settle()
+    final = await paper.get_order(buy)
+    assert final.status is OrderStatus.FILLED
+    assert fills_of(final) == [(D("98.5"), D("0.25")), (D("98.5"), D("0.75"))]
+    assert all(f.is_maker for f in final.fills)
+    # simulated fills never become public trades
+    assert [t.price for t in events.trades] == [D(99), D(100), D("98.5"), D(101), D(98)]
+
+
+@pytest.mark.anyio
+async def test_one_trade_fills_several_orders_best_price_first_up_to_its_quantity() -> None:
+    paper, feed, _ = with_book()
+    low = await paper.place_order(limit(BUY, "1", "98.2"))
+    high = await paper.place_order(limit(BUY, "1", "98.6"))
+    feed.print("98", "1.5", SELL)
+    assert (await paper.get_order(high)).filled_quantity == 1
+    assert (await paper.get_order(low)).filled_quantity == D("0.5")
+
+
+@pytest.mark.anyio
+async def test_resting_orders_fill_when_the_book_moves_through_them() -> None:
+    paper, feed, events = with_book()
+    order = await paper.place_order(limit(BUY, "1", "99.5"))
+    feed.update(asks=[("99.2", "0.4"), ("99.5", "0.3"), ("100", "0")])
+    await settle()
+    live = await paper.get_order(order)
+    assert fills_of(live) == [(D("99.5"), D("0.7"))]  # what is there up to its limit, at its limit price
+    assert live.fills[0].is_maker
+    assert events.trades == []
+    # another change elsewhere: that liquidity is used up
+    feed.update(bids=[("97", "8")])
+    assert (await paper.get_order(order)).filled_quantity == D("0.7")
+    # the level's quantity changes: it is fresh liquidity
+    feed.update(asks=[("99.2", "1")])
+    final = await paper.get_order(order)
+    assert final.status is OrderStatus.FILLED
+    assert fills_of(final)[-1] == (D("99.5"), D("0.3"))
+
+
+@pytest.mark.anyio
+async def test_empty_ask_side_does_not_fill_resting_buys() -> None:
+    # regression: the first Moonship took an empty ask side as best ask 0 and filled every buy
+    paper, feed, events = with_book()
+    order = await paper.place_order(limit(BUY, "1", "99.5"))
+    feed.snapshot(bids=BOOK_BIDS, asks=[])
+    feed.update(bids=[("99.1", "1")])
+    await settle()
+    assert (await paper.get_order(order)).status is OrderStatus.PENDING
+    assert events.orders == []
+
+
+# ---------------------------------------------------------------------- used liquidity
+@pytest.mark.anyio
+async def test_liquidity_a_paper_taker_used_is_not_used_again() -> None:
+    paper, feed, _ = with_book()
+    first = await paper.get_order(await paper.place_order(OrderRequest.market(BUY, quantity=D("0.6"))))
+    second = await paper.get_order(await paper.place_order(OrderRequest.market(BUY, quantity=D("0.6"))))
+    assert fills_of(first) == [(D(100), D("0.6"))]
+    assert fills_of(second) == [(D(100), D("0.4")), (D(101), D("0.2"))]
+    fok = await paper.get_order(await paper.place_order(limit(BUY, "1", "100", TimeInForce.FOK)))
+    assert fok.status is OrderStatus.CANCELLED
+    feed.update(asks=[("100", "2")])  # the level changed: the overlay for it is dropped
+    third = await paper.get_order(await paper.place_order(OrderRequest.market(BUY, quantity=D("2"))))
+    assert fills_of(third) == [(D(100), D(2))]
+    assert paper._consumed  # remembered until the level changes again
+    feed.update(asks=[("100", "3"), ("101", "4")])
+    assert not paper._consumed
+
+
+# ---------------------------------------------------------------------- fees and balances
+@pytest.mark.anyio
+async def test_fees_are_charged_in_quote_on_every_fill() -> None:
+    paper, _, _ = with_book()
+    order = await paper.get_order(await paper.place_order(OrderRequest.market(BUY, quantity=D(2))))
+    assert [(f.fee, f.fee_asset, f.is_maker) for f in order.fills] == [
+        (D(100) * D("0.001"), "USDT", False),
+        (D(101) * D("0.001"), "USDT", False),
+    ]
+    assert order.fees == {"USDT": D("0.201")}
+
+
+@pytest.mark.anyio
+async def test_balances_reserve_move_and_release() -> None:
+    paper, feed, events = with_book(balances={"USDT": D(1000), "BTC": D(1)}, fee_rate=D("0.01"))
+    # a resting buy locks price * quantity plus the fee
+    buy = await paper.place_order(limit(BUY, "2", "98"))
+    assert locked(paper, "USDT") == D(196) * D("1.01")
+    assert free(paper, "USDT") == D(1000) - D(196) * D("1.01")
+    await settle()
+    assert events.balance_events  # a balances event follows every change
+    # fills move base and quote, fee included
+    feed.print("98", "1", SELL)
+    assert free(paper, "BTC") == D(2)
+    assert locked(paper, "USDT") == D(98) * D("1.01")
+    assert free(paper, "USDT") + locked(paper, "USDT") == D(1000) - D(98) * D("1.01")
+    # a cancel releases what is left
+    cancelled = await paper.cancel_order(buy)
+    assert cancelled.status is OrderStatus.CANCELLED_AND_PARTIALLY_FILLED
+    assert locked(paper, "USDT") == 0
+    assert free(paper, "USDT") == D(1000) - D(98) * D("1.01")
+    # a sell locks base; a market sell credits quote less the fee
+    sell = await paper.place_order(limit(SELL, "1.5", "200"))
+    assert (free(paper, "BTC"), locked(paper, "BTC")) == (D("0.5"), D("1.5"))
+    await paper.place_order(OrderRequest.market(SELL, quantity=D("0.5")))
+    assert (free(paper, "BTC"), locked(paper, "BTC")) == (D(0), D("1.5"))
+    assert free(paper, "USDT") == D(1000) - D(98) * D("1.01") + D("49.5") * D("0.99")
+    await paper.cancel_order(sell)
+    assert (free(paper, "BTC"), locked(paper, "BTC")) == (D("1.5"), D(0))
+    await settle()
+    assert {b.asset: b for b in events.balance_events[-1]} == await paper.get_balances()
+
+
+@pytest.mark.anyio
+async def test_a_crossing_buy_releases_what_better_prices_saved() -> None:
+    paper, _, _ = with_book(balances={"USDT": D(1000)}, fee_rate=D(0))
+    order = await paper.get_order(await paper.place_order(limit(BUY, "3", "101")))
+    assert order.status is OrderStatus.FILLED
+    assert free(paper, "USDT") == D(1000) - D(100) - D(202)
+    assert locked(paper, "USDT") == 0
+
+
+@pytest.mark.anyio
+async def test_insufficient_funds_names_the_asset_needed_and_free() -> None:
+    paper, _, events = with_book(balances={"USDT": D(100)})
+    with pytest.raises(InsufficientFunds, match=r"USDT: the order needs 100\.1, 100 is free"):
+        await paper.place_order(limit(BUY, "1", "100", client_order_id="x"))
+    with pytest.raises(InsufficientFunds, match="BTC"):
+        await paper.place_order(limit(SELL, "1", "100"))
+    with pytest.raises(InsufficientFunds, match="USDT"):
+        await paper.place_order(OrderRequest.market(BUY, quantity=D(1)))  # 100 plus a 0.1 fee
+    await settle()
+    assert events.orders == []
+    assert await paper.get_open_orders() == []
+    assert await paper.get_balances() == {"USDT": Balance("USDT", D(100))}
+    # nothing was recorded: the id is free again
+    ok = await paper.place_order(limit(BUY, "0.5", "100", client_order_id="x"))
+    assert ok.status is OrderStatus.PENDING
+    assert ok.id == "paper-1"  # refused orders take no id
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    orders=st.lists(
+        st.tuples(st.sampled_from([BUY, SELL]), st.integers(1, 40), st.booleans()), min_size=1, max_size=8
+    ),
+    trade_prices=st.lists(st.sampled_from(["97", "98", "99", "100", "101", "102"]), max_size=6),
+)
+def test_balances_conserve_value_minus_fees(
+    orders: list[tuple[Side, int, bool]], trade_prices: list[str]
+) -> None:
+    start = {"USDT": D(100_000), "BTC": D(50)}
+
+    async def run() -> tuple[PaperClient, list[Order]]:
+        paper, feed, _ = with_book(balances=start)
+        placed = []
+        for side, size, market in orders:
+            qty = D(size) / 10
+            request = (
+                OrderRequest.market(side, quantity=qty) if market
+                else limit(side, str(qty), "99.5" if side is BUY else "100.5")
+            )
+            placed.append(await paper.place_order(request))
+        for price in trade_prices:
+            feed.print(price, "1", BUY)
+        for order in await paper.get_open_orders():
+            await paper.cancel_order(order)
+        await settle()
+        return paper, [await paper.get_order(o) for o in placed]
+
+    paper, final = asyncio.run(run())
+    balances = paper._balances()
+    fills = [(o.side, f) for o in final for f in o.fills]
+    base = start["BTC"] + sum((f.quantity if s is BUY else -f.quantity for s, f in fills), D(0))
+    quote = start["USDT"] + sum(((-1 if s is BUY else 1) * f.price * f.quantity for s, f in fills), D(0))
+    fees = sum((f.fee for _, f in fills), D(0))
+    assert balances["BTC"].total == base
+    assert balances["USDT"].total == quote - fees
+    assert all(b.locked == 0 and b.free >= 0 for b in balances.values())
+    assert all(f.fee == f.price * f.quantity * D("0.001") for _, f in fills)
+
+
+# ---------------------------------------------------------------------- ids, updates, lookups
+@pytest.mark.anyio
+async def test_ids_are_sequential_and_client_ids_are_idempotent() -> None:
+    paper, _, _ = with_book()
+    a = await paper.place_order(limit(BUY, "1", "90", client_order_id="a"))
+    b = await paper.place_order(limit(BUY, "1", "91", client_order_id="b"))
+    assert (a.id, b.id) == ("paper-1", "paper-2")
+    assert (a.client_order_id, b.client_order_id) == ("a", "b")
+    locked_before = locked(paper, "USDT")
+    again = await paper.place_order(limit(BUY, "1", "90", client_order_id="a"))
+    assert again == a
+    assert locked(paper, "USDT") == locked_before
+    assert len(await paper.get_open_orders()) == 2
+    # a retry of a finished order returns its final state
+    m = await paper.place_order(OrderRequest.market(BUY, quantity=D(1), client_order_id="m"))
+    retried = await paper.place_order(OrderRequest.market(BUY, quantity=D(1), client_order_id="m"))
+    assert retried.id == m.id
+    assert retried.status is OrderStatus.FILLED
+
+
+@pytest.mark.anyio
+async def test_cancel() -> None:
+    paper, _, events = with_book()
+    order = await paper.place_order(limit(BUY, "1", "95"))
+    cancelled = await paper.cancel_order(order)
+    assert cancelled.status is OrderStatus.CANCELLED
+    assert await paper.get_open_orders() == []
+    await settle()
+    assert events.orders == [cancelled]
+    with pytest.raises(OrderNotFound):
+        await paper.cancel_order(order)  # already final
+    with pytest.raises(OrderNotFound):
+        await paper.cancel_order(Order("nope", "nope", "BTCUSDT", BUY, OrderType.LIMIT, OrderStatus.PENDING))
+    filled = await paper.place_order(OrderRequest.market(BUY, quantity=D(1)))
+    with pytest.raises(OrderNotFound):
+        await paper.cancel_order(filled)
+    # by client order id when the id is not known to the caller
+    other = await paper.place_order(limit(SELL, "1", "105", client_order_id="s"))
+    probe = Order("", "s", "BTCUSDT", SELL, OrderType.LIMIT, OrderStatus.UNKNOWN)
+    assert (await paper.get_order(probe)).id == other.id
+    assert (await paper.cancel_order(probe)).status is OrderStatus.CANCELLED
+    assert locked(paper, "BTC") == 0
+
+
+@pytest.mark.anyio
+async def test_history_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(paper_module, "HISTORY_SIZE", 3)
+    paper, _, _ = with_book()
+    orders = [await paper.place_order(limit(BUY, "1", "90", TimeInForce.IOC)) for _ in range(4)]
+    with pytest.raises(OrderNotFound):
+        await paper.get_order(orders[0])
+    for order in orders[1:]:
+        assert (await paper.get_order(order)).status is OrderStatus.CANCELLED
+    # a forgotten client order id is a new order
+    forgotten = orders[0].client_order_id
+    again = await paper.place_order(limit(BUY, "1", "90", TimeInForce.IOC, client_order_id=forgotten))
+    assert again.id == "paper-5"
+
+
+@pytest.mark.anyio
+async def test_updates_keep_their_order_when_the_feed_reacts_before_they_go_out() -> None:
+    paper, feed, events = with_book()
+    order = await paper.place_order(limit(BUY, "2", "100"))  # 1 filled now, 1 rests
+    feed.print("99", "1", SELL)  # the rest fills before the first update was delivered
+    await settle()
+    assert [o.filled_quantity for o in events.orders] == [D(1), D(2)]
+    assert events.orders[-1].status is OrderStatus.FILLED
+    assert events.orders[-1].id == order.id
+
+
+def test_driven_without_a_loop_updates_go_out_at_once() -> None:
+    paper, events = make_paper(real="sim", seed=1, levels=5, volatility_bps=D(0))
+    sim = paper.real
+    assert isinstance(sim, SimClient)
+    sim.step()
+    mid = events.book.mid
+    assert mid is not None
+    order = asyncio.run(paper.place_order(limit(BUY, "0.001", str(mid))))
+    for _ in range(200):
+        sim.step()
+        if events.orders:
+            break
+    assert events.orders[-1].id == order.id
+
+
+# ---------------------------------------------------------------------- over the sim
+@pytest.mark.anyio
+async def test_paper_over_the_sim_market() -> None:
+    start = {"USDT": D(100_000), "BTC": D(2)}
+    paper, events = make_paper(balances=start, real="sim", seed=21, levels=20, volatility_bps=D("0.5"))
+    sim = paper.real
+    assert isinstance(sim, SimClient)
+    sim.step()
+    placed = []
+    for i in range(200):
+        sim.step()
+        if i % 20 == 0:
+            bid, ask = events.book.best_bid, events.book.best_ask
+            assert bid is not None and ask is not None
+            placed.append(await paper.place_order(limit(BUY, "0.01", str(bid))))
+            placed.append(await paper.place_order(limit(SELL, "0.01", str(ask))))
+            placed.append(await paper.place_order(OrderRequest.market(BUY, quote_quantity=D(50))))
+        await settle()
+    final = [await paper.get_order(o) for o in placed]
+    assert any(o.status is OrderStatus.FILLED and o.type is OrderType.LIMIT for o in final)
+    assert all(o.status is OrderStatus.FILLED for o in final if o.type is OrderType.MARKET)
+    # the market saw only the sim's trades
+    assert [t.id for t in events.trades] == [str(i) for i in range(1, len(events.trades) + 1)]
+    balances = await paper.get_balances()
+    assert all(b.free >= 0 for b in balances.values())
+    fills = [(o.side, f) for o in final for f in o.fills]
+    base = start["BTC"] + sum((f.quantity if s is BUY else -f.quantity for s, f in fills), D(0))
+    assert balances["BTC"].total == base

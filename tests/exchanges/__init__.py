@@ -1,0 +1,1 @@
+"""Local exchange simulators (loopback REST + websocket servers speaking each exchange's wire format)."""
