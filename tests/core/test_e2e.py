@@ -1,4 +1,4 @@
-"""The bundled example, run as a user runs it: a real `moonship` process trading paper over the offline sim."""
+"""The bundled example as a user runs it: a real `moonship` process trading paper over the offline sim."""
 
 from __future__ import annotations
 

@@ -19,15 +19,26 @@ TEXT_FIELDS = frozenset({"name", "engine", "stop_reason", "algo", "markets"})
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _DATETIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 
-EvaluationError = rule_engine.EvaluationError
 
 
-def compile_condition(text: str) -> Any:
-    """The compiled rule; ValueError with rule-engine's message if `text` is not a valid condition."""
-    try:
-        return rule_engine.Rule(text, context=CONTEXT)
-    except rule_engine.EngineError as exc:
-        raise ValueError(f"invalid condition {text!r}: {exc.message}") from None
+class Condition:
+    """A compiled rule-engine expression."""
+
+    def __init__(self, text: str) -> None:
+        """ValueError with rule-engine's message if `text` is not a valid condition."""
+        self.text = text
+        try:
+            self._rule = rule_engine.Rule(text, context=CONTEXT)
+        except rule_engine.EngineError as exc:
+            raise ValueError(f"invalid condition {text!r}: {exc.message}") from None
+
+    def matches(self, values: Mapping[str, Any]) -> bool:
+        """ValueError with rule-engine's message if the evaluation fails (e.g. comparing text to a number)."""
+        try:
+            return bool(self._rule.matches(values))
+        except rule_engine.EngineError as exc:
+            cause = getattr(exc, "error", None)
+            raise ValueError(f"{exc.message}: {cause}" if cause else exc.message) from None
 
 
 def rule_values(info: Mapping[str, Any], now: datetime) -> dict[str, Any]:
