@@ -29,11 +29,7 @@ def run(config: MoonshipConfig, plugins: Plugins, services: list[str]) -> int:
 def open_backend(config: MoonshipConfig, plugins: Plugins) -> tuple[SharedCache, MessageBus]:
     """The shared cache and message bus chosen by `moonship.redis.url` (in-memory when unset)."""
     url = config.redis.url
-    scheme = url.split(":", 1)[0] if url else "memory"
-    factory = plugins.backends.get(scheme)
-    if factory is None:
-        raise MoonshipError(f"no cache/bus backend for {scheme!r} (installed: {', '.join(plugins.backends)})")
-    cache, bus = factory(config)
+    cache, bus = plugins.backend(url.split(":", 1)[0] if url else "memory")(config)
     return cache, bus
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .bus import MemoryBus, MessageBus, RedisBus
-from .cache import MemoryCache, RedisCache, SharedCache
+from .bus import MemoryBus, MessageBus
+from .cache import MemoryCache, SharedCache
 from .client import MarketClient
 from .config import MoonshipConfig
 from .engine import TradingEngine
@@ -20,14 +20,6 @@ def memory_backend(config: MoonshipConfig) -> tuple[SharedCache, MessageBus]:
     return MemoryCache(), MemoryBus()
 
 
-def redis_backend(config: MoonshipConfig) -> tuple[SharedCache, MessageBus]:
-    """Cache and bus on the Redis server at `moonship.redis.url`."""
-    url = config.redis.url
-    assert url is not None
-    verify = config.redis.ssl_verify_cert
-    return RedisCache(url, verify_cert=verify), RedisBus(url, verify_cert=verify)
-
-
 @hookimpl
 def moonship_market_clients() -> dict[str, type[MarketClient]]:
     return {"paper": PaperClient, "sim": SimClient}
@@ -40,4 +32,5 @@ def moonship_services() -> dict[str, type[Service]]:
 
 @hookimpl
 def moonship_backends() -> dict[str, Any]:
-    return {"memory": memory_backend, "redis": redis_backend, "rediss": redis_backend, "unix": redis_backend}
+    redis = "moonship_core.redis_store:redis_backend"  # redis-py is imported only by those who use it
+    return {"memory": memory_backend, "redis": redis, "rediss": redis, "unix": redis}

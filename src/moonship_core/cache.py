@@ -12,17 +12,13 @@ every backend:
 
 from __future__ import annotations
 
-import functools
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Coroutine
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import orjson
-import redis.asyncio as aioredis
-from redis.exceptions import RedisError
 
 ENGINES_KEY = "moonship:engines"
 
@@ -140,82 +136,3 @@ class MemoryCache(SharedCache):
             for f in fields:
                 self._data[key].pop(f, None)
 
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-#: seconds any single Redis call may take
-REDIS_TIMEOUT = 5.0
-
-
-def redis_client(url: str, *, verify_cert: bool = True, blocking: bool = False) -> aioredis.Redis:
-    """A Redis client; `blocking` ones have no socket timeout (for BLPOP/XREAD, which set their own)."""
-    options: dict[str, Any] = {
-        "socket_connect_timeout": REDIS_TIMEOUT,
-        "socket_timeout": None if blocking else REDIS_TIMEOUT,
-        "health_check_interval": 15,
-    }
-    if url.startswith("rediss://") and not verify_cert:
-        options.update(ssl_cert_reqs="none", ssl_check_hostname=False)
-    return aioredis.Redis.from_url(url, **options)
-
-
-def unavailable(func: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
-    """Turn the Redis client's errors into ConnectionError, the one error callers handle for outages."""
-
-    @functools.wraps(func)
-    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return await func(*args, **kwargs)
-        except RedisError as exc:
-            raise ConnectionError(f"redis: {exc}") from exc
-
-    return wrapper
-
-
-class RedisCache(SharedCache):
-    """The shared cache on a Redis server, for several processes and machines."""
-
-    def __init__(self, url: str, *, verify_cert: bool = True) -> None:
-        self.redis = redis_client(url, verify_cert=verify_cert)
-
-    async def close(self) -> None:
-        await self.redis.aclose()
-
-    @unavailable
-    async def get(self, key: str) -> Any | None:
-        raw = await self.redis.get(key)
-        return None if raw is None else loads(raw)
-
-    @unavailable
-    async def set(self, key: str, value: Any, ttl: float | None = None) -> None:
-        await self.redis.set(key, dumps(value), px=None if ttl is None else int(ttl * 1000))
-
-    @unavailable
-    async def delete(self, *keys: str) -> None:
-        if keys:
-            await self.redis.delete(*keys)
-
-    @unavailable
-    async def expire(self, key: str, ttl: float) -> bool:
-        return bool(await self.redis.pexpire(key, int(ttl * 1000)))
-
-    @unavailable
-    async def hset(self, key: str, values: dict[str, Any]) -> None:
-        if values:
-            await self.redis.hset(key, mapping={k: dumps(v) for k, v in values.items()})
-
-    @unavailable
-    async def hget(self, key: str, field: str) -> Any | None:
-        raw = await self.redis.hget(key, field)
-        return None if raw is None else loads(raw)
-
-    @unavailable
-    async def hgetall(self, key: str) -> dict[str, Any]:
-        raw: dict[Any, Any] = await self.redis.hgetall(key)
-        return {k.decode(): loads(v) for k, v in raw.items()}
-
-    @unavailable
-    async def hdel(self, key: str, *fields: str) -> None:
-        if fields:
-            await self.redis.hdel(key, *fields)

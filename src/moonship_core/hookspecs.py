@@ -1,7 +1,9 @@
 """The hooks a Moonship plugin implements (pluggy project "moonship").
 
 A plugin is a module named by an entry point in group `moonship`; it defines some of these functions,
-decorated with `@hookimpl`. Each returns a dict; the results of all plugins are merged by name.
+decorated with `@hookimpl`. Each returns a dict; the results of all plugins are merged by name. A value may
+be the class itself or a `"package.module:Class"` reference, imported only when something uses it (so an
+engine does not pay for the web server of an API it does not run).
 """
 
 from __future__ import annotations
@@ -23,25 +25,25 @@ hookimpl = pluggy.HookimplMarker(PROJECT)
 
 
 @hookspec
-def moonship_market_clients() -> dict[str, type[MarketClient]]:  # type: ignore[empty-body]
+def moonship_market_clients() -> dict[str, type[MarketClient] | str]:  # type: ignore[empty-body]
     """Market client classes by name, e.g. `{"binance": BinanceClient}` (`markets.NAME.client`)."""
 
 
 @hookspec
-def moonship_algos() -> dict[str, type[TradingAlgo]]:  # type: ignore[empty-body]
+def moonship_algos() -> dict[str, type[TradingAlgo] | str]:  # type: ignore[empty-body]
     """TradingAlgo subclasses by name (`strategies.NAME.algo`)."""
 
 
 @hookspec
-def moonship_services() -> dict[str, type[Service]]:  # type: ignore[empty-body]
+def moonship_services() -> dict[str, type[Service] | str]:  # type: ignore[empty-body]
     """Service classes run beside or instead of the engine, e.g. `{"api": ApiService}`."""
 
 
 @hookspec
-def moonship_backends() -> dict[str, Callable[..., Any]]:  # type: ignore[empty-body]
+def moonship_backends() -> dict[str, Callable[..., Any] | str]:  # type: ignore[empty-body]
     """Shared cache / message bus backend factories by URL scheme, e.g. `{"redis": ..., "rediss": ...}`."""
 
 
 @hookspec
-def moonship_alert_actions() -> dict[str, type[Any]]:  # type: ignore[empty-body]
+def moonship_alert_actions() -> dict[str, type[Any] | str]:  # type: ignore[empty-body]
     """Monitor alert action classes by name (`monitor.alerts.NAME.actions`), e.g. `{"email": EmailAction}`."""

@@ -178,12 +178,12 @@ class PaperClient(MarketClient):
     # ------------------------------------------------------------------ orders
     async def place_order(self, request: OrderRequest) -> Order:
         info = self._info or await self.get_market_info()
-        # from here on nothing awaits: the book cannot move under the order
+        # from here on nothing awaits: the book cannot move under the order; the id is taken if it is recorded
         known = self._ids.get(request.client_order_id)
         if known is not None:
             return self._current(known)
         order = Order(
-            id=f"paper-{self._order_seq + 1}",  # taken once the order is recorded client_order_id=request.client_order_id, symbol=self.symbol,
+            id=f"paper-{self._order_seq + 1}", client_order_id=request.client_order_id, symbol=self.symbol,
             side=request.side, type=request.type, status=OrderStatus.PENDING, quantity=request.quantity,
             quote_quantity=request.quote_quantity, price=request.price, time_in_force=request.time_in_force,
             post_only=request.post_only,

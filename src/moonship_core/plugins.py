@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
@@ -154,6 +155,16 @@ class Plugins:
         self.backends = merged["backends"]
         self.alert_actions = merged["alert_actions"]
 
+    def backend(self, scheme: str) -> Any:
+        """The cache/bus backend factory for a `moonship.redis.url` scheme ("memory" without one)."""
+        factory = self.backends.get(scheme)
+        if factory is None:
+            available = ", ".join(sorted(self.backends))
+            raise ConfigError(f"no cache/bus backend for {scheme!r}; available: {available}")
+        if isinstance(factory, str):
+            factory = self.backends[scheme] = _import(factory, "backend")
+        return factory
+
     def market_client(self, name: str) -> type[Any]:
         """The market client class for `markets.NAME.client`."""
         return self._resolve(name, self.market_clients, "market client")
@@ -166,14 +177,14 @@ class Plugins:
         """The service class called `name`."""
         return self._resolve(name, self.services, "service")
 
-    def _resolve(self, name: str, registry: dict[str, type[Any]], kind: str) -> type[Any]:
+    def _resolve(self, name: str, registry: dict[str, Any], kind: str) -> type[Any]:
         if name in registry:
-            return registry[name]
+            return _loaded(registry, name, kind)
         available = f"available: {', '.join(sorted(registry)) or 'none'}"
         if name in SEED_ALIASES:
             alias, distribution = SEED_ALIASES[name]
             if alias in registry:
-                return registry[alias]
+                return _loaded(registry, alias, kind)
             raise ConfigError(
                 f"unknown {kind} {name!r}: it needs the {distribution} plugin "
                 f"(pip install {distribution}); {available}"
@@ -196,12 +207,10 @@ class Plugins:
             for name, (distribution, version) in self._origins.items()
         ]
 
-    def section_models(self) -> dict[str, type[BaseModel] | None]:
-        """The settings model (or None) of each market client and service, by registry name."""
-        return {
-            name: getattr(cls, "settings_model", None)
-            for name, cls in (self.market_clients | self.services).items()
-        }
+    def section_models(self) -> Mapping[str, type[BaseModel] | None]:
+        """The settings model (or None) of each market client and service, by registry name; a plugin's
+        classes are imported only when its section is looked up."""
+        return _SectionModels(self)
 
     def check(self, config: MoonshipConfig, *, resolve: bool = True) -> dict[str, BaseModel | dict[str, Any]]:
         """Validate the plugin sections of `config` and (if `resolve`) that each market's client and each
@@ -231,6 +240,46 @@ def _version(distribution: str) -> str | None:
         return metadata.version(distribution)
     except metadata.PackageNotFoundError:
         return None
+
+
+class _SectionModels(Mapping[str, "type[BaseModel] | None"]):
+    def __init__(self, plugins: Plugins) -> None:
+        self._plugins = plugins
+
+    def __getitem__(self, name: str) -> type[BaseModel] | None:
+        plugins = self._plugins
+        if name in plugins.market_clients:
+            cls = plugins.market_client(name)
+        elif name in plugins.services:
+            cls = plugins.service(name)
+        else:
+            raise KeyError(name)
+        model: type[BaseModel] | None = getattr(cls, "settings_model", None)
+        return model
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._plugins.market_clients.keys() | self._plugins.services.keys())
+
+    def __len__(self) -> int:
+        return len(self._plugins.market_clients.keys() | self._plugins.services.keys())
+
+
+def _loaded(registry: dict[str, Any], name: str, kind: str) -> type[Any]:
+    """The registry entry `name`, importing it first if the plugin gave a "module:attr" reference."""
+    entry = registry[name]
+    if isinstance(entry, str):
+        entry = registry[name] = _import(entry, kind)
+        if not isinstance(entry, type):
+            raise ConfigError(f"{kind} {name!r} is not a class")
+    return entry  # type: ignore[no-any-return]
+
+
+def _import(reference: str, kind: str) -> Any:
+    module_name, _, attr = reference.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except Exception as exc:
+        raise ConfigError(f"cannot import {kind} {reference!r}: {type(exc).__name__}: {exc}") from None
 
 
 def _call(hook: Any) -> dict[str, Any]:

@@ -15,8 +15,9 @@ import pytest
 from support.servers import MoonshipProcess, RedisServer
 
 from moonship_core import CommandTimeout, ControlError, ControlPlane, EngineUnavailable
-from moonship_core.bus import MemoryBus, MessageBus, RedisBus, commands_key
-from moonship_core.cache import MemoryCache, RedisCache, SharedCache, heartbeat_key
+from moonship_core.bus import MemoryBus, MessageBus
+from moonship_core.cache import MemoryCache, SharedCache, heartbeat_key
+from moonship_core.redis_store import RedisBus, RedisCache, commands_key
 
 pytestmark = pytest.mark.slow
 

@@ -1,13 +1,13 @@
-"""Entry point module: registers the example algos with Moonship."""
+"""Entry point module: registers the example algos with Moonship (imported lazily, by reference)."""
 
 from __future__ import annotations
 
-from moonship_core import TradingAlgo, hookimpl
-
-from .log_market_info import LogMarketInfo
-from .spread_quoter import SpreadQuoter
+from moonship_core import hookimpl
 
 
 @hookimpl
-def moonship_algos() -> dict[str, type[TradingAlgo]]:
-    return {"log_market_info": LogMarketInfo, "spread_quoter": SpreadQuoter}
+def moonship_algos() -> dict[str, str]:
+    return {
+        "log_market_info": "moonship_example_algos.log_market_info:LogMarketInfo",
+        "spread_quoter": "moonship_example_algos.spread_quoter:SpreadQuoter",
+    }

@@ -10,7 +10,6 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
-from moonship_core import CommandTimeout, ControlError, ControlPlane, EngineUnavailable, SharedCache
 from starlette.applications import Starlette
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
@@ -19,6 +18,8 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from moonship_core import CommandTimeout, ControlError, ControlPlane, EngineUnavailable, SharedCache
 
 from .accesslog import AccessLogFormat, AccessLogMiddleware
 from .auth import COOKIE_NAME, Credentials, LoginThrottle, Sessions

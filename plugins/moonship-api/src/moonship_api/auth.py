@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 
 import bcrypt
+
 from moonship_core import SharedCache, utc_now
 
 SESSION_PREFIX = "moonship:api:session:"

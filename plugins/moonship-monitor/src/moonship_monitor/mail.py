@@ -42,7 +42,7 @@ def compose(alert: Alert, settings: EmailSettings) -> EmailMessage:
     message["From"] = formataddr((SENDER_NAME, settings.sender))
     message["To"] = ", ".join(settings.to)
     message["Date"] = format_datetime(alert.time)
-    message["Message-ID"] = make_msgid("moonship")
+    message["Message-ID"] = make_msgid("moonship", domain=settings.sender.rpartition("@")[2] or "moonship")
     message.set_content(
         f"Alert:     {alert.alert}\n"
         f"Condition: {alert.condition}\n"

@@ -7,7 +7,9 @@ import hmac
 import time
 
 
-def sign(secret: str, timestamp: int | str, verb: str, path: str, body: str | bytes = b"", sub_account: str = "") -> str:
+def sign(
+    secret: str, timestamp: int | str, verb: str, path: str, body: str | bytes = b"", sub_account: str = ""
+) -> str:
     """VALR's X-VALR-SIGNATURE: lowercase hex HMAC-SHA512 keyed with the secret's UTF-8 bytes.
 
     `path` includes the version prefix and any query string; `body` must be the exact bytes sent.
@@ -31,7 +33,9 @@ class Signer:
         """The exchange's current time as this process estimates it."""
         return int(time.time() * 1000) + self.offset_ms
 
-    def headers(self, verb: str, path: str, body: bytes = b"", sub_account: str | None = None) -> dict[str, str]:
+    def headers(
+        self, verb: str, path: str, body: bytes = b"", sub_account: str | None = None
+    ) -> dict[str, str]:
         """The X-VALR headers for one request (`sub_account` overrides the signer's own)."""
         sub = self.sub_account if sub_account is None else sub_account
         timestamp = str(self.now_ms())

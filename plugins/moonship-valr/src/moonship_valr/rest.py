@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
@@ -12,6 +12,7 @@ from urllib.parse import quote, urlencode
 
 import httpx
 import orjson
+
 from moonship_core import (
     AuthenticationError,
     Balance,
@@ -64,7 +65,7 @@ def check_client_order_id(coid: str) -> str:
 
 
 def error_for(status: int, body: Any, *, text: str = "") -> ExchangeError:
-    """The moonship error for a VALR error answer (400 `{code, message}` or v2 201 `{orderId, code, message}`)."""
+    """The moonship error for a VALR failure: 400 `{code, message}` or v2's 201 `{orderId, code, message}`."""
     code: int | str | None = None
     message = text
     if isinstance(body, Mapping):
@@ -101,7 +102,7 @@ class ValrRest:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        http: Callable[[], httpx.AsyncClient],
         base_url: str,
         signer: Signer | None,
         key_limiter: RateLimiter,
@@ -144,7 +145,9 @@ class ValrRest:
             else:
                 await self.public_limiter.acquire()
             try:
-                response = await self.http.request(verb, self.base_url + path, content=content, headers=headers)
+                response = await self.http().request(
+                    verb, self.base_url + path, content=content, headers=headers
+                )
             except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
                 raise NetworkError(f"VALR {verb} {path}: cannot connect: {exc!r}") from exc
             except httpx.TimeoutException as exc:
@@ -222,11 +225,15 @@ class ValrRest:
         params = {"excludeZeroBalances": "false"}
         return list(await self.request("GET", "/v1/account/balances", params=params, sub_account=sub_account))
 
-    async def account_trades(self, pair: str, limit: int = 100, sub_account: str | None = None) -> list[dict[str, Any]]:
+    async def account_trades(
+        self, pair: str, limit: int = 100, sub_account: str | None = None
+    ) -> list[dict[str, Any]]:
         """Our recent fills in `pair`, newest first."""
         params = {"limit": min(max(limit, 1), 100)}
         return list(
-            await self.request("GET", f"/v1/account/{pair}/tradehistory", params=params, sub_account=sub_account)
+            await self.request(
+                "GET", f"/v1/account/{pair}/tradehistory", params=params, sub_account=sub_account
+            )
         )
 
     async def open_orders(self, sub_account: str | None = None) -> list[dict[str, Any]]:
@@ -245,8 +252,9 @@ class ValrRest:
         except OrderNotFound:
             return dict(await self.request("GET", f"/v1/orders/{pair}/{kind}/{key}", sub_account=sub_account))
 
-    async def place(self, kind: str, body: dict[str, Any], sub_account: str | None = None) -> str:
-        """POST /v2/orders/{kind} (limit | market): the new order's id, or the mapped error of a failure."""
+    async def place(self, kind: str, body: dict[str, Any], sub_account: str | None = None) -> dict[str, Any]:
+        """POST /v2/orders/{kind} (limit | market): `{"id"}` when placed, or v2's synchronous failure
+        `{"orderId", "code", "message"}` (a 400 `{code, message}` raises)."""
         data = await self.request(
             "POST",
             f"/v2/orders/{kind}",
@@ -254,12 +262,11 @@ class ValrRest:
             sub_account=sub_account,
             order_id_for_unknown=str(body["customerOrderId"]),
         )
-        if isinstance(data, Mapping) and data.get("id"):
-            return str(data["id"])
-        # v2's synchronous failure: 201 {"orderId", "code", "message"}
-        raise error_for(201, data)
+        return dict(data) if isinstance(data, Mapping) else {}
 
-    async def cancel(self, pair: str, *, order_id: str = "", customer_order_id: str = "", sub_account: str | None = None) -> None:
+    async def cancel(
+        self, pair: str, *, order_id: str = "", customer_order_id: str = "", sub_account: str | None = None
+    ) -> None:
         body = {"orderId": order_id} if order_id else {"customerOrderId": customer_order_id}
         body["pair"] = pair
         await self.request("DELETE", "/v2/orders/order", body=body, sub_account=sub_account)
@@ -320,7 +327,9 @@ def parse_market_info(pair: Mapping[str, Any], exchange_status: str) -> MarketIn
 
 def parse_trade(data: Mapping[str, Any], symbol: str) -> Trade:
     """A public trade (REST or NEW_TRADE) with VALR's own trade id (or its sequence id on old feeds)."""
-    trade_id = data.get("id") or data.get("sequenceId") or f"{data['tradedAt']}:{data['price']}:{data['quantity']}"
+    trade_id = (
+        data.get("id") or data.get("sequenceId") or f"{data['tradedAt']}:{data['price']}:{data['quantity']}"
+    )
     return Trade(
         id=str(trade_id),
         symbol=symbol,

@@ -10,9 +10,10 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import orjson
-from moonship_core import Backoff, MarketEvents, MarketStatus
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
+
+from moonship_core import Backoff, MarketEvents, MarketStatus
 
 from . import constants as c
 from .auth import Signer
@@ -52,7 +53,9 @@ class Socket:
     #: whether PONGs count as feed traffic (the account socket's feed may be silent for long)
     pong_is_traffic = False
 
-    def __init__(self, url: str, path: str, signer: Signer | None, timing: Timing, logger: logging.Logger) -> None:
+    def __init__(
+        self, url: str, path: str, signer: Signer | None, timing: Timing, logger: logging.Logger
+    ) -> None:
         self.url = url.rstrip("/") + path
         self.path = path
         self.signer = signer

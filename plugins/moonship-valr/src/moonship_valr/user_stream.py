@@ -32,15 +32,19 @@ from .rest import ZERO, ValrRest, decimal_or_none, parse_balance, parse_side, pa
 from .stream import Socket, Timing
 
 #: VALR status strings of orders still working
-_OPEN_STATUSES = {"Placed": OrderStatus.PENDING, "Active": OrderStatus.PENDING, "Order Modified": OrderStatus.PENDING}
+_OPEN_STATUSES = {
+    "Placed": OrderStatus.PENDING,
+    "Active": OrderStatus.PENDING,
+    "Order Modified": OrderStatus.PENDING,
+}
 _FINAL_STATUSES = {"Filled", "Cancelled", "Expired", "Failed"}
 _ORPHANS = 1024  # fills of orders not known yet (their placement answer is still on its way)
 _CLOSED_MEMORY = 4096
 
 
 def is_maker(side: Side, fee_asset: str, base: str, quote: str) -> bool:
-    """VALR charges makers in what they receive-side rule: maker BUY pays in quote, maker SELL in base,
-    taker BUY in base, taker SELL in quote."""
+    """Whether a fill was a maker's, by VALR's fee currency rule: maker BUY pays in quote, maker SELL in
+    base, taker BUY in base, taker SELL in quote."""
     if side is Side.BUY:
         return fee_asset == quote
     return fee_asset == base
@@ -97,7 +101,13 @@ class AccountStream(Socket):
     pong_is_traffic = True
 
     def __init__(
-        self, url: str, rest: ValrRest, signer: Signer, timing: Timing, fill_wait: float, logger: logging.Logger
+        self,
+        url: str,
+        rest: ValrRest,
+        signer: Signer,
+        timing: Timing,
+        fill_wait: float,
+        logger: logging.Logger,
     ) -> None:
         super().__init__(url, c.ACCOUNT_WS_PATH, signer, timing, logger)
         self.rest = rest
@@ -107,6 +117,7 @@ class AccountStream(Socket):
         self._by_coid: dict[str, _State] = {}
         self._orphans: OrderedDict[str, list[Mapping[str, Any]]] = OrderedDict()  # order id -> fills
         self._closed: OrderedDict[str, None] = OrderedDict()  # ids of orders already reported final
+        self._finished: OrderedDict[str, Order] = OrderedDict()  # client order id -> final order
         self._tasks: set[asyncio.Task[Any]] = set()
         #: completed reconciliations (tests wait on it)
         self.reconciled = 0
@@ -175,8 +186,14 @@ class AccountStream(Socket):
             self._remember_closed(order_id)
 
     def current(self, coid: str) -> Order | None:
+        """The latest state of a tracked or recently finished order."""
         state = self._by_coid.get(coid)
-        return None if state is None else self._build(state)
+        return self._finished.get(coid) if state is None else self._build(state)
+
+    def missing_fills(self, coid: str) -> bool:
+        """Whether VALR reports more executed than the trades we have for this order."""
+        state = self._by_coid.get(coid)
+        return state is not None and state.exchange_filled > self._filled(state) and not state.fills_checked
 
     def known_id(self, coid: str) -> str:
         state = self._by_coid.get(coid)
@@ -186,10 +203,7 @@ class AccountStream(Socket):
         """The order once it is final (None if it does not become final within `timeout`)."""
         state = self._by_coid.get(coid)
         if state is None:
-            return None
-        order = self._build(state)
-        if order.status.is_final:
-            return order
+            return self._finished.get(coid)
         future: asyncio.Future[Order] = asyncio.get_running_loop().create_future()
         state.waiters.append(future)
         try:
@@ -218,7 +232,9 @@ class AccountStream(Socket):
             executed = original - remaining
         if executed is not None and executed > state.exchange_filled:
             state.exchange_filled = executed
-        if status in _FINAL_STATUSES and not state.final:
+        if status in _OPEN_STATUSES or status == "Partially Filled":
+            state.order = replace(state.order, status=OrderStatus.PENDING)
+        elif status in _FINAL_STATUSES and not state.final:
             state.final = status
             reason = data.get("failedReason") or data.get("failureReason")
             if reason:
@@ -301,6 +317,9 @@ class AccountStream(Socket):
                 if not waiter.done():
                     waiter.set_result(order)
             self._by_coid.pop(order.client_order_id, None)
+            self._finished[order.client_order_id] = order
+            if len(self._finished) > _CLOSED_MEMORY:
+                self._finished.popitem(last=False)
             if order.id:
                 self._by_id.pop(order.id, None)
                 self._remember_closed(order.id)
@@ -349,7 +368,9 @@ class AccountStream(Socket):
         """Bring balances, open orders and recent fills of `pairs` up to date over REST."""
         try:
             self._push_balances(parse_balance(b) for b in await self.rest.balances())
-            open_orders = {str(o["orderId"]): o for o in await self.rest.open_orders() if o["currencyPair"] in pairs}
+            open_orders = {
+                str(o["orderId"]): o for o in await self.rest.open_orders() if o["currencyPair"] in pairs
+            }
             for data in open_orders.values():
                 self.apply_status(data)
             for state in [s for s in list(self._by_coid.values()) if s.pair in pairs]:
@@ -368,7 +389,9 @@ class AccountStream(Socket):
                     for data in reversed(await self.rest.account_trades(pair)):
                         self.apply_fill(data)
             self.reconciled += 1
-            self.logger.info("reconciled %s: %d open orders", ", ".join(pairs) or "no pairs", len(open_orders))
+            self.logger.info(
+                "reconciled %s: %d open orders", ", ".join(pairs) or "no pairs", len(open_orders)
+            )
         except MoonshipError as exc:
             self.logger.warning("reconciliation failed (%s); it runs again on the next reconnect", exc)
 

@@ -1,0 +1,281 @@
+"""The OpenAPI 3 description served at /openapi.json (the seed's API 1.3.0 plus compatible additions)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    response: dict[str, Any] = {
+        "description": description,
+        "content": {"application/json": {"schema": schema}},
+    }
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    return _json(_ref("Error"), description, headers)
+
+
+_ERRORS: dict[str, dict[str, Any]] = {
+    "400": _error("Missing or bad field: the message names it (`Missing or bad <name> field`, or the config "
+                  "property path and problem)."),
+    "401": _error("`Access denied`: no live session.",
+                  {"WWW-Authenticate": {"schema": {"type": "string"}}}),
+    "404": _error("`No such strategy`, or the engine is not running (`Engine '<name>' is not running`)."),
+    "413": _error("`Request body too large` (over 1 MiB)."),
+    "500": _error("`Internal server error`, or the engine's own failure message; never a traceback."),
+    "503": _error("`Shared cache or message bus unavailable`."),
+    "504": _error("`Operation timeout`: the engine did not answer in time."),
+}
+
+
+def _errors(*codes: str) -> dict[str, dict[str, Any]]:
+    return {code: {"$ref": f"#/components/responses/E{code}"} for code in codes}
+
+
+_NAMES = [{"$ref": "#/components/parameters/engine"}, {"$ref": "#/components/parameters/strategy"}]
+_CONFIG_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": _ref("ConfigBody")}},
+}
+
+
+def _command(summary: str, description: str, body: bool, result: dict[str, Any]) -> dict[str, Any]:
+    operation: dict[str, Any] = {
+        "tags": ["Strategies"],
+        "summary": summary,
+        "description": description,
+        "parameters": _NAMES,
+        "responses": {"200": result, **_errors("400", "401", "404", "500", "503", "504")},
+    }
+    if body:
+        operation["requestBody"] = _CONFIG_BODY
+        operation["responses"].update(_errors("413"))
+    return operation
+
+
+_INFO = _json(_ref("StrategyInfo"), "The strategy as the engine reports it after the command.")
+_NULLABLE_STRING = {"type": "string", "nullable": True}
+_DECIMAL = {"type": "string", "description": "exact decimal"}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "Moonship API",
+        "version": "1.4.0",
+        "description": (
+            "Monitor and control Moonship trading engines. Compatible with the seed's API 1.3.0; additions: "
+            "command replies carry the StrategyInfo, POST /logout, 429 login throttling, 503 when the shared "
+            "cache or bus is down. Every error is `{\"error\": message, \"status\": code}`. Every path but "
+            "/login and /openapi.json needs the session token, as `Authorization: Bearer TOKEN` (preferred) "
+            "or the `__Host-session_token` cookie; without a live session the reply is 401 `Access denied`, "
+            "also for unknown paths."
+        ),
+    },
+    "tags": [{"name": "Session"}, {"name": "Strategies"}],
+    "security": [{"bearerAuth": []}, {"cookieAuth": []}],
+    "paths": {
+        "/login": {
+            "post": {
+                "tags": ["Session"],
+                "summary": "Log in",
+                "description": (
+                    "Checks the user and password and starts a new session (any session the request "
+                    "carries is ended). Sets the cookie `__Host-session_token=TOKEN; HttpOnly; Path=/; "
+                    "SameSite=Strict; Secure`. After 5 failures in a row from one client address, each "
+                    "further failure locks that address out for 1, 2, 4 ... seconds (at most 60)."
+                ),
+                "security": [],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Login")}}},
+                "responses": {
+                    "200": _json(
+                        _ref("Session"), "Logged in.", {"Set-Cookie": {"schema": {"type": "string"}}}
+                    ),
+                    "400": {"$ref": "#/components/responses/E400"},
+                    "401": _error("`Invalid user or password`."),
+                    "413": {"$ref": "#/components/responses/E413"},
+                    "429": _error(
+                        "Too many failed logins from this address: retry after the given seconds.",
+                        {"Retry-After": {"required": True, "schema": {"type": "integer", "minimum": 1}}},
+                    ),
+                    **_errors("500", "503"),
+                },
+            }
+        },
+        "/logout": {
+            method: {
+                "tags": ["Session"],
+                "summary": "Log out",
+                "description": "Ends the session everywhere and clears the cookie.",
+                "responses": {
+                    "200": _json({"type": "object"}, "Logged out.",
+                                 {"Set-Cookie": {"schema": {"type": "string"}}}),
+                    **_errors("401", "500", "503"),
+                },
+            }
+            for method in ("get", "post")
+        },
+        "/strategies": {
+            "get": {
+                "tags": ["Strategies"],
+                "summary": "List the strategies of every running engine",
+                "description": (
+                    "Each query parameter keeps the strategies whose top-level field of that name equals it "
+                    "(`?engine=main&active=true`). Booleans, null and numbers compare as values (`true`, "
+                    "`True`; `0.5` equals `0.50`), anything else as text; a field a strategy lacks never "
+                    "matches. A repeated parameter: the last value counts."
+                ),
+                "parameters": [{
+                    "name": "filters",
+                    "in": "query",
+                    "style": "form",
+                    "explode": True,
+                    "schema": {"type": "object", "additionalProperties": {"type": "string"}},
+                }],
+                "responses": {
+                    "200": _json(_ref("StrategyList"), "The matching strategies."),
+                    **_errors("401", "500", "503"),
+                },
+            }
+        },
+        "/strategies/{engine}/{strategy}": {
+            "get": {
+                "tags": ["Strategies"],
+                "summary": "One strategy",
+                "parameters": _NAMES,
+                "responses": {
+                    "200": _json(_ref("StrategyInfo"), "The strategy."),
+                    **_errors("401", "404", "500", "503"),
+                },
+            },
+            "post": _command(
+                "Add a strategy",
+                "The config holds the properties of a `moonship.strategies.NAME` block. 400 if the strategy "
+                "exists or the config is invalid (the message names the property). Started at once if "
+                "`auto_start` is true.",
+                True,
+                _INFO,
+            ),
+            "patch": _command(
+                "Update a strategy",
+                "The config holds only the properties to change (merged over the current ones). An active "
+                "strategy is stopped gracefully, updated and started again.",
+                True,
+                _INFO,
+            ),
+            "delete": _command(
+                "Remove a strategy",
+                "Stops it first.",
+                False,
+                _json({"type": "object"}, "Removed."),
+            ),
+        },
+        "/strategies/{engine}/{strategy}/start": {
+            "post": _command("Start a strategy", "No change if it is active.", False, _INFO),
+        },
+        "/strategies/{engine}/{strategy}/stop": {
+            "post": _command("Stop a strategy", "No change if it is not active.", False, _INFO),
+        },
+        "/openapi.json": {
+            "get": {
+                "tags": ["Session"],
+                "summary": "This document",
+                "security": [],
+                "responses": {"200": _json({"type": "object"}, "The OpenAPI document.")},
+            }
+        },
+    },
+    "components": {
+        "securitySchemes": {
+            "bearerAuth": {"type": "http", "scheme": "bearer"},
+            "cookieAuth": {"type": "apiKey", "in": "cookie", "name": "__Host-session_token"},
+        },
+        "parameters": {
+            "engine": {"name": "engine", "in": "path", "required": True, "schema": {"type": "string"}},
+            "strategy": {"name": "strategy", "in": "path", "required": True, "schema": {"type": "string"}},
+        },
+        "responses": {f"E{code}": response for code, response in _ERRORS.items()},
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error", "status"],
+                "properties": {"error": {"type": "string"}, "status": {"type": "integer"}},
+                "additionalProperties": False,
+            },
+            "Login": {
+                "type": "object",
+                "required": ["user", "password"],
+                "properties": {"user": {"type": "string"}, "password": {"type": "string"}},
+            },
+            "Session": {
+                "type": "object",
+                "required": ["session_token"],
+                "properties": {"session_token": {"type": "string"}},
+                "additionalProperties": False,
+            },
+            "StrategyConfig": {
+                "type": "object",
+                "description": "A `moonship.strategies.NAME` block: the algo's own properties beside these.",
+                "required": ["algo", "auto_start", "markets"],
+                "properties": {
+                    "algo": {"type": "string"},
+                    "auto_start": {"type": "boolean"},
+                    "markets": {"type": "array", "items": {"type": "string"}},
+                },
+                "additionalProperties": True,
+            },
+            "ConfigBody": {
+                "type": "object",
+                "required": ["config"],
+                "properties": {
+                    "config": {
+                        "type": "object",
+                        "properties": {
+                            "algo": {"type": "string"},
+                            "auto_start": {"type": "boolean"},
+                            "markets": {
+                                "oneOf": [
+                                    {"type": "string"},
+                                    {"type": "array", "items": {"type": "string"}, "minItems": 1},
+                                ]
+                            },
+                        },
+                        "additionalProperties": True,
+                    }
+                },
+            },
+            "StrategyInfo": {
+                "type": "object",
+                "description": "Runtime state; algos may add fields of their own.",
+                "required": ["name", "engine", "active", "config"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "engine": {"type": "string"},
+                    "active": {"type": "boolean"},
+                    "start_time": {**_NULLABLE_STRING, "format": "date-time"},
+                    "update_time": {**_NULLABLE_STRING, "format": "date-time"},
+                    "stop_reason": _NULLABLE_STRING,
+                    "config": _ref("StrategyConfig"),
+                    "position": _DECIMAL,
+                    "last_trade_profit": {**_DECIMAL, "nullable": True},
+                    "total_profit": _DECIMAL,
+                    "positions": {"type": "object", "additionalProperties": _DECIMAL},
+                },
+                "additionalProperties": True,
+            },
+            "StrategyList": {
+                "type": "object",
+                "required": ["strategies"],
+                "properties": {"strategies": {"type": "array", "items": _ref("StrategyInfo")}},
+                "additionalProperties": False,
+            },
+        },
+    },
+}

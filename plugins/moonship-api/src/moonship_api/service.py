@@ -1,0 +1,157 @@
+"""ApiService: serves the API with uvicorn inside the running event loop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+from pydantic import ValidationError
+
+from moonship_core import ConfigError, MoonshipError, Service, ServiceContext
+
+from .accesslog import AccessLogFormat
+from .app import Api
+from .auth import Credentials
+from .settings import ApiSettings
+
+#: seconds in-flight requests get to finish when the service stops
+GRACEFUL_SHUTDOWN = 5
+#: headers on every response, uvicorn's own included
+RESPONSE_HEADERS = [
+    ("Server", "Moonship"),
+    ("Cache-Control", "no-store"),
+    ("X-Content-Type-Options", "nosniff"),
+]
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that leaves SIGINT/SIGTERM to the launcher and tells when it listens."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.listening = asyncio.Event()
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        self.listening.set()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _settings(raw: Any) -> ApiSettings:
+    if isinstance(raw, ApiSettings):
+        return raw
+    try:
+        return ApiSettings.model_validate(raw or {})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"moonship.api{''.join(f'.{p}' for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ConfigError(problems) from None
+
+
+class ApiService(Service):
+    """The REST API: sessions and login throttling in the shared cache, commands through the control plane."""
+
+    name = "api"
+    settings_model = ApiSettings
+
+    def __init__(self, context: ServiceContext) -> None:
+        super().__init__(context)
+        self.settings = _settings(context.settings)
+        self._server: _Server | None = None
+        self._task: asyncio.Task[None] | None = None
+        #: the port actually listened on (useful with `port: 0`)
+        self.port: int | None = None
+
+    async def start(self) -> None:
+        settings = self.settings
+        missing = [f"moonship.api.{n}" for n in ("user", "password") if getattr(settings, n) is None]
+        if missing:
+            raise ConfigError(
+                f"the API needs a user and a bcrypt password hash: {' and '.join(missing)} not set"
+            )
+        assert settings.user is not None and settings.password is not None
+        tls = self._tls_context()
+        api = Api(
+            control=self.context.control,
+            cache=self.context.cache,
+            credentials=Credentials(settings.user, settings.password.get_secret_value()),
+            idle_session_expiry=settings.idle_session_expiry,
+            access_log_format=AccessLogFormat(settings.access_log_format),
+            logger=self.logger,
+        )
+        config = uvicorn.Config(
+            api.app,
+            lifespan="off",
+            log_config=None,
+            access_log=False,
+            server_header=False,
+            headers=RESPONSE_HEADERS,
+            proxy_headers=True,
+            forwarded_allow_ips=settings.trusted_proxies,
+            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
+        )
+        config.load()
+        config.ssl = tls
+        sock = self._listen()
+        self.port = sock.getsockname()[1]
+        server = _Server(config)
+        task = asyncio.create_task(server.serve(sockets=[sock]), name="api-server")
+        listening = asyncio.create_task(server.listening.wait())
+        await asyncio.wait([task, listening], return_when=asyncio.FIRST_COMPLETED)
+        listening.cancel()
+        if not server.started:
+            sock.close()
+            error = task.exception() if not task.cancelled() else None
+            raise MoonshipError(f"the API server did not start: {error!r}")
+        self._server, self._task = server, task
+        task.add_done_callback(self._server_ended)
+        scheme = "https" if tls else "http"
+        self.logger.info("API listening on %s://%s:%d", scheme, settings.host, self.port)
+        if tls is None:
+            self.logger.warning(
+                "API without TLS (no ssl_cert/ssl_key): the session cookie needs HTTPS, only bearer tokens "
+                "work; put a TLS-terminating proxy in front"
+            )
+
+    async def stop(self) -> None:
+        server, task = self._server, self._task
+        self._server = self._task = None
+        if server is None or task is None:
+            return
+        server.should_exit = True
+        await asyncio.gather(task, return_exceptions=True)
+        self.logger.info("API stopped")
+
+    def _server_ended(self, task: asyncio.Task[None]) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.logger.error("the API server failed: %r", task.exception())
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        """TLS 1.2 or newer with the system's default ciphers, or None without ssl_cert/ssl_key."""
+        cert, key = self.settings.ssl_cert, self.settings.ssl_key
+        if cert is None or key is None:
+            return None
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(cert, key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"moonship.api.ssl_cert/ssl_key: cannot load {cert} and {key}: {exc}") from None
+        return context
+
+    def _listen(self) -> socket.socket:
+        host, port = self.settings.host, self.settings.port
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        try:
+            return socket.create_server((host, port), family=family, backlog=2048)
+        except OSError as exc:
+            raise MoonshipError(f"the API cannot listen on {host}:{port}: {exc.strerror or exc}") from None

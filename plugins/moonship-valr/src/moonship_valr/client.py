@@ -1,0 +1,418 @@
+"""ValrClient: one VALR market. Every VALR market of an engine shares one ValrHub: one HTTP client, one
+rate limiter per API key, one trade socket and one account socket per account."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import replace
+from decimal import Decimal
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+
+from moonship_core import (
+    AuthenticationError,
+    Balance,
+    ClientContext,
+    ConfigError,
+    ExchangeError,
+    InvalidOrder,
+    MarketClient,
+    MarketEvents,
+    MarketInfo,
+    MarketStatus,
+    NetworkError,
+    Order,
+    OrderNotFound,
+    OrderRequest,
+    OrderStatus,
+    OrderStatusUnknown,
+    OrderType,
+    RateLimiter,
+    Ticker,
+    Trade,
+)
+from moonship_core.model import fmt_decimal
+
+from . import constants as c
+from .auth import Signer
+from .rest import (
+    DuplicateClientOrderId,
+    ValrRest,
+    check_client_order_id,
+    error_for,
+    parse_balance,
+    parse_market_info,
+    parse_ticker,
+    parse_trade,
+)
+from .stream import MarketFeed, Timing, TradeStream
+from .user_stream import AccountStream, order_from_status
+
+_PAIRS_TTL = 60.0
+
+
+def _base_url(value: str, schemes: tuple[str, ...]) -> str:
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.netloc or parts.path not in ("", "/") or parts.query:
+        raise ValueError(f"must be {' or '.join(schemes)}://host[:port] without a path")
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+class ValrSettings(BaseModel):
+    """The `moonship.valr` section."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_key: str | None = None
+    api_secret: SecretStr | None = None
+    #: VALR sub-account id every request is signed for (a market's `account` overrides it)
+    sub_account_id: str | None = None
+    #: scheme://host[:port]; the client appends /v1/..., /v2/...
+    rest_url: str = c.REST_URL
+    #: scheme://host[:port]; the client appends /ws/trade and /ws/account
+    ws_url: str = c.WS_URL
+    request_timeout: float = Field(c.REQUEST_TIMEOUT, gt=0)
+    ping_interval: float = Field(c.PING_INTERVAL, gt=0, le=25)
+    pong_timeout: float = Field(c.PONG_TIMEOUT, gt=0)
+    stale_timeout: float = Field(c.STALE_TIMEOUT, gt=0)
+    reconnect_max_delay: float = Field(30.0, gt=0)
+    #: how long a final status may wait for its trades before they are fetched over REST
+    fill_wait: float = Field(1.0, ge=0)
+    #: how long cancel_order waits for the account socket to confirm before asking over REST
+    cancel_wait: float = Field(2.0, ge=0)
+    #: requests per minute per API key / to /v1/public/*
+    rate_limit: int = Field(c.KEY_LIMIT_PER_MIN, gt=0)
+    public_rate_limit: int = Field(c.PUBLIC_LIMIT_PER_MIN, gt=0)
+
+    @field_validator("rest_url")
+    @classmethod
+    def _rest(cls, value: str) -> str:
+        return _base_url(value, ("https", "http"))
+
+    @field_validator("ws_url")
+    @classmethod
+    def _ws(cls, value: str) -> str:
+        return _base_url(value, ("wss", "ws"))
+
+
+class _MarketKeys(BaseModel):
+    """The VALR keys a market may override (`moonship.markets.NAME.api_key`, ...)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_key: str | None = None
+    api_secret: SecretStr | None = None
+    sub_account_id: str | None = None
+
+
+class ValrHub:
+    """What every VALR market of one engine shares."""
+
+    def __init__(self, settings: ValrSettings, logger: logging.Logger) -> None:
+        self.settings = settings
+        self.logger = logger
+        self.timing = Timing(
+            settings.ping_interval,
+            settings.pong_timeout,
+            settings.stale_timeout,
+            settings.request_timeout,
+            backoff_max=settings.reconnect_max_delay,
+        )
+        self._http: httpx.AsyncClient | None = None
+        self.public_limiter = RateLimiter(settings.public_rate_limit, 60.0)
+        self._key_limiters: dict[str, RateLimiter] = {}
+        self._rests: dict[tuple[str, str], ValrRest] = {}
+        self._accounts: dict[tuple[str, str], AccountStream] = {}
+        self.trade: TradeStream | None = None
+        self.offset_ms: int | None = None
+        self._time_lock = asyncio.Lock()
+        self._pairs: tuple[float, str, dict[str, dict[str, Any]]] | None = None
+        self._pairs_lock = asyncio.Lock()
+        self.users = 0
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self.settings.request_timeout)
+        return self._http
+
+    def rest(self, signer: Signer | None) -> ValrRest:
+        key = (signer.api_key, signer.sub_account) if signer is not None else ("", "")
+        rest = self._rests.get(key)
+        if rest is None:
+            limiter = self.public_limiter
+            if signer is not None:
+                limiter = self._key_limiters.setdefault(
+                    signer.api_key, RateLimiter(self.settings.rate_limit, 60.0)
+                )
+                if self.offset_ms is not None:
+                    signer.offset_ms = self.offset_ms
+            rest = self._rests[key] = ValrRest(
+                lambda: self.http, self.settings.rest_url, signer, limiter, self.public_limiter
+            )
+        return rest
+
+    async def sync_time(self, rest: ValrRest) -> None:
+        """Learn the server clock once per engine and share the offset with every signer."""
+        async with self._time_lock:
+            if self.offset_ms is None and rest.signer is not None:
+                await rest.sync_time()
+                self.offset_ms = rest.signer.offset_ms
+                for other in self._rests.values():
+                    if other.signer is not None:
+                        other.signer.offset_ms = self.offset_ms
+
+    async def pairs(self, rest: ValrRest) -> tuple[str, dict[str, dict[str, Any]]]:
+        """The exchange status and every pair's metadata (one request per minute at most, however many
+        markets open)."""
+        async with self._pairs_lock:
+            now = time.monotonic()
+            if self._pairs is None or now - self._pairs[0] > _PAIRS_TTL:
+                status, pairs = await asyncio.gather(rest.status(), rest.pairs())
+                self._pairs = (now, status, {str(p["symbol"]): p for p in pairs})
+            return self._pairs[1], self._pairs[2]
+
+    def trade_stream(self, signer: Signer | None) -> TradeStream:
+        if self.trade is None:
+            self.trade = TradeStream(self.settings.ws_url, signer, self.timing, self.logger.getChild("trade"))
+        return self.trade
+
+    def account(self, rest: ValrRest) -> AccountStream:
+        assert rest.signer is not None
+        key = (rest.signer.api_key, rest.signer.sub_account)
+        stream = self._accounts.get(key)
+        if stream is None:
+            stream = self._accounts[key] = AccountStream(
+                self.settings.ws_url,
+                rest,
+                rest.signer,
+                self.timing,
+                self.settings.fill_wait,
+                self.logger.getChild("account"),
+            )
+        return stream
+
+    async def release(self) -> None:
+        """A market closed: with the last one, stop the sockets and the HTTP client."""
+        self.users -= 1
+        if self.users > 0:
+            return
+        if self.trade is not None:
+            await self.trade.stop()
+        for stream in self._accounts.values():
+            await stream.stop()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+
+class ValrClient(MarketClient):
+    """A VALR market: aggregated book, trades and ticker from the trade socket; orders through the v2
+    endpoints with customerOrderId; order and balance updates from the account socket."""
+
+    name = "valr"
+    settings_model = ValrSettings
+
+    def __init__(self, context: ClientContext, events: MarketEvents) -> None:
+        super().__init__(context, events)
+        settings = context.settings
+        try:
+            if not isinstance(settings, ValrSettings):
+                settings = ValrSettings.model_validate(settings or {})
+            keys = _MarketKeys.model_validate(context.config.extra)
+        except ValidationError as exc:
+            raise ConfigError(f"moonship.valr / moonship.markets.{context.market_name}: {exc}") from None
+        hub = context.shared.get("valr")
+        if not isinstance(hub, ValrHub):
+            hub = context.shared["valr"] = ValrHub(settings, logging.getLogger("moonship.valr"))
+        self.hub: ValrHub = hub
+        self.pair = self.symbol.upper()
+        api_key = keys.api_key or settings.api_key
+        secret = keys.api_secret or settings.api_secret
+        self.sub_account = keys.sub_account_id or context.config.account or settings.sub_account_id or ""
+        signer = None
+        if api_key and secret:
+            signer = Signer(api_key, secret.get_secret_value(), self.sub_account)
+        elif api_key or secret:
+            raise ConfigError(
+                f"moonship.markets.{context.market_name}: VALR needs both api_key and api_secret"
+            )
+        self.rest = hub.rest(signer)
+        self.info: MarketInfo | None = None
+        self.feed = MarketFeed(self.pair, events, self._open_status)
+        self.account: AccountStream | None = None
+        self._connected = False
+
+    def _open_status(self) -> MarketStatus:
+        return self.info.status if self.info is not None else MarketStatus.OPEN
+
+    # ------------------------------------------------------------------ lifecycle
+    async def connect(self) -> None:
+        if self._connected:
+            return
+        info = await self.get_market_info()
+        await self.hub.sync_time(self.rest)
+        self._connected = True
+        self.hub.users += 1
+        self.events.status(MarketStatus.UNSYNCED, "connecting")
+        await self.hub.trade_stream(self.rest.signer).add(self.pair, self.feed)
+        if self.rest.signer is not None:
+            self.account = self.hub.account(self.rest)
+            await self.account.add(self.pair, self.events, info.base_asset, info.quote_asset)
+
+    async def close(self) -> None:
+        if not self._connected:
+            return
+        self._connected = False
+        if self.hub.trade is not None:
+            await self.hub.trade.remove(self.pair, self.feed)
+        if self.account is not None:
+            await self.account.remove(self.events)
+        await self.hub.release()
+        self.events.status(MarketStatus.CLOSED)
+
+    # ------------------------------------------------------------------ market data
+    async def get_market_info(self) -> MarketInfo:
+        status, pairs = await self.hub.pairs(self.rest)
+        pair = pairs.get(self.pair)
+        if pair is None:
+            raise ConfigError(
+                f"moonship.markets.{self.context.market_name}.symbol: VALR has no pair {self.pair}"
+            )
+        self.info = parse_market_info(pair, status)
+        return self.info
+
+    async def get_ticker(self) -> Ticker:
+        return parse_ticker(await self.rest.market_summary(self.pair), self.pair)
+
+    async def get_recent_trades(self, limit: int = 100) -> list[Trade]:
+        """The latest `limit` public trades, oldest first."""
+        trades = [parse_trade(t, self.pair) for t in await self.rest.trades(self.pair, limit)]
+        trades.reverse()
+        return trades[-limit:] if limit > 0 else []
+
+    # ------------------------------------------------------------------ orders
+    def _account(self) -> AccountStream:
+        if self.account is None:
+            if self.rest.signer is None:
+                raise AuthenticationError("VALR orders need moonship.valr.api_key and api_secret")
+            self.account = self.hub.account(self.rest)
+        return self.account
+
+    async def place_order(self, request: OrderRequest) -> Order:
+        if request.account not in (None, "", self.sub_account):
+            raise InvalidOrder(
+                f"VALR: this market trades sub-account {self.sub_account!r}; use one market per sub-account",
+                rule="account",
+            )
+        coid = check_client_order_id(request.client_order_id)
+        account = self._account()
+        known = account.current(coid)
+        if known is not None and known.id:
+            return known  # a retry of an order VALR already has
+        account.placing(request, self.pair)
+        kind, body = self._order_body(request)
+        try:
+            data = await self.rest.place(kind, body)
+        except DuplicateClientOrderId:
+            self.logger.info("order %s already at VALR: looking it up", coid)
+            return await self.get_order(account.current(coid) or _probe(request, self.pair))
+        except OrderStatusUnknown:
+            raise  # stays tracked: its events or a lookup will tell what happened
+        except (ExchangeError, NetworkError):
+            account.forget(coid)
+            raise
+        if not data.get("id"):
+            account.forget(coid, str(data.get("orderId") or ""))
+            raise error_for(201, data)
+        return account.placed(coid, str(data["id"]))
+
+    def _order_body(self, request: OrderRequest) -> tuple[str, dict[str, Any]]:
+        body: dict[str, Any] = {"side": request.side.value, "pair": self.pair}
+        if request.type is OrderType.LIMIT:
+            assert request.quantity is not None and request.price is not None
+            kind = "limit"
+            body |= {
+                "quantity": fmt_decimal(request.quantity),
+                "price": fmt_decimal(request.price),
+                "postOnly": request.post_only,
+                "timeInForce": request.time_in_force.value,
+            }
+        else:
+            kind = "market"
+            if request.quantity is not None:
+                body["baseAmount"] = fmt_decimal(request.quantity)
+            else:
+                body["quoteAmount"] = fmt_decimal(request.quote_quantity or Decimal(0))
+        body["customerOrderId"] = request.client_order_id
+        if request.margin:
+            body["allowMargin"] = True
+        return kind, body
+
+    async def cancel_order(self, order: Order) -> Order:
+        account = self._account()
+        order_id = order.id or account.known_id(order.client_order_id)
+        try:
+            await self.rest.cancel(self.pair, order_id=order_id, customer_order_id=order.client_order_id)
+        except OrderNotFound:
+            current = await self.get_order(order)  # OrderNotFound again if VALR has no such order
+            if current.status.is_final:
+                return current
+            raise
+        final = await account.wait_final(order.client_order_id, self.hub.settings.cancel_wait)
+        if final is not None:
+            return final
+        current = await self.get_order(order)
+        if current.status.is_final:
+            return current
+        return replace(current, status=OrderStatus.CANCELLATION_PENDING)
+
+    async def get_order(self, order: Order) -> Order:
+        account = self._account()
+        known = account.current(order.client_order_id) if order.client_order_id else None
+        if known is not None and known.status.is_final:
+            return known
+        if order.client_order_id:
+            account.track(order, self.pair)
+        order_id = order.id or (known.id if known is not None else "")
+        data = await self.rest.order_status(
+            self.pair, order_id=order_id, customer_order_id=order.client_order_id
+        )
+        coid = str(data.get("customerOrderId") or order.client_order_id)
+        account.apply_status(data)
+        if account.missing_fills(coid):
+            await account.fetch_fills(coid)
+        current = account.current(coid)
+        return current if current is not None else order_from_status(data, self.pair)
+
+    async def get_open_orders(self) -> list[Order]:
+        account = self._account()
+        orders = []
+        for data in await self.rest.open_orders():
+            if data.get("currencyPair") != self.pair:
+                continue
+            known = account.current(str(data.get("customerOrderId") or ""))
+            orders.append(known if known is not None else order_from_status(data, self.pair))
+        return orders
+
+    async def get_balances(self) -> dict[str, Balance]:
+        return {b.asset: b for b in map(parse_balance, await self.rest.balances())}
+
+
+def _probe(request: OrderRequest, pair: str) -> Order:
+    return Order(
+        id="",
+        client_order_id=request.client_order_id,
+        symbol=pair,
+        side=request.side,
+        type=request.type,
+        status=OrderStatus.UNKNOWN,
+        quantity=request.quantity,
+        quote_quantity=request.quote_quantity,
+        price=request.price,
+    )

@@ -1,0 +1,223 @@
+"""The shared cache and message bus on a Redis server, for several processes and machines.
+
+Cache keys are those of cache.py. Commands: each engine reads its own stream `moonship:{engine}:commands`
+(entries hold the command as JSON) and pushes each reply onto the list `moonship:reply:{id}`, which the caller
+pops with a timeout. Imported only when `moonship.redis.url` is set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import logging
+from collections.abc import Callable, Coroutine
+from typing import Any, ParamSpec, TypeVar
+
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError
+
+from .bus import Handler, MessageBus
+from .cache import SharedCache, dumps, heartbeat_key, loads
+from .config import MoonshipConfig
+from .errors import CommandTimeout, EngineUnavailable
+from .net import Backoff
+
+logger = logging.getLogger("moonship.bus")
+
+#: how long a reply waits in Redis for its caller
+REPLY_TTL = 60.0
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+#: seconds any single Redis call may take
+REDIS_TIMEOUT = 5.0
+
+
+def redis_client(url: str, *, verify_cert: bool = True, blocking: bool = False) -> aioredis.Redis:
+    """A Redis client; `blocking` ones have no socket timeout (for BLPOP/XREAD, which set their own)."""
+    options: dict[str, Any] = {
+        "socket_connect_timeout": REDIS_TIMEOUT,
+        "socket_timeout": None if blocking else REDIS_TIMEOUT,
+        "health_check_interval": 15,
+    }
+    if url.startswith("rediss://") and not verify_cert:
+        options.update(ssl_cert_reqs="none", ssl_check_hostname=False)
+    return aioredis.Redis.from_url(url, **options)
+
+
+def unavailable(func: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
+    """Turn the Redis client's errors into ConnectionError, the one error callers handle for outages."""
+
+    @functools.wraps(func)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await func(*args, **kwargs)
+        except RedisError as exc:
+            raise ConnectionError(f"redis: {exc}") from exc
+
+    return wrapper
+
+
+class RedisCache(SharedCache):
+    """The shared cache on a Redis server, for several processes and machines."""
+
+    def __init__(self, url: str, *, verify_cert: bool = True) -> None:
+        self.redis = redis_client(url, verify_cert=verify_cert)
+
+    async def close(self) -> None:
+        await self.redis.aclose()
+
+    @unavailable
+    async def get(self, key: str) -> Any | None:
+        raw = await self.redis.get(key)
+        return None if raw is None else loads(raw)
+
+    @unavailable
+    async def set(self, key: str, value: Any, ttl: float | None = None) -> None:
+        await self.redis.set(key, dumps(value), px=None if ttl is None else int(ttl * 1000))
+
+    @unavailable
+    async def delete(self, *keys: str) -> None:
+        if keys:
+            await self.redis.delete(*keys)
+
+    @unavailable
+    async def expire(self, key: str, ttl: float) -> bool:
+        return bool(await self.redis.pexpire(key, int(ttl * 1000)))
+
+    @unavailable
+    async def hset(self, key: str, values: dict[str, Any]) -> None:
+        if values:
+            await self.redis.hset(key, mapping={k: dumps(v) for k, v in values.items()})
+
+    @unavailable
+    async def hget(self, key: str, field: str) -> Any | None:
+        raw = await self.redis.hget(key, field)
+        return None if raw is None else loads(raw)
+
+    @unavailable
+    async def hgetall(self, key: str) -> dict[str, Any]:
+        raw: dict[Any, Any] = await self.redis.hgetall(key)
+        return {k.decode(): loads(v) for k, v in raw.items()}
+
+    @unavailable
+    async def hdel(self, key: str, *fields: str) -> None:
+        if fields:
+            await self.redis.hdel(key, *fields)
+
+
+def commands_key(engine: str) -> str:
+    return f"moonship:{engine}:commands"
+
+
+def reply_key(command_id: str) -> str:
+    return f"moonship:reply:{command_id}"
+
+
+class RedisBus(MessageBus):
+    """Commands between processes through Redis streams; an engine is reachable while its heartbeat lives."""
+
+    def __init__(self, url: str, *, verify_cert: bool = True) -> None:
+        self.redis = redis_client(url, verify_cert=verify_cert)
+        self.blocking = redis_client(url, verify_cert=verify_cert, blocking=True)
+        self._consumers: dict[str, asyncio.Task[None]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def serve(self, engine: str, handler: Handler) -> None:
+        await self.unserve(engine)
+        last = await self._last_id(engine)
+        consumer = self._consume(engine, handler, last)
+        self._consumers[engine] = asyncio.create_task(consumer, name=f"bus:{engine}")
+
+    async def unserve(self, engine: str) -> None:
+        task = self._consumers.pop(engine, None)
+        if task is not None:
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    @unavailable
+    async def _last_id(self, engine: str) -> bytes:
+        """Commands already in the stream were meant for an earlier run of the engine: start after them."""
+        newest: Any = await self.redis.xrevrange(commands_key(engine), count=1)
+        return bytes(newest[0][0]) if newest else b"0-0"
+
+    async def _consume(self, engine: str, handler: Handler, last: bytes) -> None:
+        stream = commands_key(engine)
+        backoff = Backoff(0.2, 5.0)
+        down = False
+        while True:
+            try:
+                batches: Any = await self.blocking.xread({stream: last}, block=1000, count=100)
+            except (RedisError, OSError) as exc:
+                if not down:
+                    logger.error("message bus unreachable (%s); retrying", exc)
+                    down = True
+                await backoff.wait()
+                continue
+            if down:
+                logger.info("message bus reachable again")
+                down = False
+                backoff.reset()
+            for _, entries in batches or ():
+                for entry_id, fields in entries:
+                    last = entry_id
+                    task = asyncio.create_task(self._answer(handler, fields))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, handler: Handler, fields: dict[bytes, bytes]) -> None:
+        try:
+            command = loads(fields[b"command"])
+            if not isinstance(command, dict) or not isinstance(command.get("id"), str):
+                raise ValueError("not a command object with an id")
+        except (KeyError, ValueError) as exc:
+            logger.warning("ignored a malformed command on the bus: %s", exc)
+            return
+        reply = dumps(await handler(command))
+        key = reply_key(command["id"])
+        backoff = Backoff(0.2, 5.0)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + REPLY_TTL
+        while True:
+            try:
+                async with self.redis.pipeline(transaction=True) as pipe:
+                    pipe.rpush(key, reply)
+                    pipe.pexpire(key, int(REPLY_TTL * 1000))
+                    await pipe.execute()
+                return
+            except (RedisError, OSError) as exc:
+                if loop.time() > deadline:
+                    logger.error("reply to command %s lost: %s", command["id"], exc)
+                    return
+                await backoff.wait()
+
+    @unavailable
+    async def request(self, engine: str, command: dict[str, Any], timeout: float) -> dict[str, Any]:
+        if not await self.redis.exists(heartbeat_key(engine)):
+            raise EngineUnavailable(engine)
+        stream = commands_key(engine)
+        await self.redis.xadd(stream, {"command": dumps(command)}, maxlen=1000, approximate=True)
+        popped: Any = await self.blocking.blpop([reply_key(command["id"])], timeout=timeout)
+        if popped is None:
+            raise CommandTimeout(engine, timeout)
+        reply: dict[str, Any] = loads(popped[1])
+        return reply
+
+    async def close(self) -> None:
+        for engine in list(self._consumers):
+            await self.unserve(engine)
+        for task in list(self._tasks):
+            task.cancel()
+        await self.redis.aclose()
+        await self.blocking.aclose()
+
+
+def redis_backend(config: MoonshipConfig) -> tuple[SharedCache, MessageBus]:
+    """Cache and bus on the Redis server at `moonship.redis.url`."""
+    url = config.redis.url
+    if url is None:
+        raise ValueError("moonship.redis.url is not set")
+    verify = config.redis.ssl_verify_cert
+    return RedisCache(url, verify_cert=verify), RedisBus(url, verify_cert=verify)
