@@ -79,8 +79,16 @@ class BenchClient(MarketClient):
     async def place_order(self, request: OrderRequest) -> Order:
         self.arrivals.append(time.perf_counter())
         self.received.set()
-        return Order("1", request.client_order_id, self.symbol, request.side, request.type, OrderStatus.PENDING,
-                     quantity=request.quantity, price=request.price)
+        return Order(
+            "1",
+            request.client_order_id,
+            self.symbol,
+            request.side,
+            request.type,
+            OrderStatus.PENDING,
+            quantity=request.quantity,
+            price=request.price,
+        )
 
     async def cancel_order(self, order: Order) -> Order:
         return order
@@ -115,10 +123,14 @@ class BenchPlugin:
 
 
 async def tick_to_order(events: int) -> list[float]:
-    config = parse_config({"moonship": {
-        "markets": {"m": {"client": "bench", "symbol": "BTCUSDT", "candle_period": 0}},
-        "strategies": {"s": {"algo": "join_bid", "auto_start": True, "markets": ["m"]}},
-    }})
+    config = parse_config(
+        {
+            "moonship": {
+                "markets": {"m": {"client": "bench", "symbol": "BTCUSDT", "candle_period": 0}},
+                "strategies": {"s": {"algo": "join_bid", "auto_start": True, "markets": ["m"]}},
+            }
+        }
+    )
     plugins = Plugins.load(entry_points=False)
     plugins.register(BenchPlugin(), "bench")
     cache, bus = MemoryCache(), MemoryBus()
@@ -142,8 +154,12 @@ async def tick_to_order(events: int) -> list[float]:
 
 def resident_memory(seconds: float) -> float:
     """VmRSS in MiB of the paper example after running for `seconds`."""
-    proc = subprocess.Popen([sys.executable, "-m", "moonship", "run", "-c", "examples/paper.yml"], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "moonship", "run", "-c", "examples/paper.yml"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         time.sleep(seconds)
         status = Path(f"/proc/{proc.pid}/status").read_text()
@@ -165,11 +181,19 @@ def main() -> None:
     p99 = lat[int(len(lat) * 0.99)] * 1e6
     mean = statistics.fmean(lat) * 1e6
     rss = resident_memory(args.memory_seconds)
-    results = {"tick_to_order_p50_us": round(p50, 1), "tick_to_order_p99_us": round(p99, 1),
-               "tick_to_order_mean_us": round(mean, 1), "paper_example_rss_mib": round(rss, 1)}
-    print(f"tick-to-order latency over {len(lat)} events: p50 {p50:.1f} us, p99 {p99:.1f} us "
-          f"(targets 50 / 200 us)")
-    print(f"resident memory of examples/paper.yml after {args.memory_seconds:.0f} s: {rss:.1f} MiB (target 40)")
+    results = {
+        "tick_to_order_p50_us": round(p50, 1),
+        "tick_to_order_p99_us": round(p99, 1),
+        "tick_to_order_mean_us": round(mean, 1),
+        "paper_example_rss_mib": round(rss, 1),
+    }
+    print(
+        f"tick-to-order latency over {len(lat)} events: p50 {p50:.1f} us, p99 {p99:.1f} us "
+        f"(targets 50 / 200 us)"
+    )
+    print(
+        f"resident memory of examples/paper.yml after {args.memory_seconds:.0f} s: {rss:.1f} MiB (target 40)"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
 

@@ -35,13 +35,17 @@ R = TypeVar("R")
 REDIS_TIMEOUT = 5.0
 
 
-def redis_client(url: str, *, verify_cert: bool = True, blocking: bool = False) -> aioredis.Redis:
+def redis_client(
+    url: str, *, verify_cert: bool = True, blocking: bool = False, protocol: int | None = None
+) -> aioredis.Redis:
     """A Redis client; `blocking` ones have no socket timeout (for BLPOP/XREAD, which set their own)."""
     options: dict[str, Any] = {
         "socket_connect_timeout": REDIS_TIMEOUT,
         "socket_timeout": None if blocking else REDIS_TIMEOUT,
         "health_check_interval": 15,
     }
+    if protocol is not None:
+        options["protocol"] = protocol
     if url.startswith("rediss://") and not verify_cert:
         options.update(ssl_cert_reqs="none", ssl_check_hostname=False)
     return aioredis.Redis.from_url(url, **options)
@@ -63,8 +67,8 @@ def unavailable(func: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Corout
 class RedisCache(SharedCache):
     """The shared cache on a Redis server, for several processes and machines."""
 
-    def __init__(self, url: str, *, verify_cert: bool = True) -> None:
-        self.redis = redis_client(url, verify_cert=verify_cert)
+    def __init__(self, url: str, *, verify_cert: bool = True, protocol: int | None = None) -> None:
+        self.redis = redis_client(url, verify_cert=verify_cert, protocol=protocol)
 
     async def close(self) -> None:
         await self.redis.aclose()
@@ -119,9 +123,9 @@ def reply_key(command_id: str) -> str:
 class RedisBus(MessageBus):
     """Commands between processes through Redis streams; an engine is reachable while its heartbeat lives."""
 
-    def __init__(self, url: str, *, verify_cert: bool = True) -> None:
-        self.redis = redis_client(url, verify_cert=verify_cert)
-        self.blocking = redis_client(url, verify_cert=verify_cert, blocking=True)
+    def __init__(self, url: str, *, verify_cert: bool = True, protocol: int | None = None) -> None:
+        self.redis = redis_client(url, verify_cert=verify_cert, protocol=protocol)
+        self.blocking = redis_client(url, verify_cert=verify_cert, blocking=True, protocol=protocol)
         self._consumers: dict[str, asyncio.Task[None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
 
@@ -219,5 +223,8 @@ def redis_backend(config: MoonshipConfig) -> tuple[SharedCache, MessageBus]:
     url = config.redis.url
     if url is None:
         raise ValueError("moonship.redis.url is not set")
-    verify = config.redis.ssl_verify_cert
-    return RedisCache(url, verify_cert=verify), RedisBus(url, verify_cert=verify)
+    verify, protocol = config.redis.ssl_verify_cert, config.redis.protocol
+    return (
+        RedisCache(url, verify_cert=verify, protocol=protocol),
+        RedisBus(url, verify_cert=verify, protocol=protocol),
+    )

@@ -4,25 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import itertools
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import Any
 
 import pytest
 from pydantic import BaseModel, ConfigDict
+from support.scripted import ScriptedClient
 
 from moonship_core import (
-    Balance,
     ConfigError,
     ControlError,
     ControlPlane,
     EngineUnavailable,
-    Fill,
     InvalidOrder,
     MarketClient,
-    MarketInfo,
-    MarketStatus,
     MemoryBus,
     MemoryCache,
     Order,
@@ -30,8 +26,6 @@ from moonship_core import (
     OrderStatus,
     Side,
     StrategyMarket,
-    Ticker,
-    Trade,
     TradingAlgo,
     hookimpl,
 )
@@ -41,72 +35,6 @@ from moonship_core.plugins import Plugins
 from moonship_core.service import ServiceContext
 
 D = Decimal
-
-
-class ScriptedClient(MarketClient):
-    """A market whose feed the test drives; orders are acknowledged and recorded."""
-
-    name = "scripted"
-    instances: list[ScriptedClient] = []
-
-    def __init__(self, *args: Any) -> None:
-        super().__init__(*args)
-        self.placed: list[OrderRequest] = []
-        self.ids = itertools.count(1)
-        ScriptedClient.instances.append(self)
-
-    async def connect(self) -> None:
-        self.events.book.load_snapshot([("99.00", "1")], [("101.00", "1")], 1)
-        self.events.book_changed()
-        self.events.status(MarketStatus.OPEN)
-
-    async def close(self) -> None:
-        self.events.status(MarketStatus.CLOSED)
-
-    async def get_market_info(self) -> MarketInfo:
-        return MarketInfo(self.symbol, "BTC", "USDT", D("0.01"), D("0.001"), D("0.001"), D("10"))
-
-    async def get_ticker(self) -> Ticker:
-        return Ticker(self.symbol, None, None, None)
-
-    async def get_recent_trades(self, limit: int = 100) -> list[Trade]:
-        return []
-
-    async def place_order(self, request: OrderRequest) -> Order:
-        self.placed.append(request)
-        return Order(
-            id=str(next(self.ids)),
-            client_order_id=request.client_order_id,
-            symbol=self.symbol,
-            side=request.side,
-            type=request.type,
-            status=OrderStatus.PENDING,
-            quantity=request.quantity,
-            price=request.price,
-            post_only=request.post_only,
-        )
-
-    async def cancel_order(self, order: Order) -> Order:
-        return order.closed(OrderStatus.CANCELLED)
-
-    async def get_order(self, order: Order) -> Order:
-        return order
-
-    async def get_open_orders(self) -> list[Order]:
-        return []
-
-    async def get_balances(self) -> dict[str, Balance]:
-        return {}
-
-    # test controls
-    def move(self, bid: str, ask: str, seq: int) -> None:
-        self.events.book.apply_update([(bid, "2")], [(ask, "2")], seq, seq)
-        self.events.book_changed()
-
-    def fill(self, order: Order, price: str, qty: str, fee: str = "0") -> Order:
-        filled = order.with_fill(Fill(f"t{next(self.ids)}", D(price), D(qty), D(fee), "USDT"))
-        self.events.order_update(filled)
-        return filled
 
 
 class Settings(BaseModel):

@@ -161,9 +161,9 @@ def make_paper(
     real: str = "feed",
     **extra: Any,
 ) -> tuple[PaperClient, Recorder]:
-    config = MarketConfig(
-        client="paper", symbol="BTCUSDT", real_client=real,
-        balances=RICH if balances is None else balances, **extra,
+    config = MarketConfig.model_validate(
+        {"client": "paper", "symbol": "BTCUSDT", "real_client": real,
+         "balances": RICH if balances is None else balances, **extra}
     )
     events = Recorder()
     plugins = Plugins(feed=Feed, sim=SimClient, paper=PaperClient)

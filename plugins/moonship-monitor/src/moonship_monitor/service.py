@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from moonship_core import ConfigError, Service, ServiceContext, utc_now
+from moonship_core import ConfigError, MoonshipError, Service, ServiceContext, utc_now
 
 from .alert import Alert, AlertAction, public_state
 from .rules import Condition, rule_values
@@ -121,9 +121,9 @@ class MonitorService(Service):
             except Exception as exc:
                 problem = f"{type(exc).__name__}: {exc}"
                 if problem != self._poll_problem:
-                    outage = isinstance(exc, ConnectionError | OSError | TimeoutError)
+                    expected = isinstance(exc, MoonshipError | OSError)  # e.g. a cache outage: no traceback
                     self.logger.error("poll failed, retrying every %gs: %s", self.interval, problem,
-                                      exc_info=not outage)
+                                      exc_info=not expected)
                     self._poll_problem = problem
             else:
                 if self._poll_problem is not None:

@@ -61,6 +61,8 @@ def validate(model: type[BaseModel], data: Any, prefix: str) -> Any:
         lines = []
         for error in exc.errors():
             path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
-            problem = "unknown property" if error["type"] == "extra_forbidden" else error["msg"]
-            lines.append(f"{prefix}{path}: {problem.removeprefix('Value error, ')}")
+            problem = {"missing": "field required", "extra_forbidden": "unknown property"}.get(
+                error["type"], error["msg"].removeprefix("Value error, ")
+            )
+            lines.append(f"{prefix}{path}: {problem[:1].lower()}{problem[1:]}")
         raise ConfigError("\n".join(lines)) from None

@@ -1,0 +1,171 @@
+"""Market: state kept from client events, order gating, rounding and the unconfirmed-order path."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from support.scripted import ScriptedClient
+
+from moonship_core import (
+    ClientContext,
+    Fill,
+    MarketClosed,
+    MarketStatus,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    OrderStatusUnknown,
+    Side,
+    Trade,
+)
+from moonship_core.config import MarketConfig
+from moonship_core.market import Market
+from moonship_core.plugins import Plugins
+
+D = Decimal
+
+
+class Inbox:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, Any]] = []
+
+    def notify_book(self, market: Market) -> None:
+        self.events.append(("book", market.book.best_bid))
+
+    def notify(self, kind: str, market: Market, payload: Any) -> None:
+        self.events.append((kind, payload))
+
+
+def make_market(**config: Any) -> Market:
+    cfg = MarketConfig.model_validate({"client": "scripted", "symbol": "BTCUSDT", **config})
+    return Market("btc", cfg, ScriptedClient, ClientContext("btc", cfg, {}, Plugins()))
+
+
+def trade(seconds: int, price: str, qty: str = "1", side: Side = Side.BUY) -> Trade:
+    at = datetime(2026, 1, 1, tzinfo=UTC) + timedelta(seconds=seconds)
+    return Trade(str(seconds), "BTCUSDT", D(price), D(qty), side, at)
+
+
+def test_state_is_updated_before_subscribers_hear() -> None:
+    async def main() -> None:
+        market = make_market(max_recent_trade_list_size=3, candle_period=60)
+        inbox = Inbox()
+        market.subscribe(inbox)
+        await market.open()
+        assert market.status is MarketStatus.OPEN and market.book.best_bid == D("99.00")
+        feed = market.client.events
+        for i, (secs, price) in enumerate([(0, "100"), (30, "105"), (59, "98"), (61, "101"), (130, "102")]):
+            feed.trade(trade(secs, price, qty=str(i + 1), side=Side.SELL if i == 2 else Side.BUY))
+        assert [t.price for t in market.trades] == [D("98"), D("101"), D("102")]  # bounded, oldest dropped
+        assert market.last_price == D("102")
+        first, second = market.candles  # closed candles only
+        assert (first.open, first.high, first.low, first.close) == (D("100"), D("105"), D("98"), D("98"))
+        assert first.volume == D("6") and first.buy_volume == D("3")
+        assert first.start_time == datetime(2026, 1, 1, tzinfo=UTC)
+        assert second.start_time == datetime(2026, 1, 1, 0, 1, tzinfo=UTC) and second.close == D("101")
+        kinds = [k for k, _ in inbox.events]
+        assert kinds.count("trade") == 5 and kinds.count("candle") == 2
+        feed.book.apply_update([("99.50", "1")], [], 2, 2)
+        feed.book_changed()
+        assert inbox.events[-1] == ("book", D("99.50"))
+        await market.close()
+        assert market.status is MarketStatus.CLOSED
+
+    asyncio.run(main())
+
+
+def test_zero_trade_list_size_keeps_no_trades() -> None:
+    async def main() -> None:
+        market = make_market(max_recent_trade_list_size=0)
+        await market.open()
+        market.client.events.trade(trade(0, "100"))
+        assert list(market.trades) == [] and market.last_price == D("100")
+
+    asyncio.run(main())
+
+
+def test_orders_are_gated_by_market_status() -> None:
+    async def main() -> None:
+        market = make_market()
+        with pytest.raises(MarketClosed):
+            await market.place_order(OrderRequest.limit(Side.BUY, D("1"), D("100")))
+        await market.open()
+        market.client.events.status(MarketStatus.OPEN_POST_ONLY, "exchange in post-only mode")
+        with pytest.raises(MarketClosed, match="post-only"):
+            await market.place_order(OrderRequest.limit(Side.BUY, D("1"), D("100")))
+        order = await market.place_order(OrderRequest.limit(Side.BUY, D("1"), D("100"), post_only=True))
+        assert order.status is OrderStatus.PENDING
+        client = market.client
+        assert isinstance(client, ScriptedClient) and len(client.placed) == 1
+
+    asyncio.run(main())
+
+
+def test_market_defaults_and_rounding_applied_before_sending() -> None:
+    async def main() -> None:
+        market = make_market(account="sub-1", enable_margin=True)
+        await market.open()
+        await market.place_order(OrderRequest.limit(Side.SELL, D("1.23456"), D("100.001")))
+        await market.place_order(OrderRequest.market(Side.BUY, quote_quantity=D("50.123456789")))
+        client = market.client
+        assert isinstance(client, ScriptedClient)
+        sell, buy = client.placed
+        assert (sell.price, sell.quantity, sell.account, sell.margin) == (
+            D("100.01"),
+            D("1.234"),
+            "sub-1",
+            True,
+        )
+        assert buy.quote_quantity == D("50.12345678")
+
+    asyncio.run(main())
+
+
+class Unconfirmed(ScriptedClient):
+    """Times out on placement although the exchange took the order; answers queries after a while."""
+
+    queries = 0
+
+    async def place_order(self, request: OrderRequest) -> Order:
+        self.placed.append(request)
+        raise OrderStatusUnknown("timed out", client_order_id=request.client_order_id)
+
+    async def get_order(self, order: Order) -> Order:
+        Unconfirmed.queries += 1
+        if Unconfirmed.queries < 2:
+            raise OrderStatusUnknown("not yet", client_order_id=order.client_order_id)
+        request = self.placed[-1]
+        found = Order(
+            "77",
+            request.client_order_id,
+            self.symbol,
+            request.side,
+            request.type,
+            OrderStatus.PENDING,
+            quantity=request.quantity,
+            price=request.price,
+        )
+        return found.with_fill(Fill("t1", D("100"), D("1")))
+
+
+def test_unconfirmed_order_is_queried_until_known_and_reaches_its_owner() -> None:
+    async def main() -> None:
+        cfg = MarketConfig.model_validate({"client": "x", "symbol": "BTCUSDT"})
+        market = Market("btc", cfg, Unconfirmed, ClientContext("btc", cfg, {}, Plugins()))
+        inbox = Inbox()
+        await market.open()
+        with pytest.raises(OrderStatusUnknown):
+            await market.place_order(OrderRequest.limit(Side.BUY, D("1"), D("100")), owner=inbox)
+        for _ in range(100):
+            if any(k == "order" for k, _ in inbox.events):
+                break
+            await asyncio.sleep(0.05)
+        orders = [p for k, p in inbox.events if k == "order"]
+        assert orders and orders[-1].status is OrderStatus.FILLED and orders[-1].id == "77"
+        assert market.open_orders() == []
+
+    asyncio.run(main())
