@@ -9,6 +9,8 @@ import pytest
 import trustme
 from monitor_support import SmtpServer
 
+from moonship_core import MemoryBus, MemoryCache, MessageBus, SharedCache
+
 
 @pytest.fixture
 def anyio_backend() -> str:
@@ -45,3 +47,9 @@ def smtp_factory(server_tls: ssl.SSLContext) -> Iterator[Callable[..., SmtpServe
 def smtp(smtp_factory: Callable[..., SmtpServer]) -> SmtpServer:
     """A running SMTP server."""
     return smtp_factory().start()
+
+
+@pytest.fixture(params=["memory"])
+def backend(request: pytest.FixtureRequest) -> tuple[SharedCache, MessageBus]:
+    """The shared cache and message bus that engine and monitor share (one per backend kind)."""
+    return MemoryCache(), MemoryBus()

@@ -1,4 +1,4 @@
-"""Helpers for the monitor tests: a loopback SMTP server (STARTTLS + AUTH), a webhook server, cache setup."""
+"""Monitor test helpers: a loopback SMTP server (STARTTLS + AUTH), a webhook server, cache setup."""
 
 from __future__ import annotations
 
@@ -14,16 +14,17 @@ from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import moonship_monitor.plugin
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+from moonship_monitor.service import MonitorService
+from moonship_monitor.settings import MonitorSettings
 
-import moonship_monitor.plugin
 from moonship_core import ControlPlane, MemoryBus, MemoryCache, SharedCache, utc_now
 from moonship_core.config import parse_config
 from moonship_core.control import ENGINES_KEY, heartbeat_key, strategies_key
 from moonship_core.plugins import Plugins
 from moonship_core.service import ServiceContext
-from moonship_monitor import MonitorService, MonitorSettings
 
 SMTP_USER = "alerts@example.com"
 SMTP_PASSWORD = "smtp-pa55word"
@@ -68,7 +69,7 @@ class SmtpServer:
             self.tls_sessions += 1
         return AuthResult(success=login == (SMTP_USER, SMTP_PASSWORD))
 
-    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:  # noqa: N802
+    async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         assert isinstance(envelope.content, bytes)
         self.messages.append(message_from_bytes(envelope.content))
         return "250 OK"
@@ -94,7 +95,7 @@ class WebhookServer:
         server = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 server.requests.append((dict(self.headers), json.loads(body)))
                 if len(server.requests) <= slow:

@@ -8,11 +8,12 @@ from typing import Any
 
 import pytest
 from monitor_support import strategy_info
+from moonship_monitor import public_state
+from moonship_monitor.rules import Condition, rule_values
+from moonship_monitor.settings import MonitorSettings
 
 from moonship_core import ConfigError
 from moonship_core.config import parse_config, validate_sections
-from moonship_monitor import MonitorSettings, public_state
-from moonship_monitor.rules import Condition, rule_values
 
 NOW = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
@@ -79,7 +80,8 @@ def test_settings_defaults_and_shapes() -> None:
     })
     assert settings.poll_interval == 5
     assert settings.alerts["a"].actions == ["email"] and settings.alerts["b"].actions == []
-    assert settings.email is not None and settings.email.smtp_port == 587 and settings.email.to == ["ops@x.io"]
+    assert settings.email is not None
+    assert settings.email.smtp_port == 587 and settings.email.to == ["ops@x.io"]
     assert "p" not in repr(settings.email.password)
     assert MonitorSettings.model_validate({"poll_interval": 0.05, "alerts": {"a": {"condition": "x"}}})
     for bad in ({"poll_interval": 0, "alerts": {"a": {"condition": "x"}}}, {"alerts": {}}, {}):

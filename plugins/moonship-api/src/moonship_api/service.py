@@ -11,6 +11,7 @@ from typing import Any
 
 import uvicorn
 from pydantic import ValidationError
+from pydantic_core import ErrorDetails
 
 from moonship_core import ConfigError, MoonshipError, Service, ServiceContext
 
@@ -51,10 +52,18 @@ def _settings(raw: Any) -> ApiSettings:
     try:
         return ApiSettings.model_validate(raw or {})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"moonship.api{''.join(f'.{p}' for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        )
-        raise ConfigError(problems) from None
+        raise ConfigError("\n".join(_problem(e) for e in exc.errors())) from None
+
+
+def _problem(error: ErrorDetails) -> str:
+    """One validation error as `moonship.api.PROPERTY: problem`, worded as the core words them."""
+    path = "".join(f".{part}" for part in error["loc"])
+    if error["type"] == "extra_forbidden":
+        message = "unknown property"
+    else:
+        message = error["msg"].removeprefix("Value error, ")
+        message = message[:1].lower() + message[1:]
+    return f"moonship.api{path}: {message}"
 
 
 class ApiService(Service):

@@ -115,6 +115,10 @@ def _suffix(seconds: float) -> str:
     return f"{int(seconds)}s"
 
 
+class DuplicateOrder(InvalidOrder):
+    """-2010 "Duplicate order sent.": an open order already has this client order id."""
+
+
 def map_error(status: int, code: int | None, msg: str) -> ExchangeError:
     """The core error for a Binance error body (HTTP status, code, message)."""
     text = f"Binance {code}: {msg}" if code is not None else f"Binance HTTP {status}: {msg}"
@@ -124,6 +128,8 @@ def map_error(status: int, code: int | None, msg: str) -> ExchangeError:
             return InsufficientFunds(text, code=code)
         if "immediately match and take" in lowered:
             return PostOnlyRejected(text, code=code)
+        if "duplicate order" in lowered:
+            return DuplicateOrder(text, rule="client_order_id", code=code)
         if "market is closed" in lowered:
             return MarketClosed(text, code=code)
         return InvalidOrder(text, rule="rejected", code=code)

@@ -1,20 +1,18 @@
-"""Entry point `moonship.monitor`: the monitor service and the built-in alert actions."""
+"""Entry point `moonship.monitor`: the monitor service and the built-in alert actions.
+
+Given as references, so a process that does not run the monitor never imports it.
+"""
 
 from __future__ import annotations
 
-from moonship_core import Service, hookimpl
-
-from .alert import AlertAction
-from .mail import EmailAction
-from .service import MonitorService
-from .webhook import WebhookAction
+from moonship_core import hookimpl
 
 
 @hookimpl
-def moonship_services() -> dict[str, type[Service]]:
-    return {"monitor": MonitorService}
+def moonship_services() -> dict[str, str]:
+    return {"monitor": "moonship_monitor.service:MonitorService"}
 
 
 @hookimpl
-def moonship_alert_actions() -> dict[str, type[AlertAction]]:
-    return {"email": EmailAction, "webhook": WebhookAction}
+def moonship_alert_actions() -> dict[str, str]:
+    return {"email": "moonship_monitor.mail:EmailAction", "webhook": "moonship_monitor.webhook:WebhookAction"}

@@ -11,6 +11,7 @@ State in the shared cache (any backend), so a restarted monitor neither re-sends
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -85,7 +86,7 @@ class MonitorService(Service):
                         f"{SECTION}.alerts.{alert.name}.actions: unknown action {name!r}; "
                         f"available: {', '.join(sorted(registry)) or 'none'}"
                     )
-                action_class: type[AlertAction] = registry[name]
+                action_class = _action_class(name, registry[name], alert.name)
                 section = settings.action_section(name)
                 model = action_class.settings_model
                 if model is not None and section is None:
@@ -231,6 +232,21 @@ class MonitorService(Service):
                                     type(exc).__name__, exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_BACKOFF)
+
+
+def _action_class(name: str, entry: Any, alert: str) -> type[AlertAction]:
+    """The registry entry of action `name`: a class, or a "module:Class" reference imported now."""
+    where = f"{SECTION}.alerts.{alert}.actions"
+    if isinstance(entry, str):
+        module, _, attr = entry.partition(":")
+        try:
+            entry = getattr(importlib.import_module(module), attr)
+        except Exception as exc:
+            problem = f"{type(exc).__name__}: {exc}"
+            raise ConfigError(f"{where}: cannot import action {name!r}: {problem}") from None
+    if not (isinstance(entry, type) and issubclass(entry, AlertAction)):
+        raise ConfigError(f"{where}: action {name!r} is not an AlertAction class")
+    return entry
 
 
 def _rearms(key: list[str], alerts: Mapping[str, _Alert], engines: set[str], holds: bool | None) -> bool:
