@@ -24,12 +24,9 @@ from typing import Any
 
 from moonship_core import (
     Balance,
-    ControlPlane,
     MarketClient,
     MarketInfo,
     MarketStatus,
-    MemoryBus,
-    MemoryCache,
     Order,
     OrderRequest,
     OrderStatus,
@@ -43,7 +40,6 @@ from moonship_core import (
 from moonship_core.config import parse_config
 from moonship_core.engine import TradingEngine
 from moonship_core.plugins import Plugins
-from moonship_core.service import ServiceContext
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,8 +129,7 @@ async def tick_to_order(events: int) -> list[float]:
     )
     plugins = Plugins.load(entry_points=False)
     plugins.register(BenchPlugin(), "bench")
-    cache, bus = MemoryCache(), MemoryBus()
-    engine = TradingEngine(ServiceContext(config, {}, {}, plugins, cache, bus, ControlPlane(cache, bus)))
+    engine = TradingEngine.embedded(config, plugins)
     await engine.start()
     client = BenchClient.current
     await asyncio.wait_for(client.received.wait(), 5)  # the first order, on the initial book

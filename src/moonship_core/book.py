@@ -119,7 +119,7 @@ class _Side:
             best_first.append(level)
         top = self.tops[n] = tuple(best_first)
         # fewer than n levels is the whole side, which any change alters
-        worst = chosen[-1] if chosen else -_NO_KEY
+        worst = chosen[-1] if len(chosen) == n else -_NO_KEY
         if worst < self.top_worst:
             self.top_worst = worst
         return top
@@ -225,7 +225,7 @@ class OrderBook:
                 if best != -_NO_KEY:  # invalidate what covered the changed levels
                     if best > side.dirty:
                         side.dirty = best
-                    if best >= side.top_worst:
+                    if best > side.top_worst:
                         side.tops.clear()
                         side.top_worst = _NO_KEY
         if last_sequence is not None:

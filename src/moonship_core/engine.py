@@ -9,12 +9,15 @@ import uuid
 from collections import OrderedDict
 from typing import Any
 
-from .cache import ENGINES_KEY, heartbeat_key, strategies_key
+from .bus import MemoryBus, MessageBus
+from .cache import ENGINES_KEY, MemoryCache, SharedCache, heartbeat_key, strategies_key
 from .client import ClientContext
-from .config import MarketConfig, StrategyConfig
+from .config import MarketConfig, MoonshipConfig, StrategyConfig, validate_sections
+from .control import ControlPlane
 from .errors import ConfigError, ControlError, MoonshipError
 from .market import Market
 from .model import utc_now
+from .plugins import Plugins
 from .service import Service, ServiceContext
 from .strategy import Strategy, validate_model
 
@@ -45,6 +48,33 @@ class TradingEngine(Service):
         self._replies: OrderedDict[str, asyncio.Future[dict[str, Any]]] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
         self._cache_ok = True
+
+    @classmethod
+    def embedded(
+        cls,
+        config: MoonshipConfig,
+        plugins: Plugins | None = None,
+        *,
+        cache: SharedCache | None = None,
+        bus: MessageBus | None = None,
+        timeout: float = 20.0,
+    ) -> TradingEngine:
+        """An engine for use inside another program (or a test): in-memory cache and bus unless given;
+        its `context.control` drives it. Call `start()` and `stop()` yourself."""
+        plugins = plugins or Plugins.load()
+        cache = cache or MemoryCache()
+        bus = bus or MemoryBus()
+        sections: dict[str, Any] = validate_sections(config, plugins.section_models())
+        context = ServiceContext(
+            config=config,
+            settings={},
+            sections=sections,
+            plugins=plugins,
+            cache=cache,
+            bus=bus,
+            control=ControlPlane(cache, bus, timeout),
+        )
+        return cls(context)
 
     # ------------------------------------------------------------------ building
     def _build_market(self, name: str, config: MarketConfig) -> Market:

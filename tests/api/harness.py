@@ -45,11 +45,13 @@ MARKET = {
     "client": "paper", "real_client": "sim", "symbol": "BTCUSDT", "events_per_second": 5,
     "balances": {"BTC": 1, "USDT": 100000},
 }
-MAIN_STRATEGIES = {
+MAIN_STRATEGIES: dict[str, dict[str, Any]] = {
     "alpha": {"algo": "marker", "auto_start": True, "markets": ["btc"], "label": "a"},
     "beta": {"algo": "marker", "markets": ["btc"], "size": "0.5"},
 }
-OTHER_STRATEGIES = {"gamma": {"algo": "marker", "auto_start": True, "markets": ["btc"], "label": "g"}}
+OTHER_STRATEGIES: dict[str, dict[str, Any]] = {
+    "gamma": {"algo": "marker", "auto_start": True, "markets": ["btc"], "label": "g"},
+}
 
 
 class MarkerSettings(BaseModel):
@@ -134,11 +136,13 @@ class Stack:
         scheme = "https" if self.api.settings.ssl_cert else "http"
         return f"{scheme}://127.0.0.1:{self.api.port}"
 
-    def client(self, token: str | None = None, **kwargs: Any) -> httpx.Client:
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
-        return httpx.Client(
-            base_url=self.url, verify=self.certs.client_context(), headers=headers, timeout=10, **kwargs
-        )
+    def client(self, token: str | None = None, headers: dict[str, str] | None = None) -> httpx.Client:
+        """An httpx client trusting the test CA; with `token`, it sends it as a bearer token."""
+        headers = dict(headers or {})
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        context = self.certs.client_context()
+        return httpx.Client(base_url=self.url, verify=context, headers=headers, timeout=10)
 
     def login(self, **headers: str) -> str:
         with self.client() as client:
@@ -161,6 +165,8 @@ class Stack:
                 self.stuck.release.set()
             for engine in self.engines:
                 await engine.stop()
+            await self.bus.close()
+            await self.cache.close()
 
         self.loop.run(stop())
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 
 import bcrypt
 import httpx
 import pytest
-from moonship_api.auth import SESSION_PREFIX, Sessions
+from moonship_api.auth import SESSION_PREFIX, LoginThrottle, Sessions
 
 from moonship_core import MemoryCache
 
@@ -178,7 +179,7 @@ def test_sessions_are_stored_by_hash_not_by_token(stack: Stack) -> None:
     assert keys and not any(token in k for k in keys)
     assert Sessions.key(token) in keys
     session = stack.loop.run(stack.cache.get(Sessions.key(token)))
-    assert session["user"] == USER and PASSWORD not in str(session)
+    assert isinstance(session, dict) and session["user"] == USER and PASSWORD not in str(session)
     assert Sessions.key(token) not in stack.cache._expiry  # idle_session_expiry 0: no expiry
 
 
@@ -244,3 +245,51 @@ def test_password_check_does_not_block_the_server(make_stack: MakeStack, certs: 
         assert time.perf_counter() - started < check_time / 2
     for thread in logins:
         thread.join()
+
+
+def test_throttle_escalates_up_to_its_cap_and_forgets() -> None:
+    now = [1000.0]
+    cache = MemoryCache()
+    throttle = LoginThrottle(cache, clock=lambda: now[0])
+
+    async def main() -> None:
+        client = "198.51.100.20"
+        for _ in range(4):
+            await throttle.failed(client)
+            assert await throttle.retry_after(client) is None
+        waits = []
+        for _ in range(2000):  # the lock doubles up to 60 s and never overflows
+            await throttle.failed(client)
+            waits.append(await throttle.retry_after(client))
+        assert waits[:8] == [1, 2, 4, 8, 16, 32, 60, 60] and waits[-1] == 60
+        now[0] += 60.5
+        assert await throttle.retry_after(client) is None
+        assert await throttle.retry_after("198.51.100.21") is None  # another address
+        await throttle.succeeded(client)
+        await throttle.failed(client)
+        assert await throttle.retry_after(client) is None  # counting from zero again
+
+    asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("a", "b", "same"),
+    [
+        ("2001:db8:1:2::1", "2001:db8:1:2:ffff::9", True),  # one IPv6 /64 is one client
+        ("2001:db8:1:2::1", "2001:db8:1:3::1", False),
+        ("::ffff:192.0.2.1", "192.0.2.1", True),
+        ("192.0.2.1", "192.0.2.2", False),
+        ("unknown", "unknown", True),
+    ],
+)
+def test_throttle_keys(a: str, b: str, same: bool) -> None:
+    assert (LoginThrottle.key(a) == LoginThrottle.key(b)) is same
+
+
+def test_responses_are_not_held_back_by_nagle(stack: Stack, token: str) -> None:
+    with stack.client(token) as client:
+        client.get("/strategies")
+        started = time.perf_counter()
+        for _ in range(20):
+            assert client.get("/strategies").status_code == 200
+        assert (time.perf_counter() - started) / 20 < 0.02  # 40 ms each without TCP_NODELAY

@@ -169,12 +169,12 @@ def test_start_and_stop(stack: Stack, client: httpx.Client, scratch: str) -> Non
     started = reply.json()["start_time"]
     again = client.post(f"/strategies/main/{scratch}/start")  # already active: no change
     assert again.status_code == 200 and again.json()["start_time"] == started
-    stack.wait_for(lambda: client.get(f"/strategies/main/{scratch}").json()["active"] is True)
+    stack.wait_for(lambda: client.get(f"/strategies/main/{scratch}").json().get("active") is True)
     reply = client.post(f"/strategies/main/{scratch}/stop")
     assert reply.status_code == 200
     assert reply.json()["active"] is False and reply.json()["stop_reason"] == "stopped by command"
     assert client.post(f"/strategies/main/{scratch}/stop").status_code == 200
-    stack.wait_for(lambda: client.get(f"/strategies/main/{scratch}").json()["active"] is False)
+    stack.wait_for(lambda: client.get(f"/strategies/main/{scratch}").json().get("active") is False)
 
 
 def test_update_restarts_an_active_strategy(stack: Stack, client: httpx.Client, scratch: str) -> None:

@@ -19,8 +19,6 @@ from moonship_core import (
     EngineUnavailable,
     InvalidOrder,
     MarketClient,
-    MemoryBus,
-    MemoryCache,
     Order,
     OrderRequest,
     OrderStatus,
@@ -32,7 +30,6 @@ from moonship_core import (
 from moonship_core.config import parse_config
 from moonship_core.engine import TradingEngine
 from moonship_core.plugins import Plugins
-from moonship_core.service import ServiceContext
 
 D = Decimal
 
@@ -105,12 +102,8 @@ def make_engine(strategies: dict[str, Any], name: str = "main") -> tuple[Trading
     )
     plugins = Plugins.load(entry_points=False)
     plugins.register(TestPlugin(), "test")
-    cache, bus = MemoryCache(), MemoryBus()
-    control = ControlPlane(cache, bus, timeout=2)
-    ctx = ServiceContext(
-        config=config, settings={}, sections={}, plugins=plugins, cache=cache, bus=bus, control=control
-    )
-    return TradingEngine(ctx), control
+    engine = TradingEngine.embedded(config, plugins, timeout=2)
+    return engine, engine.context.control
 
 
 async def until(check: Callable[[], Any], timeout: float = 3.0) -> None:

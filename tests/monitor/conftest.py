@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import shutil
 import ssl
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import pytest
 import trustme
 from monitor_support import SmtpServer
+from support.servers import RedisServer
 
 from moonship_core import MemoryBus, MemoryCache, MessageBus, SharedCache
+from moonship_core.redis_store import RedisBus, RedisCache
 
 
 @pytest.fixture
@@ -49,7 +52,30 @@ def smtp(smtp_factory: Callable[..., SmtpServer]) -> SmtpServer:
     return smtp_factory().start()
 
 
-@pytest.fixture(params=["memory"])
-def backend(request: pytest.FixtureRequest) -> tuple[SharedCache, MessageBus]:
-    """The shared cache and message bus that engine and monitor share (one per backend kind)."""
-    return MemoryCache(), MemoryBus()
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer()
+    server.start()
+    yield server.url
+    server.kill()
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def backend(request: pytest.FixtureRequest) -> AsyncIterator[tuple[SharedCache, MessageBus]]:
+    """The shared cache and message bus that engines and monitors share: in memory, then on Redis."""
+    if request.param == "memory":
+        yield MemoryCache(), MemoryBus()
+        return
+    url = request.getfixturevalue("redis_url")
+    cache, bus = RedisCache(url), RedisBus(url)
+    await cache.redis.flushdb()
+    yield cache, bus
+    await bus.close()
+    await cache.close()
+
+
+@pytest.fixture
+def cache(backend: tuple[SharedCache, MessageBus]) -> SharedCache:
+    return backend[0]

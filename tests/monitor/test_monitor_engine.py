@@ -28,8 +28,8 @@ def config(monitor: dict[str, Any]) -> dict[str, Any]:
     return {"moonship": {
         "engine": {"name": "main"},
         "markets": {"btc": {
-            "client": "paper", "real_client": "sim", "symbol": "BTCUSDT", "balances": {"BTC": 1, "USDT": 100000},
-            "events_per_second": 200, "seed": 1, "api_key": "market-key", "api_secret": "market-secret",
+            "client": "paper", "real_client": "sim", "symbol": "BTCUSDT",
+            "balances": {"BTC": 1, "USDT": 100000}, "events_per_second": 200, "seed": 1,
         }},
         "strategies": {"quoter": {
             "algo": "spread_quoter", "auto_start": True, "markets": ["btc"], "trade_quantity": "0.01",
@@ -44,8 +44,10 @@ async def test_strategy_stopping_on_its_drawdown_mails_once_per_stop(
     smtp: SmtpServer, backend: tuple[SharedCache, MessageBus], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="moonship")
-    monitor_section = {"poll_interval": POLL, "alerts": {"stopped": {"condition": STOPPED, "actions": "email"}},
-                       "email": email_section(smtp.port)}
+    monitor_section = {
+        "poll_interval": POLL, "alerts": {"stopped": {"condition": STOPPED, "actions": "email"}},
+        "email": email_section(smtp.port),
+    }
     moonship = parse_config(config(monitor_section))
     plugins = monitor_plugins(moonship_example_algos.plugin)
     sections = plugins.check(moonship)
@@ -68,16 +70,16 @@ async def test_strategy_stopping_on_its_drawdown_mails_once_per_stop(
         assert mail["Subject"] == "Moonship alert: stopped - quoter@main"
         assert mail["From"] == "Moonship Monitor <moonship@example.com>"
         assert mail["To"] == "ops@example.com, cto@example.com"
-        body = mail.get_payload(decode=True).decode()
+        body = mail.get_payload(decode=True).decode().replace("\r\n", "\n")
         assert "Alert:     stopped\n" in body and f"Condition: {STOPPED}\n" in body
         assert "Engine:    main\n" in body and "Strategy:  quoter\n" in body
         state = json.loads(body.split("Strategy state:\n", 1)[1])
         assert state["active"] is False and state["name"] == "quoter" and state["engine"] == "main"
-        assert state["stop_reason"].startswith("drawdown ") and "exceeded max_drawdown 0.01" in state["stop_reason"]
+        assert state["stop_reason"].startswith("drawdown ")
+        assert state["stop_reason"].endswith("exceeded max_drawdown 0.01")
         assert float(state["drawdown"]) > 0.01
         assert state["config"] == {"algo": "spread_quoter", "markets": ["btc"]}
-        for secret in ("trade_quantity", "market-key", "market-secret", SMTP_PASSWORD):
-            assert secret not in body
+        assert "trade_quantity" not in body and SMTP_PASSWORD not in body  # of the config: algo and markets
         assert smtp.logins == [(SMTP_USER, SMTP_PASSWORD)] and smtp.tls_sessions == 1
 
         await control.start("main", "quoter")  # it stops again on its drawdown, maybe before the next poll
@@ -101,7 +103,8 @@ def test_entry_point_provides_the_service_and_the_actions() -> None:
 
 def test_launcher_refuses_to_start_with_a_bad_condition(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.ERROR, logger="moonship")
-    moonship = parse_config({"moonship": {"monitor": {"alerts": {"losing": {"condition": "total_profit <"}}}}})
+    alerts = {"losing": {"condition": "total_profit <"}}
+    moonship = parse_config({"moonship": {"monitor": {"alerts": alerts}}})
     assert run(moonship, monitor_plugins(), ["monitor"]) == 1
     assert (
         "start-up failed: moonship.monitor.alerts.losing.condition: "

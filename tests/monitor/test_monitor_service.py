@@ -24,7 +24,7 @@ from moonship_monitor import ActionError, Alert, AlertAction
 from moonship_monitor.service import FIRED_KEY, OUTBOX_KEY, MonitorService
 from pydantic import BaseModel, ConfigDict
 
-from moonship_core import ConfigError, MemoryCache, hookimpl
+from moonship_core import ConfigError, MemoryCache, SharedCache, hookimpl
 
 pytestmark = pytest.mark.anyio
 
@@ -80,7 +80,7 @@ def section(actions: list[str] | str = "record", condition: str = STOPPED, **ext
     return {"poll_interval": POLL, "alerts": alerts, **extra}
 
 
-def monitor(config: dict[str, Any], cache: MemoryCache, **kwargs: Any) -> MonitorService:
+def monitor(config: dict[str, Any], cache: SharedCache, **kwargs: Any) -> MonitorService:
     return make_monitor(config, cache, monitor_plugins(TestActions()), **kwargs)
 
 
@@ -88,8 +88,7 @@ async def polls(service: MonitorService, count: int = 3) -> None:
     await asyncio.sleep(service.interval * count + 0.02)
 
 
-async def test_fires_once_per_strategy_rearms_and_fires_again_after_a_restart() -> None:
-    cache = MemoryCache()
+async def test_fires_once_per_strategy_rearms_and_fires_again_after_a_restart(cache: SharedCache) -> None:
     await publish(cache, strategy_info("s1"), strategy_info("s2"), strategy_info("s3", engine="other"))
     service = monitor(section(), cache)
     await service.start()
@@ -122,8 +121,7 @@ async def test_fires_once_per_strategy_rearms_and_fires_again_after_a_restart() 
         await service.stop()
 
 
-async def test_fired_state_survives_a_monitor_restart() -> None:
-    cache = MemoryCache()
+async def test_fired_state_survives_a_monitor_restart(cache: SharedCache) -> None:
     await publish(cache, strategy_info("s1", active=False))
     first = monitor(section(), cache)
     await first.start()
@@ -142,8 +140,9 @@ async def test_fired_state_survives_a_monitor_restart() -> None:
         await second.stop()
 
 
-async def test_fired_entries_of_removed_strategies_and_alerts_go_but_not_those_of_stopped_engines() -> None:
-    cache = MemoryCache()
+async def test_fired_entries_of_removed_strategies_and_alerts_go_but_not_those_of_stopped_engines(
+    cache: SharedCache,
+) -> None:
     await publish(cache, strategy_info("s1", active=False), strategy_info("s2", engine="other", active=False))
     service = monitor(section(), cache)
     await service.start()
@@ -164,10 +163,9 @@ async def test_fired_entries_of_removed_strategies_and_alerts_go_but_not_those_o
 
 
 async def test_alert_without_actions_warns_at_start_and_logs_when_it_triggers(
-    caplog: pytest.LogCaptureFixture,
+    cache: SharedCache, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="moonship")
-    cache = MemoryCache()
     service = monitor(section(actions=[]), cache)
     await service.start()
     try:
@@ -182,10 +180,9 @@ async def test_alert_without_actions_warns_at_start_and_logs_when_it_triggers(
 
 
 async def test_failing_action_is_retried_with_backoff_and_does_not_hold_up_the_others(
-    caplog: pytest.LogCaptureFixture,
+    cache: SharedCache, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="moonship")
-    cache = MemoryCache()
     await publish(cache, strategy_info("s1", active=False))
     service = monitor(section(["flaky", "record"], flaky={"failures": 3}), cache)
     await service.start()
@@ -209,8 +206,7 @@ async def test_failing_action_is_retried_with_backoff_and_does_not_hold_up_the_o
         await service.stop()
 
 
-async def test_undelivered_alert_is_delivered_by_the_next_monitor() -> None:
-    cache = MemoryCache()
+async def test_undelivered_alert_is_delivered_by_the_next_monitor(cache: SharedCache) -> None:
     await publish(cache, strategy_info("s1", active=False))
     first = monitor(section("flaky", flaky={"failures": -1}), cache)
     await first.start()
@@ -262,9 +258,10 @@ async def test_cache_outage_is_logged_once_and_polling_goes_on(caplog: pytest.Lo
         await service.stop()
 
 
-async def test_condition_that_cannot_be_evaluated_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+async def test_condition_that_cannot_be_evaluated_is_logged_once(
+    cache: SharedCache, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="moonship")
-    cache = MemoryCache()
     await publish(cache, strategy_info("s1", active=False))
     config = section()
     config["alerts"]["odd"] = {"condition": "stop_reason > 5", "actions": "record"}
@@ -305,10 +302,9 @@ async def test_start_up_errors_name_the_property(config: dict[str, Any], message
 
 
 async def test_webhook_posts_json_with_retries_and_never_logs_its_secrets(
-    caplog: pytest.LogCaptureFixture,
+    cache: SharedCache, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="moonship")
-    cache = MemoryCache()
     await publish(cache, strategy_info("s1", active=False, total_profit="-60.5"))
     with WebhookServer(statuses=(500, 503)) as server:
         hook = {"url": server.url, "timeout": 2, "headers": {"Authorization": "Bearer hook-secret"}}
@@ -334,9 +330,10 @@ async def test_webhook_posts_json_with_retries_and_never_logs_its_secrets(
     assert "s3cret-token" not in caplog.text and "hook-secret" not in caplog.text
 
 
-async def test_webhook_times_out_and_tries_again(caplog: pytest.LogCaptureFixture) -> None:
+async def test_webhook_times_out_and_tries_again(
+    cache: SharedCache, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.INFO, logger="moonship")
-    cache = MemoryCache()
     await publish(cache, strategy_info("s1", active=False))
     with WebhookServer(delay=1.0, slow=1) as server:
         service = monitor(section(["webhook"], webhook={"url": server.url, "timeout": 0.2}), cache)
@@ -351,11 +348,10 @@ async def test_webhook_times_out_and_tries_again(caplog: pytest.LogCaptureFixtur
 
 
 async def test_email_is_retried_until_the_smtp_server_comes_up(
-    smtp_factory: Callable[..., SmtpServer], caplog: pytest.LogCaptureFixture
+    cache: SharedCache, smtp_factory: Callable[..., SmtpServer], caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="moonship")
     server = smtp_factory(free_port())
-    cache = MemoryCache()
     await publish(cache, strategy_info("s1", active=False))
     service = monitor(section(["email", "record"], email=email_section(server.port)), cache)
     await service.start()

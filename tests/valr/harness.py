@@ -10,11 +10,12 @@ from decimal import Decimal
 from typing import Any
 
 from exchanges.valr import SimServer, ValrSimulator
+from moonship_valr import ValrClient, ValrSettings
+
 from moonship_core import ClientContext, MarketStatus, Order, Ticker, Trade
 from moonship_core.config import MarketConfig
 from moonship_core.market import Market
 from moonship_core.plugins import Plugins
-from moonship_valr import ValrClient, ValrSettings
 
 D = Decimal
 API_KEY = "4f5bdd0b1b4ec0e4a3e0b7b1f1d6d1c8e0a9d0c2b6f7a8e9d0c1b2a3f4e5d6c7"

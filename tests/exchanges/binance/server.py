@@ -122,7 +122,7 @@ class BinanceSim:
     def __init__(
         self,
         *,
-        symbols: tuple[SymbolSpec, ...] = (SymbolSpec("BTCUSDT", "BTC", "USDT"), SymbolSpec("ETHUSDT", "ETH", "USDT")),
+        symbols: tuple[SymbolSpec, ...] | None = None,
         balances: dict[str, str] | None = None,
         weight_limit: int = 6000,
         weight_seconds: float = 60,
@@ -134,7 +134,7 @@ class BinanceSim:
         ping_interval: float = 20,
     ) -> None:
         self.exchange = Exchange()
-        for spec in symbols:
+        for spec in symbols or (SymbolSpec("BTCUSDT", "BTC", "USDT"), SymbolSpec("ETHUSDT", "ETH", "USDT")):
             self.exchange.add_symbol(spec)
         self.exchange.add_account(KEY, SECRET, balances or {"BTC": "10", "USDT": "100000", "ETH": "100"})
         self.exchange.add_account(MAKER_KEY, MAKER_SECRET, {"BTC": "1000", "USDT": "100000000", "ETH": "1000"})

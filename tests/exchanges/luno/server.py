@@ -49,8 +49,12 @@ class Faults:
     def __init__(self) -> None:
         #: order requests (postorder, marketorder, stoporder) that execute and then answer 500
         self.fail_after_execute = 0
+        #: order requests answered 503 without being executed
+        self.fail_before_execute = 0
         #: requests answered 429 before doing anything
         self.rate_limit = 0
+        #: the Retry-After header sent with those 429s (None: no header)
+        self.retry_after: str | None = None
         #: refuse user stream connections (they are closed right after the credentials)
         self.user_stream_down = False
         #: refuse market stream connections (closed right after the credentials)
@@ -327,9 +331,15 @@ class LunoSimulator:
             user = self._basic_user(request)
             if self.faults.rate_limit > 0 or not self._within_limit(user.key_id if user else "ip"):
                 self.faults.rate_limit = max(0, self.faults.rate_limit - 1)
-                return _json({"error": "Too many requests", "error_code": "ErrTooManyRequests"}, 429)
+                response = _json({"error": "Too many requests", "error_code": "ErrTooManyRequests"}, 429)
+                if self.faults.retry_after is not None:
+                    response.headers["Retry-After"] = self.faults.retry_after
+                return response
             if private and user is None:
                 return _json({"error": "Unauthorised", "error_code": "ErrUnauthorised"}, 401)
+            if order and self.faults.fail_before_execute > 0:
+                self.faults.fail_before_execute -= 1
+                return _json({"error": "Service unavailable", "error_code": "ErrInternal"}, 503)
             params = Params(request)
             if request.method == "POST":
                 params.add_form(await request.body())

@@ -5,4 +5,13 @@ from .matching import Exchange, PairSpec, Rejected
 from .participants import Participants
 from .server import SimServer
 
-__all__ = ["Exchange", "Faults", "PairSpec", "Participants", "Rejected", "SimServer", "ValrSimulator", "valr_signature"]
+__all__ = [
+    "Exchange",
+    "Faults",
+    "PairSpec",
+    "Participants",
+    "Rejected",
+    "SimServer",
+    "ValrSimulator",
+    "valr_signature",
+]

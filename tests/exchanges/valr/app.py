@@ -59,6 +59,8 @@ class Faults:
     drop_account_trades: bool = False
     #: the server clock runs this far ahead of the local one
     clock_offset_ms: int = 0
+    #: websocket upgrades are refused
+    refuse_connections: bool = False
 
 
 class HttpError(Exception):
@@ -112,6 +114,8 @@ class ValrSimulator:
         #: every REST request as (verb, path without query)
         self.requests: list[tuple[str, str]] = []
         self.connections = {"trade": 0, "account": 0}
+        self.refused = 0  # websocket upgrades refused
+        self.pings = {"trade": 0, "account": 0}
         self._minute: dict[str, tuple[int, int]] = {}  # api key -> (minute, count)
         self.app = Starlette(routes=self._routes())
 
@@ -148,6 +152,7 @@ class ValrSimulator:
             conn.send("{not json")
             for pair in self.exchange.pairs:
                 if conn.wants("AGGREGATED_ORDERBOOK_UPDATE", pair):
+                    self.exchange.books[pair].changed()
                     book = self.exchange.books[pair].wire()
                     book["Bids"] = [{"side": "buy", "quantity": "x", "price": "1,0", "currencyPair": pair}]
                     conn.send(self._frame("AGGREGATED_ORDERBOOK_UPDATE", pair, book))
@@ -175,7 +180,9 @@ class ValrSimulator:
                 return
             targets = [c for c in self.trade_conns if c.wants("AGGREGATED_ORDERBOOK_UPDATE", pair.symbol)]
             if targets:
-                text = self._frame("AGGREGATED_ORDERBOOK_UPDATE", pair.symbol, self.exchange.books[pair.symbol].wire())
+                text = self._frame(
+                    "AGGREGATED_ORDERBOOK_UPDATE", pair.symbol, self.exchange.books[pair.symbol].wire()
+                )
                 for conn in targets:
                     conn.send(text)
         elif kind == "trade":
@@ -184,9 +191,11 @@ class ValrSimulator:
             order: SimOrder = payload["order"]
             conns = self._account_conns(order.account)
             if conns:
-                status = self._frame("ORDER_STATUS_UPDATE", None, order.status_wire() | order.executed_wire())
+                status = self._frame("ORDER_STATUS_UPDATE", None, order.update_wire())
                 opened = self._frame(
-                    "OPEN_ORDERS_UPDATE", None, [o.open_wire() for o in self.exchange.open_orders(order.account)]
+                    "OPEN_ORDERS_UPDATE",
+                    None,
+                    [o.open_wire(ws=True) for o in self.exchange.open_orders(order.account)],
                 )
                 processed = None
                 if order.status == "Placed" and not order.executed:
@@ -202,19 +211,23 @@ class ValrSimulator:
         elif kind == "failed":
             order = payload["order"]
             for conn in self._account_conns(order.account):
-                conn.send(self._frame("FAILED_ORDER", None, {"orderId": order.id, "message": order.failed_reason}))
+                conn.send(
+                    self._frame("FAILED_ORDER", None, {"orderId": order.id, "message": order.failed_reason})
+                )
         elif kind == "balance":
             account: Account = payload["account"]
             conns = self._account_conns(account)
             if conns:
-                text = self._frame("BALANCE_UPDATE", None, self._balance_wire(account, payload["currency"], True))
+                text = self._frame(
+                    "BALANCE_UPDATE", None, self._balance_wire(account, payload["currency"], True)
+                )
                 for conn in conns:
                     conn.send(text)
 
     def _on_trade(self, trade: SimTrade) -> None:
         symbol = trade.pair.symbol
         if not self.faults.stale_feed:
-            public = self._frame("NEW_TRADE", symbol, trade.public_wire())
+            public = self._frame("NEW_TRADE", symbol, trade.public_wire(ws=True))
             summary = self._frame("MARKET_SUMMARY_UPDATE", symbol, self._summary(symbol, ws=True))
             for conn in self.trade_conns:
                 if conn.wants("NEW_TRADE", symbol):
@@ -226,7 +239,7 @@ class ValrSimulator:
         for order in (trade.maker, trade.taker):
             if order.account.house:
                 continue
-            text = self._frame("NEW_ACCOUNT_TRADE", symbol, trade.account_wire(order))
+            text = self._frame("NEW_ACCOUNT_TRADE", symbol, trade.account_wire(order, ws=True))
             for conn in self._account_conns(order.account):
                 conn.send(text)
 
@@ -262,7 +275,7 @@ class ValrSimulator:
             "available": fmt(available),
             "reserved": fmt(reserved),
             "total": fmt(available + reserved),
-            "updatedAt": iso_now(),
+            "updatedAt": account.updated.get(currency, iso_now()),
             "lendReserved": "0",
             ("borrowCollateralReserved" if ws else "borrowReserved"): "0",
             "borrowedAmount": "0",
@@ -272,10 +285,20 @@ class ValrSimulator:
         }
 
     # ------------------------------------------------------------------ authentication
-    def _verify(self, api_key: str | None, timestamp: str | None, signature: str | None, verb: str, path: str,
-                body: bytes, sub_account: str) -> Account:
+    def _verify(
+        self,
+        api_key: str | None,
+        timestamp: str | None,
+        signature: str | None,
+        verb: str,
+        path: str,
+        body: bytes,
+        sub_account: str,
+    ) -> Account:
         if not api_key or not timestamp or not signature:
-            raise HttpError(403, {"code": -11, "message": "API key, signature and timestamp headers are required"})
+            raise HttpError(
+                403, {"code": -11, "message": "API key, signature and timestamp headers are required"}
+            )
         secret = self.secrets.get(api_key)
         if secret is None:
             raise HttpError(401, {"code": -11, "message": "Invalid API key"})
@@ -313,7 +336,9 @@ class ValrSimulator:
 
             return endpoint
 
-        def signed(fn: Callable[[Request, Account, bytes], Awaitable[Any]]) -> Callable[[Request], Awaitable[Response]]:
+        def signed(
+            fn: Callable[[Request, Account, bytes], Awaitable[Any]],
+        ) -> Callable[[Request], Awaitable[Response]]:
             async def endpoint(request: Request) -> Response:
                 self.requests.append((request.method, request.url.path))
                 body = await request.body()
@@ -323,8 +348,13 @@ class ValrSimulator:
                 h = request.headers
                 try:
                     account = self._verify(
-                        h.get("x-valr-api-key"), h.get("x-valr-timestamp"), h.get("x-valr-signature"),
-                        request.method, path, body, h.get("x-valr-sub-account-id", ""),
+                        h.get("x-valr-api-key"),
+                        h.get("x-valr-timestamp"),
+                        h.get("x-valr-signature"),
+                        request.method,
+                        path,
+                        body,
+                        h.get("x-valr-sub-account-id", ""),
                     )
                     self._rate_limit(h["x-valr-api-key"])
                     result = await fn(request, account, body)
@@ -405,14 +435,20 @@ class ValrSimulator:
 
     async def _fees(self, request: Request, account: Account, body: bytes) -> Any:
         return [
-            {"currencyPair": p.symbol, "makerPercentage": fmt(p.maker_fee * 100), "takerPercentage": fmt(p.taker_fee * 100)}
+            {
+                "currencyPair": p.symbol,
+                "makerPercentage": fmt(p.maker_fee * 100),
+                "takerPercentage": fmt(p.taker_fee * 100),
+            }
             for p in self.exchange.pairs.values()
         ]
 
     async def _account_trades(self, request: Request, account: Account, body: bytes) -> Any:
         pair = self._pair(request)
         limit = min(int(request.query_params.get("limit", "100")), 100)
-        trades = [t for t in reversed(self.exchange.account_trades.get(account.name, ())) if t.pair.symbol == pair]
+        trades = [
+            t for t in reversed(self.exchange.account_trades.get(account.name, ())) if t.pair.symbol == pair
+        ]
         rows = []
         for trade in trades[:limit]:
             for order in (trade.taker, trade.maker):  # a self-trade shows both sides
@@ -490,7 +526,9 @@ class ValrSimulator:
             except (ValueError, KeyError, TypeError, orjson.JSONDecodeError):
                 raise HttpError(400, {"code": -113, "message": "Invalid JSON payload"}) from None
             if bool(order_id) == bool(coid):
-                raise HttpError(400, {"code": -113, "message": "Specify exactly one of orderId or customerOrderId"})
+                raise HttpError(
+                    400, {"code": -113, "message": "Specify exactly one of orderId or customerOrderId"}
+                )
             try:
                 self.exchange.cancel(account, pair, order_id=order_id, customer_order_id=coid)
             except Rejected as exc:
@@ -524,7 +562,9 @@ class ValrSimulator:
         return self._lookup(account, request.path_params["kind"], request.path_params["key"]).status_wire()
 
     # ------------------------------------------------------------------ websockets
-    async def _serve(self, conn: _Conn, conns: set[_Conn], on_text: Callable[[_Conn, Any], None]) -> None:
+    async def _serve(
+        self, kind: str, conn: _Conn, conns: set[_Conn], on_text: Callable[[_Conn, Any], None]
+    ) -> None:
         conns.add(conn)
         writer = asyncio.get_running_loop().create_task(conn.writer())
         try:
@@ -537,6 +577,7 @@ class ValrSimulator:
                 if not isinstance(msg, dict):
                     continue
                 if msg.get("type") == "PING":
+                    self.pings[kind] += 1
                     if not self.faults.ignore_pings:
                         conn.send('{"type":"PONG"}')
                     continue
@@ -555,19 +596,27 @@ class ValrSimulator:
         if not required and not h.get("x-valr-api-key"):
             return None
         return self._verify(
-            h.get("x-valr-api-key"), h.get("x-valr-timestamp"), h.get("x-valr-signature"), "GET", path, b"",
+            h.get("x-valr-api-key"),
+            h.get("x-valr-timestamp"),
+            h.get("x-valr-signature"),
+            "GET",
+            path,
+            b"",
             h.get("x-valr-sub-account-id", ""),
         )
 
     async def _trade_socket(self, ws: WebSocket) -> None:
         try:
             account = self._ws_account(ws, "/ws/trade", required=False)
+            if self.faults.refuse_connections:
+                raise HttpError(503, {})
         except HttpError:
+            self.refused += 1
             await ws.close(1008)
             return
         await ws.accept()
         self.connections["trade"] += 1
-        await self._serve(_Conn(ws, account), self.trade_conns, self._on_trade_message)
+        await self._serve("trade", _Conn(ws, account), self.trade_conns, self._on_trade_message)
 
     def _on_trade_message(self, conn: _Conn, msg: dict[str, Any]) -> None:
         if msg.get("type") != "SUBSCRIBE":
@@ -590,14 +639,17 @@ class ValrSimulator:
     async def _account_socket(self, ws: WebSocket) -> None:
         try:
             account = self._ws_account(ws, "/ws/account", required=True)
+            if self.faults.refuse_connections:
+                raise HttpError(503, {})
         except HttpError:
+            self.refused += 1
             await ws.close(1008)
             return
         await ws.accept()
         self.connections["account"] += 1
         conn = _Conn(ws, account)
         conn.send('{"type":"AUTHENTICATED"}')
-        await self._serve(conn, self.account_conns, self._on_account_message)
+        await self._serve("account", conn, self.account_conns, self._on_account_message)
 
     def _on_account_message(self, conn: _Conn, msg: dict[str, Any]) -> None:
         if msg.get("type") == "SUBSCRIBE":

@@ -77,6 +77,7 @@ class Account:
     house: bool = False
     available: dict[str, Decimal] = field(default_factory=dict)
     reserved: dict[str, Decimal] = field(default_factory=dict)
+    updated: dict[str, str] = field(default_factory=dict)  # currency -> time of its last change
 
     def free(self, currency: str) -> Decimal:
         return self.available.get(currency, ZERO)
@@ -84,6 +85,7 @@ class Account:
     def move(self, currency: str, available: Decimal = ZERO, reserved: Decimal = ZERO) -> None:
         self.available[currency] = self.available.get(currency, ZERO) + available
         self.reserved[currency] = self.reserved.get(currency, ZERO) + reserved
+        self.updated[currency] = iso_now()
 
 
 @dataclass
@@ -133,10 +135,16 @@ class SimOrder:
             "timeInForce": self.time_in_force,
         }
 
-    def executed_wire(self) -> dict[str, object]:
-        """The executed-so-far fields of ORDER_STATUS_UPDATE."""
+    def update_wire(self) -> dict[str, object]:
+        """ORDER_STATUS_UPDATE: the status without timeInForce, plus what executed so far."""
         avg = self.executed_quote / self.executed if self.executed else ZERO
-        return {"executedPrice": fmt(avg), "executedQuantity": fmt(self.executed), "executedFee": fmt(self.fee)}
+        wire = self.status_wire()
+        del wire["timeInForce"]
+        return wire | {
+            "executedPrice": fmt(avg),
+            "executedQuantity": fmt(self.executed),
+            "executedFee": fmt(self.fee),
+        }
 
     def summary_wire(self) -> dict[str, object]:
         """GET /v1/orders/history/summary/..."""
@@ -148,13 +156,13 @@ class SimOrder:
             "feeCurrency": self.fee_currency,
         }
 
-    def open_wire(self) -> dict[str, object]:
-        """GET /v1/orders/open and OPEN_ORDERS_UPDATE entries."""
+    def open_wire(self, ws: bool = False) -> dict[str, object]:
+        """GET /v1/orders/open, or an OPEN_ORDERS_UPDATE entry (`ws`: `quantity` is the remaining quantity)."""
         filled = (self.executed / self.quantity * 100) if self.quantity else ZERO
         return {
             "orderId": self.id,
             "side": self.side,
-            "remainingQuantity": fmt(self.remaining),
+            ("quantity" if ws else "remainingQuantity"): fmt(self.remaining),
             "price": fmt(self.price or ZERO),
             "currencyPair": self.pair.symbol,
             "createdAt": self.created,
@@ -184,7 +192,17 @@ class SimTrade:
     taker_fee: Decimal
     taker_fee_currency: str
 
-    def public_wire(self) -> dict[str, object]:
+    def public_wire(self, ws: bool = False) -> dict[str, object]:
+        """GET /v1/public/{pair}/trades, or NEW_TRADE (`ws`: without sequenceId and quoteVolume)."""
+        if ws:
+            return {
+                "price": fmt(self.price),
+                "quantity": fmt(self.quantity),
+                "currencyPair": self.pair.symbol,
+                "tradedAt": self.traded_at,
+                "takerSide": self.taker_side,
+                "id": self.id,
+            }
         return {
             "price": fmt(self.price),
             "quantity": fmt(self.quantity),
@@ -196,8 +214,9 @@ class SimTrade:
             "quoteVolume": fmt(self.price * self.quantity),
         }
 
-    def account_wire(self, order: SimOrder) -> dict[str, object]:
-        """NEW_ACCOUNT_TRADE / GET /v1/account/{pair}/tradehistory for the owner of `order`."""
+    def account_wire(self, order: SimOrder, ws: bool = False) -> dict[str, object]:
+        """GET /v1/account/{pair}/tradehistory, or NEW_ACCOUNT_TRADE (`ws`: without sequenceId), for the
+        owner of `order`."""
         maker = order is self.maker
         fee = self.maker_fee if maker else self.taker_fee
         currency = self.maker_fee_currency if maker else self.taker_fee_currency
@@ -211,6 +230,8 @@ class SimTrade:
             "id": self.id,
             "orderId": order.id,
         }
+        if ws:
+            del wire["sequenceId"]
         if fee < 0:
             wire |= {"makerReward": fmt(-fee), "makerRewardCurrency": currency}
         else:
@@ -371,9 +392,9 @@ class Exchange:
                 raise Rejected(-113, "Invalid quantity")
             if quantity < pair.min_base or quantity * price < pair.min_quote:
                 raise Rejected(-12007, "Minimum order size not met")
-        elif quantity is not None and quantity < pair.min_base:
-            raise Rejected(-12007, "Minimum order size not met")
-        elif quote_amount is not None and quote_amount < pair.min_quote:
+        elif (quantity is not None and quantity < pair.min_base) or (
+            quote_amount is not None and quote_amount < pair.min_quote
+        ):
             raise Rejected(-12007, "Minimum order size not met")
         order = SimOrder(
             id=str(uuid.uuid4()),
@@ -409,8 +430,10 @@ class Exchange:
     def _check(self, order: SimOrder, book: Book) -> None:
         opposite = book.side("sell" if order.side == "buy" else "buy")
         best = opposite.best()
-        if order.type == "post-only limit" and best is not None and order.price is not None:
-            if (order.side == "buy" and order.price >= best) or (order.side == "sell" and order.price <= best):
+        price = order.price
+        if order.type == "post-only limit" and best is not None and price is not None:
+            crosses = price >= best if order.side == "buy" else price <= best
+            if crosses:
                 raise Rejected(-19, "postOnly order would have matched immediately")
         if order.account.house:
             return
@@ -484,7 +507,9 @@ class Exchange:
             best = opposite.best()
             if best is None:
                 break
-            if taker.price is not None and (best > taker.price if taker.side == "buy" else best < taker.price):
+            if taker.price is not None and (
+                best > taker.price if taker.side == "buy" else best < taker.price
+            ):
                 break
             maker = opposite.levels[best][0]
             if taker.quantity is not None:
@@ -517,12 +542,16 @@ class Exchange:
     def _available(self, taker: SimOrder, opposite: _Side) -> Decimal:
         total = ZERO
         for price in opposite.prices():
-            if taker.price is not None and (price > taker.price if taker.side == "buy" else price < taker.price):
+            if taker.price is not None and (
+                price > taker.price if taker.side == "buy" else price < taker.price
+            ):
                 break
             total += sum((o.remaining for o in opposite.levels[price]), ZERO)
         return total
 
-    def _trade(self, maker: SimOrder, taker: SimOrder, price: Decimal, qty: Decimal, book: Book, side: _Side) -> None:
+    def _trade(
+        self, maker: SimOrder, taker: SimOrder, price: Decimal, qty: Decimal, book: Book, side: _Side
+    ) -> None:
         pair = maker.pair
         notional = price * qty
         # VALR's fee currency rule: maker BUY pays in quote, maker SELL in base, taker BUY in base,
@@ -606,7 +635,9 @@ class Exchange:
         self._emit("order", order=order)
 
     # ------------------------------------------------------------------ cancelling
-    def cancel(self, account: Account, symbol: str, *, order_id: str = "", customer_order_id: str = "") -> SimOrder:
+    def cancel(
+        self, account: Account, symbol: str, *, order_id: str = "", customer_order_id: str = ""
+    ) -> SimOrder:
         order = self.find(account, order_id=order_id, customer_order_id=customer_order_id)
         if order is None or not order.is_open or order.pair.symbol != symbol:
             raise Rejected(-1, "Could not find the order to cancel")
@@ -621,7 +652,11 @@ class Exchange:
         if order_id:
             order = self.orders.get(order_id)
             return order if order is not None and order.account is account else None
-        found = [o for o in self.orders.values() if o.account is account and o.customer_order_id == customer_order_id]
+        found = [
+            o
+            for o in self.orders.values()
+            if o.account is account and o.customer_order_id == customer_order_id
+        ]
         if not found:
             return None
         open_ = [o for o in found if o.is_open]

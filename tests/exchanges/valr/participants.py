@@ -51,8 +51,15 @@ class Participants:
         if price <= 0:
             return
         try:
-            order = self.exchange.place(self.account, self.pair.symbol, side, kind="limit", quantity=self._size(),
-                                        price=price, post_only=True)
+            order = self.exchange.place(
+                self.account,
+                self.pair.symbol,
+                side,
+                kind="limit",
+                quantity=self._size(),
+                price=price,
+                post_only=True,
+            )
         except Rejected:
             return  # the post-only quote would have crossed
         if order.is_open:
@@ -72,13 +79,22 @@ class Participants:
         elif r < 0.95:
             side = self.random.choice(("buy", "sell"))
             if self.random.random() < 0.5:
-                self.exchange.place(self.account, self.pair.symbol, side, kind="market", quantity=self._size())
+                self.exchange.place(
+                    self.account, self.pair.symbol, side, kind="market", quantity=self._size()
+                )
             else:
                 reach = tick * self.random.randint(0, 5)
                 price = self.mid + reach if side == "buy" else self.mid - reach
                 if price > 0:
-                    self.exchange.place(self.account, self.pair.symbol, side, kind="limit", quantity=self._size(),
-                                        price=price, time_in_force="IOC")
+                    self.exchange.place(
+                        self.account,
+                        self.pair.symbol,
+                        side,
+                        kind="limit",
+                        quantity=self._size(),
+                        price=price,
+                        time_in_force="IOC",
+                    )
         else:
             self.mid += tick * self.random.randint(-3, 3)
         while len(self.resting) > self.max_orders:

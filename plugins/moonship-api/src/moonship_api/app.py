@@ -141,7 +141,7 @@ class ErrorGuard:
             return error_response(f"Engine {exc.engine!r} is not running", 404)
         if isinstance(exc, ControlError):
             return error_response(str(exc), exc.status if exc.status in (400, 404) else 500)
-        if isinstance(exc, ConnectionError | OSError | TimeoutError):
+        if isinstance(exc, OSError):  # ConnectionError and TimeoutError included
             self.logger.error("shared cache or message bus unavailable: %s", exc)
             return error_response("Shared cache or message bus unavailable", 503)
         self.logger.exception("internal error")

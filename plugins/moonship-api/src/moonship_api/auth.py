@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import ipaddress
 import math
 import re
 import secrets
@@ -30,9 +31,9 @@ class Credentials:
         self._hash = password_hash.encode()
 
     async def check(self, user: str, password: str) -> bool:
-        user_ok = hmac.compare_digest(user.encode("utf-8", "surrogatepass"), self._user)
+        user_ok = hmac.compare_digest(user.encode(), self._user)
         # bcrypt reads at most 72 bytes (newer versions refuse longer input instead of truncating)
-        secret = password.encode("utf-8", "surrogatepass")[:72]
+        secret = password.encode()[:72]
         password_ok = await asyncio.to_thread(self._checkpw, secret)
         return user_ok and password_ok
 
@@ -73,10 +74,10 @@ class Sessions:
 
 
 class LoginThrottle:
-    """Failed logins per client address: after `free` failures in a row each further failure locks that
-    address out for 1, 2, 4 ... seconds, at most `max_delay`; a success or `memory` seconds without failures
-    clear the count. Other addresses are never affected, so the real user is held back for `max_delay` at
-    worst."""
+    """Failed logins per client address (IPv6: per /64 network): from the `free`-th failure in a row on,
+    each failure locks that address out for 1, 2, 4 ... seconds, at most `max_delay`; a success or `memory`
+    seconds without failures clear the count. Other addresses are never affected, so the real user is held
+    back for `max_delay` at worst."""
 
     def __init__(
         self,
@@ -95,24 +96,37 @@ class LoginThrottle:
         self._locks = [asyncio.Lock() for _ in range(64)]
 
     def lock(self, client: str) -> asyncio.Lock:
-        return self._locks[hash(client) % len(self._locks)]
+        return self._locks[hash(self.key(client)) % len(self._locks)]
+
+    @staticmethod
+    def key(client: str) -> str:
+        """The cache key that counts `client`'s failures."""
+        try:
+            address = ipaddress.ip_address(client)
+        except ValueError:
+            return THROTTLE_PREFIX + client
+        if isinstance(address, ipaddress.IPv6Address):
+            if address.ipv4_mapped is not None:
+                return THROTTLE_PREFIX + str(address.ipv4_mapped)
+            return THROTTLE_PREFIX + str(ipaddress.ip_network(f"{address}/64", strict=False))
+        return THROTTLE_PREFIX + str(address)
 
     async def retry_after(self, client: str) -> int | None:
         """Whole seconds until `client` may try again, or None if it may now."""
-        state = await self.cache.get(THROTTLE_PREFIX + client)
+        state = await self.cache.get(self.key(client))
         if not isinstance(state, dict):
             return None
         wait = float(state.get("until", 0)) - self.clock()
         return math.ceil(wait) if wait > 0 else None
 
     async def failed(self, client: str) -> None:
-        key = THROTTLE_PREFIX + client
+        key = self.key(client)
         state = await self.cache.get(key)
         failures = (int(state.get("failures", 0)) if isinstance(state, dict) else 0) + 1
         until = 0.0
         if failures >= self.free:
-            until = self.clock() + min(2.0 ** (failures - self.free), self.max_delay)
+            until = self.clock() + min(2.0 ** min(failures - self.free, 30), self.max_delay)
         await self.cache.set(key, {"failures": failures, "until": until}, ttl=self.memory + self.max_delay)
 
     async def succeeded(self, client: str) -> None:
-        await self.cache.delete(THROTTLE_PREFIX + client)
+        await self.cache.delete(self.key(client))

@@ -160,7 +160,13 @@ class ApiService(Service):
     def _listen(self) -> socket.socket:
         host, port = self.settings.host, self.settings.port
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when proto says TCP
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
-            return socket.create_server((host, port), family=family, backlog=2048)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))
+            sock.listen(2048)
         except OSError as exc:
+            sock.close()
             raise MoonshipError(f"the API cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+        return sock

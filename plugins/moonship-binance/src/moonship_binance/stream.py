@@ -118,12 +118,19 @@ class BookFeed:
             self.logger.warning("%s book resync: %s", self.symbol, reason)
         self.events.status(MarketStatus.UNSYNCED, reason)
 
+    def start(self) -> None:
+        """The connection carries this feed's streams now: load the book (diffs buffer meanwhile)."""
+        self._start_sync()
+
     def _start_sync(self) -> None:
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._sync())
 
     async def _sync(self) -> None:
-        """Binance's procedure: snapshot no older than the first buffered diff, drop what it covers, replay."""
+        """Binance's procedure: snapshot no older than the first buffered diff, drop what it covers, replay.
+
+        Started as soon as the stream is subscribed (not at the first diff), so a quiet market syncs too;
+        a snapshot that predates the subscription shows up as a gap at the next diff and is redone."""
         backoff = Backoff(0.1, 5.0)
         while True:
             try:
@@ -137,7 +144,7 @@ class BookFeed:
                 continue
             last = int(snap["lastUpdateId"])
             buffer = self._buffer
-            if not buffer or last + 1 < int(buffer[0]["U"]):  # snapshot older than the stream: fetch again
+            if buffer and last + 1 < int(buffer[0]["U"]):  # snapshot older than the stream: fetch again
                 await backoff.wait()
                 continue
             pending = [d for d in buffer if int(d["u"]) > last]
@@ -258,6 +265,9 @@ class MarketStream:
                 self._last_control = time.monotonic()
                 if method == "SUBSCRIBE":
                     self._subscribed |= streams
+                    for feed in self.feeds:
+                        if feed.depth_stream in streams:
+                            feed.start()
                 else:
                     self._subscribed -= streams
 
@@ -276,6 +286,9 @@ class MarketStream:
                     self.connects += 1
                     self._ws, self._subscribed, self._close_reason = ws, set(streams), ""
                     self.logger.info("Binance market stream connected (%d streams)", len(streams))
+                    for feed in self.feeds:
+                        if feed.depth_stream in self._subscribed:
+                            feed.start()
                     await self._sync_subscriptions()
                     watchdog = asyncio.get_running_loop().create_task(self._watchdog(ws))
                     try:

@@ -24,7 +24,8 @@ from .rest import map_error
 class UserListener(Protocol):
     """What a market client provides to receive its account's events."""
 
-    symbol: str
+    @property
+    def symbol(self) -> str: ...
 
     def on_execution_report(self, event: dict[str, Any]) -> None: ...
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -18,6 +18,7 @@ from moonship_core import (
     InvalidOrder,
     MarketClosed,
     MarketInfo,
+    MarketStatus,
     NetworkError,
     OrderNotFound,
     PostOnlyRejected,
@@ -155,7 +156,7 @@ class LunoMarket:
             tick_size=Decimal(1).scaleb(-self.price_scale),
             lot_size=Decimal(1).scaleb(-self.volume_scale),
             min_quantity=self.min_volume,
-            status=c.MARKET_STATUS.get(self.trading_status, c.MarketStatus.CLOSED),
+            status=c.MARKET_STATUS.get(self.trading_status, MarketStatus.CLOSED),
         )
 
 
@@ -237,13 +238,13 @@ class LunoRest:
 
     def __init__(
         self,
-        http: httpx.AsyncClient,
+        session: Callable[[], httpx.AsyncClient],
         base_url: str,
         credentials: Credentials | None,
         limiter: RateLimiter,
         logger: logging.Logger,
     ) -> None:
-        self.http = http
+        self.session = session
         self.base_url = base_url.rstrip("/")
         self.credentials = credentials
         self.limiter = limiter
@@ -260,11 +261,12 @@ class LunoRest:
         retry_after: float | None = None
         for attempt in range(c.RATE_LIMIT_RETRIES):
             await self.limiter.acquire()
+            http = self.session()
             try:
                 if method == "GET":
-                    response = await self.http.get(url, params=list(params), headers=headers)
+                    response = await http.get(url, params=list(params), headers=headers)
                 else:
-                    response = await self.http.request(method, url, data=dict(params), headers=headers)
+                    response = await http.request(method, url, data=dict(params), headers=headers)
             except httpx.TimeoutException as exc:
                 raise RequestTimeout(f"luno {method} {path}: timed out") from exc
             except httpx.HTTPError as exc:
@@ -309,7 +311,9 @@ class LunoRest:
     async def balances(self, assets: Sequence[str] = ()) -> list[AccountBalance]:
         body = await self.call("GET", c.BALANCE, [("assets", a) for a in assets])
         return [
-            AccountBalance(str(b["account_id"]), str(b["asset"]), dec(b.get("balance")), dec(b.get("reserved")))
+            AccountBalance(
+                str(b["account_id"]), str(b["asset"]), dec(b.get("balance")), dec(b.get("reserved"))
+            )
             for b in body.get("balance") or ()
         ]
 

@@ -69,6 +69,7 @@ class MarketStream:
         self.backoff = Backoff(initial=0.5, maximum=30.0)
         self._task: asyncio.Task[None] | None = None
         self._last = 0.0
+        self._stale = False
 
     def start(self) -> None:
         if self._task is None:
@@ -112,41 +113,50 @@ class MarketStream:
     async def _consume(self, ws: ClientConnection) -> None:
         loop = asyncio.get_running_loop()
         self._last = loop.time()
+        self._stale = False
         watchdog = asyncio.ensure_future(self._watch(ws))
         try:
-            snapshot = False
-            async for raw in ws:
-                self._last = loop.time()
-                if raw in _KEEPALIVE:
-                    continue
-                try:
-                    frame = orjson.loads(raw)
-                    if not isinstance(frame, dict):
-                        raise TypeError(type(frame).__name__)
-                    if not snapshot:
-                        self._load(frame)
-                        snapshot = True
-                    else:
-                        self._apply(frame)
-                except BookGap:
-                    raise
-                except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
-                    raise Resync(f"malformed frame ({type(exc).__name__}: {exc})") from exc
-            if watchdog.done() and watchdog.result():
-                raise Resync(f"stale feed: nothing for {self.stale_timeout:g} s")
+            await self._read(ws, loop)
+        except ConnectionClosed:
+            if not self._stale:
+                raise
         finally:
             watchdog.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
+        if self._stale:
+            raise Resync(f"stale feed: nothing for {self.stale_timeout:g} s")
 
-    async def _watch(self, ws: ClientConnection) -> bool:
-        """Closes a connection that stays silent for `stale_timeout`; True if it did."""
+    async def _read(self, ws: ClientConnection, loop: asyncio.AbstractEventLoop) -> None:
+        """The snapshot, then updates, until the connection ends."""
+        snapshot = False
+        async for raw in ws:
+            self._last = loop.time()
+            if raw in _KEEPALIVE:
+                continue
+            try:
+                frame = orjson.loads(raw)
+                if not isinstance(frame, dict):
+                    raise TypeError(type(frame).__name__)
+                if snapshot:
+                    self._apply(frame)
+                else:
+                    self._load(frame)
+                    snapshot = True
+            except BookGap:
+                raise
+            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
+                raise Resync(f"malformed frame ({type(exc).__name__}: {exc})") from exc
+
+    async def _watch(self, ws: ClientConnection) -> None:
+        """Closes the connection once it has been silent for `stale_timeout`."""
         loop = asyncio.get_running_loop()
         while True:
             left = self._last + self.stale_timeout - loop.time()
             if left <= 0:
+                self._stale = True
                 await ws.close(4000, "stale feed")
-                return True
+                return
             await asyncio.sleep(left)
 
     def _load(self, frame: dict[str, Any]) -> None:

@@ -66,6 +66,7 @@ class UserStream:
         self._task: asyncio.Task[None] | None = None
         self._down_since: float | None = None  # loop time of the last disconnect (None: never connected)
         self._last = 0.0
+        self._heard = False  # the current connection has delivered a frame
         self._rows: dict[str, int] = {}  # account id -> last balance row index seen
 
     def add(self, listener: UserListener) -> None:
@@ -108,12 +109,14 @@ class UserStream:
                 reason = f"{type(exc).__name__} {exc}"
             if self.connected.is_set():
                 self.connected.clear()
-                self._down_since = loop.time()
+                if self._heard:  # a connection that never delivered anything does not end the outage
+                    self._down_since = loop.time()
             self.logger.warning("luno user stream: %s; reconnecting", reason)
             await self.backoff.wait()
 
     def _on_connect(self) -> None:
         loop = asyncio.get_running_loop()
+        self._heard = False
         self.connects += 1
         self.connected.set()
         down = None if self._down_since is None else loop.time() - self._down_since
@@ -132,6 +135,7 @@ class UserStream:
         try:
             async for raw in ws:
                 self._last = loop.time()
+                self._heard = True
                 if raw in ('""', ""):
                     continue
                 try:

@@ -8,7 +8,7 @@ import logging
 import time
 from dataclasses import replace
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -54,6 +54,7 @@ from .stream import MarketFeed, Timing, TradeStream
 from .user_stream import AccountStream, order_from_status
 
 _PAIRS_TTL = 60.0
+_M = TypeVar("_M", bound=BaseModel)
 
 
 def _base_url(value: str, schemes: tuple[str, ...]) -> str:
@@ -116,6 +117,9 @@ class ValrHub:
     def __init__(self, settings: ValrSettings, logger: logging.Logger) -> None:
         self.settings = settings
         self.logger = logger
+        http_log = logging.getLogger("httpx")
+        if http_log.level == logging.NOTSET:  # httpx logs every request at INFO
+            http_log.setLevel(logging.WARNING)
         self.timing = Timing(
             settings.ping_interval,
             settings.pong_timeout,
@@ -221,12 +225,9 @@ class ValrClient(MarketClient):
     def __init__(self, context: ClientContext, events: MarketEvents) -> None:
         super().__init__(context, events)
         settings = context.settings
-        try:
-            if not isinstance(settings, ValrSettings):
-                settings = ValrSettings.model_validate(settings or {})
-            keys = _MarketKeys.model_validate(context.config.extra)
-        except ValidationError as exc:
-            raise ConfigError(f"moonship.valr / moonship.markets.{context.market_name}: {exc}") from None
+        if not isinstance(settings, ValrSettings):
+            settings = _validated(ValrSettings, settings or {}, "moonship.valr")
+        keys = _validated(_MarketKeys, context.config.extra, f"moonship.markets.{context.market_name}")
         hub = context.shared.get("valr")
         if not isinstance(hub, ValrHub):
             hub = context.shared["valr"] = ValrHub(settings, logging.getLogger("moonship.valr"))
@@ -321,9 +322,11 @@ class ValrClient(MarketClient):
             data = await self.rest.place(kind, body)
         except DuplicateClientOrderId:
             self.logger.info("order %s already at VALR: looking it up", coid)
+            account.unconfirmed(coid)
             return await self.get_order(account.current(coid) or _probe(request, self.pair))
         except OrderStatusUnknown:
-            raise  # stays tracked: its events or a lookup will tell what happened
+            account.unconfirmed(coid)  # stays tracked: its events or a lookup tell what happened
+            raise
         except (ExchangeError, NetworkError):
             account.forget(coid)
             raise
@@ -402,6 +405,18 @@ class ValrClient(MarketClient):
 
     async def get_balances(self) -> dict[str, Balance]:
         return {b.asset: b for b in map(parse_balance, await self.rest.balances())}
+
+
+def _validated(model: type[_M], data: Any, path: str) -> _M:
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = [
+            f"{'.'.join((path, *map(str, e['loc'])))}: "
+            + ("unknown property" if e["type"] == "extra_forbidden" else e["msg"])
+            for e in exc.errors()
+        ]
+        raise ConfigError("\n".join(problems)) from None
 
 
 def _probe(request: OrderRequest, pair: str) -> Order:

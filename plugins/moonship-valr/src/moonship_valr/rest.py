@@ -215,11 +215,6 @@ class ValrRest:
             return list(await self.request("GET", f"/v1/marketdata/{pair}/tradehistory", params=params))
         return list(await self.request("GET", f"/v1/public/{pair}/trades", params=params, signed=False))
 
-    async def order_book(self, pair: str) -> dict[str, Any]:
-        if self.signer is not None:
-            return dict(await self.request("GET", f"/v1/marketdata/{pair}/orderbook"))
-        return dict(await self.request("GET", f"/v1/public/{pair}/orderbook", signed=False))
-
     # ------------------------------------------------------------------ account
     async def balances(self, sub_account: str | None = None) -> list[dict[str, Any]]:
         params = {"excludeZeroBalances": "false"}

@@ -62,7 +62,6 @@ class Socket:
         self.timing = timing
         self.logger = logger
         self.ws: ClientConnection | None = None
-        self.connects = 0  # successful connections so far
         self._task: asyncio.Task[None] | None = None
         self._last_feed = 0.0
         self._ping_sent: float | None = None  # when the unanswered PING left
@@ -117,7 +116,6 @@ class Socket:
                     max_size=2**23,
                 ) as ws:
                     self.ws = ws
-                    self.connects += 1
                     self.logger.info("connected to %s", self.url)
                     reason = await self._session(ws, backoff)
             except asyncio.CancelledError:
@@ -269,10 +267,6 @@ class MarketFeed:
         #: the last full book as received: price text -> quantity text, per side (None: not in sync)
         self._bids: dict[str, str] | None = None
         self._asks: dict[str, str] = {}
-
-    @property
-    def synced(self) -> bool:
-        return self._bids is not None
 
     def on_book(self, data: Mapping[str, Any]) -> None:
         bids = {level["price"]: level["quantity"] for level in data["Bids"]}

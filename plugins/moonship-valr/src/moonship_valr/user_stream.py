@@ -9,11 +9,11 @@ import logging
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
 from moonship_core import (
-    Balance,
     Fill,
     MarketEvents,
     MoonshipError,
@@ -84,6 +84,7 @@ class _State:
     fills: dict[str, Fill] = field(default_factory=dict)
     fills_checked: bool = False  # REST trade history merged after the final status
     emitted: Order | None = None
+    held: bool = False  # its placement answer is awaited: events are applied but not yet published
     waiters: list[asyncio.Future[Order]] = field(default_factory=list)
 
 
@@ -119,6 +120,7 @@ class AccountStream(Socket):
         self._closed: OrderedDict[str, None] = OrderedDict()  # ids of orders already reported final
         self._finished: OrderedDict[str, Order] = OrderedDict()  # client order id -> final order
         self._tasks: set[asyncio.Task[Any]] = set()
+        self._balance_times: dict[str, datetime] = {}
         #: completed reconciliations (tests wait on it)
         self.reconciled = 0
 
@@ -158,7 +160,7 @@ class AccountStream(Socket):
             time_in_force=request.time_in_force,
             post_only=request.post_only,
         )
-        self._by_coid[request.client_order_id] = _State(order, pair)
+        self._by_coid[request.client_order_id] = _State(order, pair, held=True)
 
     def track(self, order: Order, pair: str) -> None:
         """Track an order this process did not place (looked up by the market after a restart)."""
@@ -171,11 +173,21 @@ class AccountStream(Socket):
                 self._index(state, order.id)
 
     def placed(self, coid: str, order_id: str) -> Order:
-        """VALR acknowledged the order: its current state."""
-        state = self._by_coid[coid]
+        """VALR acknowledged the order: its current state (it may have finished before the answer came)."""
+        state = self._by_coid.get(coid)
+        if state is None:
+            return self._finished[coid]
+        state.held = False
         if not state.order.id:
             self._index(state, order_id)
         return self._emit(state)
+
+    def unconfirmed(self, coid: str) -> None:
+        """The placement's answer was lost: publish whatever VALR tells about the order from now on."""
+        state = self._by_coid.get(coid)
+        if state is not None:
+            state.held = False
+            self._emit(state)
 
     def forget(self, coid: str, order_id: str = "") -> None:
         """The order was refused: later events about it are ignored."""
@@ -308,6 +320,8 @@ class AccountStream(Socket):
 
     def _emit(self, state: _State) -> Order:
         order = self._build(state)
+        if state.held:
+            return order
         if order != state.emitted:
             state.emitted = order
             for user in self.listeners.get(state.pair, ()):
@@ -351,12 +365,22 @@ class AccountStream(Socket):
             elif kind == "FAILED_ORDER" and isinstance(data, Mapping):
                 self.apply_failed(str(data.get("orderId", "")), str(data.get("message", "")))
             elif kind == "BALANCE_UPDATE" and isinstance(data, Mapping):
-                self._push_balances([parse_balance(data)])
+                self._push_balances([data])
         except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
             self.logger.warning("ignored a malformed %s: %r", kind, exc)
 
-    def _push_balances(self, balances: Iterable[Balance]) -> None:
-        balances = list(balances)
+    def _push_balances(self, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Balances newer than what was pushed before (a REST answer can be older than a socket update)."""
+        balances = []
+        for row in rows:
+            balance = parse_balance(row)
+            stamp = parse_time(row.get("updatedAt")) if row.get("updatedAt") else None
+            seen = self._balance_times.get(balance.asset)
+            if stamp is not None:
+                if seen is not None and stamp < seen:
+                    continue
+                self._balance_times[balance.asset] = stamp
+            balances.append(balance)
         for users in self.listeners.values():
             for user in users:
                 mine = [b for b in balances if b.asset in user.assets]
@@ -367,7 +391,7 @@ class AccountStream(Socket):
     async def reconcile(self, pairs: list[str]) -> None:
         """Bring balances, open orders and recent fills of `pairs` up to date over REST."""
         try:
-            self._push_balances(parse_balance(b) for b in await self.rest.balances())
+            self._push_balances(await self.rest.balances())
             open_orders = {
                 str(o["orderId"]): o for o in await self.rest.open_orders() if o["currencyPair"] in pairs
             }

@@ -1,0 +1,7 @@
+"""Moonship market client for Binance spot: REST, combined market streams and the WebSocket API user stream."""
+
+from __future__ import annotations
+
+from .client import BinanceClient, BinanceSettings
+
+__all__ = ["BinanceClient", "BinanceSettings"]

@@ -1,0 +1,599 @@
+"""LunoClient: one Luno market for Moonship, tying REST, the market stream and the shared user stream.
+
+Every Luno market of a process shares one hub (`context.shared["luno"]`): the rate limiter (300 calls/min),
+the HTTP connection pool, the markets list and one user stream per set of credentials.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field, replace
+from decimal import Decimal
+from typing import Annotated, Any
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from moonship_core import (
+    Balance,
+    ClientContext,
+    ConfigError,
+    Fill,
+    MarketClient,
+    MarketClosed,
+    MarketEvents,
+    MarketInfo,
+    MarketStatus,
+    NetworkError,
+    Order,
+    OrderNotFound,
+    OrderRequest,
+    OrderStatus,
+    OrderStatusUnknown,
+    OrderType,
+    RateLimiter,
+    Side,
+    Ticker,
+    TimeInForce,
+    Trade,
+    utc_now,
+)
+from moonship_core.model import from_ms
+from moonship_core.orderlevel import OrderLevelBook
+
+from . import constants as c
+from .auth import Credentials, resolve
+from .rest import DuplicateClientOrderId, LunoFill, LunoMarket, LunoOrder, LunoRest, dec
+from .stream import MarketStream
+from .user_stream import UserStream
+
+ZERO = Decimal(0)
+_KEEP_FINAL = 1000  # final orders remembered, so late or replayed messages about them are recognised
+
+
+class LunoSettings(BaseModel):
+    """`moonship.luno`: credentials (a market may override them with its own api_key/api_secret) and
+    endpoints (scheme://host[:port]; the client appends the paths)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    api_key: str | None = None
+    api_secret: Annotated[str | None, Field(repr=False)] = None
+    rest_url: str = c.REST_URL
+    ws_url: str = c.WS_URL
+    request_timeout: Annotated[float, Field(gt=0)] = c.REQUEST_TIMEOUT
+    #: seconds of silence (no update, no keepalive) after which a stream is reconnected
+    stale_timeout: Annotated[float, Field(gt=0)] = c.STALE_TIMEOUT
+    #: how much of the user stream Luno replays after a reconnect; longer outages reconcile through REST
+    replay_window: Annotated[float, Field(gt=0)] = c.REPLAY_WINDOW
+    #: REST calls per minute for the whole process
+    rate_limit: Annotated[int, Field(gt=0)] = c.RATE_LIMIT
+
+
+class Hub:
+    """What every Luno market of one engine shares."""
+
+    def __init__(self, settings: LunoSettings) -> None:
+        per_window = max(1, round(settings.rate_limit * c.PACE_WINDOW / 60))
+        self.limiter = RateLimiter(per_window, c.PACE_WINDOW)
+        self.timeout = settings.request_timeout
+        self.user_streams: dict[tuple[str, str], UserStream] = {}
+        self.accounts: dict[str, str] = {}  # account id -> asset
+        self.users = 0
+        self._http: httpx.AsyncClient | None = None
+        self._markets: list[LunoMarket] | None = None
+        self._markets_lock = asyncio.Lock()
+
+    def session(self) -> httpx.AsyncClient:
+        """The shared HTTP connection pool (opened on first use)."""
+        if self._http is None:
+            self._http = httpx.AsyncClient(timeout=self.timeout)
+        return self._http
+
+    async def close_if_unused(self) -> None:
+        """Close the connection pool once no client is connected (it reopens on next use)."""
+        if self.users == 0 and self._http is not None:
+            http, self._http = self._http, None
+            await http.aclose()
+
+    async def markets(self, rest: LunoRest, *, refresh: bool = False) -> list[LunoMarket]:
+        """Every Luno market, loaded once for all clients."""
+        async with self._markets_lock:
+            if self._markets is None or refresh:
+                self._markets = await rest.markets()
+            return self._markets
+
+
+@dataclass(slots=True)
+class _Tracked:
+    """Our knowledge of one order: what was asked, and Luno's cumulative figures so far."""
+
+    client_order_id: str
+    side: Side
+    type: OrderType
+    quantity: Decimal | None = None
+    quote_quantity: Decimal | None = None
+    price: Decimal | None = None
+    time_in_force: TimeInForce = TimeInForce.GTC
+    post_only: bool = False
+    order_id: str = ""
+    luno_status: str = "PENDING"
+    base: Decimal = ZERO
+    counter: Decimal = ZERO
+    fee_base: Decimal = ZERO
+    fee_counter: Decimal = ZERO
+    fills: list[Fill] = field(default_factory=list)
+    created: int = field(default_factory=lambda: _now_ms())
+    #: the final status, once known
+    final: OrderStatus | None = None
+    #: a REST look-up of its final state is under way
+    confirming: bool = False
+
+
+class LunoClient(MarketClient):
+    """A Luno market: order-level book over the market stream, orders over REST, updates from the user
+    stream, reconciliation through REST when the user stream may have missed something."""
+
+    name = "luno"
+    settings_model = LunoSettings
+
+    def __init__(self, context: ClientContext, events: MarketEvents) -> None:
+        super().__init__(context, events)
+        settings = context.settings if isinstance(context.settings, LunoSettings) else LunoSettings()
+        self.settings = settings
+        self.pair = context.symbol
+        self.credentials: Credentials | None = resolve(settings, context.config.extra)
+        if "luno" not in context.shared:
+            context.shared["luno"] = Hub(settings)
+        self.hub: Hub = context.shared["luno"]
+        self.rest = LunoRest(
+            self.hub.session, settings.rest_url, self.credentials, self.hub.limiter, self.logger
+        )
+        self.market: LunoMarket | None = None
+        #: Luno's trading status (ACTIVE, POST_ONLY/POSTONLY, SUSPENDED/DISABLED), from REST and the stream
+        self.trading_status = "UNKNOWN"
+        self.stream: MarketStream | None = None
+        self.user_stream: UserStream | None = None
+        self._orders: dict[str, _Tracked] = {}  # client order id (or "#" + order id) -> order
+        self._by_id: dict[str, _Tracked] = {}  # Luno order id -> order
+        self._final: OrderedDict[str, None] = OrderedDict()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._reconciling: asyncio.Task[None] | None = None
+        self._reconcile_again = False
+        self._balances_task: asyncio.Task[None] | None = None
+        self._connected = False
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def order_level_book(self) -> OrderLevelBook | None:
+        """Luno's individual orders (the market's L2 book is their aggregate); None before connect."""
+        return None if self.stream is None else self.stream.orders
+
+    async def connect(self) -> None:
+        if self._connected:
+            return
+        if self.credentials is None:
+            raise ConfigError(
+                f"moonship.luno.api_key/api_secret (or moonship.markets.{self.context.market_name}.api_key/"
+                "api_secret) are required: Luno's streams need credentials"
+            )
+        info = await self.get_market_info() if self.market is None else self.market.info()
+        self._connected = True
+        self.hub.users += 1
+        self.stream = MarketStream(
+            self.settings.ws_url, self.pair, self.credentials, self.events, self.logger,
+            tick=info.tick_size, on_status=self._on_stream_status, stale_timeout=self.settings.stale_timeout,
+            open_timeout=self.settings.request_timeout,
+        )
+        self.stream.start()
+        key = (self.settings.ws_url, self.credentials.key_id)
+        user_stream = self.hub.user_streams.get(key)
+        if user_stream is None:
+            user_stream = self.hub.user_streams[key] = UserStream(
+                self.settings.ws_url, self.credentials, logging.getLogger("moonship.luno.user_stream"),
+                replay_window=self.settings.replay_window, stale_timeout=self.settings.stale_timeout,
+                open_timeout=self.settings.request_timeout,
+            )
+        self.user_stream = user_stream
+        user_stream.add(self)
+
+    async def close(self) -> None:
+        if not self._connected:
+            await self.hub.close_if_unused()
+            return
+        self._connected = False
+        self.hub.users -= 1
+        if self.stream is not None:
+            await self.stream.stop()
+        if self.user_stream is not None:
+            await self.user_stream.remove(self)
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.hub.close_if_unused()
+        self.events.status(MarketStatus.CLOSED, "closed")
+
+    # ------------------------------------------------------------------ market data
+    async def get_market_info(self) -> MarketInfo:
+        markets = await self.hub.markets(self.rest, refresh=self.market is not None)
+        for market in markets:
+            if market.market_id == self.pair:
+                self.market = market
+                self.trading_status = market.trading_status
+                return market.info()
+        raise ConfigError(
+            f"moonship.markets.{self.context.market_name}.symbol: Luno has no market {self.pair!r}"
+        )
+
+    async def get_ticker(self) -> Ticker:
+        return await self.rest.ticker(self.pair)
+
+    async def get_recent_trades(self, limit: int = 100) -> list[Trade]:
+        """The latest trades (Luno serves at most 100), oldest first."""
+        trades = await self.rest.trades(self.pair)
+        return trades[: max(limit, 0)][::-1]
+
+    def _on_stream_status(self, status: str) -> None:
+        self.trading_status = status
+
+    # ------------------------------------------------------------------ orders
+    async def place_order(self, request: OrderRequest) -> Order:
+        status = self.trading_status
+        if status not in ("ACTIVE", "POST_ONLY", "POSTONLY"):
+            raise MarketClosed(f"luno {self.pair}: market is {status}, no orders accepted")
+        if status != "ACTIVE" and not request.post_only:
+            raise MarketClosed(f"luno {self.pair}: market accepts only post-only orders")
+        coid = request.client_order_id
+        tracked = self._orders.get(coid)
+        if tracked is None:
+            tracked = self._orders[coid] = _Tracked(
+                coid, request.side, request.type, request.quantity, request.quote_quantity, request.price,
+                request.time_in_force, request.post_only,
+            )
+        attempts = 1 + c.ORDER_RETRIES
+        last: Exception | None = None
+        for attempt in range(attempts):
+            try:
+                order_id = await self._send(request)
+            except DuplicateClientOrderId:
+                # an earlier attempt went through: find that order, never place it twice
+                return await self.get_order(self._order(tracked))
+            except NetworkError as exc:  # 5xx, timeout, transport: the order may exist
+                last = exc
+                self.logger.warning(
+                    "luno order %s: %s (attempt %d of %d)", coid, exc, attempt + 1, attempts
+                )
+                if attempt + 1 < attempts:
+                    await asyncio.sleep(0.2 * (attempt + 1))
+                continue
+            except BaseException:
+                if not tracked.order_id:
+                    self._orders.pop(coid, None)
+                raise
+            self._bind(tracked, order_id)
+            return self._order(tracked)
+        raise OrderStatusUnknown(f"luno order {coid} not confirmed: {last}", client_order_id=coid) from last
+
+    async def _send(self, request: OrderRequest) -> str:
+        if request.type is OrderType.LIMIT:
+            assert request.quantity is not None and request.price is not None  # OrderRequest guarantees it
+            return await self.rest.post_limit(
+                self.pair, request.side, request.quantity, request.price, post_only=request.post_only,
+                time_in_force=request.time_in_force.value, client_order_id=request.client_order_id,
+            )
+        return await self.rest.post_market(
+            self.pair, request.side, base_volume=request.quantity, counter_volume=request.quote_quantity,
+            client_order_id=request.client_order_id,
+        )
+
+    async def cancel_order(self, order: Order) -> Order:
+        order_id = order.id or (await self.get_order(order)).id
+        with contextlib.suppress(OrderNotFound):  # already complete, or unknown: the look-up tells which
+            await self.rest.stop_order(order_id)
+        return await self.get_order(order if order.id else _with_id(order, order_id))
+
+    async def get_order(self, order: Order) -> Order:
+        luno = await self.rest.order(order_id=order.id, client_order_id=order.client_order_id)
+        tracked = self._merge(luno, order)
+        return self._order(tracked)
+
+    async def get_open_orders(self) -> list[Order]:
+        return [self._order(self._merge(o)) for o in await self.rest.list_orders(self.pair)]
+
+    async def get_balances(self) -> dict[str, Balance]:
+        balances: dict[str, Balance] = {}
+        for b in await self.rest.balances():
+            self.hub.accounts[b.account_id] = b.asset
+            free, locked = b.available, b.reserved
+            if b.asset in balances:  # several accounts of one asset add up
+                free += balances[b.asset].free
+                locked += balances[b.asset].locked
+            balances[b.asset] = Balance(b.asset, free, locked)
+        return balances
+
+    # ------------------------------------------------------------------ order state
+    def _bind(self, tracked: _Tracked, order_id: str) -> None:
+        if not tracked.order_id:
+            tracked.order_id = order_id
+            self._by_id[order_id] = tracked
+
+    def _lookup(self, order_id: str, client_order_id: str) -> _Tracked | None:
+        tracked = self._orders.get(client_order_id) if client_order_id else None
+        if tracked is None:
+            tracked = self._by_id.get(order_id)
+        if tracked is not None and order_id:
+            self._bind(tracked, order_id)
+        return tracked
+
+    def _merge(self, luno: LunoOrder, known: Order | None = None) -> _Tracked:
+        """Fold Luno's view of an order into ours (creating it if new) and publish any change."""
+        tracked = self._lookup(luno.order_id, luno.client_order_id)
+        if tracked is None:
+            market_order = luno.type == "MARKET"
+            tracked = _Tracked(
+                luno.client_order_id or (known.client_order_id if known else ""), luno.side,
+                OrderType.MARKET if market_order else OrderType.LIMIT,
+                None if market_order else luno.limit_volume,
+                price=None if market_order else luno.limit_price,
+                time_in_force=TimeInForce(luno.time_in_force) if luno.time_in_force in TimeInForce.__members__
+                else TimeInForce.GTC,
+            )
+            if known is not None and known.client_order_id == tracked.client_order_id:
+                tracked.quantity, tracked.quote_quantity = known.quantity, known.quote_quantity
+                tracked.post_only = known.post_only
+            self._orders[tracked.client_order_id or "#" + luno.order_id] = tracked
+            self._bind(tracked, luno.order_id)
+        tracked.created = luno.created or tracked.created
+        changed = self._advance(
+            tracked, luno.base, luno.counter, luno.fee_base, luno.fee_counter, luno.completed or luno.created
+        )
+        changed = self._set_status(tracked, luno.status, confirmed=True) or changed
+        if changed:
+            self._publish(tracked)
+        return tracked
+
+    def _advance(
+        self,
+        tracked: _Tracked,
+        base: Decimal,
+        counter: Decimal,
+        fee_base: Decimal,
+        fee_counter: Decimal,
+        when_ms: int,
+        trade_id: str = "",
+        is_maker: bool | None = None,
+    ) -> bool:
+        """Record the fill that takes the order's cumulative figures to these; False if not ahead."""
+        if base <= tracked.base:
+            return False
+        qty = base - tracked.base
+        quote = counter - tracked.counter
+        fee_b, fee_c = fee_base - tracked.fee_base, fee_counter - tracked.fee_counter
+        info = self.market
+        base_asset, counter_asset = (info.base, info.counter) if info else ("", "")
+        if fee_b > 0 and (fee_c <= 0 or tracked.side is Side.BUY):
+            fee, fee_asset = fee_b, base_asset
+        elif fee_c > 0:
+            fee, fee_asset = fee_c, counter_asset
+        else:
+            fee, fee_asset = ZERO, ""
+        tracked.fills.append(
+            Fill(
+                trade_id or f"{tracked.order_id}:{base}",
+                quote / qty,
+                qty,
+                fee,
+                fee_asset,
+                tracked.post_only if is_maker is None else is_maker,
+                from_ms(when_ms) if when_ms else utc_now(),
+            )
+        )
+        tracked.base, tracked.counter = base, counter
+        tracked.fee_base = max(fee_base, tracked.fee_base)
+        tracked.fee_counter = max(fee_counter, tracked.fee_counter)
+        return True
+
+    def _set_status(self, tracked: _Tracked, luno_status: str, *, confirmed: bool) -> bool:
+        """Apply Luno's status; COMPLETE short of a full fill is final only when `confirmed` by REST
+        (the user stream may still owe fills). Returns whether anything changed."""
+        if tracked.final is not None:
+            return False
+        if luno_status != "COMPLETE":
+            changed = tracked.luno_status != luno_status
+            tracked.luno_status = luno_status
+            return changed
+        if self._fully_filled(tracked):
+            tracked.final = OrderStatus.FILLED
+        elif confirmed:
+            tracked.final = (
+                OrderStatus.CANCELLED_AND_PARTIALLY_FILLED if tracked.base > 0 else OrderStatus.CANCELLED
+            )
+        else:
+            if not tracked.confirming:
+                tracked.confirming = True
+                self._spawn(self._confirm(tracked))
+            return False
+        tracked.luno_status = luno_status
+        self._final[tracked.client_order_id or "#" + tracked.order_id] = None
+        while len(self._final) > _KEEP_FINAL:
+            key, _ = self._final.popitem(last=False)
+            old = self._orders.pop(key, None)
+            if old is not None:
+                self._by_id.pop(old.order_id, None)
+        return True
+
+    def _fully_filled(self, tracked: _Tracked) -> bool:
+        if tracked.quantity is not None:
+            return tracked.base >= tracked.quantity
+        if tracked.quote_quantity is not None:  # bought for a quote amount: done when less than a lot is left
+            lot = self.market.info().lot_size if self.market else ZERO
+            price = tracked.counter / tracked.base if tracked.base else ZERO
+            return tracked.base > 0 and tracked.quote_quantity - tracked.counter < price * lot
+        return tracked.base > 0
+
+    async def _confirm(self, tracked: _Tracked) -> None:
+        try:
+            luno = await self.rest.order(order_id=tracked.order_id, client_order_id=tracked.client_order_id)
+        except Exception as exc:
+            self.logger.warning("luno order %s: status not confirmed: %s", tracked.client_order_id, exc)
+            self.reconcile_soon("order status not confirmed")
+            return
+        finally:
+            tracked.confirming = False
+        self._merge(luno)
+
+    def _order(self, tracked: _Tracked) -> Order:
+        if tracked.final is not None:
+            status = tracked.final
+        elif tracked.base > 0:
+            status = OrderStatus.PARTIALLY_FILLED
+        else:
+            status = OrderStatus.PENDING
+        fills = tuple(tracked.fills)
+        return Order(
+            id=tracked.order_id,
+            client_order_id=tracked.client_order_id,
+            symbol=self.pair,
+            side=tracked.side,
+            type=tracked.type,
+            status=status,
+            quantity=tracked.quantity,
+            quote_quantity=tracked.quote_quantity,
+            price=tracked.price,
+            time_in_force=tracked.time_in_force,
+            post_only=tracked.post_only,
+            filled_quantity=tracked.base,
+            filled_quote_quantity=tracked.counter,
+            fills=fills,
+            created=from_ms(tracked.created),
+            updated=utc_now(),
+        )
+
+    def _publish(self, tracked: _Tracked) -> None:
+        if tracked.client_order_id:
+            self.events.order_update(self._order(tracked))
+
+    # ------------------------------------------------------------------ user stream (UserListener)
+    def on_order_status(self, update: dict[str, Any]) -> None:
+        tracked = self._lookup(str(update.get("order_id") or ""), str(update.get("client_order_id") or ""))
+        if tracked is not None and self._set_status(tracked, str(update.get("status")), confirmed=False):
+            self._publish(tracked)
+
+    def on_order_fill(self, update: dict[str, Any]) -> None:
+        tracked = self._lookup(str(update.get("order_id") or ""), str(update.get("client_order_id") or ""))
+        if tracked is None:
+            return
+        if self._advance(
+            tracked, dec(update.get("base_fill")), dec(update.get("counter_fill")),
+            dec(update.get("base_fee")), dec(update.get("counter_fee")), _now_ms(),
+        ):
+            if tracked.luno_status == "COMPLETE" and tracked.final is None and self._fully_filled(tracked):
+                self._set_status(tracked, "COMPLETE", confirmed=False)
+            self._publish(tracked)
+
+    def on_balance(self, update: dict[str, Any]) -> None:
+        asset = self.hub.accounts.get(str(update.get("account_id")))
+        if asset is None:
+            if self._balances_task is None or self._balances_task.done():
+                self._balances_task = self._spawn(self._refresh_balances())
+            return
+        if self.market is not None and asset not in (self.market.base, self.market.counter):
+            return
+        balance, available = dec(update.get("balance")), dec(update.get("available"))
+        self.events.balances([Balance(asset, available, balance - available)])
+
+    def reconcile_soon(self, reason: str) -> None:
+        if self._reconciling is not None and not self._reconciling.done():
+            self._reconcile_again = True
+            return
+        self.logger.info("luno %s: reconciling orders and fills through REST (%s)", self.pair, reason)
+        self._reconciling = self._spawn(self._reconcile())
+
+    async def _refresh_balances(self) -> None:
+        balances = await self.get_balances()
+        market = self.market
+        if market is not None:
+            self.events.balances([b for a, b in balances.items() if a in (market.base, market.counter)])
+
+    async def _reconcile(self) -> None:
+        """Catch up with Luno: open orders, then our trades, then the final state of orders that closed."""
+        while True:
+            self._reconcile_again = False
+            try:
+                await self._reconcile_once()
+            except Exception as exc:
+                self.logger.warning("luno %s: reconciliation failed: %s; retrying", self.pair, exc)
+                await asyncio.sleep(1.0)
+                self._reconcile_again = True
+            if not self._reconcile_again:
+                return
+
+    async def _reconcile_once(self) -> None:
+        open_orders = {o.order_id: o for o in await self.rest.list_orders(self.pair)}
+        for luno in open_orders.values():
+            if self._lookup(luno.order_id, luno.client_order_id) is None:
+                self._merge(_unfilled(luno))  # track it; its fills come from the trades below
+        live = [t for t in self._orders.values() if t.final is None and t.order_id]
+        states = dict(open_orders)
+        for tracked in live:  # orders that closed meanwhile
+            if tracked.order_id not in states:
+                states[tracked.order_id] = await self.rest.order(order_id=tracked.order_id)
+        if live:  # read after the orders, so the trades cover at least what their figures say
+            await self._reconcile_trades(live)
+        for tracked in live:
+            self._merge(states[tracked.order_id])
+        await self._refresh_balances()
+
+    @property
+    def reconciling(self) -> bool:
+        """A reconciliation through REST is under way."""
+        return self._reconciling is not None and not self._reconciling.done()
+
+    async def _reconcile_trades(self, live: list[_Tracked]) -> None:
+        """Add, trade by trade, the fills of `live` orders that we have not seen."""
+        since = min(t.created for t in live) - 1000 if all(t.created for t in live) else None
+        by_order: dict[str, list[LunoFill]] = {}
+        after: int | None = None
+        for _ in range(c.LIST_TRADES_PAGES):
+            page = await self.rest.list_trades(self.pair, since=since, after_seq=after)
+            for fill in page:
+                by_order.setdefault(fill.order_id, []).append(fill)
+            if len(page) < c.LIST_TRADES_PAGE:
+                break
+            after = page[-1].sequence
+        for tracked in live:
+            base = counter = fee_base = fee_counter = ZERO
+            changed = False
+            for fill in sorted(by_order.get(tracked.order_id, ()), key=lambda f: f.sequence):
+                base, counter = base + fill.base, counter + fill.counter
+                fee_base, fee_counter = fee_base + fill.fee_base, fee_counter + fill.fee_counter
+                if base > tracked.base:
+                    changed = self._advance(
+                        tracked, base, counter, fee_base, fee_counter, fill.timestamp, str(fill.sequence),
+                        fill.is_maker,
+                    ) or changed
+            if changed:
+                self._publish(tracked)
+
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+
+def _unfilled(luno: LunoOrder) -> LunoOrder:
+    """An order as if nothing had filled yet (its fills are then added trade by trade)."""
+    return replace(luno, base=ZERO, counter=ZERO, fee_base=ZERO, fee_counter=ZERO, status="PENDING")
+
+
+def _with_id(order: Order, order_id: str) -> Order:
+    return replace(order, id=order_id)
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)

@@ -1,0 +1,107 @@
+"""Keepalive, stale-feed detection, reconnects and malformed frames, driven by the simulator's faults."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import pytest
+from exchanges.valr import Participants, SimServer, ValrSimulator
+
+from moonship_core import MarketStatus
+from moonship_core.market import Market
+
+from .harness import D, Recorder, book_levels, client_of, make_market, sim_levels, until, venue
+
+pytestmark = pytest.mark.anyio
+
+FAST = {"ping_interval": 0.1, "pong_timeout": 0.4, "stale_timeout": 0.6}
+
+
+@asynccontextmanager
+async def live(**settings: object) -> AsyncIterator[tuple[ValrSimulator, SimServer, Market, Recorder]]:
+    async with venue() as (sim, server):
+        Participants(sim.exchange, "BTCZAR", mid=D(1_000_000)).seed_book(8)
+        market, rec = make_market(server, **{**FAST, **settings})
+        await market.open()
+        try:
+            await until(lambda: market.status is MarketStatus.OPEN, what="open")
+            yield sim, server, market, rec
+        finally:
+            await market.close()
+
+
+def _tasks() -> list[str]:
+    return sorted(t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("valr/"))
+
+
+async def test_pings_both_sockets_and_close_cancels_every_task() -> None:
+    async with live(stale_timeout=30) as (sim, _, market, _rec):
+        await until(lambda: sim.pings["trade"] >= 3 and sim.pings["account"] >= 3, what="pings")
+        assert _tasks() == [
+            "valr/ws/account",
+            "valr/ws/account-keepalive",
+            "valr/ws/trade",
+            "valr/ws/trade-keepalive",
+        ]  # one keepalive task per socket
+        await market.close()
+        assert _tasks() == []
+        await until(lambda: not sim.trade_conns and not sim.account_conns, what="server saw the close")
+
+
+async def test_socket_without_pong_is_replaced_and_the_book_resyncs() -> None:
+    async with live(stale_timeout=30) as (sim, _, market, rec):
+        sim.faults.ignore_pings = True
+        await until(
+            lambda: sim.connections["trade"] >= 2 and sim.connections["account"] >= 2, what="replaced"
+        )
+        sim.faults.ignore_pings = False
+        assert MarketStatus.UNSYNCED in rec.statuses
+        await until(lambda: market.status is MarketStatus.OPEN, what="resynced")
+        assert book_levels(market) == sim_levels(sim)
+
+
+async def test_silent_feed_is_replaced() -> None:
+    async with live() as (sim, _, market, _rec):
+        sim.faults.stale_feed = True
+        await until(lambda: market.status is MarketStatus.UNSYNCED, what="stale detected")
+        assert sim.connections["account"] == 1  # PONGs keep the account socket alive
+        sim.faults.stale_feed = False
+        await until(lambda: sim.connections["trade"] >= 2 and market.status is MarketStatus.OPEN, what="back")
+        assert book_levels(market) == sim_levels(sim)
+
+
+async def test_dropped_connections_reconnect_resync_and_reconcile() -> None:
+    async with live(stale_timeout=30) as (sim, _, market, _rec):
+        account = client_of(market).account
+        assert account is not None
+        await until(lambda: account.reconciled == 1, what="start-up reconciliation")
+        await sim.drop_connections()
+        await until(lambda: market.status is MarketStatus.UNSYNCED, what="unsynced")
+        await until(
+            lambda: market.status is MarketStatus.OPEN and account.reconciled == 2, what="reconnected"
+        )
+        assert sim.connections == {"trade": 2, "account": 2}
+        assert book_levels(market) == sim_levels(sim)
+
+
+async def test_refused_reconnects_back_off() -> None:
+    async with live(stale_timeout=30, reconnect_max_delay=0.4) as (sim, _, market, _rec):
+        sim.faults.refuse_connections = True
+        await sim.drop_connections("trade")
+        await asyncio.sleep(1.0)  # measuring the retry rate over a fixed window
+        assert 2 <= sim.refused <= 12  # jittered 0.25..0.4 s delays, not a hot loop
+        sim.faults.refuse_connections = False
+        await until(lambda: market.status is MarketStatus.OPEN, what="back")
+
+
+async def test_malformed_frames_are_survived() -> None:
+    async with live(stale_timeout=30) as (sim, _, market, rec):
+        sim.send_malformed()  # a frame that is not JSON, then a book with a broken level
+        await until(lambda: market.status is MarketStatus.UNSYNCED, what="broken book noticed")
+        assert sim.connections["trade"] == 1  # the socket stays; the next full book resyncs
+        sim.publish_book("BTCZAR")
+        await until(lambda: market.status is MarketStatus.OPEN, what="resynced")
+        assert book_levels(market) == sim_levels(sim)
+        assert rec.statuses[-2:] == [MarketStatus.UNSYNCED, MarketStatus.OPEN]
