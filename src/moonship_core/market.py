@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from .book import OrderBook
 from .client import ClientContext, MarketClient
-from .errors import InvalidOrder, MarketClosed, OrderStatusUnknown
+from .errors import InvalidOrder, MarketClosed, OrderNotFound, OrderStatusUnknown
 from .model import (
     Balance,
     Candle,
@@ -38,6 +38,8 @@ if TYPE_CHECKING:
     from .config import MarketConfig
 
 _RECENTLY_CLOSED = 1024
+#: how long an unconfirmed order may stay unknown to the exchange before it is taken as never placed
+UNKNOWN_GRACE = 60.0
 _QUOTE_STEP = Decimal("1e-8")
 
 
@@ -231,7 +233,9 @@ class Market:
         return tracked.order if tracked is not None and tracked.order is not None else order
 
     async def cancel_order(self, order: Order) -> Order:
-        if self.status is MarketStatus.CLOSED:
+        """Cancel one of our orders (allowed in any status while the market is open: a halted market may
+        still take cancels)."""
+        if not self._opened:
             raise MarketClosed(f"{self.name}: market closed")
         result = await self.client.cancel_order(order)
         self._on_order(result)
@@ -301,23 +305,25 @@ class Market:
             )
 
     async def _resolve_unknown(self, request: OrderRequest) -> None:
+        """Ask the exchange about an unconfirmed order until it knows it; one it still does not know after
+        UNKNOWN_GRACE seconds never arrived, and is reported REJECTED to its owner."""
         probe = Order(
-            id="",
-            client_order_id=request.client_order_id,
-            symbol=self.symbol,
-            side=request.side,
-            type=request.type,
-            status=OrderStatus.UNKNOWN,
-            quantity=request.quantity,
-            quote_quantity=request.quote_quantity,
-            price=request.price,
+            id="", client_order_id=request.client_order_id, symbol=self.symbol, side=request.side,
+            type=request.type, status=OrderStatus.UNKNOWN, quantity=request.quantity,
+            quote_quantity=request.quote_quantity, price=request.price,
         )
+        loop = asyncio.get_running_loop()
+        give_up = loop.time() + UNKNOWN_GRACE
         delay = 0.5
         while request.client_order_id in self._orders:
             try:
                 self._on_order(await self.client.get_order(probe))
                 return
-            except Exception as exc:  # the exchange may not know it yet; keep asking
+            except OrderNotFound:
+                if loop.time() >= give_up:
+                    self._on_order(probe.closed(OrderStatus.REJECTED, "never reached the exchange"))
+                    return
+            except Exception as exc:  # the exchange may not answer yet; keep asking
                 self.logger.debug("order %s still unknown: %s", request.client_order_id, exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 30.0)

@@ -7,12 +7,12 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
+from exchanges.binance import BinanceSim
 from moonship_binance import BinanceClient
+
 from moonship_core import Balance, Candle, ClientContext, MarketStatus, Order, OrderBook, Ticker, Trade
 from moonship_core.config import MarketConfig
 from moonship_core.plugins import Plugins
-
-from exchanges.binance import BinanceSim
 
 
 @pytest.fixture
@@ -89,8 +89,11 @@ def make_client(
     events = Events(symbol)
     config = MarketConfig.model_validate({"client": "binance", "symbol": symbol, **(market or {})})
     context = ClientContext(
-        name, config, BinanceClient.settings_model.model_validate(settings),  # type: ignore[union-attr]
-        Plugins.load(entry_points=False), shared=shared if shared is not None else {},
+        name,
+        config,
+        BinanceClient.settings_model.model_validate(settings),  # type: ignore[union-attr]
+        Plugins.load(entry_points=False),
+        shared=shared if shared is not None else {},
     )
     return BinanceClient(context, events), events
 

@@ -10,8 +10,10 @@ import pytest
 from moonship_binance.auth import Credentials, sign, signed_payload, ws_signature
 
 SECRET = "sim-binance-secret-0001"
-PAYLOAD = ("symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01000000&price=50000.00"
-           "&recvWindow=5000&timestamp=1700000000000")
+PAYLOAD = (
+    "symbol=BTCUSDT&side=BUY&type=LIMIT&timeInForce=GTC&quantity=0.01000000&price=50000.00"
+    "&recvWindow=5000&timestamp=1700000000000"
+)
 
 
 def test_rest_signature_vector() -> None:
@@ -31,17 +33,30 @@ def test_split_query_and_body_are_concatenated_without_separator() -> None:
 
 def test_binance_documented_key_pair() -> None:
     secret = "NhqPtmdSJYdKjVHjA7PZj4Mge3R5YNiP1e3UZjInClVN65XAbvqqM6A7H5fATj0j"
-    payload = ("symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000"
-               "&timestamp=1499827319559")
+    payload = (
+        "symbol=LTCBTC&side=BUY&type=LIMIT&timeInForce=GTC&quantity=1&price=0.1&recvWindow=5000"
+        "&timestamp=1499827319559"
+    )
     assert sign(secret, payload) == "c8db56825ae71d6d79447849e617115f4a920fa2acdcab2b053c4b2838bd6b71"
 
 
 def test_websocket_api_signature_sorts_params_and_includes_api_key() -> None:
-    params = {"symbol": "BTCUSDT", "side": "BUY", "type": "LIMIT", "timeInForce": "GTC", "quantity": "0.01000000",
-              "price": "50000.00", "recvWindow": 5000, "timestamp": 1700000000000, "apiKey": "sim-binance-key-0001"}
+    params = {
+        "symbol": "BTCUSDT",
+        "side": "BUY",
+        "type": "LIMIT",
+        "timeInForce": "GTC",
+        "quantity": "0.01000000",
+        "price": "50000.00",
+        "recvWindow": 5000,
+        "timestamp": 1700000000000,
+        "apiKey": "sim-binance-key-0001",
+    }
     assert ws_signature(SECRET, params) == "8d93dfa90ad5afb25f93ace0681028cefcd9c4458c5c19db75701de283fbd388"
     subscribe = {"apiKey": "sim-binance-key-0001", "timestamp": 1700000000000}
-    assert ws_signature(SECRET, subscribe) == "36a84dabfd4258c1da5eedd549e2941016294fd260a7ca6c568bacc2b928a72f"
+    assert (
+        ws_signature(SECRET, subscribe) == "36a84dabfd4258c1da5eedd549e2941016294fd260a7ca6c568bacc2b928a72f"
+    )
     assert ws_signature(SECRET, {**subscribe, "signature": "ignored"}) == ws_signature(SECRET, subscribe)
 
 

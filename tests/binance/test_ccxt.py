@@ -18,10 +18,13 @@ pytestmark = pytest.mark.anyio
 
 @pytest.fixture
 async def exchange(sim: BinanceSim) -> AsyncIterator[Any]:
-    client = ccxt.binance({
-        "apiKey": KEY, "secret": SECRET,
-        "options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False},
-    })
+    client = ccxt.binance(
+        {
+            "apiKey": KEY,
+            "secret": SECRET,
+            "options": {"fetchMarkets": {"types": ["spot"]}, "fetchCurrencies": False, "fetchMargins": False},
+        }
+    )
     for name in list(client.urls["api"]):
         if name in ("public", "private"):
             client.urls["api"][name] = f"{sim.rest_url}/api/v3"
@@ -33,7 +36,9 @@ async def test_ccxt_market_data(sim: BinanceSim, exchange: Any) -> None:
     sim.exchange.take("BTCUSDT", "BUY", "0.5")
     markets = await exchange.load_markets()
     btc = markets["BTC/USDT"]
-    assert btc["id"] == "BTCUSDT" and btc["precision"]["price"] == 0.01 and btc["precision"]["amount"] == 1e-05
+    assert (
+        btc["id"] == "BTCUSDT" and btc["precision"]["price"] == 0.01 and btc["precision"]["amount"] == 1e-05
+    )
     assert btc["limits"]["cost"]["min"] == 5.0 and btc["limits"]["amount"]["min"] == 1e-05
     book = await exchange.fetch_order_book("BTC/USDT", 5)
     assert book["bids"][0] == [29999.0, 1.0] and book["asks"][0] == [30001.0, 0.5]

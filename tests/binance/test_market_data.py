@@ -5,9 +5,9 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-from moonship_core import MarketStatus, Side
-
 from exchanges.binance import BinanceSim, SymbolSpec
+
+from moonship_core import MarketStatus, Side
 
 from .conftest import fast, make_client, until
 
@@ -39,7 +39,8 @@ async def test_ticker_and_recent_trades(sim: BinanceSim) -> None:
     assert (ticker.bid, ticker.ask, ticker.last) == (D("29999"), D("30001"), D("29999"))
     trades = await client.get_recent_trades(10)
     assert [(t.price, t.quantity, t.taker_side) for t in trades] == [
-        (D("30001"), D("0.5"), Side.BUY), (D("29999"), D("0.25"), Side.SELL)
+        (D("30001"), D("0.5"), Side.BUY),
+        (D("29999"), D("0.25"), Side.SELL),
     ]
     await client.close()
 
@@ -68,7 +69,10 @@ async def test_book_syncs_from_snapshot_and_follows_diffs_and_trades(sim: Binanc
     assert events.book.quantity_at(Side.SELL, D("30001")) == D("0.5")
     assert events.book.sequence == sim.exchange.symbols["BTCUSDT"].update_id
     await until(lambda: len(events.trades) == 2)
-    assert [(t.price, t.taker_side) for t in events.trades] == [(D("30000.50"), Side.BUY), (D("30001"), Side.BUY)]
+    assert [(t.price, t.taker_side) for t in events.trades] == [
+        (D("30000.50"), Side.BUY),
+        (D("30001"), Side.BUY),
+    ]
     assert_book_matches(sim, events)
     await client.close()
     assert events.status_now is MarketStatus.CLOSED
@@ -92,7 +96,9 @@ async def test_one_websocket_carries_every_market(sim: BinanceSim) -> None:
         await client.connect()
     sim.exchange.set_level("BTCUSDT", "b", "29999.5", "1")
     sim.exchange.set_level("ETHUSDT", "a", "2001", "4")
-    await until(lambda: btc_events.status_now is MarketStatus.OPEN and eth_events.status_now is MarketStatus.OPEN)
+    await until(
+        lambda: btc_events.status_now is MarketStatus.OPEN and eth_events.status_now is MarketStatus.OPEN
+    )
     assert eth_events.book.best_bid == D("2000") and eth_events.book.best_ask == D("2001")
     assert sim.stream_connects == 1
     (conn,) = [c for c in sim.conns if c.kind == "stream"]
@@ -130,4 +136,9 @@ async def test_snapshot_older_than_the_stream_is_redone(sim: BinanceSim) -> None
 
 async def test_spec_symbols_fixture_is_binance_like() -> None:
     spec = SymbolSpec("BTCUSDT", "BTC", "USDT").to_json()
-    assert {f["filterType"] for f in spec["filters"]} >= {"PRICE_FILTER", "LOT_SIZE", "MARKET_LOT_SIZE", "NOTIONAL"}
+    assert {f["filterType"] for f in spec["filters"]} >= {
+        "PRICE_FILTER",
+        "LOT_SIZE",
+        "MARKET_LOT_SIZE",
+        "NOTIONAL",
+    }

@@ -8,7 +8,9 @@ from typing import Any
 
 import moonship_binance.plugin
 import pytest
+from exchanges.binance import KEY, BinanceSim
 from moonship_binance import BinanceClient
+
 from moonship_core import (
     MarketStatus,
     MemoryBus,
@@ -26,8 +28,6 @@ from moonship_core.control import ControlPlane
 from moonship_core.engine import TradingEngine
 from moonship_core.plugins import Plugins
 from moonship_core.service import ServiceContext
-
-from exchanges.binance import KEY, BinanceSim
 
 from .conftest import fast, until
 
@@ -63,20 +63,31 @@ class AlgoPlugin:
 
 
 def engine(sim: BinanceSim, market: dict[str, Any]) -> TradingEngine:
-    config = parse_config({"moonship": {
-        "engine": {"name": "sim"},
-        "markets": {"btc": {"symbol": "BTCUSDT", **market}},
-        "strategies": {"s": {"algo": "buy_below_ask", "auto_start": True, "markets": ["btc"]}},
-        "binance": fast(sim),
-    }})
+    config = parse_config(
+        {
+            "moonship": {
+                "engine": {"name": "sim"},
+                "markets": {"btc": {"symbol": "BTCUSDT", **market}},
+                "strategies": {"s": {"algo": "buy_below_ask", "auto_start": True, "markets": ["btc"]}},
+                "binance": fast(sim),
+            }
+        }
+    )
     plugins = Plugins.load(entry_points=False)
     plugins.register(moonship_binance.plugin, "binance", "moonship-binance")
     plugins.register(AlgoPlugin(), "test")
     sections = validate_sections(config, plugins.section_models())
     assert isinstance(sections["binance"], BinanceClient.settings_model)
     cache, bus = MemoryCache(), MemoryBus()
-    context = ServiceContext(config=config, settings={}, sections=sections, plugins=plugins, cache=cache, bus=bus,
-                             control=ControlPlane(cache, bus, timeout=2))
+    context = ServiceContext(
+        config=config,
+        settings={},
+        sections=sections,
+        plugins=plugins,
+        cache=cache,
+        bus=bus,
+        control=ControlPlane(cache, bus, timeout=2),
+    )
     return TradingEngine(context)
 
 
@@ -88,14 +99,26 @@ async def test_paper_over_binance(sim: BinanceSim) -> None:
         await until(lambda: "s" in BuyBelowAsk.seen and len(BuyBelowAsk.seen["s"].placed) == 2, what="orders")
         algo = BuyBelowAsk.seen["s"]
         taker, maker = algo.placed
-        await until(lambda: any(o.client_order_id == taker.client_order_id and o.status is OrderStatus.FILLED
-                                and o.average_price == D("30001") for o in algo.orders), what="paper taker fill")
+        await until(
+            lambda: any(
+                o.client_order_id == taker.client_order_id
+                and o.status is OrderStatus.FILLED
+                and o.average_price == D("30001")
+                for o in algo.orders
+            ),
+            what="paper taker fill",
+        )
         assert maker.status is OrderStatus.PENDING
         sim.exchange.take("BTCUSDT", "SELL", "2")  # public trades down to 29998 do not reach 29901
         sim.exchange.set_level("BTCUSDT", "b", "29900", "1")
         sim.exchange.take("BTCUSDT", "SELL", "9", "29900")  # a trade prints through the paper bid
-        await until(lambda: any(o.client_order_id == maker.client_order_id and o.status is OrderStatus.FILLED
-                                for o in algo.orders), what="paper maker fill")
+        await until(
+            lambda: any(
+                o.client_order_id == maker.client_order_id and o.status is OrderStatus.FILLED
+                for o in algo.orders
+            ),
+            what="paper maker fill",
+        )
         assert not [r for m, path, r in sim.requests if path.endswith("/order")]  # nothing real was sent
     finally:
         await trading.stop()
@@ -109,11 +132,21 @@ async def test_engine_trades_binance_through_the_simulator(sim: BinanceSim) -> N
         await until(lambda: "s" in BuyBelowAsk.seen and len(BuyBelowAsk.seen["s"].placed) == 2, what="orders")
         algo = BuyBelowAsk.seen["s"]
         taker, maker = algo.placed
-        await until(lambda: any(o.client_order_id == taker.client_order_id and o.status is OrderStatus.FILLED
-                                and o.fills for o in algo.orders), what="taker fill")
+        await until(
+            lambda: any(
+                o.client_order_id == taker.client_order_id and o.status is OrderStatus.FILLED and o.fills
+                for o in algo.orders
+            ),
+            what="taker fill",
+        )
         sim.exchange.take("BTCUSDT", "SELL", "10.25", "29901")  # through every bid down to ours
-        await until(lambda: any(o.client_order_id == maker.client_order_id and o.status is OrderStatus.FILLED
-                                for o in algo.orders), what="maker fill from the user stream")
+        await until(
+            lambda: any(
+                o.client_order_id == maker.client_order_id and o.status is OrderStatus.FILLED
+                for o in algo.orders
+            ),
+            what="maker fill from the user stream",
+        )
         real = {o.coid: o.status for o in sim.exchange.accounts[KEY].orders.values()}
         assert real == {taker.client_order_id: "FILLED", maker.client_order_id: "FILLED"}
     finally:

@@ -206,9 +206,8 @@ def test_missing_symbol(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_unknown_client(tmp_path: Path) -> None:
     result = moonship(tmp_path, config=CONFIG.replace("algo: fake_algo", "algo: fakes.Algo"))
-    assert_config_error(
-        result, "moonship.markets.btc.client: unknown market client 'fake'; available: paper, sim"
-    )
+    assert_config_error(result, "moonship.markets.btc.client: unknown market client 'fake'; available: ")
+    assert "paper, sim" in result.stderr or "paper, sim," in result.stderr
 
 
 @pytest.mark.slow

@@ -16,6 +16,7 @@ from moonship_core import (
     MarketClosed,
     MarketStatus,
     Order,
+    OrderNotFound,
     OrderRequest,
     OrderStatus,
     OrderStatusUnknown,
@@ -166,6 +167,37 @@ def test_unconfirmed_order_is_queried_until_known_and_reaches_its_owner() -> Non
             await asyncio.sleep(0.05)
         orders = [p for k, p in inbox.events if k == "order"]
         assert orders and orders[-1].status is OrderStatus.FILLED and orders[-1].id == "77"
+        assert market.open_orders() == []
+
+    asyncio.run(main())
+
+
+class NeverArrived(ScriptedClient):
+    """Times out on placement; the exchange never heard of the order."""
+
+    async def place_order(self, request: OrderRequest) -> Order:
+        raise OrderStatusUnknown("timed out", client_order_id=request.client_order_id)
+
+    async def get_order(self, order: Order) -> Order:
+        raise OrderNotFound("unknown order")
+
+
+def test_unconfirmed_order_the_exchange_never_saw_ends_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("moonship_core.market.UNKNOWN_GRACE", 0.3)
+
+    async def main() -> None:
+        cfg = MarketConfig.model_validate({"client": "x", "symbol": "BTCUSDT"})
+        market = Market("btc", cfg, NeverArrived, ClientContext("btc", cfg, {}, Plugins()))
+        inbox = Inbox()
+        await market.open()
+        with pytest.raises(OrderStatusUnknown):
+            await market.place_order(OrderRequest.limit(Side.BUY, D("1"), D("100")), owner=inbox)
+        for _ in range(100):
+            if any(k == "order" for k, _ in inbox.events):
+                break
+            await asyncio.sleep(0.05)
+        (order,) = [p for k, p in inbox.events if k == "order"]
+        assert order.status is OrderStatus.REJECTED and order.reason == "never reached the exchange"
         assert market.open_orders() == []
 
     asyncio.run(main())

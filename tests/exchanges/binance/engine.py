@@ -19,6 +19,7 @@ from typing import Any
 D = Decimal
 ZERO = D(0)
 EIGHT = D("0.00000001")
+CENT, LOT, FEE = D("0.01"), D("0.00001"), D("0.001")
 ORDER_TYPES = ("LIMIT", "LIMIT_MAKER", "MARKET")
 COID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.:/_-")
 
@@ -47,16 +48,16 @@ class SymbolSpec:
     symbol: str
     base: str
     quote: str
-    tick: Decimal = D("0.01")
-    step: Decimal = D("0.00001")
-    min_qty: Decimal = D("0.00001")
-    max_qty: Decimal = D("9000")
-    min_price: Decimal = D("0.01")
-    max_price: Decimal = D("1000000")
-    min_notional: Decimal = D("5")
+    tick: Decimal = CENT
+    step: Decimal = LOT
+    min_qty: Decimal = LOT
+    max_qty: Decimal = Decimal(9000)
+    min_price: Decimal = CENT
+    max_price: Decimal = Decimal(1000000)
+    min_notional: Decimal = Decimal(5)
     market_step: Decimal = ZERO
     market_min: Decimal = ZERO
-    market_max: Decimal = D("100")
+    market_max: Decimal = Decimal(100)
     status: str = "TRADING"
 
     def to_json(self) -> dict[str, Any]:
@@ -80,14 +81,32 @@ class SymbolSpec:
             "isSpotTradingAllowed": True,
             "isMarginTradingAllowed": True,
             "filters": [
-                {"filterType": "PRICE_FILTER", "minPrice": text(self.min_price), "maxPrice": text(self.max_price),
-                 "tickSize": text(self.tick)},
-                {"filterType": "LOT_SIZE", "minQty": text(self.min_qty), "maxQty": text(self.max_qty),
-                 "stepSize": text(self.step)},
-                {"filterType": "MARKET_LOT_SIZE", "minQty": text(self.market_min),
-                 "maxQty": text(self.market_max), "stepSize": text(self.market_step)},
-                {"filterType": "NOTIONAL", "minNotional": text(self.min_notional), "applyMinToMarket": True,
-                 "maxNotional": "9000000.00000000", "applyMaxToMarket": False, "avgPriceMins": 5},
+                {
+                    "filterType": "PRICE_FILTER",
+                    "minPrice": text(self.min_price),
+                    "maxPrice": text(self.max_price),
+                    "tickSize": text(self.tick),
+                },
+                {
+                    "filterType": "LOT_SIZE",
+                    "minQty": text(self.min_qty),
+                    "maxQty": text(self.max_qty),
+                    "stepSize": text(self.step),
+                },
+                {
+                    "filterType": "MARKET_LOT_SIZE",
+                    "minQty": text(self.market_min),
+                    "maxQty": text(self.market_max),
+                    "stepSize": text(self.market_step),
+                },
+                {
+                    "filterType": "NOTIONAL",
+                    "minNotional": text(self.min_notional),
+                    "applyMinToMarket": True,
+                    "maxNotional": "9000000.00000000",
+                    "applyMaxToMarket": False,
+                    "avgPriceMins": 5,
+                },
                 {"filterType": "MAX_NUM_ORDERS", "maxNumOrders": 200},
             ],
             "permissions": [],
@@ -146,8 +165,11 @@ class SimOrder:
         }
         if query:
             body.update(
-                stopPrice="0.00000000", icebergQty="0.00000000", time=self.time,
-                updateTime=self.update_time or self.time, isWorking=self.is_open or self.status == "FILLED",
+                stopPrice="0.00000000",
+                icebergQty="0.00000000",
+                time=self.time,
+                updateTime=self.update_time or self.time,
+                isWorking=self.is_open or self.status == "FILLED",
             )
         if self.expiry_reason:
             body["expiryReason"] = self.expiry_reason
@@ -159,8 +181,8 @@ class Account:
     api_key: str
     secret: str
     balances: dict[str, list[Decimal]] = field(default_factory=dict)  # asset -> [free, locked]
-    maker_rate: Decimal = D("0.001")
-    taker_rate: Decimal = D("0.001")
+    maker_rate: Decimal = FEE
+    taker_rate: Decimal = FEE
     orders: dict[int, SimOrder] = field(default_factory=dict)
     trades: list[dict[str, Any]] = field(default_factory=list)  # myTrades rows
     changed: set[str] = field(default_factory=set)  # assets changed by the current operation
@@ -258,8 +280,15 @@ class SymbolState:
             level = [text(price), text(self.book_side(side).quantity(price))]
             (bids if side == "b" else asks).append(level)
         self.pending = {}
-        return {"e": "depthUpdate", "E": now_ms(), "s": self.spec.symbol, "U": self.first_pending,
-                "u": self.update_id, "b": bids, "a": asks}
+        return {
+            "e": "depthUpdate",
+            "E": now_ms(),
+            "s": self.spec.symbol,
+            "U": self.first_pending,
+            "u": self.update_id,
+            "b": bids,
+            "a": asks,
+        }
 
 
 Listener = Callable[..., None]
@@ -312,15 +341,28 @@ class Exchange:
             if order.account is None:
                 book.remove(order)
         if qty > 0:
-            book.add(SimOrder(0, "", symbol, "BUY" if side == "b" else "SELL", "LIMIT", "GTC", price, qty,
-                              ZERO, None))
+            book.add(
+                SimOrder(
+                    0, "", symbol, "BUY" if side == "b" else "SELL", "LIMIT", "GTC", price, qty, ZERO, None
+                )
+            )
         state.touch(side, price)
 
     def take(self, symbol: str, side: str, qty: Decimal | str, limit: Decimal | str | None = None) -> None:
         """An anonymous taker order: `side` BUY or SELL `qty`, up to `limit` (market if None)."""
         state = self.symbol(symbol)
-        taker = SimOrder(0, "", symbol, side, "LIMIT" if limit else "MARKET", "IOC",
-                         D(limit) if limit else ZERO, D(qty), ZERO, None)
+        taker = SimOrder(
+            0,
+            "",
+            symbol,
+            side,
+            "LIMIT" if limit else "MARKET",
+            "IOC",
+            D(limit) if limit else ZERO,
+            D(qty),
+            ZERO,
+            None,
+        )
         self._match(state, taker, None if limit is None else D(limit))
 
     # ------------------------------------------------------------------ orders
@@ -339,7 +381,9 @@ class Exchange:
         tif = p.get("timeInForce")
         if kind == "LIMIT":
             if not tif:
-                raise SimError(-1102, "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed.")
+                raise SimError(
+                    -1102, "Mandatory parameter 'timeInForce' was not sent, was empty/null, or malformed."
+                )
             if tif not in ("GTC", "IOC", "FOK"):
                 raise SimError(-1115, "Invalid timeInForce.")
         elif tif:
@@ -349,25 +393,37 @@ class Exchange:
             raise SimError(-1106, "Parameter 'price' sent when not required.")
         qty = self._decimal(p, "quantity", required=False)
         quote = self._decimal(p, "quoteOrderQty", required=False)
-        if kind != "MARKET" or quote is None:
-            if qty is None:
-                raise SimError(-1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed.")
+        if (kind != "MARKET" or quote is None) and qty is None:
+            raise SimError(
+                -1102, "Mandatory parameter 'quantity' was not sent, was empty/null, or malformed."
+            )
         if kind != "MARKET" and quote is not None:
             raise SimError(-1106, "Parameter 'quoteOrderQty' sent when not required.")
         if qty is not None and quote is not None:
             raise SimError(-1106, "Parameter 'quoteOrderQty' sent when not required.")
         coid = p.get("newClientOrderId") or f"sim{next(self.order_ids)}x{now_ms()}"
         if len(coid) > 36 or not set(coid) <= COID_CHARS:
-            raise SimError(-1100, "Illegal characters found in parameter 'newClientOrderId'; legal range is "
-                                  "'^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.")
+            raise SimError(
+                -1100,
+                "Illegal characters found in parameter 'newClientOrderId'; legal range is "
+                "'^[\\.A-Z\\:/a-z0-9_-]{1,36}$'.",
+            )
         if any(o.coid == coid and o.is_open for o in account.orders.values()):
             raise SimError(-2010, "Duplicate order sent.")
         if spec.status != "TRADING":
             raise SimError(-2010, "Market is closed.")
         self._check_filters(state, kind, side, price, qty, quote)
         order = SimOrder(
-            next(self.order_ids), coid, symbol, side, kind, tif or "GTC", price or ZERO, qty or ZERO,
-            quote or ZERO, account,
+            next(self.order_ids),
+            coid,
+            symbol,
+            side,
+            kind,
+            tif or "GTC",
+            price or ZERO,
+            qty or ZERO,
+            quote or ZERO,
+            account,
         )
         opposite = state.asks if side == "BUY" else state.bids
         if kind == "LIMIT_MAKER" and opposite.crosses(opposite.best(), price):
@@ -418,7 +474,9 @@ class Exchange:
             return found if found is not None and found.symbol == symbol else None
         coid = p.get("origClientOrderId")
         if not coid:
-            raise SimError(-1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!")
+            raise SimError(
+                -1102, "Param 'origClientOrderId' or 'orderId' must be sent, but both were empty/null!"
+            )
         matches = [o for o in account.orders.values() if o.coid == coid and o.symbol == symbol]
         return matches[-1] if matches else None
 
@@ -428,28 +486,39 @@ class Exchange:
         raw = p.get(name)
         if raw is None or raw == "":
             if required:
-                raise SimError(-1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed.")
+                raise SimError(
+                    -1102, f"Mandatory parameter '{name}' was not sent, was empty/null, or malformed."
+                )
             return None
         try:
             value = D(raw)
         except ArithmeticError:
-            raise SimError(-1100, f"Illegal characters found in parameter '{name}'; legal range is "
-                                  "'^([0-9]{1,20})(\\.[0-9]{1,20})?$'.") from None
+            raise SimError(
+                -1100,
+                f"Illegal characters found in parameter '{name}'; legal range is "
+                "'^([0-9]{1,20})(\\.[0-9]{1,20})?$'.",
+            ) from None
         if not value.is_finite() or value <= 0 or "e" in raw.lower():
-            raise SimError(-1100, f"Illegal characters found in parameter '{name}'; legal range is "
-                                  "'^([0-9]{1,20})(\\.[0-9]{1,20})?$'.")
+            raise SimError(
+                -1100,
+                f"Illegal characters found in parameter '{name}'; legal range is "
+                "'^([0-9]{1,20})(\\.[0-9]{1,20})?$'.",
+            )
         if -value.as_tuple().exponent > 8:  # type: ignore[operator]
             raise SimError(-1111, f"Parameter '{name}' has too much precision.")
         return value
 
     def _check_filters(
-        self, state: SymbolState, kind: str, side: str, price: Decimal | None, qty: Decimal | None,
+        self,
+        state: SymbolState,
+        kind: str,
+        side: str,
+        price: Decimal | None,
+        qty: Decimal | None,
         quote: Decimal | None,
     ) -> None:
         spec = state.spec
-        if price is not None and (
-            price < spec.min_price or price > spec.max_price or price % spec.tick != 0
-        ):
+        if price is not None and (price < spec.min_price or price > spec.max_price or price % spec.tick != 0):
             raise SimError(-1013, "Filter failure: PRICE_FILTER")
         if qty is not None:
             if kind == "MARKET" and spec.market_step > 0:
@@ -482,7 +551,9 @@ class Exchange:
         assert account is not None
         spec = state.spec
         if order.type != "MARKET":
-            asset, need = (spec.quote, order.price * order.qty) if order.side == "BUY" else (spec.base, order.qty)
+            asset, need = (
+                (spec.quote, order.price * order.qty) if order.side == "BUY" else (spec.base, order.qty)
+            )
         elif order.side == "BUY":
             asset = spec.quote
             need = order.quote_qty if order.quote_qty else self._cost(state.asks, order.qty)
@@ -541,19 +612,45 @@ class Exchange:
                 maker.status = "FILLED"
             state.touch("a" if taker.side == "BUY" else "b", best)
             buyer_maker = taker.side == "SELL"
-            row = {"id": tid, "price": text(best), "qty": text(qty), "quoteQty": text(best * qty),
-                   "time": stamp, "isBuyerMaker": buyer_maker, "isBestMatch": True}
+            row = {
+                "id": tid,
+                "price": text(best),
+                "qty": text(qty),
+                "quoteQty": text(best * qty),
+                "time": stamp,
+                "isBuyerMaker": buyer_maker,
+                "isBestMatch": True,
+            }
             state.trades.append(row)
             state.last_price = best
-            self.on_trade(spec.symbol, {"e": "trade", "E": stamp, "s": spec.symbol, "t": tid, "p": text(best),
-                                        "q": text(qty), "T": stamp, "m": buyer_maker, "M": True})
+            self.on_trade(
+                spec.symbol,
+                {
+                    "e": "trade",
+                    "E": stamp,
+                    "s": spec.symbol,
+                    "t": tid,
+                    "p": text(best),
+                    "q": text(qty),
+                    "T": stamp,
+                    "m": buyer_maker,
+                    "M": True,
+                },
+            )
             if not taker.is_open:
                 break
         return fills
 
     def _fill(
-        self, state: SymbolState, order: SimOrder, price: Decimal, qty: Decimal, tid: int, stamp: int,
-        *, maker: bool,
+        self,
+        state: SymbolState,
+        order: SimOrder,
+        price: Decimal,
+        qty: Decimal,
+        tid: int,
+        stamp: int,
+        *,
+        maker: bool,
     ) -> dict[str, Any]:
         spec = state.spec
         order.executed += qty
@@ -586,18 +683,42 @@ class Exchange:
             if order.status == "FILLED" and order.locked:  # a buy filled below its limit: give back the rest
                 account.add(spec.quote if order.side == "BUY" else spec.base, order.locked, -order.locked)
                 order.locked = ZERO
-            account.trades.append({
-                "symbol": spec.symbol, "id": tid, "orderId": order.order_id, "orderListId": -1,
-                "price": text(price), "qty": text(qty), "quoteQty": text(price * qty),
-                "commission": text(commission), "commissionAsset": asset, "time": stamp,
-                "isBuyer": order.side == "BUY", "isMaker": maker, "isBestMatch": True,
-            })
-            self._report(order, "TRADE", last_qty=qty, last_price=price, commission=commission,
-                         commission_asset=asset, trade_id=tid, maker=maker)
+            account.trades.append(
+                {
+                    "symbol": spec.symbol,
+                    "id": tid,
+                    "orderId": order.order_id,
+                    "orderListId": -1,
+                    "price": text(price),
+                    "qty": text(qty),
+                    "quoteQty": text(price * qty),
+                    "commission": text(commission),
+                    "commissionAsset": asset,
+                    "time": stamp,
+                    "isBuyer": order.side == "BUY",
+                    "isMaker": maker,
+                    "isBestMatch": True,
+                }
+            )
+            self._report(
+                order,
+                "TRADE",
+                last_qty=qty,
+                last_price=price,
+                commission=commission,
+                commission_asset=asset,
+                trade_id=tid,
+                maker=maker,
+            )
             if maker:
                 self._positions(account)
-        return {"price": text(price), "qty": text(qty), "commission": text(commission),
-                "commissionAsset": asset, "tradeId": tid}
+        return {
+            "price": text(price),
+            "qty": text(qty),
+            "commission": text(commission),
+            "commissionAsset": asset,
+            "tradeId": tid,
+        }
 
     def _close(self, order: SimOrder, status: str, cancel_coid: str = "") -> None:
         order.status = status
@@ -612,23 +733,56 @@ class Exchange:
             self._report(order, status, cancel_coid=cancel_coid)
 
     def _report(
-        self, order: SimOrder, execution: str, *, last_qty: Decimal = ZERO, last_price: Decimal = ZERO,
-        commission: Decimal = ZERO, commission_asset: str | None = None, trade_id: int = -1, maker: bool = False,
+        self,
+        order: SimOrder,
+        execution: str,
+        *,
+        last_qty: Decimal = ZERO,
+        last_price: Decimal = ZERO,
+        commission: Decimal = ZERO,
+        commission_asset: str | None = None,
+        trade_id: int = -1,
+        maker: bool = False,
         cancel_coid: str = "",
     ) -> None:
         if order.account is None:
             return
         stamp = order.update_time or order.time
         event = {
-            "e": "executionReport", "E": now_ms(), "s": order.symbol,
-            "c": cancel_coid or order.coid, "S": order.side, "o": order.type, "f": order.tif,
-            "q": text(order.qty), "p": text(order.price), "P": "0.00000000", "F": "0.00000000", "g": -1,
-            "C": order.coid if cancel_coid else "", "x": execution, "X": order.status, "r": "NONE",
-            "i": order.order_id, "l": text(last_qty), "z": text(order.executed), "L": text(last_price),
-            "n": text(commission), "N": commission_asset, "T": stamp, "t": trade_id, "I": next(self.execution_ids),
-            "w": order.is_open and order.tif == "GTC" and order.type != "MARKET", "m": maker, "M": False,
-            "O": order.time, "Z": text(order.cum_quote), "Y": text(last_price * last_qty),
-            "Q": text(order.quote_qty), "W": order.time, "V": "NONE",
+            "e": "executionReport",
+            "E": now_ms(),
+            "s": order.symbol,
+            "c": cancel_coid or order.coid,
+            "S": order.side,
+            "o": order.type,
+            "f": order.tif,
+            "q": text(order.qty),
+            "p": text(order.price),
+            "P": "0.00000000",
+            "F": "0.00000000",
+            "g": -1,
+            "C": order.coid if cancel_coid else "",
+            "x": execution,
+            "X": order.status,
+            "r": "NONE",
+            "i": order.order_id,
+            "l": text(last_qty),
+            "z": text(order.executed),
+            "L": text(last_price),
+            "n": text(commission),
+            "N": commission_asset,
+            "T": stamp,
+            "t": trade_id,
+            "I": next(self.execution_ids),
+            "w": order.is_open and order.tif == "GTC" and order.type != "MARKET",
+            "m": maker,
+            "M": False,
+            "O": order.time,
+            "Z": text(order.cum_quote),
+            "Y": text(last_price * last_qty),
+            "Q": text(order.quote_qty),
+            "W": order.time,
+            "V": "NONE",
         }
         if order.expiry_reason and execution == "EXPIRED":
             event["eR"] = order.expiry_reason
@@ -639,7 +793,15 @@ class Exchange:
             return
         assets = sorted(account.changed)
         account.changed.clear()
-        self.on_user(account, {
-            "e": "outboundAccountPosition", "E": now_ms(), "u": now_ms(),
-            "B": [{"a": a, "f": text(account.balances[a][0]), "l": text(account.balances[a][1])} for a in assets],
-        })
+        self.on_user(
+            account,
+            {
+                "e": "outboundAccountPosition",
+                "E": now_ms(),
+                "u": now_ms(),
+                "B": [
+                    {"a": a, "f": text(account.balances[a][0]), "l": text(account.balances[a][1])}
+                    for a in assets
+                ],
+            },
+        )

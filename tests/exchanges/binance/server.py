@@ -81,30 +81,26 @@ class _Conn:
 
 
 class _Window:
-    """A sliding count over `seconds`."""
+    """A counter over fixed intervals of `seconds` (Binance resets its counters at each interval's start)."""
 
     def __init__(self, limit: int, seconds: float) -> None:
         self.limit = limit
         self.seconds = seconds
-        self.spent: deque[tuple[float, int]] = deque()
+        self.start = 0.0
         self.used = 0
 
     def expire(self, now: float) -> None:
-        while self.spent and self.spent[0][0] <= now - self.seconds:
-            self.used -= self.spent.popleft()[1]
+        start = now - now % self.seconds
+        if start != self.start:
+            self.start, self.used = start, 0
 
     def add(self, now: float, amount: int) -> None:
-        self.spent.append((now, amount))
+        self.expire(now)
         self.used += amount
 
     def wait(self, now: float, amount: int) -> float:
-        """Seconds until `amount` more fits."""
-        need, freed = self.used + amount - self.limit, 0
-        for stamp, spent in self.spent:
-            freed += spent
-            if freed >= need:
-                return stamp + self.seconds - now
-        return self.seconds
+        """Seconds until the counter resets."""
+        return self.start + self.seconds - now
 
 
 def _interval(seconds: float) -> tuple[str, int, str]:
@@ -137,7 +133,9 @@ class BinanceSim:
         for spec in symbols or (SymbolSpec("BTCUSDT", "BTC", "USDT"), SymbolSpec("ETHUSDT", "ETH", "USDT")):
             self.exchange.add_symbol(spec)
         self.exchange.add_account(KEY, SECRET, balances or {"BTC": "10", "USDT": "100000", "ETH": "100"})
-        self.exchange.add_account(MAKER_KEY, MAKER_SECRET, {"BTC": "1000", "USDT": "100000000", "ETH": "1000"})
+        self.exchange.add_account(
+            MAKER_KEY, MAKER_SECRET, {"BTC": "1000", "USDT": "100000000", "ETH": "1000"}
+        )
         self.exchange.on_trade = self._on_trade
         self.exchange.on_user = self._on_user
         self.faults = Faults()
@@ -175,8 +173,13 @@ class BinanceSim:
         sock.bind(("127.0.0.1", port))
         port = sock.getsockname()[1]
         config = uvicorn.Config(
-            self.app, log_level="warning", lifespan="off", ws="websockets-sansio",
-            ws_ping_interval=self.ping_interval, ws_ping_timeout=60, timeout_graceful_shutdown=1,
+            self.app,
+            log_level="warning",
+            lifespan="off",
+            ws="websockets-sansio",
+            ws_ping_interval=self.ping_interval,
+            ws_ping_timeout=60,
+            timeout_graceful_shutdown=1,
         )
         self._server = uvicorn.Server(config)
         self._tasks.append(asyncio.create_task(self._server.serve(sockets=[sock])))
@@ -201,8 +204,14 @@ class BinanceSim:
 
     def settings(self, **extra: Any) -> dict[str, Any]:
         """A `moonship.binance` section pointing at this simulator with the test account's keys."""
-        return {"api_key": KEY, "api_secret": SECRET, "rest_url": self.rest_url, "ws_url": self.ws_url,
-                "ws_api_url": self.ws_api_url, **extra}
+        return {
+            "api_key": KEY,
+            "api_secret": SECRET,
+            "rest_url": self.rest_url,
+            "ws_url": self.ws_url,
+            "ws_api_url": self.ws_api_url,
+            **extra,
+        }
 
     # ------------------------------------------------------------------ fault switches
     def drop_connections(self, kind: str | None = None) -> None:
@@ -268,8 +277,11 @@ class BinanceSim:
     async def _serve_ws(self, ws: WebSocket, conn: _Conn, on_text: Callable[[_Conn, str], None]) -> None:
         self.conns.add(conn)
         writer = asyncio.create_task(self._write(conn))
-        age = (asyncio.get_running_loop().call_later(self.max_connection_age, conn.close)
-               if self.max_connection_age else None)
+        age = (
+            asyncio.get_running_loop().call_later(self.max_connection_age, conn.close)
+            if self.max_connection_age
+            else None
+        )
         try:
             while not writer.done():
                 receive = asyncio.ensure_future(ws.receive_text())
@@ -334,7 +346,11 @@ class BinanceSim:
         elif method == "GET_PROPERTY" and params[:1] == ["combined"]:
             result = conn.combined
         else:
-            conn.send(orjson.dumps({"code": 2, "msg": f"Invalid request: unknown method {method}", "id": rid}).decode())
+            conn.send(
+                orjson.dumps(
+                    {"code": 2, "msg": f"Invalid request: unknown method {method}", "id": rid}
+                ).decode()
+            )
             return
         conn.send(orjson.dumps({"result": result, "id": rid}).decode())
 
@@ -349,8 +365,11 @@ class BinanceSim:
             req = orjson.loads(message)
             rid, method, params = req.get("id"), req["method"], req.get("params") or {}
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
-            conn.send(orjson.dumps({"id": None, "status": 400,
-                                    "error": {"code": -1000, "msg": "Malformed request."}}).decode())
+            conn.send(
+                orjson.dumps(
+                    {"id": None, "status": 400, "error": {"code": -1000, "msg": "Malformed request."}}
+                ).decode()
+            )
             return
         try:
             result = self._api_call(conn, method, params)
@@ -358,8 +377,15 @@ class BinanceSim:
             answer = {"id": rid, "status": exc.status, "error": {"code": exc.code, "msg": exc.msg}}
         else:
             answer = {"id": rid, "status": 200, "result": result}
-        answer["rateLimits"] = [{"rateLimitType": "REQUEST_WEIGHT", "interval": "MINUTE", "intervalNum": 1,
-                                 "limit": self.weight.limit, "count": self.weight.used}]
+        answer["rateLimits"] = [
+            {
+                "rateLimitType": "REQUEST_WEIGHT",
+                "interval": "MINUTE",
+                "intervalNum": 1,
+                "limit": self.weight.limit,
+                "count": self.weight.used,
+            }
+        ]
         conn.send(orjson.dumps(answer).decode())
 
     def _api_call(self, conn: _Conn, method: str, params: dict[str, Any]) -> Any:
@@ -426,7 +452,8 @@ class BinanceSim:
         for method, path, handler, weight, security, order in table:
             by_path.setdefault(path, {})[method] = (handler, weight, security, order)
         routes: list[Any] = [
-            Route(path, self._endpoint(path, methods), methods=list(methods)) for path, methods in by_path.items()
+            Route(path, self._endpoint(path, methods), methods=list(methods))
+            for path, methods in by_path.items()
         ]
         routes += [
             WebSocketRoute("/stream", self._stream_ws),
@@ -465,8 +492,14 @@ class BinanceSim:
                     await asyncio.sleep(delays.popleft())
                 errors = self.faults.error_after.get(path)
                 if errors:
-                    body, status = {"code": -1001, "msg": "Internal error; unable to process your request. "
-                                                          "Please try your request again."}, errors.popleft()
+                    body, status = (
+                        {
+                            "code": -1001,
+                            "msg": "Internal error; unable to process your request. "
+                            "Please try your request again.",
+                        },
+                        errors.popleft(),
+                    )
             return Response(orjson.dumps(body), status, headers, media_type="application/json;charset=UTF-8")
 
         return endpoint
@@ -478,21 +511,33 @@ class BinanceSim:
         headers[f"X-MBX-USED-WEIGHT-{suffix}"] = str(self.weight.used)
         if now < self.banned_until:
             headers["Retry-After"] = str(math.ceil(self.banned_until - now))
-            raise SimError(-1003, f"Way too many requests; IP(127.0.0.1) banned until "
-                                  f"{now_ms() + int((self.banned_until - now) * 1000)}. Please use the "
-                                  "websocket for live updates to avoid bans.", 418)
+            raise SimError(
+                -1003,
+                f"Way too many requests; IP(127.0.0.1) banned until "
+                f"{now_ms() + int((self.banned_until - now) * 1000)}. Please use the "
+                "websocket for live updates to avoid bans.",
+                418,
+            )
         if now < self.retry_until:  # ignored a Retry-After: auto-ban
             self.banned_until = now + self.ban_seconds
             headers["Retry-After"] = str(math.ceil(self.ban_seconds))
-            raise SimError(-1003, "Way too many requests; IP(127.0.0.1) banned until "
-                                  f"{now_ms() + int(self.ban_seconds * 1000)}.", 418)
+            raise SimError(
+                -1003,
+                "Way too many requests; IP(127.0.0.1) banned until "
+                f"{now_ms() + int(self.ban_seconds * 1000)}.",
+                418,
+            )
         if self.weight.used + weight > self.weight.limit:
             wait = self.weight.wait(now, weight)
             self.retry_until = now + wait
             headers["Retry-After"] = str(max(1, math.ceil(wait)))
-            raise SimError(-1003, f"Too many requests; current limit of IP(127.0.0.1) is {self.weight.limit} "
-                                  "requests per minute. Please use the websocket for live updates to avoid "
-                                  "polling the API.", 429)
+            raise SimError(
+                -1003,
+                f"Too many requests; current limit of IP(127.0.0.1) is {self.weight.limit} "
+                f"requests per {_interval(self.weight.seconds)[0].lower()}. Please use the websocket for "
+                "live updates to avoid polling the API.",
+                429,
+            )
         self.weight.add(now, weight)
         headers[f"X-MBX-USED-WEIGHT-{suffix}"] = str(self.weight.used)
 
@@ -505,8 +550,11 @@ class BinanceSim:
             window.expire(now)
             if window.used + 1 > window.limit:
                 name, num, _ = _interval(window.seconds)
-                raise SimError(-1015, f"Too many new orders; current limit is {window.limit} orders per "
-                                      f"{num} {name}.", 429)
+                raise SimError(
+                    -1015,
+                    f"Too many new orders; current limit is {window.limit} orders per {num} {name}.",
+                    429,
+                )
         for window in windows:
             window.add(now, 1)
             headers[f"X-MBX-ORDER-COUNT-{_interval(window.seconds)[2]}"] = str(window.used)
@@ -526,7 +574,9 @@ class BinanceSim:
             return account
         signature = params.get("signature")
         if not signature:
-            raise SimError(-1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed.")
+            raise SimError(
+                -1102, "Mandatory parameter 'signature' was not sent, was empty/null, or malformed."
+            )
         payload = _without_signature(raw_query) + _without_signature(raw_body)
         expected = hmac.new(account.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(signature.lower(), expected):
@@ -538,8 +588,9 @@ class BinanceSim:
         try:
             stamp = int(params["timestamp"])
         except (KeyError, ValueError):
-            raise SimError(-1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed.") \
-                from None
+            raise SimError(
+                -1102, "Mandatory parameter 'timestamp' was not sent, was empty/null, or malformed."
+            ) from None
         window = float(params.get("recvWindow") or 5000)
         if window > 60000:
             raise SimError(-1131, "recvWindow must be less than 60000")
@@ -565,14 +616,29 @@ class BinanceSim:
             names = list(self.exchange.symbols)
         symbols = [self.exchange.symbol(n).spec.to_json() for n in names]
         interval, num, _ = _interval(self.weight.seconds)
-        limits = [{"rateLimitType": "REQUEST_WEIGHT", "interval": interval, "intervalNum": num,
-                   "limit": self.weight.limit}]
+        limits = [
+            {
+                "rateLimitType": "REQUEST_WEIGHT",
+                "interval": interval,
+                "intervalNum": num,
+                "limit": self.weight.limit,
+            }
+        ]
         for limit, seconds in self.order_limits:
             interval, num, _ = _interval(seconds)
-            limits.append({"rateLimitType": "ORDERS", "interval": interval, "intervalNum": num, "limit": limit})
-        limits.append({"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000})
-        return {"timezone": "UTC", "serverTime": self.exchange.server_time(), "rateLimits": limits,
-                "exchangeFilters": [], "symbols": symbols}
+            limits.append(
+                {"rateLimitType": "ORDERS", "interval": interval, "intervalNum": num, "limit": limit}
+            )
+        limits.append(
+            {"rateLimitType": "RAW_REQUESTS", "interval": "MINUTE", "intervalNum": 5, "limit": 61000}
+        )
+        return {
+            "timezone": "UTC",
+            "serverTime": self.exchange.server_time(),
+            "rateLimits": limits,
+            "exchangeFilters": [],
+            "symbols": symbols,
+        }
 
     def _symbol(self, p: dict[str, str]) -> str:
         symbol = p.get("symbol")
@@ -592,15 +658,30 @@ class BinanceSim:
 
     async def _agg_trades(self, p: dict[str, str], a: Account | None) -> Any:
         rows = await self._trades(p, a)
-        return [{"a": r["id"], "p": r["price"], "q": r["qty"], "f": r["id"], "l": r["id"], "T": r["time"],
-                 "m": r["isBuyerMaker"], "M": True} for r in rows]
+        return [
+            {
+                "a": r["id"],
+                "p": r["price"],
+                "q": r["qty"],
+                "f": r["id"],
+                "l": r["id"],
+                "T": r["time"],
+                "m": r["isBuyerMaker"],
+                "M": True,
+            }
+            for r in rows
+        ]
 
     async def _book_ticker(self, p: dict[str, str], a: Account | None) -> Any:
         state = self.exchange.symbol(self._symbol(p))
         bid, ask = state.bids.best(), state.asks.best()
-        return {"symbol": state.spec.symbol,
-                "bidPrice": _t(bid), "bidQty": _t(state.bids.quantity(bid) if bid else None),
-                "askPrice": _t(ask), "askQty": _t(state.asks.quantity(ask) if ask else None)}
+        return {
+            "symbol": state.spec.symbol,
+            "bidPrice": _t(bid),
+            "bidQty": _t(state.bids.quantity(bid) if bid else None),
+            "askPrice": _t(ask),
+            "askQty": _t(state.asks.quantity(ask) if ask else None),
+        }
 
     async def _price(self, p: dict[str, str], a: Account | None) -> Any:
         state = self.exchange.symbol(self._symbol(p))
@@ -614,30 +695,67 @@ class BinanceSim:
         volume = sum((Decimal(r["qty"]) for r in trades), Decimal(0))
         quote = sum((Decimal(r["quoteQty"]) for r in trades), Decimal(0))
         stamp = now_ms()
-        return {**book, "priceChange": _t(prices[-1] - prices[0]), "priceChangePercent": "0.000",
-                "weightedAvgPrice": _t(quote / volume if volume else Decimal(0)), "prevClosePrice": _t(prices[0]),
-                "lastPrice": _t(prices[-1]), "lastQty": trades[-1]["qty"] if trades else "0.00000000",
-                "openPrice": _t(prices[0]), "highPrice": _t(max(prices)), "lowPrice": _t(min(prices)),
-                "volume": _t(volume), "quoteVolume": _t(quote), "openTime": stamp - 86400000, "closeTime": stamp,
-                "firstId": trades[0]["id"] if trades else -1, "lastId": trades[-1]["id"] if trades else -1,
-                "count": len(trades)}
+        return {
+            **book,
+            "priceChange": _t(prices[-1] - prices[0]),
+            "priceChangePercent": "0.000",
+            "weightedAvgPrice": _t(quote / volume if volume else Decimal(0)),
+            "prevClosePrice": _t(prices[0]),
+            "lastPrice": _t(prices[-1]),
+            "lastQty": trades[-1]["qty"] if trades else "0.00000000",
+            "openPrice": _t(prices[0]),
+            "highPrice": _t(max(prices)),
+            "lowPrice": _t(min(prices)),
+            "volume": _t(volume),
+            "quoteVolume": _t(quote),
+            "openTime": stamp - 86400000,
+            "closeTime": stamp,
+            "firstId": trades[0]["id"] if trades else -1,
+            "lastId": trades[-1]["id"] if trades else -1,
+            "count": len(trades),
+        }
 
     async def _account(self, p: dict[str, str], a: Account | None) -> Any:
         assert a is not None
         omit = p.get("omitZeroBalances") == "true"
-        balances = [{"asset": k, "free": _t(v[0]), "locked": _t(v[1])} for k, v in sorted(a.balances.items())
-                    if not (omit and not v[0] and not v[1])]
-        return {"makerCommission": 10, "takerCommission": 10, "buyerCommission": 0, "sellerCommission": 0,
-                "commissionRates": {"maker": _t(a.maker_rate), "taker": _t(a.taker_rate), "buyer": "0.00000000",
-                                    "seller": "0.00000000"},
-                "canTrade": True, "canWithdraw": True, "canDeposit": True, "brokered": False,
-                "requireSelfTradePrevention": False, "preventSor": False, "updateTime": now_ms(),
-                "accountType": "SPOT", "balances": balances, "permissions": ["SPOT"], "uid": 354937868}
+        balances = [
+            {"asset": k, "free": _t(v[0]), "locked": _t(v[1])}
+            for k, v in sorted(a.balances.items())
+            if not (omit and not v[0] and not v[1])
+        ]
+        return {
+            "makerCommission": 10,
+            "takerCommission": 10,
+            "buyerCommission": 0,
+            "sellerCommission": 0,
+            "commissionRates": {
+                "maker": _t(a.maker_rate),
+                "taker": _t(a.taker_rate),
+                "buyer": "0.00000000",
+                "seller": "0.00000000",
+            },
+            "canTrade": True,
+            "canWithdraw": True,
+            "canDeposit": True,
+            "brokered": False,
+            "requireSelfTradePrevention": False,
+            "preventSor": False,
+            "updateTime": now_ms(),
+            "accountType": "SPOT",
+            "balances": balances,
+            "permissions": ["SPOT"],
+            "uid": 354937868,
+        }
 
     def _order_response(self, order: SimOrder, p: dict[str, str]) -> Any:
         kind = p.get("newOrderRespType") or "FULL"
-        ack = {"symbol": order.symbol, "orderId": order.order_id, "orderListId": -1,
-               "clientOrderId": order.coid, "transactTime": order.time}
+        ack = {
+            "symbol": order.symbol,
+            "orderId": order.order_id,
+            "orderListId": -1,
+            "clientOrderId": order.coid,
+            "transactTime": order.time,
+        }
         if kind == "ACK":
             return ack
         body = {**ack, **order.to_json(query=False)}
@@ -669,7 +787,9 @@ class BinanceSim:
     async def _open_orders(self, p: dict[str, str], a: Account | None) -> Any:
         assert a is not None
         symbol = p.get("symbol")
-        return [o.to_json() for o in a.orders.values() if o.is_open and (symbol is None or o.symbol == symbol)]
+        return [
+            o.to_json() for o in a.orders.values() if o.is_open and (symbol is None or o.symbol == symbol)
+        ]
 
     async def _all_orders(self, p: dict[str, str], a: Account | None) -> Any:
         assert a is not None
@@ -680,7 +800,11 @@ class BinanceSim:
         assert a is not None
         symbol = self._symbol(p)
         order_id = p.get("orderId")
-        return [t for t in a.trades if t["symbol"] == symbol and (order_id is None or str(t["orderId"]) == order_id)]
+        return [
+            t
+            for t in a.trades
+            if t["symbol"] == symbol and (order_id is None or str(t["orderId"]) == order_id)
+        ]
 
     # cross margin: the same engine over each key's margin account
     def _margin(self, a: Account | None) -> Account:
@@ -689,10 +813,24 @@ class BinanceSim:
 
     async def _margin_account(self, p: dict[str, str], a: Account | None) -> Any:
         m = self._margin(a)
-        assets = [{"asset": k, "free": _t(v[0]), "locked": _t(v[1]), "borrowed": "0.00000000",
-                   "interest": "0.00000000", "netAsset": _t(v[0] + v[1])} for k, v in sorted(m.balances.items())]
-        return {"borrowEnabled": True, "marginLevel": "999.00000000", "tradeEnabled": True,
-                "transferEnabled": True, "userAssets": assets}
+        assets = [
+            {
+                "asset": k,
+                "free": _t(v[0]),
+                "locked": _t(v[1]),
+                "borrowed": "0.00000000",
+                "interest": "0.00000000",
+                "netAsset": _t(v[0] + v[1]),
+            }
+            for k, v in sorted(m.balances.items())
+        ]
+        return {
+            "borrowEnabled": True,
+            "marginLevel": "999.00000000",
+            "tradeEnabled": True,
+            "transferEnabled": True,
+            "userAssets": assets,
+        }
 
     async def _margin_new_order(self, p: dict[str, str], a: Account | None) -> Any:
         if p.get("isIsolated", "FALSE").upper() == "TRUE":

@@ -1,4 +1,4 @@
-"""Moonship market client for Binance spot: REST, combined market streams and the WebSocket API user stream."""
+"""Moonship market client for Binance spot: REST, combined market streams, WebSocket API user stream."""
 
 from __future__ import annotations
 

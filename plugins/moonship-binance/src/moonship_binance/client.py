@@ -12,6 +12,8 @@ from dataclasses import replace
 from decimal import Decimal
 from typing import Any, Literal
 
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
 from moonship_core import (
     AuthenticationError,
     Balance,
@@ -36,7 +38,6 @@ from moonship_core import (
     utc_now,
 )
 from moonship_core.model import ZERO, fmt_decimal, from_ms, round_to_step
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from . import constants as c
 from .auth import Clock, Credentials
@@ -104,8 +105,12 @@ class BinanceHub:
         self.users = 0
         self._rest: BinanceRest | None = None
         self.stream = MarketStream(
-            self.ws_url, stale_after=settings.stale_after, reconnect_after=settings.reconnect_after,
-            max_delay=settings.max_reconnect_delay, open_timeout=settings.request_timeout, logger=logger,
+            self.ws_url,
+            stale_after=settings.stale_after,
+            reconnect_after=settings.reconnect_after,
+            max_delay=settings.max_reconnect_delay,
+            open_timeout=settings.request_timeout,
+            logger=logger,
         )
         self.user_streams: dict[str, UserStream] = {}
         self._rules: dict[str, SymbolRules] = {}
@@ -115,8 +120,12 @@ class BinanceHub:
     def rest(self) -> BinanceRest:
         if self._rest is None:
             self._rest = BinanceRest(
-                self.rest_url, timeout=self.settings.request_timeout, recv_window=self.settings.recv_window,
-                clock=self.clock, limits=self.limits, logger=self.logger,
+                self.rest_url,
+                timeout=self.settings.request_timeout,
+                recv_window=self.settings.recv_window,
+                clock=self.clock,
+                limits=self.limits,
+                logger=self.logger,
             )
         return self._rest
 
@@ -131,9 +140,14 @@ class BinanceHub:
         stream = self.user_streams.get(creds.api_key)
         if stream is None:
             stream = self.user_streams[creds.api_key] = UserStream(
-                self.ws_api_url, creds, self.clock, self.rest.sync_time,
-                reconnect_after=self.settings.reconnect_after, max_delay=self.settings.max_reconnect_delay,
-                open_timeout=self.settings.request_timeout, logger=self.logger,
+                self.ws_api_url,
+                creds,
+                self.clock,
+                self.rest.sync_time,
+                reconnect_after=self.settings.reconnect_after,
+                max_delay=self.settings.max_reconnect_delay,
+                open_timeout=self.settings.request_timeout,
+                logger=self.logger,
             )
         return stream
 
@@ -165,8 +179,13 @@ class BinanceClient(MarketClient):
         self.margin = context.config.enable_margin
         self.hub: BinanceHub = context.shared.setdefault(c.NAME, BinanceHub(self.settings, self.logger))
         self.feed = BookFeed(
-            self.symbol, events, self._depth, depth_limit=self.settings.depth_limit,
-            speed=self.settings.depth_speed, synced_status=self._synced_status, logger=self.logger,
+            self.symbol,
+            events,
+            self._depth,
+            depth_limit=self.settings.depth_limit,
+            speed=self.settings.depth_speed,
+            synced_status=self._synced_status,
+            logger=self.logger,
         )
         self._rules: SymbolRules | None = None
         self._orders: OrderedDict[str, Order] = OrderedDict()  # client order id -> latest merged state
@@ -223,7 +242,8 @@ class BinanceClient(MarketClient):
     def _require_creds(self) -> Credentials:
         if self.creds is None:
             raise AuthenticationError(
-                f"Binance market {self.context.market_name}: orders need moonship.binance.api_key and api_secret"
+                f"Binance market {self.context.market_name}: orders need moonship.binance.api_key and "
+                "api_secret"
             )
         return self.creds
 
@@ -256,7 +276,10 @@ class BinanceClient(MarketClient):
                 params += [("type", "LIMIT"), ("timeInForce", request.time_in_force.value)]
             params += [("quantity", fmt_decimal(request.quantity)), ("price", fmt_decimal(request.price))]
         elif request.quantity is not None:
-            params += [("type", "MARKET"), ("quantity", fmt_decimal(await self._market_quantity(request.quantity)))]
+            params += [
+                ("type", "MARKET"),
+                ("quantity", fmt_decimal(await self._market_quantity(request.quantity))),
+            ]
         else:
             assert request.quote_quantity is not None
             params += [("type", "MARKET"), ("quoteOrderQty", fmt_decimal(request.quote_quantity))]
@@ -280,9 +303,16 @@ class BinanceClient(MarketClient):
 
     def _pending(self, request: OrderRequest) -> Order:
         return Order(
-            id="", client_order_id=request.client_order_id, symbol=self.symbol, side=request.side,
-            type=request.type, status=OrderStatus.UNKNOWN, quantity=request.quantity,
-            quote_quantity=request.quote_quantity, price=request.price, time_in_force=request.time_in_force,
+            id="",
+            client_order_id=request.client_order_id,
+            symbol=self.symbol,
+            side=request.side,
+            type=request.type,
+            status=OrderStatus.UNKNOWN,
+            quantity=request.quantity,
+            quote_quantity=request.quote_quantity,
+            price=request.price,
+            time_in_force=request.time_in_force,
             post_only=request.post_only,
         )
 
@@ -316,7 +346,9 @@ class BinanceClient(MarketClient):
     async def _complete(self, order: Order) -> Order:
         """`order` with every fill: myTrades fills in what the stream has not told us."""
         if order.filled_quantity > sum((f.quantity for f in order.fills), ZERO):
-            fills = await self.hub.rest.my_trades(self._require_creds(), self.symbol, order.id, margin=self.margin)
+            fills = await self.hub.rest.my_trades(
+                self._require_creds(), self.symbol, order.id, margin=self.margin
+            )
             order = replace(order, fills=_union(order.fills, fills))
         return self._merge(order)
 
@@ -332,7 +364,9 @@ class BinanceClient(MarketClient):
         self._orders[coid] = merged
         self._orders.move_to_end(coid)
         if len(self._orders) > _KEEP_FINAL:
-            for key in [k for k, o in self._orders.items() if o.status.is_final][: len(self._orders) - _KEEP_FINAL]:
+            for key in [k for k, o in self._orders.items() if o.status.is_final][
+                : len(self._orders) - _KEEP_FINAL
+            ]:
                 del self._orders[key]
         return merged
 
@@ -431,8 +465,13 @@ def order_from_report(e: dict[str, Any]) -> Order:
     if e["x"] == "TRADE":
         fills = (
             Fill(
-                str(e["t"]), Decimal(e["L"]), Decimal(e["l"]), Decimal(e["n"]), e.get("N") or "",
-                bool(e["m"]), from_ms(e["T"]),
+                str(e["t"]),
+                Decimal(e["L"]),
+                Decimal(e["l"]),
+                Decimal(e["n"]),
+                e.get("N") or "",
+                bool(e["m"]),
+                from_ms(e["T"]),
             ),
         )
     qty, quote, price = Decimal(e["q"]), Decimal(e.get("Q") or "0"), Decimal(e["p"])

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import orjson
+
 from moonship_core import (
     AuthenticationError,
     ExchangeError,
@@ -43,6 +44,9 @@ from .auth import Clock, Credentials, encode, sign
 Params = Sequence[tuple[str, str]]
 _FILTER = re.compile(r"Filter failure: ([A-Z_]+)")
 _UNKNOWN_CODES = frozenset({-1006, -1007})  # unexpected response / timeout: the order's fate is unknown
+#: our sliding windows outlast Binance's fixed intervals by this much: a request counted by us when sent
+#: is counted by Binance when it arrives, possibly in the next interval
+LATENCY_MARGIN = 0.1
 TIME_RESYNC = 1800.0  # seconds between server-time syncs (and on every -1021)
 
 
@@ -71,9 +75,7 @@ class Limits:
         default_factory=lambda: _Window(RateLimiter(*c.DEFAULT_WEIGHT_LIMIT), "x-mbx-used-weight-1m")
     )
     order_table: list[tuple[int, float, str]] = field(
-        default_factory=lambda: [
-            (n, s, f"x-mbx-order-count-{_suffix(s)}") for n, s in c.DEFAULT_ORDER_LIMITS
-        ]
+        default_factory=lambda: [(n, s, f"x-mbx-order-count-{_suffix(s)}") for n, s in c.DEFAULT_ORDER_LIMITS]
     )
     orders: dict[str, list[_Window]] = field(default_factory=dict)
     configured: bool = False
@@ -92,9 +94,10 @@ class Limits:
             limit = int(entry["limit"])
             kind = entry.get("rateLimitType")
             if kind == "REQUEST_WEIGHT":
-                self.weight = _Window(RateLimiter(limit, seconds), f"x-mbx-used-weight-{suffix}")
+                window = RateLimiter(limit, seconds + LATENCY_MARGIN)
+                self.weight = _Window(window, f"x-mbx-used-weight-{suffix}")
             elif kind == "ORDERS":
-                table.append((limit, seconds, f"x-mbx-order-count-{suffix}"))
+                table.append((limit, seconds + LATENCY_MARGIN, f"x-mbx-order-count-{suffix}"))
         if table:
             self.order_table = table
             self.orders.clear()
@@ -154,7 +157,13 @@ class BinanceRest:
     when asked, adopts the server's usage counters from the response headers, and raises core errors."""
 
     def __init__(
-        self, base_url: str, *, timeout: float, recv_window: int, clock: Clock, limits: Limits,
+        self,
+        base_url: str,
+        *,
+        timeout: float,
+        recv_window: int,
+        clock: Clock,
+        limits: Limits,
         logger: logging.Logger,
     ) -> None:
         self.base_url = base_url.rstrip("/")
@@ -163,7 +172,9 @@ class BinanceRest:
         self.limits = limits
         self.logger = logger
         self._http = httpx.AsyncClient(
-            base_url=self.base_url, timeout=timeout, headers={"User-Agent": "moonship-binance"},
+            base_url=self.base_url,
+            timeout=timeout,
+            headers={"User-Agent": "moonship-binance"},
             limits=httpx.Limits(max_connections=20, max_keepalive_connections=10),
         )
 
@@ -200,8 +211,15 @@ class BinanceRest:
         raise AssertionError("unreachable")
 
     async def _send(
-        self, method: str, path: str, params: Params, weight: int, creds: Credentials | None,
-        signed: bool, order_coid: str | None, counts_order: bool,
+        self,
+        method: str,
+        path: str,
+        params: Params,
+        weight: int,
+        creds: Credentials | None,
+        signed: bool,
+        order_coid: str | None,
+        counts_order: bool,
     ) -> Any:
         headers: dict[str, str] = {}
         if creds is not None:
@@ -279,7 +297,9 @@ class BinanceRest:
     async def sync_time(self) -> None:
         """Learn the offset between local time and Binance's server time."""
         sent = int(time.time() * 1000)
-        body = await self._send("GET", c.API + "/time", (), c.WEIGHTS[c.API + "/time"], None, False, None, False)
+        body = await self._send(
+            "GET", c.API + "/time", (), c.WEIGHTS[c.API + "/time"], None, False, None, False
+        )
         self.clock.adopt(int(body["serverTime"]), sent, int(time.time() * 1000))
         self.logger.debug("Binance clock offset %d ms", self.clock.offset_ms)
 
@@ -303,20 +323,28 @@ class BinanceRest:
 
     async def trades(self, symbol: str, limit: int) -> list[Trade]:
         rows = await self.request(
-            "GET", c.API + "/trades", [("symbol", symbol), ("limit", str(limit))],
+            "GET",
+            c.API + "/trades",
+            [("symbol", symbol), ("limit", str(limit))],
             weight=c.WEIGHTS[c.API + "/trades"],
         )
         return [
             Trade(
-                str(r["id"]), symbol, Decimal(r["price"]), Decimal(r["qty"]),
-                Side.SELL if r["isBuyerMaker"] else Side.BUY, from_ms(r["time"]),
+                str(r["id"]),
+                symbol,
+                Decimal(r["price"]),
+                Decimal(r["qty"]),
+                Side.SELL if r["isBuyerMaker"] else Side.BUY,
+                from_ms(r["time"]),
             )
             for r in rows
         ]
 
     async def book_ticker(self, symbol: str) -> dict[str, Any]:
         result: dict[str, Any] = await self.request(
-            "GET", c.API + "/ticker/bookTicker", [("symbol", symbol)],
+            "GET",
+            c.API + "/ticker/bookTicker",
+            [("symbol", symbol)],
             weight=c.WEIGHTS[c.API + "/ticker/bookTicker"],
         )
         return result
@@ -345,21 +373,36 @@ class BinanceRest:
     async def new_order(self, creds: Credentials, params: Params, coid: str, *, margin: bool) -> Any:
         path = (c.MARGIN_API if margin else c.API) + "/order"
         return await self.request(
-            "POST", path, params, weight=c.WEIGHTS[path], creds=creds, signed=True, order_coid=coid,
+            "POST",
+            path,
+            params,
+            weight=c.WEIGHTS[path],
+            creds=creds,
+            signed=True,
+            order_coid=coid,
             counts_order=True,
         )
 
-    async def cancel_order(self, creds: Credentials, symbol: str, ref: Params, coid: str, *, margin: bool) -> Any:
+    async def cancel_order(
+        self, creds: Credentials, symbol: str, ref: Params, coid: str, *, margin: bool
+    ) -> Any:
         path = (c.MARGIN_API if margin else c.API) + "/order"
         return await self.request(
-            "DELETE", path, [("symbol", symbol), *ref], weight=c.WEIGHTS[path], creds=creds, signed=True,
+            "DELETE",
+            path,
+            [("symbol", symbol), *ref],
+            weight=c.WEIGHTS[path],
+            creds=creds,
+            signed=True,
             order_coid=coid,
         )
 
     async def query_order(self, creds: Credentials, symbol: str, ref: Params, *, margin: bool) -> Any:
         path = (c.MARGIN_API if margin else c.API) + "/order"
         weight = c.WEIGHTS[path] if margin else c.ORDER_QUERY_WEIGHT
-        return await self.request("GET", path, [("symbol", symbol), *ref], weight=weight, creds=creds, signed=True)
+        return await self.request(
+            "GET", path, [("symbol", symbol), *ref], weight=weight, creds=creds, signed=True
+        )
 
     async def open_orders(self, creds: Credentials, symbol: str, *, margin: bool) -> list[Any]:
         path = (c.MARGIN_API if margin else c.API) + "/openOrders"
@@ -376,8 +419,13 @@ class BinanceRest:
         )
         return [
             Fill(
-                str(r["id"]), Decimal(r["price"]), Decimal(r["qty"]), Decimal(r["commission"]),
-                r["commissionAsset"] or "", bool(r["isMaker"]), from_ms(r["time"]),
+                str(r["id"]),
+                Decimal(r["price"]),
+                Decimal(r["qty"]),
+                Decimal(r["commission"]),
+                r["commissionAsset"] or "",
+                bool(r["isMaker"]),
+                from_ms(r["time"]),
             )
             for r in rows
         ]
@@ -421,7 +469,7 @@ def parse_symbol(entry: Mapping[str, Any]) -> SymbolRules:
 
 
 def parse_order(body: Mapping[str, Any], fills: Sequence[Fill] = ()) -> Order:
-    """An Order from a Binance order object (POST/GET/DELETE /order, openOrders), with `fills` known so far."""
+    """An Order from a Binance order object (POST/GET/DELETE /order, openOrders) with the `fills` known."""
     kind = body.get("type", "LIMIT")
     tif = body.get("timeInForce") or "GTC"
     orig_qty = Decimal(body.get("origQty") or "0")
@@ -450,9 +498,8 @@ def parse_order(body: Mapping[str, Any], fills: Sequence[Fill] = ()) -> Order:
         fills=tuple(fills),
         created=from_ms(created) if created else from_ms(time.time() * 1000),
         updated=from_ms(updated) if updated else from_ms(time.time() * 1000),
-        reason=body.get("expiryReason") or (
-            "self-trade prevention" if body.get("status") == "EXPIRED_IN_MATCH" else None
-        ),
+        reason=body.get("expiryReason")
+        or ("self-trade prevention" if body.get("status") == "EXPIRED_IN_MATCH" else None),
     )
 
 
@@ -461,8 +508,13 @@ def response_fills(body: Mapping[str, Any], fee_time: int | None = None) -> list
     stamp = from_ms(fee_time or body.get("transactTime") or time.time() * 1000)
     return [
         Fill(
-            str(f["tradeId"]), Decimal(f["price"]), Decimal(f["qty"]), Decimal(f["commission"]),
-            f.get("commissionAsset") or "", False, stamp,
+            str(f["tradeId"]),
+            Decimal(f["price"]),
+            Decimal(f["qty"]),
+            Decimal(f["commission"]),
+            f.get("commissionAsset") or "",
+            False,
+            stamp,
         )
         for f in body.get("fills", ())
     ]

@@ -16,6 +16,9 @@ from decimal import Decimal
 from typing import Any
 
 import orjson
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import WebSocketException
+
 from moonship_core import (
     Backoff,
     BookGap,
@@ -27,8 +30,6 @@ from moonship_core import (
     Trade,
 )
 from moonship_core.model import from_ms
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import WebSocketException
 
 Snapshot = Callable[[str, int], Awaitable[dict[str, Any]]]
 Handler = Callable[[dict[str, Any]], None]
@@ -94,8 +95,12 @@ class BookFeed:
     def on_trade(self, data: dict[str, Any]) -> None:
         try:
             trade = Trade(
-                str(data["t"]), self.symbol, Decimal(data["p"]), Decimal(data["q"]),
-                Side.SELL if data["m"] else Side.BUY, from_ms(data["T"]),
+                str(data["t"]),
+                self.symbol,
+                Decimal(data["p"]),
+                Decimal(data["q"]),
+                Side.SELL if data["m"] else Side.BUY,
+                from_ms(data["T"]),
             )
         except (KeyError, TypeError, ArithmeticError) as exc:
             self.logger.warning("%s: malformed trade event ignored: %r", self.symbol, exc)
@@ -163,7 +168,9 @@ class BookFeed:
             buffer.clear()
             self.synced = True
             self._task = None
-            self.logger.info("%s book synced at update %d (%d levels)", self.symbol, book.sequence or 0, len(book))
+            self.logger.info(
+                "%s book synced at update %d (%d levels)", self.symbol, book.sequence or 0, len(book)
+            )
             self.events.book_changed()
             self.events.status(self._synced_status())
             return
@@ -249,8 +256,10 @@ class MarketStream:
             if ws is None:
                 return
             wanted = set(self._routes)
-            for method, streams in (("SUBSCRIBE", wanted - self._subscribed),
-                                    ("UNSUBSCRIBE", self._subscribed - wanted)):
+            for method, streams in (
+                ("SUBSCRIBE", wanted - self._subscribed),
+                ("UNSUBSCRIBE", self._subscribed - wanted),
+            ):
                 if not streams:
                     continue
                 wait = self._last_control + _CONTROL_SPACING - time.monotonic()
@@ -280,8 +289,13 @@ class MarketStream:
             healthy = False
             try:
                 async with connect(
-                    url, open_timeout=self.open_timeout, ping_interval=20, ping_timeout=20, close_timeout=1,
-                    max_size=2**24, max_queue=None,
+                    url,
+                    open_timeout=self.open_timeout,
+                    ping_interval=20,
+                    ping_timeout=20,
+                    close_timeout=1,
+                    max_size=2**24,
+                    max_queue=None,
                 ) as ws:
                     self.connects += 1
                     self._ws, self._subscribed, self._close_reason = ws, set(streams), ""

@@ -13,9 +13,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import orjson
-from moonship_core import Backoff, ExchangeError, MoonshipError
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
+
+from moonship_core import Backoff, ExchangeError, MoonshipError
 
 from .auth import Clock, Credentials, ws_signature
 from .rest import map_error
@@ -81,7 +82,9 @@ class UserStream:
             if task is not None:
                 task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*[t for t in [self._task, *self._tasks] if t is not None], return_exceptions=True)
+            await asyncio.gather(
+                *[t for t in [self._task, *self._tasks] if t is not None], return_exceptions=True
+            )
         self._task = None
         self.subscribed.clear()
 
@@ -92,8 +95,12 @@ class UserStream:
             healthy = False
             try:
                 async with connect(
-                    self.url, open_timeout=self.open_timeout, ping_interval=20, ping_timeout=20,
-                    close_timeout=1, max_queue=None,
+                    self.url,
+                    open_timeout=self.open_timeout,
+                    ping_interval=20,
+                    ping_timeout=20,
+                    close_timeout=1,
+                    max_queue=None,
                 ) as ws:
                     self._close_reason = ""
                     await self._subscribe(ws)
@@ -129,9 +136,11 @@ class UserStream:
             params["signature"] = ws_signature(self.creds.secret, params)
             self._request_ids += 1
             rid = f"sub-{self._request_ids}"
-            await ws.send(orjson.dumps(
-                {"id": rid, "method": "userDataStream.subscribe.signature", "params": params}
-            ).decode())
+            await ws.send(
+                orjson.dumps(
+                    {"id": rid, "method": "userDataStream.subscribe.signature", "params": params}
+                ).decode()
+            )
             async with asyncio.timeout(self.open_timeout):
                 while True:
                     answer = orjson.loads(await ws.recv(decode=False))
