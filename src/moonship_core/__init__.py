@@ -50,6 +50,7 @@ from .model import (
     utc_now,
 )
 from .net import Backoff, RateLimiter
+from .orderlevel import LevelOrder, OrderLevelBook
 from .service import Service, ServiceContext
 from .strategy import Position, Strategy
 
@@ -75,6 +76,7 @@ __all__ = [
     "Fill",
     "InsufficientFunds",
     "InvalidOrder",
+    "LevelOrder",
     "MarketClient",
     "MarketClosed",
     "MarketConfig",
@@ -90,6 +92,7 @@ __all__ = [
     "NoSettings",
     "Order",
     "OrderBook",
+    "OrderLevelBook",
     "OrderNotFound",
     "OrderRequest",
     "OrderStatus",

@@ -20,6 +20,7 @@ from .model import (
     Ticker,
     Trade,
 )
+from .orderlevel import OrderLevelBook
 
 if TYPE_CHECKING:
     from collections import deque
@@ -54,6 +55,11 @@ class StrategyMarket:
     @property
     def book(self) -> OrderBook:
         return self._market.book
+
+    @property
+    def order_level_book(self) -> OrderLevelBook | None:
+        """The individual orders behind `book`, where the venue publishes them (Luno); None elsewhere."""
+        return self._market.client.order_level_book
 
     @property
     def info(self) -> MarketInfo | None:

@@ -225,7 +225,7 @@ class OrderBook:
                 if best != -_NO_KEY:  # invalidate what covered the changed levels
                     if best > side.dirty:
                         side.dirty = best
-                    if best > side.top_worst:
+                    if best >= side.top_worst:
                         side.tops.clear()
                         side.top_worst = _NO_KEY
         if last_sequence is not None:

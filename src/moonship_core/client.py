@@ -12,6 +12,7 @@ from pydantic import BaseModel
 
 from .book import OrderBook
 from .model import Balance, Candle, MarketInfo, MarketStatus, Order, OrderRequest, Ticker, Trade
+from .orderlevel import OrderLevelBook
 
 if TYPE_CHECKING:
     from .config import MarketConfig
@@ -60,6 +61,8 @@ class ClientContext:
     #: per-engine state shared by the clients of one engine (e.g. one websocket for all markets of a venue)
     shared: dict[str, Any] = field(default_factory=dict)
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("moonship.market"))
+    #: market data only: no private streams (a real client under `paper` sends no orders of its own)
+    market_data_only: bool = False
 
     @property
     def symbol(self) -> str:
@@ -87,6 +90,11 @@ class MarketClient(ABC):
     @property
     def symbol(self) -> str:
         return self.context.symbol
+
+    @property
+    def order_level_book(self) -> OrderLevelBook | None:
+        """The individual orders behind the book, for venues that publish them (None elsewhere)."""
+        return None
 
     @abstractmethod
     async def connect(self) -> None:

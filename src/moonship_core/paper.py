@@ -42,6 +42,7 @@ from .model import (
     round_to_step,
     utc_now,
 )
+from .orderlevel import OrderLevelBook
 
 HISTORY_SIZE = 1000
 _Take = tuple[Decimal, Decimal]  # (price, quantity) taken at one level
@@ -136,7 +137,7 @@ class PaperClient(MarketClient):
         )
         real_context = ClientContext(
             context.market_name, real_config, context.sections.get(real_name, {}), context.plugins,
-            context.sections, context.shared, context.logger,
+            context.sections, context.shared, context.logger, market_data_only=True,
         )
         self.real: MarketClient = real_class(real_context, _Tap(self))
         self.taker_fee_rate = settings.fee_rate
@@ -158,6 +159,10 @@ class PaperClient(MarketClient):
         self._flush_scheduled = False
 
     # ------------------------------------------------------------------ delegated to the real client
+    @property
+    def order_level_book(self) -> OrderLevelBook | None:
+        return self.real.order_level_book
+
     async def connect(self) -> None:
         await self.real.connect()
 

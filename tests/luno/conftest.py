@@ -7,8 +7,9 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 
 import pytest
-
 from exchanges.luno import LunoSimulator
+from moonship_luno.client import LunoClient, LunoSettings
+
 from moonship_core import (
     Balance,
     Candle,
@@ -21,7 +22,6 @@ from moonship_core import (
     Trade,
 )
 from moonship_core.plugins import Plugins
-from moonship_luno.client import LunoClient, LunoSettings
 
 KEY, SECRET = "sim-luno-keyid", "sim-luno-secret"
 PAIR = "XBTZAR"
@@ -86,7 +86,7 @@ def settings_for(sim: LunoSimulator, **overrides: Any) -> LunoSettings:
         "api_secret": SECRET,
         "rest_url": sim.rest_url,
         "ws_url": sim.ws_url,
-        "stale_timeout": 1.0,
+        "stale_timeout": 3.0,
         "replay_window": 2.0,
         "request_timeout": 5.0,
     }

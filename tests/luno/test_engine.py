@@ -6,10 +6,10 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-import pytest
-
 import moonship_luno.plugin
+import pytest
 from exchanges.luno import LunoSimulator, Participants
+
 from moonship_core import (
     MarketStatus,
     MemoryBus,
@@ -65,7 +65,7 @@ class AlgoPlugin:
 def engine_for(sim: LunoSimulator) -> TradingEngine:
     luno: dict[str, Any] = {
         "api_key": KEY, "api_secret": SECRET, "rest_url": sim.rest_url, "ws_url": sim.ws_url,
-        "stale_timeout": 2,
+        "stale_timeout": 3,
     }
     config = parse_config(
         {

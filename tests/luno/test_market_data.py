@@ -5,8 +5,8 @@ from __future__ import annotations
 from decimal import Decimal
 
 import pytest
-
 from exchanges.luno import LunoSimulator, Participants
+
 from moonship_core import MarketStatus, Side
 
 from .conftest import PAIR, make_client, until

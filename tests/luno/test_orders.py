@@ -1,4 +1,4 @@
-"""Orders over REST (with client_order_id, retries and error mapping) and their updates from the user stream."""
+"""Orders over REST (client_order_id, retries, error mapping) and their updates from the user stream."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import asyncio
 from decimal import Decimal
 
 import pytest
-
 from exchanges.luno import LunoSimulator
+from moonship_luno.client import LunoClient
+
 from moonship_core import (
     AuthenticationError,
     InsufficientFunds,
@@ -19,12 +20,12 @@ from moonship_core import (
     OrderRequest,
     OrderStatus,
     OrderStatusUnknown,
+    OrderType,
     PostOnlyRejected,
     RateLimited,
     Side,
     TimeInForce,
 )
-from moonship_luno.client import LunoClient
 
 from .conftest import KEY, PAIR, Events, make_client, until
 
@@ -48,6 +49,10 @@ def latest(events: Events, order: Order) -> Order:
     """The last update pushed for `order` (the order itself before any)."""
     updates = events.updates_of(order.client_order_id)
     return updates[-1] if updates else order
+
+
+def unknown_order() -> Order:
+    return Order("BXNOSUCHORDER12", "nope", PAIR, BUY, OrderType.LIMIT, OrderStatus.PENDING)
 
 
 def counterparty(sim: LunoSimulator) -> object:
@@ -112,7 +117,7 @@ async def test_cancel_and_partial_cancel(sim: LunoSimulator) -> None:
     assert latest(events, partial).status is OrderStatus.CANCELLED_AND_PARTIALLY_FILLED
 
     with pytest.raises(OrderNotFound):  # already complete and unknown are told apart
-        await client.cancel_order(Order("BXNOSUCHORDER12", "nope", PAIR, BUY, quiet.type, OrderStatus.PENDING))
+        await client.cancel_order(unknown_order())
     assert (await client.cancel_order(after)).status is OrderStatus.CANCELLED_AND_PARTIALLY_FILLED
     await client.close()
 
@@ -170,9 +175,8 @@ async def test_post_only_that_would_cross_and_other_refusals(sim: LunoSimulator)
         await client.place_order(OrderRequest.limit(BUY, D("0.001"), D("900000.001")))
     assert fine.value.rule == "tick_size"
     with pytest.raises(OrderNotFound):
-        await client.get_order(Order("BXNOSUCHORDER12", "", PAIR, BUY, small.value and "LIMIT",  # type: ignore[arg-type]
-                                     OrderStatus.PENDING))
-    assert not client._orders or all(t.order_id for t in client._orders.values())  # refused: not tracked
+        await client.get_order(unknown_order())
+    assert all(t.order_id for t in client._orders.values())  # refused orders are not tracked
     await client.close()
     bad, _ = make_client(sim, api_secret="wrong")
     with pytest.raises(AuthenticationError):
@@ -190,7 +194,8 @@ async def test_5xx_after_executing_finds_the_order_instead_of_placing_twice(sim:
 
     # the same request again (e.g. a strategy's own retry): still one order
     again = await client.place_order(OrderRequest.limit(BUY, D("0.01"), D("900000"), client_order_id="once"))
-    assert again.id == ack.id and len([o for o in sim.exchange.orders.values() if o.client_order_id == "once"]) == 1
+    assert again.id == ack.id
+    assert len([o for o in sim.exchange.orders.values() if o.client_order_id == "once"]) == 1
 
     sim.faults.fail_before_execute = 10
     with pytest.raises(OrderStatusUnknown) as unknown:

@@ -7,11 +7,11 @@ import asyncio
 from decimal import Decimal
 
 import pytest
-
 from exchanges.luno import LunoSimulator
 from exchanges.luno.engine import User
-from moonship_core import MarketStatus, Order, OrderRequest, OrderStatus, Side
 from moonship_luno.client import LunoClient
+
+from moonship_core import MarketStatus, Order, OrderRequest, OrderStatus, Side
 
 from .conftest import KEY, PAIR, Events, make_client, until
 
@@ -131,4 +131,14 @@ async def test_start_up_reconciles_orders_placed_before(sim: LunoSimulator) -> N
     await until(lambda: bool(events.updates_of("before-1")), what="start-up reconciliation")
     assert [f.quantity for f in events.updates_of("before-1")[-1].fills] == [D("0.1")]
     assert {b.asset for b in events.balance_updates} >= {"XBT", "ZAR"}
+    await client.close()
+
+
+async def test_a_silent_user_stream_is_reconnected(sim: LunoSimulator) -> None:
+    client, events = await started(sim, stale_timeout=1.0)
+    sim.stale_user_streams()
+    await until(lambda: sim.stats["user_connects"] == 2, what="user stream reconnected")
+    order = await client.place_order(OrderRequest.limit(Side.SELL, D("0.1"), D("1000000")))
+    sim.exchange.post_market(other(sim), PAIR, "BUY", base_volume="0.1")
+    await until(lambda: latest(events, order).status is OrderStatus.FILLED, what="fill on the new stream")
     await client.close()

@@ -207,6 +207,12 @@ class LunoSimulator:
         for conn in self.market_conns[pair]:
             conn.frozen = True
 
+    def stale_user_streams(self) -> None:
+        """Every open user stream goes silent (no messages, no keepalives) but stays open."""
+        for conns in self.user_conns.values():
+            for conn in conns:
+                conn.frozen = True
+
     # ------------------------------------------------------------------ stream fan-out
     def _on_market(self, pair: str, frame: Frame) -> None:
         data = orjson.dumps(frame).decode()

@@ -199,9 +199,11 @@ class BinanceClient(MarketClient):
         self._connected = True
         self.hub.users += 1
         await self.hub.stream.add(self.feed)
-        if self.creds is not None and not self.margin:
+        if self.creds is None or self.context.market_data_only:
+            return
+        if not self.margin:
             self.hub.user_stream(self.creds).add(self)
-        elif self.creds is not None:
+        else:
             self._spawn(self._poll_margin_orders())
 
     async def close(self) -> None:

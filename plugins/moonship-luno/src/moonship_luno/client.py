@@ -190,6 +190,8 @@ class LunoClient(MarketClient):
             open_timeout=self.settings.request_timeout,
         )
         self.stream.start()
+        if self.context.market_data_only:
+            return
         key = (self.settings.ws_url, self.credentials.key_id)
         user_stream = self.hub.user_streams.get(key)
         if user_stream is None:

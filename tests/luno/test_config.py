@@ -1,0 +1,122 @@
+"""Plugin registration, settings, credentials (per-market overrides), the shared hub and error mapping."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import pytest
+from exchanges.luno import LunoSimulator
+from moonship_luno.auth import Credentials
+from moonship_luno.client import LunoClient
+from moonship_luno.rest import DuplicateClientOrderId, ServerError, error_for
+
+from moonship_core import (
+    AuthenticationError,
+    ConfigError,
+    ExchangeError,
+    InsufficientFunds,
+    InvalidOrder,
+    MarketClosed,
+    OrderNotFound,
+    OrderRequest,
+    PostOnlyRejected,
+    RateLimited,
+    Side,
+)
+from moonship_core.config import parse_config
+from moonship_core.plugins import Plugins
+
+from .conftest import PAIR, make_client, until
+
+D = Decimal
+
+
+def test_the_entry_point_provides_luno_and_the_seed_class_path_resolves() -> None:
+    plugins = Plugins.load()
+    assert plugins.market_client("luno") is LunoClient
+    assert plugins.market_client("moonship.client.luno.LunoClient") is LunoClient
+
+
+def test_settings_are_validated_with_the_property_path() -> None:
+    plugins = Plugins.load()
+    config = parse_config(
+        {"moonship": {"luno": {"api_key": "k", "rest_url": "http://x", "bogus": 1}, "markets": {}}}
+    )
+    with pytest.raises(ConfigError) as error:
+        plugins.check(config)
+    assert "moonship.luno.bogus" in str(error.value)
+
+
+def test_basic_auth_and_websocket_credentials_match_the_wire_reference() -> None:
+    creds = Credentials("sim-luno-keyid", "sim-luno-secret")
+    assert creds.basic == "Basic c2ltLWx1bm8ta2V5aWQ6c2ltLWx1bm8tc2VjcmV0"
+    assert creds.ws_frame == '{"api_key_id":"sim-luno-keyid","api_key_secret":"sim-luno-secret"}'
+    assert "sim-luno-secret" not in repr(creds)
+
+
+@pytest.mark.parametrize(
+    ("status", "code", "expected", "rule"),
+    [
+        (400, "ErrInsufficientFunds", InsufficientFunds, None),
+        (400, "ErrInsufficientBalance", InsufficientFunds, None),
+        (400, "ErrOrderCanceled", PostOnlyRejected, "post_only"),
+        (400, "ErrPostOnlyNotAllowed", InvalidOrder, "post_only"),
+        (400, "ErrPostOnlyMode", MarketClosed, None),
+        (400, "ErrMarketUnavailable", MarketClosed, None),
+        (400, "ErrUnderMaintenance", MarketClosed, None),
+        (400, "ErrVolumeTooLow", InvalidOrder, "min_quantity"),
+        (400, "ErrVolumeTooHigh", InvalidOrder, "max_quantity"),
+        (400, "ErrPriceTooLow", InvalidOrder, "min_price"),
+        (400, "ErrVolumeDenominationNotAllowed", InvalidOrder, "lot_size"),
+        (400, "ErrPriceDenominationNotAllowed", InvalidOrder, "tick_size"),
+        (400, "ErrNotEnoughLiquidity", InvalidOrder, "liquidity"),
+        (400, "ErrInvalidMarketPair", InvalidOrder, "symbol"),
+        (404, "ErrOrderNotFound", OrderNotFound, None),
+        (400, "ErrCannotStopUnknownOrNonPendingOrder", OrderNotFound, None),
+        (409, "ErrDuplicateClientOrderID", DuplicateClientOrderId, None),
+        (401, "ErrUnauthorised", AuthenticationError, None),
+        (403, "ErrInsufficientPerms", AuthenticationError, None),
+        (401, "", AuthenticationError, None),
+        (429, "ErrTooManyRequests", RateLimited, None),
+        (500, "ErrInternal", ServerError, None),
+        (502, "", ServerError, None),
+        (400, "ErrSomethingNew", ExchangeError, None),
+    ],
+)
+def test_error_codes_map_onto_the_taxonomy(status: int, code: str, expected: type, rule: str | None) -> None:
+    error = error_for(status, {"error": "message", "error_code": code} if code else None)
+    assert type(error) is expected
+    if isinstance(error, InvalidOrder):
+        assert error.rule == rule and error.code == code
+
+
+@pytest.mark.anyio
+async def test_markets_share_one_hub_and_a_market_may_use_its_own_key(sim: LunoSimulator) -> None:
+    sim.exchange.add_user("desk-2", "secret-2", {"XBT": "1", "ZAR": "500000"})
+    shared: dict[str, object] = {}
+    main, _ = make_client(sim, shared=shared)
+    desk, _ = make_client(sim, shared=shared, extra={"api_key": "desk-2", "api_secret": "secret-2"})
+    assert main.hub is desk.hub and main.rest.limiter is desk.rest.limiter
+    assert (main.rest.limiter.limit, main.rest.limiter.period) == (25, 5.0)  # 300 a minute, paced
+    assert desk.credentials is not None and desk.credentials.key_id == "desk-2"
+    for client in (main, desk):
+        await client.get_market_info()
+        await client.connect()
+    assert main.user_stream is not desk.user_stream  # one user stream per set of credentials
+    await until(lambda: sim.stats["user_connects"] == 2, what="two user streams")
+    order = await desk.place_order(OrderRequest.limit(Side.BUY, D("0.01"), D("900000")))
+    assert sim.exchange.orders[order.id].user.key_id == "desk-2"
+    assert (await desk.get_balances())["ZAR"].free == D("491000")
+    for client in (main, desk):
+        await client.close()
+
+
+@pytest.mark.anyio
+async def test_streams_need_credentials(sim: LunoSimulator) -> None:
+    client, _ = make_client(sim, api_key=None, api_secret=None)
+    assert (await client.get_market_info()).symbol == PAIR  # public data works without a key
+    with pytest.raises(ConfigError, match="api_key"):
+        await client.connect()
+    with pytest.raises(AuthenticationError):
+        await client.get_balances()
+    await client.close()
