@@ -9,7 +9,7 @@ from .book import OrderBook
 from .bus import MemoryBus, MessageBus
 from .cache import MemoryCache, SharedCache
 from .client import ClientContext, MarketClient, MarketEvents
-from .config import MarketConfig, MoonshipConfig, StrategyConfig
+from .config import MarketConfig, MoonshipConfig, StrategyConfig, format_errors, validate_model
 from .control import ControlPlane
 from .errors import (
     AuthenticationError,
@@ -47,10 +47,12 @@ from .model import (
     Ticker,
     TimeInForce,
     Trade,
+    fmt_decimal,
     utc_now,
 )
 from .net import Backoff, RateLimiter
 from .orderlevel import LevelOrder, OrderLevelBook
+from .plugins import Plugins
 from .service import Service, ServiceContext
 from .strategy import Position, Strategy
 
@@ -99,6 +101,7 @@ __all__ = [
     "OrderStatusUnknown",
     "OrderType",
     "PluginError",
+    "Plugins",
     "Position",
     "PostOnlyRejected",
     "RateLimited",
@@ -116,6 +119,9 @@ __all__ = [
     "Trade",
     "TradingAlgo",
     "__version__",
+    "fmt_decimal",
+    "format_errors",
     "hookimpl",
     "utc_now",
+    "validate_model",
 ]

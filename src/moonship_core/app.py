@@ -9,7 +9,7 @@ from typing import Any
 
 from .bus import MessageBus
 from .cache import SharedCache
-from .config import MoonshipConfig, validate_sections
+from .config import MoonshipConfig, section_settings, validate_sections
 from .control import ControlPlane
 from .errors import MoonshipError
 from .plugins import Plugins
@@ -52,7 +52,7 @@ async def _run(config: MoonshipConfig, plugins: Plugins, services: list[str]) ->
             service_class = plugins.service(name)
             context = ServiceContext(
                 config=config,
-                settings=sections.get(name, {}),
+                settings=section_settings(sections, name, service_class.settings_model),
                 sections=sections,
                 plugins=plugins,
                 cache=cache,

@@ -12,6 +12,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from .cache import dumps, loads
 from .errors import CommandTimeout, EngineUnavailable
 
 Handler = Callable[[dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -53,8 +54,9 @@ class MemoryBus(MessageBus):
         handler = self._handlers.get(engine)
         if handler is None:
             raise EngineUnavailable(engine)
-        # the command runs to completion even if the caller stops waiting, as it would on a remote engine
-        task = asyncio.ensure_future(handler(command))
+        # JSON both ways, as over a network, so both backends hand the same types to both sides; and the
+        # command runs to completion even if the caller stops waiting, as it would on a remote engine
+        task = asyncio.ensure_future(self._call(handler, loads(dumps(command))))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         try:
@@ -62,6 +64,10 @@ class MemoryBus(MessageBus):
         except TimeoutError:
             raise CommandTimeout(engine, timeout) from None
 
+    @staticmethod
+    async def _call(handler: Handler, command: dict[str, Any]) -> dict[str, Any]:
+        reply: dict[str, Any] = loads(dumps(await handler(command)))
+        return reply
+
     async def close(self) -> None:
         self._handlers.clear()
-

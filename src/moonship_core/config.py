@@ -8,7 +8,7 @@ import re
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
@@ -224,6 +224,25 @@ def _problem(error: ErrorDetails) -> str:
         return "unknown property"
     message = error["msg"].removeprefix("Value error, ")
     return message[:1].lower() + message[1:]
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate_model(model: type[M], data: Any, prefix: str) -> M:
+    """Validate `data` with `model`; errors become one ConfigError naming each property under `prefix`."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(format_errors(exc.errors(), prefix)) from None
+
+
+def section_settings(sections: Mapping[str, Any], name: str, model: type[BaseModel] | None) -> Any:
+    """A plugin's settings: its validated section, or its model's defaults when the section is absent
+    (so a required setting is reported missing), or {} for a plugin without a settings model."""
+    if name in sections:
+        return sections[name]
+    return {} if model is None else validate_model(model, {}, f"{ROOT}.{name}")
 
 
 def validate_sections(

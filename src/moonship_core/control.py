@@ -92,8 +92,9 @@ class ControlPlane:
 
     @_reachable
     async def strategy(self, engine: str, name: str) -> dict[str, Any]:
+        """One strategy of a running engine (a stopped engine's last state is not served)."""
         info = await self.cache.hget(strategies_key(engine), name)
-        if info is None:
+        if info is None or await self.cache.get(heartbeat_key(engine)) is None:
             raise ControlError("No such strategy", 404)
         return dict(info)
 

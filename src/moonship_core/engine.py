@@ -12,14 +12,21 @@ from typing import Any
 from .bus import MemoryBus, MessageBus
 from .cache import ENGINES_KEY, MemoryCache, SharedCache, heartbeat_key, strategies_key
 from .client import ClientContext
-from .config import MarketConfig, MoonshipConfig, StrategyConfig, validate_sections
+from .config import (
+    MarketConfig,
+    MoonshipConfig,
+    StrategyConfig,
+    section_settings,
+    validate_model,
+    validate_sections,
+)
 from .control import ControlPlane
 from .errors import ConfigError, ControlError, MoonshipError
 from .market import Market
 from .model import utc_now
 from .plugins import Plugins
 from .service import Service, ServiceContext
-from .strategy import Strategy, validate_model
+from .strategy import Strategy
 
 HEARTBEAT_INTERVAL = 5.0
 HEARTBEAT_TTL = 15.0
@@ -48,6 +55,8 @@ class TradingEngine(Service):
         self._replies: OrderedDict[str, asyncio.Future[dict[str, Any]]] = OrderedDict()
         self._locks: dict[str, asyncio.Lock] = {}
         self._cache_ok = True
+        self._stopping = False
+        self._ready = asyncio.Event()
 
     @classmethod
     def embedded(
@@ -86,7 +95,7 @@ class TradingEngine(Service):
         client_context = ClientContext(
             market_name=name,
             config=config,
-            settings=ctx.sections.get(client_class.name, {}),
+            settings=section_settings(ctx.sections, client_class.name, client_class.settings_model),
             plugins=ctx.plugins,
             sections=ctx.sections,
             shared=self._shared,
@@ -110,6 +119,7 @@ class TradingEngine(Service):
         await self._claim_name()
         await cache.delete(strategies_key(self.engine_name))  # a restarted engine replaces its old state
         self._dirty.update(self.strategies)
+        self._wake.set()
         await self._register()
         self._sync_task = asyncio.create_task(self._sync(), name="engine-sync")
         await self.context.bus.serve(self.engine_name, self._handle)
@@ -124,6 +134,7 @@ class TradingEngine(Service):
         for strategy, result in zip(auto, results, strict=True):
             if isinstance(result, BaseException):
                 self.logger.error("strategy %s did not start: %s", strategy.name, result)
+        self._ready.set()  # commands received meanwhile run now, on the started strategies
 
     async def stop(self) -> None:
         await self.context.bus.unserve(self.engine_name)
@@ -132,6 +143,8 @@ class TradingEngine(Service):
         for market, result in zip(self.markets.values(), results, strict=True):
             if isinstance(result, BaseException):
                 self.logger.warning("closing market %s failed: %s", market.name, result)
+        self._stopping = True
+        self._wake.set()
         if self._sync_task is not None:
             self._sync_task.cancel()
             await asyncio.gather(self._sync_task, return_exceptions=True)
@@ -196,9 +209,11 @@ class TradingEngine(Service):
         loop = asyncio.get_running_loop()
         next_beat = loop.time() + HEARTBEAT_INTERVAL
         backoff = 0.5
-        while True:
+        while not self._stopping:
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the cancel that stops us
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), max(0.0, next_beat - loop.time()))
+                async with asyncio.timeout(max(0.0, next_beat - loop.time())):
+                    await self._wake.wait()
             self._wake.clear()
             try:
                 if not self._cache_ok:
@@ -223,7 +238,8 @@ class TradingEngine(Service):
 
     # ------------------------------------------------------------------ commands
     async def _handle(self, command: dict[str, Any]) -> dict[str, Any]:
-        """Run a command once per id (a retry gets the first run's reply)."""
+        """Run a command once per id (a retry gets the first run's reply), after start-up is complete."""
+        await self._ready.wait()
         cid = str(command.get("id") or uuid.uuid4().hex)
         earlier = self._replies.get(cid)
         if earlier is not None:

@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from .book import OrderBook
 from .client import ClientContext, MarketClient, MarketEvents
-from .config import ROOT, MarketConfig, format_errors
+from .config import ROOT, MarketConfig, format_errors, section_settings
 from .errors import ConfigError, InsufficientFunds, InvalidOrder, OrderNotFound, PostOnlyRejected
 from .model import (
     ZERO,
@@ -136,7 +136,8 @@ class PaperClient(MarketClient):
             | {"client": settings.real_client}
         )
         real_context = ClientContext(
-            context.market_name, real_config, context.sections.get(real_name, {}), context.plugins,
+            context.market_name, real_config,
+            section_settings(context.sections, real_name, real_class.settings_model), context.plugins,
             context.sections, context.shared, context.logger, market_data_only=True,
         )
         self.real: MarketClient = real_class(real_context, _Tap(self))

@@ -177,6 +177,10 @@ class Plugins:
         """The service class called `name`."""
         return self._resolve(name, self.services, "service")
 
+    def alert_action(self, name: str) -> type[Any]:
+        """The monitor alert action class called `name`."""
+        return self._resolve(name, self.alert_actions, "alert action")
+
     def _resolve(self, name: str, registry: dict[str, Any], kind: str) -> type[Any]:
         if name in registry:
             return _loaded(registry, name, kind)

@@ -151,7 +151,9 @@ class RedisBus(MessageBus):
         stream = commands_key(engine)
         backoff = Backoff(0.2, 5.0)
         down = False
-        while True:
+        task = asyncio.current_task()
+        # redis-py waits with asyncio.wait_for, which on Python 3.11 can swallow our cancellation: look again
+        while task is None or not task.cancelling():
             try:
                 batches: Any = await self.blocking.xread({stream: last}, block=1000, count=100)
             except (RedisError, OSError) as exc:

@@ -9,20 +9,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel
 
-from .config import format_errors
-from .errors import ConfigError, MoonshipError
+from .config import validate_model
+from .errors import MoonshipError
 from .model import ZERO, Fill, Order, Side, utc_now
 
 if TYPE_CHECKING:
     from .algo import StrategyMarket, TradingAlgo
     from .config import StrategyConfig
     from .market import Market
-
-M = TypeVar("M", bound=BaseModel)
 
 #: public trades a strategy may fall behind by before the oldest are dropped (books never queue up)
 MAX_PENDING_TRADES = 10_000
@@ -301,11 +299,3 @@ _CALLBACK = {"book": "order_book", "order": "order_update", "status": "market_st
 def validate_settings(name: str, algo_class: type[TradingAlgo], extra: dict[str, Any]) -> BaseModel:
     """The algo's typed settings from the strategy's extra properties (ConfigError naming the property)."""
     return validate_model(algo_class.settings_model, extra, f"moonship.strategies.{name}")
-
-
-def validate_model(model: type[M], data: Any, prefix: str) -> M:
-    """Validate `data` with `model`; errors become one ConfigError naming each property under `prefix`."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        raise ConfigError(format_errors(exc.errors(), prefix)) from None

@@ -37,6 +37,8 @@ def stack(loop: LoopThread, certs: Certs) -> Iterator[Stack]:
     """Engines "main" (alpha active, beta not) and "other" (gamma active), a stuck engine, the API."""
     engines = {"main": MAIN_STRATEGIES, "other": OTHER_STRATEGIES}
     running = build_stack(loop, certs, engines=engines, stuck=True)
+    # all three published, with the auto-started ones already active
+    running.wait_for(lambda: len(running.loop.run(running.control.strategies({"active": "true"}))) == 2)
     running.wait_for(lambda: len(running.loop.run(running.control.strategies())) == 3)
     yield running
     running.stop()

@@ -194,7 +194,8 @@ def test_set_level(book: OrderBook) -> None:
 
 @pytest.mark.parametrize("price", ["-1", "abc", "1e5", "", "1.2.3", "1.000000001", "+2", "\u0661"])
 def test_malformed_price_raises_a_value_error_naming_it(book: OrderBook, price: str) -> None:
-    book.bids, book.quantity_up_to(BUY, D(99))  # fill the caches
+    assert book.bids[0] == (D(100), D(1))  # fills the depth cache
+    assert book.quantity_up_to(BUY, D(99)) == D("3.5024")  # and the sums
     with pytest.raises(ValueError, match=re.escape(f"malformed price {price!r}")):
         book.apply_update([("99.9", "1"), (price, "1")], [], 11, 11)
     # the levels before it are applied, the caches know, the sequence is not advanced
@@ -307,6 +308,14 @@ def test_depth_cache_follows_changes(book: OrderBook) -> None:
     assert book.depth(SELL, 10) == (*everything, (D(200), D(1)))
 
 
+def test_depth_cache_sees_a_change_at_its_last_level(book: OrderBook) -> None:
+    assert book.depth(BUY, 2)[1] == (D("99.5"), D("2.5"))
+    book.apply_update([("99.5", "6")], [])
+    assert book.depth(BUY, 2)[1] == (D("99.5"), D(6))
+    book.apply_update([("99.5", "0")], [])
+    assert book.depth(BUY, 2) == ((D(100), D(1)), (D(99), D("0.0024")))
+
+
 def test_levels_best_first(book: OrderBook) -> None:
     assert [p for p, _ in book.levels(BUY)] == [D(100), D("99.5"), D(99)]
     assert [p for p, _ in book.levels(SELL)] == [D("100.5"), D(101), D("102.25")]
@@ -365,7 +374,7 @@ def price_of(tick: int) -> Decimal:
 def price_texts(draw: st.DrawFn) -> tuple[Decimal, str]:
     """A grid price and one of its texts (several texts per price exercise the price cache)."""
     price = price_of(draw(TICKS))
-    text = draw(st.sampled_from([f"{price}", f"{price:.8f}", f"{price}0", f"{price:f}000000"]))
+    text = draw(st.sampled_from([f"{price}", f"{price:.8f}", f"{price}0", f"{price}000"]))
     return price, text
 
 
@@ -391,9 +400,12 @@ def values(levels: list[TextLevel]) -> list[Level]:
 
 DECIMAL_LEVELS = st.lists(
     st.tuples(TICKS.map(price_of), st.one_of(DECIMAL_ZEROS, POSITIVE_QTY, POSITIVE_QTY)), max_size=6)
-#: on the grid, between ticks, and beyond the book
+#: on the grid, between ticks (also finer than the book's price units), and beyond the book
 QUERY_PRICES = st.builds(
-    lambda t, half: D(10_000 * 2 + 2 * t + half).scaleb(-2) / 2, st.integers(-5, 36), st.integers(0, 1)
+    lambda t, half, nudge: D(10_000 * 2 + 2 * t + half).scaleb(-2) / 2 + nudge,
+    st.integers(-5, 36),
+    st.integers(0, 1),
+    st.sampled_from([D(0), D(0), D("1E-12"), D("-1E-12")]),
 )
 
 
@@ -453,6 +465,21 @@ class BookMachine(RuleBasedStateMachine):
         if last is not None:
             self.sequence = last
 
+    @rule(side=st.sampled_from([BUY, SELL]), rank=st.integers(-1, 12), qty=qty_texts())
+    def change_near_edges(self, side: Side, rank: int, qty: tuple[Decimal, str]) -> None:
+        """Change the level `rank` from the top, or add one a tick past the worst (rank -1, or past the end):
+        the edges of the cached depths and sums."""
+        levels = self._sorted(side)
+        if 0 <= rank < len(levels):
+            price = levels[rank][0]
+        elif levels:
+            price = levels[-1][0] + (D("-0.01") if side is BUY else D("0.01"))
+        else:
+            price = price_of(15)
+        level = [(f"{price}", qty[1])]
+        assert self.book.apply_update(*((level, []) if side is BUY else ([], level)))
+        self._apply_model(side, [(price, qty[0])])
+
     @rule(bids=DECIMAL_LEVELS, asks=DECIMAL_LEVELS)
     def update_decimals(self, bids: list[Level], asks: list[Level]) -> None:
         assert self.book.apply_update(bids, asks)
@@ -487,6 +514,12 @@ class BookMachine(RuleBasedStateMachine):
     def depth(self, side: Side, n: int) -> None:
         assert self.book.depth(side, n) == tuple(self._sorted(side)[:n])
 
+    @rule(side=st.sampled_from([BUY, SELL]))
+    def every_depth(self, side: Side) -> None:
+        levels = self._sorted(side)
+        for n in range(len(levels) + 2):
+            assert self.book.depth(side, n) == tuple(levels[:n])
+
     @rule()
     def top_ten(self) -> None:
         assert self.book.bids == tuple(self._sorted(BUY)[:10])
@@ -500,6 +533,11 @@ class BookMachine(RuleBasedStateMachine):
         else:
             expected = sum((q for p, q in levels if p <= price), D(0))
         assert self.book.quantity_up_to(side, price) == expected
+
+    @rule(side=st.sampled_from([BUY, SELL]), prices=st.permutations(range(-1, 33)))
+    def every_quantity_up_to(self, side: Side, prices: list[int]) -> None:
+        for tick in prices:
+            self.quantity_up_to(side, price_of(tick))
 
     @rule(side=st.sampled_from([BUY, SELL]), price=QUERY_PRICES)
     def quantity_at(self, side: Side, price: Decimal) -> None:
@@ -516,6 +554,6 @@ class BookMachine(RuleBasedStateMachine):
 
 
 BookMachine.TestCase.settings = settings(
-    max_examples=300, stateful_step_count=60, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+    max_examples=150, stateful_step_count=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
 TestBookMachine = BookMachine.TestCase

@@ -220,12 +220,10 @@ def test_two_engine_processes_controlled_through_the_bus(redis_server: RedisServ
 
                 async def both_listed() -> bool:
                     listed = await control.strategies()
-                    return {(s["engine"], s["name"]) for s in listed} == {
-                        ("e1", "quoter"),
-                        ("e1", "idle"),
-                        ("e2", "quoter"),
-                        ("e2", "idle"),
-                    }
+                    names = {(s["engine"], s["name"]) for s in listed}
+                    active = {(s["engine"], s["name"]) for s in listed if s["active"]}
+                    everything = {("e1", "quoter"), ("e1", "idle"), ("e2", "quoter"), ("e2", "idle")}
+                    return names == everything and active == {("e1", "quoter"), ("e2", "quoter")}
 
                 await eventually(both_listed)
                 assert await control.engines() == ["e1", "e2"]

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 import ssl
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from email import message_from_bytes
 from email.message import Message
@@ -19,6 +19,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from moonship_monitor.service import MonitorService
 from moonship_monitor.settings import MonitorSettings
+from support import servers
 
 from moonship_core import ControlPlane, MemoryBus, MemoryCache, SharedCache, utc_now
 from moonship_core.config import parse_config
@@ -28,13 +29,6 @@ from moonship_core.service import ServiceContext
 
 SMTP_USER = "alerts@example.com"
 SMTP_PASSWORD = "smtp-pa55word"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 async def until(check: Callable[[], Any], timeout: float = 5.0) -> None:
@@ -49,7 +43,7 @@ class SmtpServer:
     """aiosmtpd on 127.0.0.1 that requires STARTTLS and then AUTH; keeps the messages it accepts."""
 
     def __init__(self, tls: ssl.SSLContext, port: int | None = None) -> None:
-        self.port = port or free_port()
+        self.port = port or servers.free_port()
         self.messages: list[Message] = []
         self.logins: list[tuple[str, str]] = []
         self.tls_sessions = 0
@@ -155,7 +149,8 @@ def make_monitor(
     section: dict[str, Any], cache: SharedCache | None = None, plugins: Plugins | None = None,
     *, raw: bool = False,
 ) -> MonitorService:
-    """A MonitorService over `cache` (default: a new memory cache); `raw` passes the section unvalidated."""
+    """A MonitorService over `cache` (default: a new memory cache); `raw` passes the section unvalidated.
+    It counts its polls, so tests can wait for polls rather than for time (see `polls`)."""
     cache = cache or MemoryCache()
     bus = MemoryBus()
     settings = section if raw else MonitorSettings.model_validate(section)
@@ -163,7 +158,27 @@ def make_monitor(
         config=parse_config({"moonship": {}}), settings=settings, sections={"monitor": settings},
         plugins=plugins or monitor_plugins(), cache=cache, bus=bus, control=ControlPlane(cache, bus),
     )
-    return MonitorService(context)
+    service = MonitorService(context)
+    poll = service._poll
+    _poll_counts[service] = 0
+
+    async def counted() -> None:
+        try:
+            await poll()
+        finally:
+            _poll_counts[service] += 1
+
+    service._poll = counted  # type: ignore[method-assign]
+    return service
+
+
+_poll_counts: weakref.WeakKeyDictionary[MonitorService, int] = weakref.WeakKeyDictionary()
+
+
+async def polls(service: MonitorService, count: int = 3) -> None:
+    """Wait until `service` has polled `count` more times."""
+    target = _poll_counts[service] + count
+    await until(lambda: _poll_counts[service] >= target)
 
 
 def email_section(port: int) -> dict[str, Any]:

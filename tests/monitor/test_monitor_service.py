@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any, ClassVar
@@ -13,9 +14,9 @@ from monitor_support import (
     SmtpServer,
     WebhookServer,
     email_section,
-    free_port,
     make_monitor,
     monitor_plugins,
+    polls,
     publish,
     strategy_info,
     until,
@@ -23,6 +24,7 @@ from monitor_support import (
 from moonship_monitor import ActionError, Alert, AlertAction
 from moonship_monitor.service import FIRED_KEY, OUTBOX_KEY, MonitorService
 from pydantic import BaseModel, ConfigDict
+from support.servers import free_port
 
 from moonship_core import ConfigError, MemoryCache, SharedCache, hookimpl
 
@@ -62,7 +64,7 @@ class Flaky(AlertAction):
         Flaky.sent.append(alert)
 
 
-class TestActions:
+class ActionsPlugin:
     @hookimpl
     def moonship_alert_actions(self) -> dict[str, type[AlertAction]]:
         return {"record": Record, "flaky": Flaky}
@@ -81,11 +83,7 @@ def section(actions: list[str] | str = "record", condition: str = STOPPED, **ext
 
 
 def monitor(config: dict[str, Any], cache: SharedCache, **kwargs: Any) -> MonitorService:
-    return make_monitor(config, cache, monitor_plugins(TestActions()), **kwargs)
-
-
-async def polls(service: MonitorService, count: int = 3) -> None:
-    await asyncio.sleep(service.interval * count + 0.02)
+    return make_monitor(config, cache, monitor_plugins(ActionsPlugin()), **kwargs)
 
 
 async def test_fires_once_per_strategy_rearms_and_fires_again_after_a_restart(cache: SharedCache) -> None:
@@ -125,8 +123,10 @@ async def test_fired_state_survives_a_monitor_restart(cache: SharedCache) -> Non
     await publish(cache, strategy_info("s1", active=False))
     first = monitor(section(), cache)
     await first.start()
-    await until(lambda: len(Record.sent) == 1)
-    await first.stop()
+    try:
+        await until(lambda: len(Record.sent) == 1)
+    finally:
+        await first.stop()
     second = monitor(section(), cache)
     await second.start()
     try:
@@ -146,19 +146,23 @@ async def test_fired_entries_of_removed_strategies_and_alerts_go_but_not_those_o
     await publish(cache, strategy_info("s1", active=False), strategy_info("s2", engine="other", active=False))
     service = monitor(section(), cache)
     await service.start()
-    await until(lambda: len(Record.sent) == 2)
-    await cache.hdel("moonship:main:strategies", "s1")  # removed from a running engine
-    await cache.delete("moonship:other:heartbeat")  # engine down: it may come back as it was
-    await polls(service)
-    assert list(await cache.hgetall(FIRED_KEY)) == ['["stopped", "other", "s2"]']
-    await cache.set("moonship:other:heartbeat", "test")
-    await polls(service)
-    assert len(Record.sent) == 2
-    await service.stop()
+    try:
+        await until(lambda: len(Record.sent) == 2)
+        await cache.hdel("moonship:main:strategies", "s1")  # removed from a running engine
+        await cache.delete("moonship:other:heartbeat")  # engine down: it may come back as it was
+        await polls(service)
+        assert list(await cache.hgetall(FIRED_KEY)) == ['["stopped", "other", "s2"]']
+        await cache.set("moonship:other:heartbeat", "test")
+        await polls(service)
+        assert len(Record.sent) == 2
+    finally:
+        await service.stop()
     renamed = monitor({"poll_interval": POLL, "alerts": {"halted": {"condition": STOPPED}}}, cache)
     await renamed.start()
-    await polls(renamed)
-    await renamed.stop()
+    try:
+        await polls(renamed)
+    finally:
+        await renamed.stop()
     assert list(await cache.hgetall(FIRED_KEY)) == ['["halted", "other", "s2"]']
 
 
@@ -210,8 +214,10 @@ async def test_undelivered_alert_is_delivered_by_the_next_monitor(cache: SharedC
     await publish(cache, strategy_info("s1", active=False))
     first = monitor(section("flaky", flaky={"failures": -1}), cache)
     await first.start()
-    await until(lambda: Flaky.attempts >= 2)
-    await first.stop()
+    try:
+        await until(lambda: Flaky.attempts >= 2)
+    finally:
+        await first.stop()
     assert len(await cache.hgetall(OUTBOX_KEY)) == 1
     second = monitor(section("flaky", flaky={"failures": 0}), cache)
     await second.start()
@@ -256,6 +262,24 @@ async def test_cache_outage_is_logged_once_and_polling_goes_on(caplog: pytest.Lo
         assert "polling works again" in caplog.messages
     finally:
         await service.stop()
+
+
+class SwallowingCache(MemoryCache):
+    """Reads that swallow a cancellation, as asyncio.wait_for (used by redis-py) may on Python 3.11."""
+
+    async def hgetall(self, key: str) -> dict[str, Any]:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(0.005)
+        return await super().hgetall(key)
+
+
+async def test_stop_ends_loops_that_lost_their_cancellation() -> None:
+    cache = SwallowingCache()
+    await publish(cache, strategy_info("s1", active=False))
+    service = monitor(section("flaky", flaky={"failures": -1}), cache)
+    await service.start()
+    await until(lambda: Flaky.attempts >= 2)
+    await asyncio.wait_for(service.stop(), 2)
 
 
 async def test_condition_that_cannot_be_evaluated_is_logged_once(

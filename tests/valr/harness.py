@@ -10,7 +10,7 @@ from decimal import Decimal
 from typing import Any
 
 from exchanges.valr import SimServer, ValrSimulator
-from moonship_valr import ValrClient, ValrSettings
+from moonship_valr.client import ValrClient, ValrSettings
 
 from moonship_core import ClientContext, MarketStatus, Order, Ticker, Trade
 from moonship_core.config import MarketConfig

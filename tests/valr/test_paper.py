@@ -8,6 +8,8 @@ from typing import Any
 import moonship_valr.plugin
 import pytest
 from exchanges.valr import Participants
+from moonship_valr.client import ValrClient, ValrSettings
+
 from moonship_core import (
     ConfigError,
     MarketStatus,
@@ -26,7 +28,6 @@ from moonship_core.control import ControlPlane
 from moonship_core.engine import TradingEngine
 from moonship_core.plugins import Plugins
 from moonship_core.service import ServiceContext
-from moonship_valr import ValrClient, ValrSettings
 
 from .harness import API_KEY, SECRET, D, until, venue
 

@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 from exchanges.valr import Participants, ValrSimulator
+
 from moonship_core import (
     MarketStatus,
     MoonshipError,
@@ -200,8 +201,9 @@ async def test_one_minute_with_faults_ends_in_agreement() -> None:
             await market.close()
         filled = sum(1 for o in ours.values() if o.executed)
         print(
-            f"\nVALR soak {SECONDS:.0f} s: {house.actions} participant actions, {len(sim.exchange.trades['BTCZAR'])}"
-            f" recent trades, {len(ours)} of our orders ({filled} with fills), {rec.books} book events,"
+            f"\nVALR soak {SECONDS:.0f} s: {house.actions} participant actions,"
+            f" {len(sim.exchange.trades['BTCZAR'])} recent trades,"
+            f" {len(ours)} of our orders ({filled} with fills), {rec.books} book events,"
             f" reconnects trade={sim.connections['trade'] - 1} account={sim.connections['account'] - 1},"
             f" faults={len(faults)}, expected errors={sorted(set(errors))}"
         )

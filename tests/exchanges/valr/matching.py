@@ -157,7 +157,7 @@ class SimOrder:
         }
 
     def open_wire(self, ws: bool = False) -> dict[str, object]:
-        """GET /v1/orders/open, or an OPEN_ORDERS_UPDATE entry (`ws`: `quantity` is the remaining quantity)."""
+        """GET /v1/orders/open, or an OPEN_ORDERS_UPDATE entry (`ws`: the remainder is `quantity`)."""
         filled = (self.executed / self.quantity * 100) if self.quantity else ZERO
         return {
             "orderId": self.id,

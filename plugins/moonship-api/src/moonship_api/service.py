@@ -100,6 +100,7 @@ class ApiService(Service):
         config = uvicorn.Config(
             api.app,
             lifespan="off",
+            ws="none",
             log_config=None,
             access_log=False,
             server_header=False,
@@ -153,7 +154,7 @@ class ApiService(Service):
         context.minimum_version = ssl.TLSVersion.TLSv1_2
         try:
             context.load_cert_chain(cert, key)
-        except (OSError, ssl.SSLError) as exc:
+        except OSError as exc:  # ssl.SSLError included
             raise ConfigError(f"moonship.api.ssl_cert/ssl_key: cannot load {cert} and {key}: {exc}") from None
         return context
 

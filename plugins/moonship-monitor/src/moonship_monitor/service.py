@@ -11,14 +11,13 @@ State in the shared cache (any backend), so a restarted monitor neither re-sends
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from moonship_core import ConfigError, MoonshipError, Service, ServiceContext, utc_now
+from moonship_core import ConfigError, MoonshipError, Plugins, Service, ServiceContext, utc_now
 
 from .alert import Alert, AlertAction, public_state
 from .rules import Condition, rule_values
@@ -86,7 +85,7 @@ class MonitorService(Service):
                         f"{SECTION}.alerts.{alert.name}.actions: unknown action {name!r}; "
                         f"available: {', '.join(sorted(registry)) or 'none'}"
                     )
-                action_class = _action_class(name, registry[name], alert.name)
+                action_class = _action_class(self.context.plugins, name, alert.name)
                 section = settings.action_section(name)
                 model = action_class.settings_model
                 if model is not None and section is None:
@@ -130,6 +129,7 @@ class MonitorService(Service):
                 if self._poll_problem is not None:
                     self.logger.info("polling works again")
                     self._poll_problem = None
+            _raise_if_cancelled()
             await asyncio.sleep(self.interval)
 
     async def _poll(self) -> None:
@@ -230,21 +230,27 @@ class MonitorService(Service):
                 failures += 1
                 self.logger.warning("%s failed (attempt %d): %s: %s; retrying in %gs", what, failures,
                                     type(exc).__name__, exc, delay)
+            _raise_if_cancelled()
             await asyncio.sleep(delay)
             delay = min(delay * 2, MAX_BACKOFF)
 
 
-def _action_class(name: str, entry: Any, alert: str) -> type[AlertAction]:
-    """The registry entry of action `name`: a class, or a "module:Class" reference imported now."""
+def _raise_if_cancelled() -> None:
+    """Raise CancelledError if this task was cancelled: on Python 3.11, asyncio.wait_for (used by redis-py)
+    can swallow a cancellation, and the loops here must still end when the monitor stops."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+
+
+def _action_class(plugins: Plugins, name: str, alert: str) -> type[AlertAction]:
+    """The class of action `name` (imported now if its plugin registered a reference)."""
     where = f"{SECTION}.alerts.{alert}.actions"
-    if isinstance(entry, str):
-        module, _, attr = entry.partition(":")
-        try:
-            entry = getattr(importlib.import_module(module), attr)
-        except Exception as exc:
-            problem = f"{type(exc).__name__}: {exc}"
-            raise ConfigError(f"{where}: cannot import action {name!r}: {problem}") from None
-    if not (isinstance(entry, type) and issubclass(entry, AlertAction)):
+    try:
+        entry = plugins.alert_action(name)
+    except ConfigError as exc:
+        raise ConfigError(f"{where}: {exc}") from None
+    if not issubclass(entry, AlertAction):
         raise ConfigError(f"{where}: action {name!r} is not an AlertAction class")
     return entry
 

@@ -1,5 +1,4 @@
-"""Moonship market client for VALR."""
+"""Moonship market client for VALR: `moonship_valr.client.ValrClient` (registered as `valr`).
 
-from .client import ValrClient, ValrSettings
-
-__all__ = ["ValrClient", "ValrSettings"]
+Nothing is imported here, so loading the plugin stays cheap until a market uses the client.
+"""

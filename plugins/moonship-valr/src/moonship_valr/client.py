@@ -262,7 +262,7 @@ class ValrClient(MarketClient):
         self.hub.users += 1
         self.events.status(MarketStatus.UNSYNCED, "connecting")
         await self.hub.trade_stream(self.rest.signer).add(self.pair, self.feed)
-        if self.rest.signer is not None:
+        if self.rest.signer is not None and not self.context.market_data_only:
             self.account = self.hub.account(self.rest)
             await self.account.add(self.pair, self.events, info.base_asset, info.quote_asset)
 
@@ -292,7 +292,7 @@ class ValrClient(MarketClient):
         return parse_ticker(await self.rest.market_summary(self.pair), self.pair)
 
     async def get_recent_trades(self, limit: int = 100) -> list[Trade]:
-        """The latest `limit` public trades, oldest first."""
+        """The latest `limit` (at most 100, VALR's page) public trades, oldest first."""
         trades = [parse_trade(t, self.pair) for t in await self.rest.trades(self.pair, limit)]
         trades.reverse()
         return trades[-limit:] if limit > 0 else []
@@ -314,8 +314,13 @@ class ValrClient(MarketClient):
         coid = check_client_order_id(request.client_order_id)
         account = self._account()
         known = account.current(coid)
-        if known is not None and known.id:
-            return known  # a retry of an order VALR already has
+        if known is not None:  # a retry
+            if known.id:
+                return known  # VALR has it
+            try:  # an earlier attempt's answer was lost: VALR may have it, even closed already
+                return await self.get_order(known)
+            except OrderNotFound:
+                self.logger.info("order %s is not at VALR: sending it again", coid)
         account.placing(request, self.pair)
         kind, body = self._order_body(request)
         try:

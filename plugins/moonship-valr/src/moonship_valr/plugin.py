@@ -1,12 +1,10 @@
-"""Registers the `valr` market client."""
+"""Registers the `valr` market client (imported only when a market uses it)."""
 
 from __future__ import annotations
 
-from moonship_core import MarketClient, hookimpl
-
-from .client import ValrClient
+from moonship_core import hookimpl
 
 
 @hookimpl
-def moonship_market_clients() -> dict[str, type[MarketClient]]:
-    return {"valr": ValrClient}
+def moonship_market_clients() -> dict[str, str]:
+    return {"valr": "moonship_valr.client:ValrClient"}

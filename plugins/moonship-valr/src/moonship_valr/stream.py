@@ -124,6 +124,9 @@ class Socket:
                 raise
             except (OSError, WebSocketException, TimeoutError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
+            except Exception as exc:  # a bug must not end the feed for good
+                self.logger.exception("unexpected error on %s", self.url)
+                reason = f"{type(exc).__name__}: {exc}"
             self.ws = None
             self.logger.warning("%s disconnected (%s); reconnecting", self.url, reason)
             self.on_close(reason)

@@ -441,7 +441,12 @@ class AccountStream(Socket):
     def _spawn(self, coro: Any) -> None:
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            self.logger.error("account task failed: %r", exc, exc_info=exc)
 
     async def stop(self) -> None:
         for task in list(self._tasks):
@@ -477,6 +482,7 @@ def order_from_status(data: Mapping[str, Any], symbol: str) -> Order:
     else:
         mapped = _OPEN_STATUSES.get(status, OrderStatus.PENDING)
     tif = str(data.get("timeInForce") or "GTC")
+    price = None if is_market else decimal_or_none(data.get("originalPrice", data.get("price")))
     return Order(
         id=str(data.get("orderId") or ""),
         client_order_id=str(data.get("customerOrderId") or ""),
@@ -485,9 +491,12 @@ def order_from_status(data: Mapping[str, Any], symbol: str) -> Order:
         type=OrderType.MARKET if is_market else OrderType.LIMIT,
         status=mapped,
         quantity=original if not is_market or original else None,
-        price=None if is_market else decimal_or_none(data.get("originalPrice", data.get("price"))),
+        price=price,
         time_in_force=TimeInForce(tif) if tif in TimeInForce.__members__ else TimeInForce.GTC,
         post_only="post-only" in order_type,
+        # without fills: valued at the summary's average price, else at the limit price
+        filled_quantity=filled,
+        filled_quote_quantity=filled * (decimal_or_none(data.get("averagePrice")) or price or ZERO),
         created=parse_time(data.get("orderCreatedAt") or data.get("createdAt")),
         updated=parse_time(data.get("orderUpdatedAt") or data.get("updatedAt")) if status else utc_now(),
         reason=str(data.get("failedReason") or "") or None,
