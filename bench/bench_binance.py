@@ -196,7 +196,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:
-    from moonship_binance import BinanceClient
+    from moonship_binance.client import BinanceClient
 
     from moonship_core import ClientContext
     from moonship_core.config import MarketConfig

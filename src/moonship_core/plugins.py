@@ -261,6 +261,9 @@ class _SectionModels(Mapping[str, "type[BaseModel] | None"]):
         model: type[BaseModel] | None = getattr(cls, "settings_model", None)
         return model
 
+    def __contains__(self, name: object) -> bool:
+        return name in self._plugins.market_clients or name in self._plugins.services
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._plugins.market_clients.keys() | self._plugins.services.keys())
 

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 import bcrypt
 import httpx
-from moonship_api import ApiService
+from moonship_api.service import ApiService
 from pydantic import BaseModel, ConfigDict
 
 from moonship_core import (

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from moonship_api import ApiService
+from moonship_api.service import ApiService
 from support.servers import MoonshipProcess, RedisServer, free_port
 
 from moonship_core import MessageBus, SharedCache

@@ -12,8 +12,9 @@ import time
 from typing import Any
 
 import pytest
-from moonship_api import ApiService, ApiSettings
 from moonship_api.accesslog import DEFAULT_FORMAT, AccessLogFormat, AccessRecord
+from moonship_api.service import ApiService
+from moonship_api.settings import ApiSettings
 
 from moonship_core import ConfigError, MemoryBus, MemoryCache, MoonshipError
 from moonship_core.config import parse_config, validate_sections

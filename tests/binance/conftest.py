@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from exchanges.binance import BinanceSim
-from moonship_binance import BinanceClient
+from moonship_binance.client import BinanceClient
 
 from moonship_core import Balance, Candle, ClientContext, MarketStatus, Order, OrderBook, Ticker, Trade
 from moonship_core.config import MarketConfig

@@ -8,7 +8,7 @@ from decimal import Decimal
 
 import pytest
 from exchanges.binance import KEY, BinanceSim
-from moonship_binance import BinanceClient
+from moonship_binance.client import BinanceClient
 
 from moonship_core import (
     AuthenticationError,

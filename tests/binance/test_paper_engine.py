@@ -9,7 +9,7 @@ from typing import Any
 import moonship_binance.plugin
 import pytest
 from exchanges.binance import KEY, BinanceSim
-from moonship_binance import BinanceClient
+from moonship_binance.client import BinanceClient
 
 from moonship_core import (
     MarketStatus,

@@ -1,8 +1,4 @@
-"""Moonship REST API service (`moonship -a`)."""
+"""Moonship REST API service (`moonship -a`): `moonship_api.service.ApiService`, registered as `api`.
 
-from __future__ import annotations
-
-from .service import ApiService
-from .settings import ApiSettings
-
-__all__ = ["ApiService", "ApiSettings"]
+Nothing is imported here, so loading the plugin stays cheap in processes that do not run the API.
+"""

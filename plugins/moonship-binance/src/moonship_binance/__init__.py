@@ -1,7 +1,4 @@
-"""Moonship market client for Binance spot: REST, combined market streams, WebSocket API user stream."""
+"""Moonship market client for Binance spot: `moonship_binance.client.BinanceClient` (registered as `binance`).
 
-from __future__ import annotations
-
-from .client import BinanceClient, BinanceSettings
-
-__all__ = ["BinanceClient", "BinanceSettings"]
+Nothing is imported here, so loading the plugin stays cheap until a market uses the client.
+"""
