@@ -250,6 +250,10 @@ class TradingEngine(Service):
             self._replies.popitem(last=False)
         try:
             reply = {"id": cid, "ok": True, "result": await self._execute(command)}
+            # read-your-writes: the change is in the cache before the caller hears it is done
+            with contextlib.suppress(OSError, ConnectionError, TimeoutError):
+                async with asyncio.timeout(2):
+                    await self._flush()
         except ControlError as exc:
             reply = {"id": cid, "ok": False, "error": str(exc), "status": exc.status}
         except ConfigError as exc:

@@ -11,8 +11,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import bcrypt
+import httpx
 import pytest
-from support.servers import MoonshipProcess, RedisServer
+from support.servers import MoonshipProcess, RedisServer, free_port
 
 from moonship_core import CommandTimeout, ControlError, ControlPlane, EngineUnavailable
 from moonship_core.bus import MemoryBus, MessageBus
@@ -208,10 +210,37 @@ def test_control_plane_maps_timeout_and_outage(backend: str, tmp_path: Path) -> 
     run(down())
 
 
+def services_config(tmp_path: Path, url: str, port: int) -> Path:
+    """The API (plain HTTP on loopback) and a monitor whose alert has no actions (it logs when it fires)."""
+    password = bcrypt.hashpw(b"secret", bcrypt.gensalt(4)).decode()
+    path = tmp_path / "services.yml"
+    path.write_text(f"""
+moonship:
+  redis:
+    url: {url}
+  api:
+    host: 127.0.0.1
+    port: {port}
+    user: ops
+    password: "{password}"
+  monitor:
+    poll_interval: 0.2
+    alerts:
+      stopped:
+        condition: not active and start_time != null
+""")
+    return path
+
+
 def test_two_engine_processes_controlled_through_the_bus(redis_server: RedisServer, tmp_path: Path) -> None:
     e1 = MoonshipProcess("run", "-c", str(engine_config(tmp_path, "e1", redis_server.url, "quoter,idle")))
     e2 = MoonshipProcess("run", "-c", str(engine_config(tmp_path, "e2", redis_server.url, "quoter,idle")))
+    port = free_port()
+    services = MoonshipProcess(
+        "run", "-a", "-m", "-c", str(services_config(tmp_path, redis_server.url, port))
+    )
     try:
+        services.wait_for("monitor started", 30)
 
         async def main() -> None:
             cache, bus = RedisCache(redis_server.url), RedisBus(redis_server.url)
@@ -227,8 +256,23 @@ def test_two_engine_processes_controlled_through_the_bus(redis_server: RedisServ
 
                 await eventually(both_listed)
                 assert await control.engines() == ["e1", "e2"]
-                await control.start("e1", "idle")
-                await control.stop("e2", "quoter")
+                # through the API process, which has no engine of its own
+                async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=15) as api:
+                    login = await api.post("/login", json={"user": "ops", "password": "secret"})
+                    api.headers["Authorization"] = f"Bearer {login.json()['session_token']}"
+                    listed = (await api.get("/strategies")).json()["strategies"]
+                    assert {(s["engine"], s["name"]) for s in listed} == {
+                        ("e1", "quoter"),
+                        ("e1", "idle"),
+                        ("e2", "quoter"),
+                        ("e2", "idle"),
+                    }
+                    assert (await api.post("/strategies/e1/idle/start")).status_code == 200
+                    assert (await api.post("/strategies/e2/quoter/stop")).status_code == 200
+                    reply = await api.get("/strategies", params={"active": "true"})
+                    active = {(s["engine"], s["name"]) for s in reply.json()["strategies"]}
+                    assert active == {("e1", "quoter"), ("e1", "idle")}
+                    assert (await api.post("/strategies/e3/quoter/start")).status_code == 404
 
                 async def states() -> bool:
                     active = {(s["engine"], s["name"]) for s in await control.strategies({"active": "true"})}
@@ -251,7 +295,9 @@ def test_two_engine_processes_controlled_through_the_bus(redis_server: RedisServ
                 await cache.close()
 
         run(main())
-        assert e1.stop() == 0 and e2.stop() == 0
+        services.wait_for("alert stopped triggered for quoter@e2", 10)  # the monitor, over Redis
+        assert services.count("alert stopped triggered") == 1
+        assert e1.stop() == 0 and e2.stop() == 0 and services.stop() == 0
 
         async def gone() -> None:
             control = ControlPlane(RedisCache(redis_server.url), RedisBus(redis_server.url))
@@ -264,6 +310,7 @@ def test_two_engine_processes_controlled_through_the_bus(redis_server: RedisServ
     finally:
         e1.kill()
         e2.kill()
+        services.kill()
 
 
 def test_engine_keeps_trading_through_a_redis_outage_and_republishes(
