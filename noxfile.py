@@ -44,15 +44,15 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(reuse_venv=True)
 def typecheck(session: nox.Session) -> None:
-    """mypy --strict over the files configured in pyproject.toml."""
-    session.install("-e", f"{ROOT}[test]")
+    """mypy --strict over the files configured in pyproject.toml (the core, every plugin, the examples)."""
+    session.install(*editables(test_extras=True))
     session.run("mypy", *session.posargs)
 
 
 @nox.session(reuse_venv=True)
 def bench(session: nox.Session) -> None:
     """Every bench/bench_*.py script in turn (arguments after `--` go to each)."""
-    session.install("-e", str(ROOT))
+    session.install(*editables(test_extras=True))
     for script in sorted(ROOT.glob("bench/bench_*.py")):
         session.run("python", str(script), *session.posargs)
 
