@@ -8,6 +8,8 @@ from .algo import NoSettings, StrategyMarket, TradingAlgo
 from .book import OrderBook
 from .bus import MemoryBus, MessageBus
 from .cache import MemoryCache, SharedCache
+from .cache import dumps as json_dumps
+from .cache import loads as json_loads
 from .client import ClientContext, MarketClient, MarketEvents
 from .config import MarketConfig, MoonshipConfig, StrategyConfig, format_errors, validate_model
 from .control import ControlPlane
@@ -122,6 +124,8 @@ __all__ = [
     "fmt_decimal",
     "format_errors",
     "hookimpl",
+    "json_dumps",
+    "json_loads",
     "utc_now",
     "validate_model",
 ]

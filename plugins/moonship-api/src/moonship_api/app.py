@@ -5,8 +5,6 @@ from __future__ import annotations
 import http
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 import orjson
@@ -19,7 +17,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from moonship_core import CommandTimeout, ControlError, ControlPlane, EngineUnavailable, SharedCache
+from moonship_core import (
+    CommandTimeout,
+    ControlError,
+    ControlPlane,
+    EngineUnavailable,
+    SharedCache,
+    json_dumps,
+)
 
 from .accesslog import AccessLogFormat, AccessLogMiddleware
 from .auth import COOKIE_NAME, Credentials, LoginThrottle, Sessions
@@ -34,23 +39,13 @@ _COOKIE_ATTRIBUTES = "HttpOnly; Path=/; SameSite=Strict; Secure"
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def _json_default(value: Any) -> Any:
-    if isinstance(value, Decimal):
-        return format(value, "f")
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, set | frozenset | tuple):
-        return list(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
 class JsonResponse(Response):
     """JSON with Decimals as exact text and datetimes as ISO-8601 (the shared cache's encoding)."""
 
     media_type = "application/json"
 
     def render(self, content: Any) -> bytes:
-        return orjson.dumps(content, default=_json_default, option=orjson.OPT_NON_STR_KEYS)
+        return json_dumps(content)
 
 
 class ApiError(Exception):
