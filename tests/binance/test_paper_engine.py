@@ -13,8 +13,6 @@ from moonship_binance.client import BinanceClient
 
 from moonship_core import (
     MarketStatus,
-    MemoryBus,
-    MemoryCache,
     Order,
     OrderRequest,
     OrderStatus,
@@ -23,11 +21,9 @@ from moonship_core import (
     TradingAlgo,
     hookimpl,
 )
-from moonship_core.config import parse_config, validate_sections
-from moonship_core.control import ControlPlane
+from moonship_core.config import parse_config
 from moonship_core.engine import TradingEngine
 from moonship_core.plugins import Plugins
-from moonship_core.service import ServiceContext
 
 from .conftest import fast, until
 
@@ -76,19 +72,9 @@ def engine(sim: BinanceSim, market: dict[str, Any]) -> TradingEngine:
     plugins = Plugins.load(entry_points=False)
     plugins.register(moonship_binance.plugin, "binance", "moonship-binance")
     plugins.register(AlgoPlugin(), "test")
-    sections = validate_sections(config, plugins.section_models())
-    assert isinstance(sections["binance"], BinanceClient.settings_model)
-    cache, bus = MemoryCache(), MemoryBus()
-    context = ServiceContext(
-        config=config,
-        settings={},
-        sections=sections,
-        plugins=plugins,
-        cache=cache,
-        bus=bus,
-        control=ControlPlane(cache, bus, timeout=2),
-    )
-    return TradingEngine(context)
+    engine = TradingEngine.embedded(config, plugins, timeout=2)
+    assert isinstance(engine.context.sections["binance"], BinanceClient.settings_model)
+    return engine
 
 
 async def test_paper_over_binance(sim: BinanceSim) -> None:

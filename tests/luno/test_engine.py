@@ -12,8 +12,6 @@ from exchanges.luno import LunoSimulator, Participants
 
 from moonship_core import (
     MarketStatus,
-    MemoryBus,
-    MemoryCache,
     Order,
     OrderRequest,
     OrderStatus,
@@ -23,10 +21,8 @@ from moonship_core import (
     hookimpl,
 )
 from moonship_core.config import parse_config
-from moonship_core.control import ControlPlane
 from moonship_core.engine import TradingEngine
 from moonship_core.plugins import Plugins
-from moonship_core.service import ServiceContext
 
 from .conftest import KEY, PAIR, SECRET, until
 
@@ -89,13 +85,8 @@ def engine_for(sim: LunoSimulator) -> TradingEngine:
     plugins = Plugins.load(entry_points=False)
     plugins.register(moonship_luno.plugin, "luno", "moonship-luno")
     plugins.register(AlgoPlugin(), "test-algos")
-    sections = plugins.check(config)
-    cache, bus = MemoryCache(), MemoryBus()
-    ctx = ServiceContext(
-        config=config, settings={}, sections=sections, plugins=plugins, cache=cache, bus=bus,
-        control=ControlPlane(cache, bus, timeout=2),
-    )
-    return TradingEngine(ctx)
+    plugins.check(config)
+    return TradingEngine.embedded(config, plugins, timeout=2)
 
 
 async def test_engine_trades_on_luno_and_on_paper_over_luno(sim: LunoSimulator) -> None:

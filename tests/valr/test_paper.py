@@ -13,8 +13,6 @@ from moonship_valr.client import ValrClient, ValrSettings
 from moonship_core import (
     ConfigError,
     MarketStatus,
-    MemoryBus,
-    MemoryCache,
     Order,
     OrderRequest,
     OrderStatus,
@@ -24,10 +22,8 @@ from moonship_core import (
     hookimpl,
 )
 from moonship_core.config import parse_config, validate_sections
-from moonship_core.control import ControlPlane
 from moonship_core.engine import TradingEngine
 from moonship_core.plugins import Plugins
-from moonship_core.service import ServiceContext
 
 from .harness import API_KEY, SECRET, D, until, venue
 
@@ -66,18 +62,7 @@ def _engine(config: dict[str, Any]) -> TradingEngine:
     plugins = Plugins.load(entry_points=False)
     plugins.register(moonship_valr.plugin, "valr")
     plugins.register(_Algos(), "algos")
-    sections = validate_sections(parsed, plugins.section_models())
-    cache, bus = MemoryCache(), MemoryBus()
-    context = ServiceContext(
-        config=parsed,
-        settings={},
-        sections=sections,
-        plugins=plugins,
-        cache=cache,
-        bus=bus,
-        control=ControlPlane(cache, bus, timeout=2),
-    )
-    return TradingEngine(context)
+    return TradingEngine.embedded(parsed, plugins, timeout=2)
 
 
 async def test_paper_trades_on_valr_market_data() -> None:
