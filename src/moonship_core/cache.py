@@ -72,6 +72,10 @@ class SharedCache(ABC):
         """Set a key's time to live; False if the key does not exist."""
 
     @abstractmethod
+    async def incr(self, key: str, ttl: float | None = None) -> int:
+        """Atomically add 1 to the integer at `key` (0 when absent) and return it; `ttl` resets its expiry."""
+
+    @abstractmethod
     async def hset(self, key: str, values: dict[str, Any]) -> None: ...
 
     @abstractmethod
@@ -118,6 +122,15 @@ class MemoryCache(SharedCache):
             return False
         self._expiry[key] = time.monotonic() + ttl
         return True
+
+    async def incr(self, key: str, ttl: float | None = None) -> int:
+        value = int(loads(self._data[key])) + 1 if self._live(key) else 1
+        await self.set(key, value, ttl if ttl is not None else self._remaining(key))
+        return value
+
+    def _remaining(self, key: str) -> float | None:
+        deadline = self._expiry.get(key)
+        return None if deadline is None else max(0.0, deadline - time.monotonic())
 
     async def hset(self, key: str, values: dict[str, Any]) -> None:
         table = self._data[key] if self._live(key) else self._data.setdefault(key, {})

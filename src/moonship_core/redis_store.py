@@ -92,6 +92,15 @@ class RedisCache(SharedCache):
         return bool(await self.redis.pexpire(key, int(ttl * 1000)))
 
     @unavailable
+    async def incr(self, key: str, ttl: float | None = None) -> int:
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.incr(key)
+            if ttl is not None:
+                pipe.pexpire(key, int(ttl * 1000))
+            results: list[Any] = await pipe.execute()
+        return int(results[0])
+
+    @unavailable
     async def hset(self, key: str, values: dict[str, Any]) -> None:
         if values:
             await self.redis.hset(key, mapping={k: dumps(v) for k, v in values.items()})

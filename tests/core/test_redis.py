@@ -122,6 +122,10 @@ def test_cache_contract(cache_factory: Callable[[], SharedCache]) -> None:
             assert await cache.expire("missing", 1) is False
             await asyncio.sleep(0.35)
             assert await cache.get("k") is None
+            assert [await cache.incr("n", ttl=0.3) for _ in range(3)] == [1, 2, 3]
+            assert await cache.get("n") == 3
+            await asyncio.sleep(0.45)
+            assert await cache.incr("n") == 1  # expired: counts again from 0
             await cache.hset("h", {"a": 1, "b": {"x": [1, 2]}})
             await cache.hset("h", {"a": 2})
             assert await cache.hgetall("h") == {"a": 2, "b": {"x": [1, 2]}}

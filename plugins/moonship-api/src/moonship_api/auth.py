@@ -113,20 +113,20 @@ class LoginThrottle:
 
     async def retry_after(self, client: str) -> int | None:
         """Whole seconds until `client` may try again, or None if it may now."""
-        state = await self.cache.get(self.key(client))
-        if not isinstance(state, dict):
+        until = await self.cache.get(self.key(client) + ":until")
+        if not isinstance(until, int | float):
             return None
-        wait = float(state.get("until", 0)) - self.clock()
+        wait = float(until) - self.clock()
         return math.ceil(wait) if wait > 0 else None
 
     async def failed(self, client: str) -> None:
         key = self.key(client)
-        state = await self.cache.get(key)
-        failures = (int(state.get("failures", 0)) if isinstance(state, dict) else 0) + 1
-        until = 0.0
+        ttl = self.memory + self.max_delay
+        failures = await self.cache.incr(key, ttl=ttl)  # atomic, so replicas count every failure
         if failures >= self.free:
             until = self.clock() + min(2.0 ** min(failures - self.free, 30), self.max_delay)
-        await self.cache.set(key, {"failures": failures, "until": until}, ttl=self.memory + self.max_delay)
+            await self.cache.set(key + ":until", until, ttl=ttl)
 
     async def succeeded(self, client: str) -> None:
-        await self.cache.delete(self.key(client))
+        key = self.key(client)
+        await self.cache.delete(key, key + ":until")
