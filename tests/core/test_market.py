@@ -153,19 +153,24 @@ class Unconfirmed(ScriptedClient):
         return found.with_fill(Fill("t1", D("100"), D("1")))
 
 
+async def place_unconfirmed(client_class: type[ScriptedClient]) -> tuple[Market, list[Order]]:
+    """Place an order whose placement times out; return the market and the order updates its owner got."""
+    cfg = MarketConfig.model_validate({"client": "x", "symbol": "BTCUSDT"})
+    market = Market("btc", cfg, client_class, ClientContext("btc", cfg, {}, Plugins()))
+    inbox = Inbox()
+    await market.open()
+    with pytest.raises(OrderStatusUnknown):
+        await market.place_order(OrderRequest.limit(Side.BUY, D("1"), D("100")), owner=inbox)
+    for _ in range(100):
+        if any(k == "order" for k, _ in inbox.events):
+            break
+        await asyncio.sleep(0.05)
+    return market, [p for k, p in inbox.events if k == "order"]
+
+
 def test_unconfirmed_order_is_queried_until_known_and_reaches_its_owner() -> None:
     async def main() -> None:
-        cfg = MarketConfig.model_validate({"client": "x", "symbol": "BTCUSDT"})
-        market = Market("btc", cfg, Unconfirmed, ClientContext("btc", cfg, {}, Plugins()))
-        inbox = Inbox()
-        await market.open()
-        with pytest.raises(OrderStatusUnknown):
-            await market.place_order(OrderRequest.limit(Side.BUY, D("1"), D("100")), owner=inbox)
-        for _ in range(100):
-            if any(k == "order" for k, _ in inbox.events):
-                break
-            await asyncio.sleep(0.05)
-        orders = [p for k, p in inbox.events if k == "order"]
+        market, orders = await place_unconfirmed(Unconfirmed)
         assert orders and orders[-1].status is OrderStatus.FILLED and orders[-1].id == "77"
         assert market.open_orders() == []
 
@@ -186,17 +191,8 @@ def test_unconfirmed_order_the_exchange_never_saw_ends_rejected(monkeypatch: pyt
     monkeypatch.setattr("moonship_core.market.UNKNOWN_GRACE", 0.3)
 
     async def main() -> None:
-        cfg = MarketConfig.model_validate({"client": "x", "symbol": "BTCUSDT"})
-        market = Market("btc", cfg, NeverArrived, ClientContext("btc", cfg, {}, Plugins()))
-        inbox = Inbox()
-        await market.open()
-        with pytest.raises(OrderStatusUnknown):
-            await market.place_order(OrderRequest.limit(Side.BUY, D("1"), D("100")), owner=inbox)
-        for _ in range(100):
-            if any(k == "order" for k, _ in inbox.events):
-                break
-            await asyncio.sleep(0.05)
-        (order,) = [p for k, p in inbox.events if k == "order"]
+        market, orders = await place_unconfirmed(NeverArrived)
+        (order,) = orders
         assert order.status is OrderStatus.REJECTED and order.reason == "never reached the exchange"
         assert market.open_orders() == []
 

@@ -605,18 +605,24 @@ class ValrSimulator:
             h.get("x-valr-sub-account-id", ""),
         )
 
-    async def _trade_socket(self, ws: WebSocket) -> None:
+    async def _admit(self, ws: WebSocket, kind: str, *, required: bool) -> tuple[bool, Account | None]:
+        """Check a socket's signature (and the refuse-connections fault); accept it or close it."""
         try:
-            account = self._ws_account(ws, "/ws/trade", required=False)
+            account = self._ws_account(ws, f"/ws/{kind}", required=required)
             if self.faults.refuse_connections:
                 raise HttpError(503, {})
         except HttpError:
             self.refused += 1
             await ws.close(1008)
-            return
+            return False, None
         await ws.accept()
-        self.connections["trade"] += 1
-        await self._serve("trade", _Conn(ws, account), self.trade_conns, self._on_trade_message)
+        self.connections[kind] += 1
+        return True, account
+
+    async def _trade_socket(self, ws: WebSocket) -> None:
+        admitted, account = await self._admit(ws, "trade", required=False)
+        if admitted:
+            await self._serve("trade", _Conn(ws, account), self.trade_conns, self._on_trade_message)
 
     def _on_trade_message(self, conn: _Conn, msg: dict[str, Any]) -> None:
         if msg.get("type") != "SUBSCRIBE":
@@ -637,16 +643,9 @@ class ValrSimulator:
                         conn.send(self._frame(event, pair, self.exchange.books[pair].wire()))
 
     async def _account_socket(self, ws: WebSocket) -> None:
-        try:
-            account = self._ws_account(ws, "/ws/account", required=True)
-            if self.faults.refuse_connections:
-                raise HttpError(503, {})
-        except HttpError:
-            self.refused += 1
-            await ws.close(1008)
+        admitted, account = await self._admit(ws, "account", required=True)
+        if not admitted:
             return
-        await ws.accept()
-        self.connections["account"] += 1
         conn = _Conn(ws, account)
         conn.send('{"type":"AUTHENTICATED"}')
         await self._serve("account", conn, self.account_conns, self._on_account_message)
