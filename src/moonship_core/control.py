@@ -29,31 +29,20 @@ def matches(info: Mapping[str, Any], filters: Mapping[str, str]) -> bool:
         if isinstance(value, bool) or value is None:
             if wanted.lower() != ("null" if value is None else str(value).lower()):
                 return False
-        elif isinstance(value, int | float) or _is_number(value):
-            if not _is_number(wanted) or _number(wanted) != _number(value):
-                return False
-        elif str(value) != wanted:
+            continue
+        number = _as_number(value)
+        if (str(value) != wanted) if number is None else (_as_number(wanted) != number):
             return False
     return True
 
 
-def _is_number(value: Any) -> bool:
-    if isinstance(value, bool):
-        return False
-    if isinstance(value, int | float):
-        return True
+def _as_number(value: Any) -> Decimal | None:
+    """`value` as a finite Decimal, or None when it is not a number."""
     try:
-        _number(value)
-    except (ArithmeticError, ValueError, TypeError):
-        return False
-    return True
-
-
-def _number(value: Any) -> Decimal:
-    number = Decimal(str(value))
-    if not number.is_finite():
-        raise ValueError(value)
-    return number
+        number = Decimal(str(value))
+    except ArithmeticError:
+        return None
+    return number if number.is_finite() else None
 
 
 def _reachable(func: Callable[P, Coroutine[Any, Any, R]]) -> Callable[P, Coroutine[Any, Any, R]]:
