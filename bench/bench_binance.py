@@ -19,6 +19,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
+from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -214,7 +215,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         {"rest_url": rest_url, "ws_url": ws_url, "ws_api_url": ws_url + "/ws-api/v3", "depth_limit": 1000}
     )
     config = MarketConfig.model_validate({"client": "binance", "symbol": SYMBOL})
-    client = BinanceClient(ClientContext("btc", config, settings, Plugins.load(entry_points=False)), probe)
+    resolve = partial(Plugins.load(entry_points=False).resolve, "market_clients")
+    client = BinanceClient(ClientContext("btc", config, settings, resolve), probe)
     await client.get_market_info()
     await client.connect()
     await asyncio.wait_for(probe.synced.wait(), 10)

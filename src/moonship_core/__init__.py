@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .algo import NoSettings, StrategyMarket, TradingAlgo
+from .backoff import Backoff
 from .book import OrderBook
-from .bus import MemoryBus, MessageBus
-from .cache import MemoryCache, SharedCache
-from .cache import dumps as json_dumps
-from .cache import loads as json_loads
-from .client import ClientContext, MarketClient, MarketEvents
+from .clock import Clock, LiveClock, SimClock
+from .codec import json_dumps, json_loads
 from .config import MarketConfig, MoonshipConfig, StrategyConfig, format_errors, validate_model
+from .contracts.algo import AlgoContext, NoSettings, PositionView, StrategyMarket, TradingAlgo
+from .contracts.client import ClientContext, MarketClient, MarketEvents
+from .contracts.service import Registry, Service, ServiceContext
+from .contracts.stores import MessageBus, SharedCache, Stores
 from .control import ControlPlane
 from .errors import (
     AuthenticationError,
@@ -28,16 +29,15 @@ from .errors import (
     NetworkError,
     OrderNotFound,
     OrderStatusUnknown,
-    PluginError,
     PostOnlyRejected,
     RateLimited,
     RequestTimeout,
 )
-from .hookspecs import hookimpl
+from .hookspecs import hookimpl, hookspec
 from .model import (
+    ZERO,
     Balance,
     Candle,
-    CandlePeriod,
     Fill,
     MarketInfo,
     MarketStatus,
@@ -50,13 +50,15 @@ from .model import (
     TimeInForce,
     Trade,
     fmt_decimal,
+    from_ms,
+    round_to_step,
     utc_now,
 )
-from .net import Backoff, RateLimiter
 from .orderlevel import LevelOrder, OrderLevelBook
 from .plugins import Plugins
-from .service import Service, ServiceContext
-from .strategy import Position, Strategy
+from .stores.memory import MemoryBus, MemoryCache
+from .trading.engine import TradingEngine
+from .venues.ratelimit import RateLimiter
 
 try:
     __version__ = version("moonship-core")
@@ -64,13 +66,15 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
+    "ZERO",
+    "AlgoContext",
     "AuthenticationError",
     "Backoff",
     "Balance",
     "BookGap",
     "Candle",
-    "CandlePeriod",
     "ClientContext",
+    "Clock",
     "CommandTimeout",
     "ConfigError",
     "ControlError",
@@ -81,6 +85,7 @@ __all__ = [
     "InsufficientFunds",
     "InvalidOrder",
     "LevelOrder",
+    "LiveClock",
     "MarketClient",
     "MarketClosed",
     "MarketConfig",
@@ -102,30 +107,35 @@ __all__ = [
     "OrderStatus",
     "OrderStatusUnknown",
     "OrderType",
-    "PluginError",
     "Plugins",
-    "Position",
+    "PositionView",
     "PostOnlyRejected",
     "RateLimited",
     "RateLimiter",
+    "Registry",
     "RequestTimeout",
     "Service",
     "ServiceContext",
     "SharedCache",
     "Side",
-    "Strategy",
+    "SimClock",
+    "Stores",
     "StrategyConfig",
     "StrategyMarket",
     "Ticker",
     "TimeInForce",
     "Trade",
     "TradingAlgo",
+    "TradingEngine",
     "__version__",
     "fmt_decimal",
     "format_errors",
+    "from_ms",
     "hookimpl",
+    "hookspec",
     "json_dumps",
     "json_loads",
+    "round_to_step",
     "utc_now",
     "validate_model",
 ]

@@ -4,20 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .bus import MemoryBus, MessageBus
-from .cache import MemoryCache, SharedCache
-from .client import MarketClient
-from .config import MoonshipConfig
-from .engine import TradingEngine
+from .contracts.client import MarketClient
+from .contracts.service import Service
 from .hookspecs import hookimpl
-from .paper import PaperClient
-from .service import Service
-from .sim import SimClient
-
-
-def memory_backend(config: MoonshipConfig) -> tuple[SharedCache, MessageBus]:
-    """Cache and bus within this process."""
-    return MemoryCache(), MemoryBus()
+from .sim.paper import PaperClient
+from .sim.synthetic import SimClient
+from .stores.memory import memory_backend
+from .trading.engine import TradingEngine
 
 
 @hookimpl
@@ -32,5 +25,5 @@ def moonship_services() -> dict[str, type[Service]]:
 
 @hookimpl
 def moonship_backends() -> dict[str, Any]:
-    redis = "moonship_core.redis_store:redis_backend"  # redis-py is imported only by those who use it
+    redis = "moonship_core.stores.redis:redis_backend"  # redis-py is imported only by those who use it
     return {"memory": memory_backend, "redis": redis, "rediss": redis, "unix": redis}

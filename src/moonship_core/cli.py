@@ -86,7 +86,7 @@ def _run(config: MoonshipConfig, options: argparse.Namespace) -> int:
     configure_logging(config)
     plugins = Plugins.load()
     for name in services:
-        if name != "engine" and name not in plugins.services:
+        if name != "engine" and name not in plugins.names("services"):
             distribution = SERVICE_DISTRIBUTIONS[name]
             print(
                 f"{PROG}: the {name!r} service needs the {distribution} plugin (pip install {distribution})",
@@ -94,8 +94,8 @@ def _run(config: MoonshipConfig, options: argparse.Namespace) -> int:
             )
             return 2
     plugins.check(config, resolve="engine" in services)
-    app = importlib.import_module("moonship_core.app")  # imported late: it pulls in the whole engine
-    exit_code: int = app.run(config, plugins, services)
+    launcher = importlib.import_module("moonship_core.launcher")  # imported late: it pulls in the engine
+    exit_code: int = launcher.run(config, plugins, services)
     return exit_code
 
 

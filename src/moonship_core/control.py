@@ -12,8 +12,7 @@ from collections.abc import Callable, Coroutine, Mapping
 from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 
-from .bus import MessageBus
-from .cache import ENGINES_KEY, SharedCache, heartbeat_key, strategies_key
+from .contracts.stores import ENGINES_KEY, MessageBus, SharedCache, heartbeat_key, strategies_key
 from .errors import ControlError
 
 P = ParamSpec("P")

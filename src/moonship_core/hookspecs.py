@@ -1,7 +1,8 @@
 """The hooks a Moonship plugin implements (pluggy project "moonship").
 
 A plugin is a module named by an entry point in group `moonship`; it defines some of these functions,
-decorated with `@hookimpl`. Each returns a dict; the results of all plugins are merged by name. A value may
+decorated with `@hookimpl`. Each returns a dict; the results of all plugins are merged by name into the
+registry named by the hook (`moonship_algos` fills "algos"). A value may
 be the class itself or a `"package.module:Class"` reference, imported only when something uses it (so an
 engine does not pay for the web server of an API it does not run).
 """
@@ -9,14 +10,14 @@ engine does not pay for the web server of an API it does not run).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pluggy
 
-if TYPE_CHECKING:
-    from .algo import TradingAlgo
-    from .client import MarketClient
-    from .service import Service
+from .contracts.algo import TradingAlgo
+from .contracts.client import MarketClient
+from .contracts.service import Service
+from .contracts.stores import Stores
 
 PROJECT = "moonship"
 
@@ -40,10 +41,5 @@ def moonship_services() -> dict[str, type[Service] | str]:  # type: ignore[empty
 
 
 @hookspec
-def moonship_backends() -> dict[str, Callable[..., Any] | str]:  # type: ignore[empty-body]
-    """Shared cache / message bus backend factories by URL scheme, e.g. `{"redis": ..., "rediss": ...}`."""
-
-
-@hookspec
-def moonship_alert_actions() -> dict[str, type[Any] | str]:  # type: ignore[empty-body]
-    """Monitor alert action classes by name (`monitor.alerts.NAME.actions`), e.g. `{"email": EmailAction}`."""
+def moonship_backends() -> dict[str, Callable[[Any], Stores] | str]:  # type: ignore[empty-body]
+    """Store factories (config -> Stores) by `moonship.redis.url` scheme, e.g. `{"redis": ...}`."""

@@ -1,4 +1,8 @@
-"""Plugin discovery (entry points in group `moonship`) and the name -> class registries built from them."""
+"""Plugin discovery (entry points in group `moonship`) and the registries built from their hooks.
+
+Each hook `moonship_<kind>` fills the registry `<kind>` (name -> class, factory or "module:attr" reference).
+The core declares the kinds it uses (hookspecs.py); a plugin declares its own kinds by exposing a module or
+class of `@hookspec` functions as `moonship_hookspecs` (the monitor's alert actions, for example)."""
 
 from __future__ import annotations
 
@@ -22,14 +26,10 @@ CORE_DISTRIBUTION = "moonship-core"
 BUILTIN_MODULE = "moonship_core.builtin"
 BUILTIN_NAME = "builtin"
 
-#: registry kind -> the hook that fills it
-KINDS = {
-    "clients": "moonship_market_clients",
-    "algos": "moonship_algos",
-    "services": "moonship_services",
-    "backends": "moonship_backends",
-    "alert_actions": "moonship_alert_actions",
-}
+HOOK_PREFIX = "moonship_"
+#: the attribute of a plugin that holds the hookspecs it declares
+HOOKSPECS_ATTRIBUTE = "moonship_hookspecs"
+CORE_HOOKS = [name for name in vars(hookspecs) if name.startswith(HOOK_PREFIX)]
 
 #: the original's dotted class names -> (registry name, distribution that provides it)
 SEED_ALIASES = {
@@ -55,7 +55,7 @@ class PluginFailure:
 
 @dataclass(frozen=True)
 class PluginInfo:
-    """A loaded plugin and what it provides, per registry kind (see `KINDS`)."""
+    """A loaded plugin and what it provides, per registry kind (the hook names without `moonship_`)."""
 
     name: str
     distribution: str | None
@@ -70,11 +70,8 @@ class Plugins:
         self.manager = pluggy.PluginManager(hookspecs.PROJECT)
         self.manager.add_hookspecs(hookspecs)
         self.failures: list[PluginFailure] = []
-        self.market_clients: dict[str, type[Any]] = {}
-        self.algos: dict[str, type[Any]] = {}
-        self.services: dict[str, type[Any]] = {}
-        self.backends: dict[str, Any] = {}
-        self.alert_actions: dict[str, type[Any]] = {}
+        #: kind -> name -> entry (a class, a factory, or a "module:attr" reference not imported yet)
+        self.registries: dict[str, dict[str, Any]] = {}
         self._origins: dict[str, tuple[str | None, str | None]] = {}
         self._provides: dict[str, dict[str, dict[str, Any]]] = {}
 
@@ -113,6 +110,9 @@ class Plugins:
 
     def _register(self, plugin: object, name: str, distribution: str | None, version: str | None) -> None:
         try:
+            specs = getattr(plugin, HOOKSPECS_ATTRIBUTE, None)
+            if specs is not None:
+                self.manager.add_hookspecs(specs)
             self.manager.register(plugin, name)
         except Exception as exc:
             self._fail(name, distribution, exc)
@@ -127,11 +127,14 @@ class Plugins:
     def _build(self) -> None:
         """Call every plugin's hooks; a plugin whose hook fails is dropped whole. Registries merge in
         registration order: a later plugin's name wins over an earlier one's."""
+        hooks = {
+            hook.removeprefix(HOOK_PREFIX): getattr(self.manager.hook, hook)
+            for hook in sorted(vars(self.manager.hook), key=_hook_order)
+            if hook.startswith(HOOK_PREFIX)
+        }
         impls = {
-            kind: {
-                impl.plugin_name: impl.function for impl in getattr(self.manager.hook, name).get_hookimpls()
-            }
-            for kind, name in KINDS.items()
+            kind: {impl.plugin_name: impl.function for impl in caller.get_hookimpls()}
+            for kind, caller in hooks.items()
         }
         self._provides = {}
         for name, (distribution, _) in list(self._origins.items()):
@@ -143,65 +146,51 @@ class Plugins:
                 self._fail(name, distribution, exc)
                 self.manager.unregister(name=name)
                 del self._origins[name]
-        merged: dict[str, dict[str, Any]] = {kind: {} for kind in KINDS}
+        merged: dict[str, dict[str, Any]] = {kind: {} for kind in hooks}
         for name, provided in self._provides.items():
             for kind, entries in provided.items():
                 for key in entries.keys() & merged[kind].keys():
                     log.warning("Plugin %s replaces %s %r", name, kind, key)
                 merged[kind].update(entries)
-        self.market_clients = merged["clients"]
-        self.algos = merged["algos"]
-        self.services = merged["services"]
-        self.backends = merged["backends"]
-        self.alert_actions = merged["alert_actions"]
+        self.registries = merged
 
     def backend(self, scheme: str) -> Any:
-        """The cache/bus backend factory for a `moonship.redis.url` scheme ("memory" without one)."""
-        factory = self.backends.get(scheme)
-        if factory is None:
-            available = ", ".join(sorted(self.backends))
+        """The stores factory (config -> Stores) for a `moonship.redis.url` scheme ("memory" without one)."""
+        backends = self.registries.get("backends", {})
+        if scheme not in backends:
+            available = ", ".join(sorted(backends))
             raise ConfigError(f"no cache/bus backend for {scheme!r}; available: {available}")
-        if isinstance(factory, str):
-            factory = self.backends[scheme] = _import(factory, "backend")
-        return factory
+        return _loaded(backends, scheme, "backend")
 
-    def market_client(self, name: str) -> type[Any]:
-        """The market client class for `markets.NAME.client`."""
-        return self._resolve(name, self.market_clients, "market client")
+    def names(self, kind: str) -> list[str]:
+        """Every registered name of `kind`, sorted."""
+        return sorted(self.registries.get(kind, ()))
 
-    def algo(self, name: str) -> type[Any]:
-        """The trading algo class for `strategies.NAME.algo`."""
-        return self._resolve(name, self.algos, "algo")
-
-    def service(self, name: str) -> type[Any]:
-        """The service class called `name`."""
-        return self._resolve(name, self.services, "service")
-
-    def alert_action(self, name: str) -> type[Any]:
-        """The monitor alert action class called `name`."""
-        return self._resolve(name, self.alert_actions, "alert action")
-
-    def _resolve(self, name: str, registry: dict[str, Any], kind: str) -> type[Any]:
+    def resolve(self, kind: str, name: str) -> type[Any]:
+        """The entry `name` of registry `kind`, imported now if it was registered by reference. A seed
+        dotted name resolves to its registered successor; another dotted name is imported as a class."""
+        registry = self.registries.get(kind, {})
+        label = kind.removesuffix("s").replace("_", " ")
         if name in registry:
-            return _loaded(registry, name, kind)
+            return _class(_loaded(registry, name, label), name, label)
         available = f"available: {', '.join(sorted(registry)) or 'none'}"
         if name in SEED_ALIASES:
             alias, distribution = SEED_ALIASES[name]
             if alias in registry:
-                return _loaded(registry, alias, kind)
+                return _class(_loaded(registry, alias, label), alias, label)
             raise ConfigError(
-                f"unknown {kind} {name!r}: it needs the {distribution} plugin "
+                f"unknown {label} {name!r}: it needs the {distribution} plugin "
                 f"(pip install {distribution}); {available}"
             )
         if "." not in name:
-            raise ConfigError(f"unknown {kind} {name!r}; {available}")
+            raise ConfigError(f"unknown {label} {name!r}; {available}")
         module_name, _, attr = name.rpartition(".")
         try:
             found = getattr(importlib.import_module(module_name), attr)
         except Exception as exc:
-            raise ConfigError(f"cannot import {kind} {name!r}: {type(exc).__name__}: {exc}") from None
+            raise ConfigError(f"cannot import {label} {name!r}: {type(exc).__name__}: {exc}") from None
         if not isinstance(found, type):
-            raise ConfigError(f"{kind} {name!r} is not a class")
+            raise ConfigError(f"{label} {name!r} is not a class")
         return found
 
     def describe(self) -> list[PluginInfo]:
@@ -227,16 +216,21 @@ class Plugins:
             problems.append(str(exc))
         if resolve:
             for path, value, resolver in [
-                *((f"markets.{n}.client", m.client, self.market_client) for n, m in config.markets.items()),
-                *((f"strategies.{n}.algo", s.algo, self.algo) for n, s in config.strategies.items()),
+                *((f"markets.{n}.client", m.client, "market_clients") for n, m in config.markets.items()),
+                *((f"strategies.{n}.algo", s.algo, "algos") for n, s in config.strategies.items()),
             ]:
                 try:
-                    resolver(value)
+                    self.resolve(resolver, value)
                 except ConfigError as exc:
                     problems.append(f"{ROOT}.{path}: {exc}")
         if problems:
             raise ConfigError("\n".join(problems))
         return sections
+
+
+def _hook_order(hook: str) -> tuple[int, str]:
+    """The core's hooks in the order hookspecs.py declares them, then the plugins' own, by name."""
+    return (CORE_HOOKS.index(hook) if hook in CORE_HOOKS else len(CORE_HOOKS), hook)
 
 
 def _version(distribution: str) -> str | None:
@@ -251,34 +245,42 @@ class _SectionModels(Mapping[str, "type[BaseModel] | None"]):
         self._plugins = plugins
 
     def __getitem__(self, name: str) -> type[BaseModel] | None:
-        plugins = self._plugins
-        if name in plugins.market_clients:
-            cls = plugins.market_client(name)
-        elif name in plugins.services:
-            cls = plugins.service(name)
-        else:
-            raise KeyError(name)
-        model: type[BaseModel] | None = getattr(cls, "settings_model", None)
-        return model
+        for kind in _SECTION_KINDS:
+            if name in self._plugins.registries.get(kind, ()):
+                entry = self._plugins.resolve(kind, name)
+                model: type[BaseModel] | None = getattr(entry, "settings_model", None)
+                return model
+        raise KeyError(name)
 
     def __contains__(self, name: object) -> bool:
-        return name in self._plugins.market_clients or name in self._plugins.services
+        return any(name in self._plugins.registries.get(kind, ()) for kind in _SECTION_KINDS)
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self._plugins.market_clients.keys() | self._plugins.services.keys())
+        return iter(self._names())
 
     def __len__(self) -> int:
-        return len(self._plugins.market_clients.keys() | self._plugins.services.keys())
+        return len(self._names())
+
+    def _names(self) -> set[str]:
+        return {name for kind in _SECTION_KINDS for name in self._plugins.registries.get(kind, ())}
 
 
-def _loaded(registry: dict[str, Any], name: str, kind: str) -> type[Any]:
+#: the registry kinds whose entries have a config section of their own (`moonship.<name>`)
+_SECTION_KINDS = ("market_clients", "services")
+
+
+def _loaded(registry: dict[str, Any], name: str, label: str) -> Any:
     """The registry entry `name`, importing it first if the plugin gave a "module:attr" reference."""
     entry = registry[name]
     if isinstance(entry, str):
-        entry = registry[name] = _import(entry, kind)
-        if not isinstance(entry, type):
-            raise ConfigError(f"{kind} {name!r} is not a class")
-    return entry  # type: ignore[no-any-return]
+        entry = registry[name] = _import(entry, label)
+    return entry
+
+
+def _class(entry: Any, name: str, label: str) -> type[Any]:
+    if not isinstance(entry, type):
+        raise ConfigError(f"{label} {name!r} is not a class")
+    return entry
 
 
 def _import(reference: str, kind: str) -> Any:

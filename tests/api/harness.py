@@ -26,14 +26,15 @@ from moonship_core import (
     MemoryCache,
     MessageBus,
     SharedCache,
+    Stores,
     StrategyMarket,
     TradingAlgo,
     hookimpl,
 )
 from moonship_core.config import parse_config
-from moonship_core.engine import TradingEngine
+from moonship_core.contracts.service import ServiceContext
 from moonship_core.plugins import Plugins
-from moonship_core.service import ServiceContext
+from moonship_core.trading.engine import TradingEngine
 
 T = TypeVar("T")
 
@@ -190,22 +191,23 @@ def build_stack(
     engines: dict[str, dict[str, Any]] | None = None,
     stuck: bool = False,
     timeout: float = 2.0,
-    backend: Callable[[], tuple[SharedCache, MessageBus]] = lambda: (MemoryCache(), MemoryBus()),
+    backend: Callable[[], Stores] = lambda: Stores(MemoryCache(), MemoryBus()),
 ) -> Stack:
     """Start `engines` (name -> strategies), optionally an engine "stuck" that never answers, and the API."""
     plugins = Plugins.load(entry_points=False)
     plugins.register(AlgoPlugin(), "test")
 
     async def start() -> Stack:
-        cache, bus = backend()
+        stores = backend()
+        cache, bus = stores.cache, stores.bus
         await cache.open()
         await bus.open()
         control = ControlPlane(cache, bus, timeout=timeout)
 
         def context(config: Any, api: Any = None) -> ServiceContext:
             return ServiceContext(
-                config=config, settings=api or {}, sections={}, plugins=plugins, cache=cache, bus=bus,
-                control=control,
+                config=config, settings=api or {}, sections={}, registry=plugins,
+                stores=stores, control=control,
             )
 
         started = []

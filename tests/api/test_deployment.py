@@ -13,12 +13,12 @@ import pytest
 from moonship_api.service import ApiService
 from support.servers import MoonshipProcess, RedisServer, free_port
 
-from moonship_core import MessageBus, SharedCache
-from moonship_core.app import open_backend
+from moonship_core import Stores
 from moonship_core.config import parse_config
+from moonship_core.contracts.service import ServiceContext
 from moonship_core.control import ControlPlane
+from moonship_core.launcher import open_backend
 from moonship_core.plugins import Plugins
-from moonship_core.service import ServiceContext
 
 from .harness import (
     MAIN_STRATEGIES,
@@ -45,7 +45,7 @@ def redis_url() -> Iterator[str]:
         server.kill()
 
 
-def redis_backend(url: str) -> tuple[SharedCache, MessageBus]:
+def redis_backend(url: str) -> Stores:
     return open_backend(parse_config({"moonship": {"redis": {"url": url}}}), Plugins.load(entry_points=False))
 
 
@@ -56,10 +56,11 @@ def replicas(loop: LoopThread, certs: Certs, redis_url: str) -> Iterator[tuple[S
     stack = build_stack(loop, certs, engines=engines, backend=lambda: redis_backend(redis_url))
 
     async def start_b() -> ApiService:
-        cache, bus = redis_backend(redis_url)
+        stores = redis_backend(redis_url)
+        cache, bus = stores.cache, stores.bus
         context = ServiceContext(
             config=parse_config({"moonship": {}}), settings=api_settings(certs), sections={},
-            plugins=Plugins(), cache=cache, bus=bus, control=ControlPlane(cache, bus, timeout=5),
+            registry=Plugins(), stores=stores, control=ControlPlane(cache, bus, timeout=5),
         )
         api = ApiService(context)
         await api.start()

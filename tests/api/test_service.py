@@ -16,11 +16,11 @@ from moonship_api.accesslog import DEFAULT_FORMAT, AccessLogFormat, AccessRecord
 from moonship_api.service import ApiService
 from moonship_api.settings import ApiSettings
 
-from moonship_core import ConfigError, MemoryBus, MemoryCache, MoonshipError
+from moonship_core import ConfigError, MemoryBus, MemoryCache, MoonshipError, Stores
 from moonship_core.config import parse_config, validate_sections
+from moonship_core.contracts.service import ServiceContext
 from moonship_core.control import ControlPlane
 from moonship_core.plugins import Plugins
-from moonship_core.service import ServiceContext
 
 from .harness import PASSWORD, PASSWORD_HASH, USER, Certs, MakeStack, api_settings
 
@@ -28,8 +28,8 @@ from .harness import PASSWORD, PASSWORD_HASH, USER, Certs, MakeStack, api_settin
 def service(settings: Any) -> ApiService:
     cache, bus = MemoryCache(), MemoryBus()
     return ApiService(ServiceContext(
-        config=parse_config({"moonship": {}}), settings=settings, sections={}, plugins=Plugins(), cache=cache,
-        bus=bus, control=ControlPlane(cache, bus),
+        config=parse_config({"moonship": {}}), settings=settings, sections={}, registry=Plugins(),
+        stores=Stores(cache, bus), control=ControlPlane(cache, bus),
     ))
 
 
@@ -102,7 +102,7 @@ def test_the_password_hash_is_never_shown() -> None:
 
 def test_the_plugin_provides_the_api_service() -> None:
     plugins = Plugins.load()
-    assert plugins.service("api") is ApiService
+    assert plugins.resolve("services", "api") is ApiService
     assert plugins.section_models()["api"] is ApiSettings
     [info] = [p for p in plugins.describe() if p.distribution == "moonship-api"]
     assert info.provides == {"services": ["api"]}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
+from functools import partial
 from typing import Any
 
 import pytest
@@ -92,7 +93,7 @@ def make_client(
         name,
         config,
         BinanceClient.settings_model.model_validate(settings),  # type: ignore[union-attr]
-        Plugins.load(entry_points=False),
+        partial(Plugins.load(entry_points=False).resolve, "market_clients"),
         shared=shared if shared is not None else {},
     )
     return BinanceClient(context, events), events

@@ -22,8 +22,8 @@ from moonship_core import (
     hookimpl,
 )
 from moonship_core.config import parse_config
-from moonship_core.engine import TradingEngine
 from moonship_core.plugins import Plugins
+from moonship_core.trading.engine import TradingEngine
 
 from .conftest import fast, until
 
@@ -39,7 +39,7 @@ class BuyBelowAsk(TradingAlgo):
     async def on_start(self) -> None:
         self.orders: list[Order] = []
         self.placed: list[Order] = []
-        BuyBelowAsk.seen[self.strategy.name] = self
+        BuyBelowAsk.seen[self.name] = self
 
     async def on_order_book(self, market: StrategyMarket) -> None:
         ask = market.book.best_ask
@@ -141,5 +141,5 @@ async def test_engine_trades_binance_through_the_simulator(sim: BinanceSim) -> N
 
 def test_installed_entry_point_provides_binance() -> None:
     plugins = Plugins.load()
-    assert plugins.market_client("binance") is BinanceClient
-    assert plugins.market_client("moonship.client.binance.BinanceClient") is BinanceClient
+    assert plugins.resolve("market_clients", "binance") is BinanceClient
+    assert plugins.resolve("market_clients", "moonship.client.binance.BinanceClient") is BinanceClient

@@ -66,9 +66,9 @@ class Recorder:
 def app(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Recorder:
     """In-process runs: a fake app.run, fake plugins, logging left alone, a config.yml in the cwd."""
     recorder = Recorder()
-    module = ModuleType("moonship_core.app")
+    module = ModuleType("moonship_core.launcher")
     module.run = recorder.run  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "moonship_core.app", module)
+    monkeypatch.setitem(sys.modules, "moonship_core.launcher", module)
     plugins = fake_plugins()
     monkeypatch.setattr(Plugins, "load", classmethod(lambda cls, entry_points=True: plugins))
     monkeypatch.setattr(cli, "configure_logging", lambda config: None)
@@ -94,7 +94,7 @@ def test_service_selection(app: Recorder, command: list[str], flags: list[str], 
     assert cli.main([*command, *flags, "-c", "config.yml"]) == 7
     [(config, plugins, selected)] = app.calls
     assert config.engine.name == "e1"
-    assert "fake" in plugins.market_clients
+    assert "fake" in plugins.registries["market_clients"]
     assert selected == services
 
 
@@ -143,7 +143,8 @@ def test_plugins_list(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFix
     assert cli.main(["plugins", "list"]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "PLUGIN  DISTRIBUTION    VERSION  PROVIDES",
-        "fakes   moonship-fakes  9.9      clients: fake; algos: fake_algo; services: api, engine, monitor",
+        "fakes   moonship-fakes  9.9      "
+        "market_clients: fake; algos: fake_algo; services: api, engine, monitor",
         "",
         "Failed plugins:",
         "  broken (moonship-broken): ImportError: needs libfoo",

@@ -28,8 +28,8 @@ from moonship_core import (
     hookimpl,
 )
 from moonship_core.config import parse_config
-from moonship_core.engine import TradingEngine
 from moonship_core.plugins import Plugins
+from moonship_core.trading.engine import TradingEngine
 
 D = Decimal
 
@@ -51,7 +51,7 @@ class Recorder(TradingAlgo):
         self.books: list[Decimal | None] = []
         self.orders: list[Order] = []
         self.placed: Order | None = None
-        Recorder.seen[self.strategy.name] = self
+        Recorder.seen[self.name] = self
 
     async def on_order_book(self, market: StrategyMarket) -> None:
         self.books.append(market.book.best_bid)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 import pytest
@@ -24,8 +25,8 @@ from moonship_core import (
     Trade,
 )
 from moonship_core.config import MarketConfig
-from moonship_core.market import Market
 from moonship_core.plugins import Plugins
+from moonship_core.trading.market import Market
 
 D = Decimal
 
@@ -41,9 +42,12 @@ class Inbox:
         self.events.append((kind, payload))
 
 
+#: the client resolver of a market that wraps no other client
+RESOLVE = partial(Plugins().resolve, "market_clients")
+
 def make_market(**config: Any) -> Market:
     cfg = MarketConfig.model_validate({"client": "scripted", "symbol": "BTCUSDT", **config})
-    return Market("btc", cfg, ScriptedClient, ClientContext("btc", cfg, {}, Plugins()))
+    return Market("btc", cfg, ScriptedClient, ClientContext("btc", cfg, {}, RESOLVE))
 
 
 def trade(seconds: int, price: str, qty: str = "1", side: Side = Side.BUY) -> Trade:
@@ -156,7 +160,7 @@ class Unconfirmed(ScriptedClient):
 async def place_unconfirmed(client_class: type[ScriptedClient]) -> tuple[Market, list[Order]]:
     """Place an order whose placement times out; return the market and the order updates its owner got."""
     cfg = MarketConfig.model_validate({"client": "x", "symbol": "BTCUSDT"})
-    market = Market("btc", cfg, client_class, ClientContext("btc", cfg, {}, Plugins()))
+    market = Market("btc", cfg, client_class, ClientContext("btc", cfg, {}, RESOLVE))
     inbox = Inbox()
     await market.open()
     with pytest.raises(OrderStatusUnknown):
@@ -188,7 +192,7 @@ class NeverArrived(ScriptedClient):
 
 
 def test_unconfirmed_order_the_exchange_never_saw_ends_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("moonship_core.market.UNKNOWN_GRACE", 0.3)
+    monkeypatch.setattr("moonship_core.trading.market.UNKNOWN_GRACE", 0.3)
 
     async def main() -> None:
         market, orders = await place_unconfirmed(NeverArrived)

@@ -11,10 +11,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from moonship_core import paper as paper_module
 from moonship_core.book import OrderBook
-from moonship_core.client import ClientContext, MarketClient, MarketEvents
 from moonship_core.config import MarketConfig
+from moonship_core.contracts.client import ClientContext, MarketClient, MarketEvents
 from moonship_core.errors import (
     ConfigError,
     InsufficientFunds,
@@ -35,8 +34,9 @@ from moonship_core.model import (
     TimeInForce,
     Trade,
 )
-from moonship_core.paper import PaperClient
-from moonship_core.sim import SimClient
+from moonship_core.sim import paper as paper_module
+from moonship_core.sim.paper import PaperClient
+from moonship_core.sim.synthetic import SimClient
 
 D = Decimal
 BUY, SELL = Side.BUY, Side.SELL
@@ -144,12 +144,12 @@ class Feed(MarketClient):
 
 
 class Plugins:
-    """Stand-in for moonship_core.plugins.Plugins: resolves client names."""
+    """Stand-in for the engine's client resolver: resolves client names."""
 
     def __init__(self, **clients: type[MarketClient]) -> None:
         self.clients = clients
 
-    def market_client(self, name: str) -> type[MarketClient]:
+    def __call__(self, name: str) -> type[MarketClient]:
         if name not in self.clients:
             raise ConfigError(f"unknown market client {name!r}")
         return self.clients[name]
@@ -167,7 +167,7 @@ def make_paper(
     )
     events = Recorder()
     plugins = Plugins(feed=Feed, sim=SimClient, paper=PaperClient)
-    context = ClientContext("btc", config, {}, plugins, sections or {})  # type: ignore[arg-type]
+    context = ClientContext("btc", config, {}, plugins, sections or {})
     return PaperClient(context, events), events
 
 
@@ -219,7 +219,7 @@ def test_config_errors_name_the_property() -> None:
     with pytest.raises(ConfigError, match=r"moonship\.markets\.btc\.real_client"):
         make_paper(real="paper")
     config = MarketConfig(client="paper", symbol="BTCUSDT")
-    context = ClientContext("btc", config, {}, Plugins(feed=Feed))  # type: ignore[arg-type]
+    context = ClientContext("btc", config, {}, Plugins(feed=Feed))
     with pytest.raises(ConfigError, match=r"moonship\.markets\.btc\.real_client: field required"):
         PaperClient(context, Recorder())
 

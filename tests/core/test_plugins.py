@@ -23,7 +23,7 @@ from moonship_core import plugins as plugins_module
 from moonship_core.config import parse_config
 from moonship_core.errors import ConfigError
 from moonship_core.hookspecs import hookimpl
-from moonship_core.plugins import KINDS, PluginFailure, PluginInfo, Plugins
+from moonship_core.plugins import HOOK_PREFIX, PluginFailure, PluginInfo, Plugins
 
 
 class BinanceSettings(BaseModel):
@@ -59,15 +59,16 @@ def returning(value: Any) -> Callable[[], Any]:
 
 
 def plugin(**provides: Any) -> SimpleNamespace:
-    """A plugin object whose hooks return `provides[kind]` (kinds as in plugins.KINDS)."""
-    return SimpleNamespace(**{KINDS[kind]: hookimpl(returning(value)) for kind, value in provides.items()})
+    """A plugin object whose hooks return `provides[kind]` (the hook `moonship_<kind>`)."""
+    hooks = {HOOK_PREFIX + kind: hookimpl(returning(value)) for kind, value in provides.items()}
+    return SimpleNamespace(**hooks)
 
 
 @pytest.fixture
 def plugins() -> Plugins:
     registry = Plugins()
     registry.register(
-        plugin(clients={"binance": FakeBinance, "paper": FakePaper}, algos={"a": AlgoA}),
+        plugin(market_clients={"binance": FakeBinance, "paper": FakePaper}, algos={"a": AlgoA}),
         "one",
         "dist-one",
         "1.0",
@@ -77,17 +78,17 @@ def plugins() -> Plugins:
 
 
 def test_registries(plugins: Plugins) -> None:
-    assert plugins.market_clients == {"binance": FakeBinance, "paper": FakePaper}
-    assert plugins.algos == {"a": AlgoA}
-    assert plugins.services == {"api": FakeApi}
-    assert plugins.backends == {"memory": dict}
-    assert plugins.alert_actions == {}
+    assert plugins.registries["market_clients"] == {"binance": FakeBinance, "paper": FakePaper}
+    assert plugins.registries["algos"] == {"a": AlgoA}
+    assert plugins.registries["services"] == {"api": FakeApi}
+    assert plugins.registries["backends"] == {"memory": dict}
+    assert "alert_actions" not in plugins.registries  # a kind the monitor plugin declares
     assert plugins.failures == []
 
 
 def test_describe(plugins: Plugins) -> None:
     assert plugins.describe() == [
-        PluginInfo("one", "dist-one", "1.0", {"clients": ["binance", "paper"], "algos": ["a"]}),
+        PluginInfo("one", "dist-one", "1.0", {"market_clients": ["binance", "paper"], "algos": ["a"]}),
         PluginInfo("two", None, None, {"services": ["api"], "backends": ["memory"]}),
     ]
 
@@ -95,7 +96,7 @@ def test_describe(plugins: Plugins) -> None:
 def test_later_plugin_wins_with_a_warning(plugins: Plugins, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, "moonship.plugins"):
         plugins.register(plugin(algos={"a": AlgoB, "b": AlgoB}), "three")
-    assert plugins.algos == {"a": AlgoB, "b": AlgoB}
+    assert plugins.registries["algos"] == {"a": AlgoB, "b": AlgoB}
     assert "Plugin three replaces algos 'a'" in caplog.text
 
 
@@ -113,8 +114,8 @@ def test_failing_hook_drops_only_that_plugin(plugins: Plugins, caplog: pytest.Lo
         ("broken", "moonship-broken", "RuntimeError: boom")
     ]
     assert "broken" in caplog.text and "RuntimeError: boom" in caplog.text
-    assert plugins.services == {"api": FakeApi}
-    assert plugins.algos == {"a": AlgoA}
+    assert plugins.registries["services"] == {"api": FakeApi}
+    assert plugins.registries["algos"] == {"a": AlgoA}
     assert [info.name for info in plugins.describe()] == ["one", "two"]
 
 
@@ -128,41 +129,41 @@ def test_hook_must_return_a_dict(plugins: Plugins) -> None:
 def test_duplicate_plugin_name_is_a_failure(plugins: Plugins) -> None:
     plugins.register(plugin(algos={"z": AlgoB}), "one")
     assert plugins.failures[0].name == "one"
-    assert "z" not in plugins.algos
+    assert "z" not in plugins.registries["algos"]
 
 
 def test_resolve_registry_names_and_seed_aliases(plugins: Plugins) -> None:
-    assert plugins.market_client("binance") is FakeBinance
-    assert plugins.market_client("moonship.client.binance.BinanceClient") is FakeBinance
-    assert plugins.market_client("moonship.client.paper.PaperTradingClient") is FakePaper
-    assert plugins.algo("a") is AlgoA
-    assert plugins.service("api") is FakeApi
+    assert plugins.resolve("market_clients", "binance") is FakeBinance
+    assert plugins.resolve("market_clients", "moonship.client.binance.BinanceClient") is FakeBinance
+    assert plugins.resolve("market_clients", "moonship.client.paper.PaperTradingClient") is FakePaper
+    assert plugins.resolve("algos", "a") is AlgoA
+    assert plugins.resolve("services", "api") is FakeApi
 
 
 def test_resolve_dotted_paths_by_import(plugins: Plugins) -> None:
-    assert plugins.algo("collections.OrderedDict") is OrderedDict
+    assert plugins.resolve("algos", "collections.OrderedDict") is OrderedDict
     with pytest.raises(ConfigError, match=r"cannot import algo 'no_such_pkg\.Algo': ModuleNotFoundError"):
-        plugins.algo("no_such_pkg.Algo")
+        plugins.resolve("algos", "no_such_pkg.Algo")
     with pytest.raises(ConfigError, match=r"cannot import algo 'collections\.Nope': AttributeError"):
-        plugins.algo("collections.Nope")
+        plugins.resolve("algos", "collections.Nope")
     with pytest.raises(ConfigError, match=r"algo 'os\.sep' is not a class"):
-        plugins.algo("os.sep")
+        plugins.resolve("algos", "os.sep")
 
 
 def test_resolve_unknown_names(plugins: Plugins) -> None:
     with pytest.raises(ConfigError) as info:
-        plugins.market_client("kraken")
+        plugins.resolve("market_clients", "kraken")
     assert str(info.value) == "unknown market client 'kraken'; available: binance, paper"
     with pytest.raises(ConfigError) as info:
-        plugins.market_client("moonship.client.luno.LunoClient")
+        plugins.resolve("market_clients", "moonship.client.luno.LunoClient")
     assert str(info.value) == (
         "unknown market client 'moonship.client.luno.LunoClient': it needs the moonship-luno plugin "
         "(pip install moonship-luno); available: binance, paper"
     )
     with pytest.raises(ConfigError, match="unknown service 'monitor'; available: api"):
-        plugins.service("monitor")
+        plugins.resolve("services", "monitor")
     with pytest.raises(ConfigError, match="available: none"):
-        Plugins().algo("x")
+        Plugins().resolve("algos", "x")
 
 
 def test_section_models(plugins: Plugins) -> None:
@@ -231,9 +232,11 @@ def test_load_registers_the_builtin_first(fake_builtin: ModuleType) -> None:
     plugins = Plugins.load(entry_points=False)
     assert plugins.failures == []
     assert plugins.describe() == [
-        PluginInfo("builtin", "moonship-core", metadata.version("moonship-core"), {"clients": ["paper"]})
+        PluginInfo(
+            "builtin", "moonship-core", metadata.version("moonship-core"), {"market_clients": ["paper"]}
+        )
     ]
-    assert plugins.market_client("moonship.client.paper.PaperTradingClient") is FakePaper
+    assert plugins.resolve("market_clients", "moonship.client.paper.PaperTradingClient") is FakePaper
 
 
 def test_load_without_a_builtin_module(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -345,12 +348,12 @@ def installed_plugins(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simp
 @pytest.mark.slow
 def test_entry_point_plugins_are_discovered(installed_plugins: SimpleNamespace) -> None:
     plugins = Plugins.load()
-    assert plugins.algos["my_algo"].__name__ == "MyAlgo"
+    assert plugins.registries["algos"]["my_algo"].__name__ == "MyAlgo"
     infos = {info.name: info for info in plugins.describe()}
     assert infos[installed_plugins.good_ep] == PluginInfo(
         installed_plugins.good_ep, installed_plugins.good_dist, "0.1.2", {"algos": ["my_algo"]}
     )
-    assert plugins.algo("my_algo") is plugins.algos["my_algo"]
+    assert plugins.resolve("algos", "my_algo") is plugins.registries["algos"]["my_algo"]
 
 
 @pytest.mark.slow
@@ -365,12 +368,12 @@ def test_a_plugin_that_fails_to_import_is_reported(
     assert failures[0].error == "ImportError: needs libfoo"
     assert f"Plugin {installed_plugins.bad_ep} ({installed_plugins.bad_dist}) failed to load" in caplog.text
     assert installed_plugins.bad_ep not in {info.name for info in plugins.describe()}
-    assert "my_algo" in plugins.algos
+    assert "my_algo" in plugins.registries["algos"]
 
 
 @pytest.mark.slow
 def test_entry_points_can_be_skipped(installed_plugins: SimpleNamespace, fake_builtin: ModuleType) -> None:
     plugins = Plugins.load(entry_points=False)
-    assert "my_algo" not in plugins.algos
+    assert "my_algo" not in plugins.registries["algos"]
     assert plugins.failures == []
     assert [info.name for info in plugins.describe()] == ["builtin"]

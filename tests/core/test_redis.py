@@ -17,9 +17,9 @@ import pytest
 from support.servers import MoonshipProcess, RedisServer, free_port
 
 from moonship_core import CommandTimeout, ControlError, ControlPlane, EngineUnavailable
-from moonship_core.bus import MemoryBus, MessageBus
-from moonship_core.cache import MemoryCache, SharedCache, heartbeat_key
-from moonship_core.redis_store import RedisBus, RedisCache, commands_key
+from moonship_core.contracts.stores import MessageBus, SharedCache, heartbeat_key
+from moonship_core.stores.memory import MemoryBus, MemoryCache
+from moonship_core.stores.redis import RedisBus, RedisCache, commands_key
 
 pytestmark = pytest.mark.slow
 

@@ -14,8 +14,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from moonship_core.book import OrderBook
-from moonship_core.client import ClientContext
 from moonship_core.config import MarketConfig
+from moonship_core.contracts.client import ClientContext
 from moonship_core.errors import ConfigError, ExchangeError
 from moonship_core.model import (
     Balance,
@@ -29,7 +29,7 @@ from moonship_core.model import (
     Ticker,
     Trade,
 )
-from moonship_core.sim import SimClient, split_symbol
+from moonship_core.sim.synthetic import SimClient, split_symbol
 
 TICK = Decimal("0.01")
 

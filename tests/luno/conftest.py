@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable, Sequence
+from functools import partial
 from typing import Any
 
 import pytest
@@ -107,7 +108,7 @@ def make_client(
         market_name=pair.lower(),
         config=MarketConfig.model_validate({"client": "luno", "symbol": pair, **(extra or {})}),
         settings=settings_for(sim, **overrides),
-        plugins=Plugins.load(entry_points=False),
+        resolve_client=partial(Plugins.load(entry_points=False).resolve, "market_clients"),
         shared=shared if shared is not None else {},
     )
     return LunoClient(context, events), events

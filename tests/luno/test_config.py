@@ -33,8 +33,8 @@ D = Decimal
 
 def test_the_entry_point_provides_luno_and_the_seed_class_path_resolves() -> None:
     plugins = Plugins.load()
-    assert plugins.market_client("luno") is LunoClient
-    assert plugins.market_client("moonship.client.luno.LunoClient") is LunoClient
+    assert plugins.resolve("market_clients", "luno") is LunoClient
+    assert plugins.resolve("market_clients", "moonship.client.luno.LunoClient") is LunoClient
 
 
 def test_settings_are_validated_with_the_property_path() -> None:

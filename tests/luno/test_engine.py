@@ -21,8 +21,8 @@ from moonship_core import (
     hookimpl,
 )
 from moonship_core.config import parse_config
-from moonship_core.engine import TradingEngine
 from moonship_core.plugins import Plugins
+from moonship_core.trading.engine import TradingEngine
 
 from .conftest import KEY, PAIR, SECRET, until
 
@@ -38,7 +38,7 @@ class Buyer(TradingAlgo):
     async def on_start(self) -> None:
         self.updates: list[Order] = []
         self.placed: Order | None = None
-        Buyer.seen[self.strategy.name] = self
+        Buyer.seen[self.name] = self
 
     async def on_order_book(self, market: StrategyMarket) -> None:
         best = market.book.depth(Side.SELL, 1)

@@ -12,7 +12,7 @@ from monitor_support import SmtpServer
 from support.servers import RedisServer
 
 from moonship_core import MemoryBus, MemoryCache, MessageBus, SharedCache
-from moonship_core.redis_store import RedisBus, RedisCache
+from moonship_core.stores.redis import RedisBus, RedisCache
 
 
 @pytest.fixture

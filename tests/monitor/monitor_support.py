@@ -21,11 +21,11 @@ from moonship_monitor.service import MonitorService
 from moonship_monitor.settings import MonitorSettings
 from support import servers
 
-from moonship_core import ControlPlane, MemoryBus, MemoryCache, SharedCache, utc_now
+from moonship_core import ControlPlane, MemoryBus, MemoryCache, SharedCache, Stores, utc_now
 from moonship_core.config import parse_config
+from moonship_core.contracts.service import ServiceContext
 from moonship_core.control import ENGINES_KEY, heartbeat_key, strategies_key
 from moonship_core.plugins import Plugins
-from moonship_core.service import ServiceContext
 
 SMTP_USER = "alerts@example.com"
 SMTP_PASSWORD = "smtp-pa55word"
@@ -156,7 +156,7 @@ def make_monitor(
     settings = section if raw else MonitorSettings.model_validate(section)
     context = ServiceContext(
         config=parse_config({"moonship": {}}), settings=settings, sections={"monitor": settings},
-        plugins=plugins or monitor_plugins(), cache=cache, bus=bus, control=ControlPlane(cache, bus),
+        registry=plugins or monitor_plugins(), stores=Stores(cache, bus), control=ControlPlane(cache, bus),
     )
     service = MonitorService(context)
     poll = service._poll

@@ -13,12 +13,12 @@ import pytest
 from monitor_support import SMTP_PASSWORD, SMTP_USER, SmtpServer, email_section, monitor_plugins, until
 from moonship_monitor.service import MonitorService
 
-from moonship_core import ControlPlane, MessageBus, SharedCache
-from moonship_core.app import run
+from moonship_core import ControlPlane, MessageBus, SharedCache, Stores
 from moonship_core.config import parse_config
-from moonship_core.engine import TradingEngine
+from moonship_core.contracts.service import ServiceContext
+from moonship_core.launcher import run
 from moonship_core.plugins import Plugins
-from moonship_core.service import ServiceContext
+from moonship_core.trading.engine import TradingEngine
 
 POLL = 0.05
 STOPPED = "not active and start_time != null"
@@ -55,8 +55,8 @@ async def test_strategy_stopping_on_its_drawdown_mails_once_per_stop(
     control = ControlPlane(cache, bus)
 
     def context(settings: Any) -> ServiceContext:
-        return ServiceContext(config=moonship, settings=settings, sections=sections, plugins=plugins,
-                              cache=cache, bus=bus, control=control)
+        return ServiceContext(config=moonship, settings=settings, sections=sections, registry=plugins,
+                              stores=Stores(cache, bus), control=control)
 
     engine = TradingEngine(context({}))
     monitor = MonitorService(context(sections["monitor"]))
@@ -95,8 +95,8 @@ async def test_strategy_stopping_on_its_drawdown_mails_once_per_stop(
 
 def test_entry_point_provides_the_service_and_the_actions() -> None:
     plugins = Plugins.load()
-    assert plugins.service("monitor") is MonitorService
-    assert set(plugins.alert_actions) >= {"email", "webhook"}
+    assert plugins.resolve("services", "monitor") is MonitorService
+    assert set(plugins.registries["alert_actions"]) >= {"email", "webhook"}
     info = next(i for i in plugins.describe() if i.distribution == "moonship-monitor")
     assert info.provides == {"services": ["monitor"], "alert_actions": ["email", "webhook"]}
 

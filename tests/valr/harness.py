@@ -7,6 +7,7 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from decimal import Decimal
+from functools import partial
 from typing import Any
 
 from exchanges.valr import SimServer, ValrSimulator
@@ -14,8 +15,8 @@ from moonship_valr.client import ValrClient, ValrSettings
 
 from moonship_core import ClientContext, MarketStatus, Order, Ticker, Trade
 from moonship_core.config import MarketConfig
-from moonship_core.market import Market
 from moonship_core.plugins import Plugins
+from moonship_core.trading.market import Market
 
 D = Decimal
 API_KEY = "4f5bdd0b1b4ec0e4a3e0b7b1f1d6d1c8e0a9d0c2b6f7a8e9d0c1b2a3f4e5d6c7"
@@ -96,7 +97,7 @@ def make_market(
         name,
         config,
         settings_for(server, **settings),
-        Plugins.load(entry_points=False),
+        partial(Plugins.load(entry_points=False).resolve, "market_clients"),
         shared=shared if shared is not None else {},
         logger=logging.getLogger(f"moonship.market.{name}"),
     )

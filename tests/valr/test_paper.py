@@ -22,8 +22,8 @@ from moonship_core import (
     hookimpl,
 )
 from moonship_core.config import parse_config, validate_sections
-from moonship_core.engine import TradingEngine
 from moonship_core.plugins import Plugins
+from moonship_core.trading.engine import TradingEngine
 
 from .harness import API_KEY, SECRET, D, until, venue
 
@@ -112,8 +112,8 @@ async def test_paper_trades_on_valr_market_data() -> None:
 
 def test_registered_under_its_name_and_the_seed_alias() -> None:
     plugins = Plugins.load()
-    assert plugins.market_client("valr") is ValrClient
-    assert plugins.market_client("moonship.client.valr.ValrClient") is ValrClient
+    assert plugins.resolve("market_clients", "valr") is ValrClient
+    assert plugins.resolve("market_clients", "moonship.client.valr.ValrClient") is ValrClient
     assert ValrClient.settings_model is ValrSettings
 
 

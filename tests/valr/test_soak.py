@@ -20,7 +20,7 @@ from moonship_core import (
     Side,
     TimeInForce,
 )
-from moonship_core.market import Market
+from moonship_core.trading.market import Market
 
 from .harness import API_KEY, D, Recorder, book_levels, client_of, make_market, sim_levels, until, venue
 

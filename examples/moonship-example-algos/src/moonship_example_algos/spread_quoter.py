@@ -96,13 +96,10 @@ class SpreadQuoter(TradingAlgo):
                 self.logger.warning("could not cancel %s: %s", order.client_order_id, exc)
 
     def _position(self, market: StrategyMarket) -> Decimal:
-        position = self.strategy.positions.get(market.name)
-        return position.quantity if position else Decimal(0)
+        return market.position.quantity
 
     def _check_drawdown(self, market: StrategyMarket, mid: Decimal) -> bool:
-        position = self.strategy.positions.get(market.name)
-        if position is None:
-            return False
+        position = market.position
         equity = position.realized + position.unrealized(mid)
         self.peak = max(self.peak, equity)
         drawdown = self.peak - equity

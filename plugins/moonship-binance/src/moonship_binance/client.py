@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from moonship_core import (
+    ZERO,
     AuthenticationError,
     Balance,
     ClientContext,
@@ -35,9 +36,11 @@ from moonship_core import (
     Ticker,
     TimeInForce,
     Trade,
+    fmt_decimal,
+    from_ms,
+    round_to_step,
     utc_now,
 )
-from moonship_core.model import ZERO, fmt_decimal, from_ms, round_to_step
 
 from . import constants as c
 from .auth import Clock, Credentials

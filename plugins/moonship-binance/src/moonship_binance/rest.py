@@ -14,6 +14,7 @@ import httpx
 import orjson
 
 from moonship_core import (
+    ZERO,
     AuthenticationError,
     ExchangeError,
     Fill,
@@ -35,8 +36,8 @@ from moonship_core import (
     Side,
     TimeInForce,
     Trade,
+    from_ms,
 )
-from moonship_core.model import ZERO, from_ms
 
 from . import constants as c
 from .auth import Clock, Credentials, encode, sign

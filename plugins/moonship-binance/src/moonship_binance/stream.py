@@ -28,8 +28,8 @@ from moonship_core import (
     RateLimited,
     Side,
     Trade,
+    from_ms,
 )
-from moonship_core.model import from_ms
 
 Snapshot = Callable[[str, int], Awaitable[dict[str, Any]]]
 Handler = Callable[[dict[str, Any]], None]

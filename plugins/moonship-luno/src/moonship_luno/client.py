@@ -30,6 +30,7 @@ from moonship_core import (
     MarketStatus,
     NetworkError,
     Order,
+    OrderLevelBook,
     OrderNotFound,
     OrderRequest,
     OrderStatus,
@@ -40,10 +41,9 @@ from moonship_core import (
     Ticker,
     TimeInForce,
     Trade,
+    from_ms,
     utc_now,
 )
-from moonship_core.model import from_ms
-from moonship_core.orderlevel import OrderLevelBook
 
 from . import constants as c
 from .auth import Credentials, resolve

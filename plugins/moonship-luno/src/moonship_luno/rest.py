@@ -28,8 +28,9 @@ from moonship_core import (
     Side,
     Ticker,
     Trade,
+    fmt_decimal,
+    from_ms,
 )
-from moonship_core.model import fmt_decimal, from_ms
 
 from . import constants as c
 from .auth import Credentials

@@ -21,9 +21,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from moonship_core import Backoff, BookGap, MarketEvents, MarketStatus, Side, Trade
-from moonship_core.model import from_ms
-from moonship_core.orderlevel import OrderLevelBook
+from moonship_core import Backoff, BookGap, MarketEvents, MarketStatus, OrderLevelBook, Side, Trade, from_ms
 
 from . import constants as c
 from .auth import Credentials

@@ -7,6 +7,11 @@ from __future__ import annotations
 
 from moonship_core import hookimpl
 
+from . import hooks
+
+#: the monitor declares the hook its alert actions are registered by
+moonship_hookspecs = hooks
+
 
 @hookimpl
 def moonship_services() -> dict[str, str]:

@@ -17,12 +17,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from moonship_core import ConfigError, MoonshipError, Plugins, Service, ServiceContext, utc_now
+from moonship_core import ConfigError, MoonshipError, Registry, Service, ServiceContext, utc_now
 
 from .alert import Alert, AlertAction, public_state
 from .rules import Condition, rule_values
 from .settings import SECTION, MonitorSettings, validate
 
+#: the registry kind of alert actions (filled by the `moonship_alert_actions` hook, see hooks.py)
+ACTIONS = "alert_actions"
 FIRED_KEY = "moonship:monitor:fired"
 OUTBOX_KEY = "moonship:monitor:outbox"
 #: the longest wait between two attempts of a failing delivery (the first wait is one poll interval)
@@ -71,7 +73,7 @@ class MonitorService(Service):
         self.logger.info("monitor started: %d alerts, polling every %gs", len(self.alerts), self.interval)
 
     def _build_actions(self, settings: MonitorSettings) -> dict[str, AlertAction]:
-        registry = self.context.plugins.alert_actions
+        registry = self.context.registry.names(ACTIONS)
         for key in (settings.model_extra or {}):
             if key not in registry:
                 raise ConfigError(f"{SECTION}.{key}: unknown property (no installed alert action {key!r})")
@@ -85,7 +87,7 @@ class MonitorService(Service):
                         f"{SECTION}.alerts.{alert.name}.actions: unknown action {name!r}; "
                         f"available: {', '.join(sorted(registry)) or 'none'}"
                     )
-                action_class = _action_class(self.context.plugins, name, alert.name)
+                action_class = _action_class(self.context.registry, name, alert.name)
                 section = settings.action_section(name)
                 model = action_class.settings_model
                 if model is not None and section is None:
@@ -243,11 +245,11 @@ def _raise_if_cancelled() -> None:
         raise asyncio.CancelledError
 
 
-def _action_class(plugins: Plugins, name: str, alert: str) -> type[AlertAction]:
+def _action_class(registry: Registry, name: str, alert: str) -> type[AlertAction]:
     """The class of action `name` (imported now if its plugin registered a reference)."""
     where = f"{SECTION}.alerts.{alert}.actions"
     try:
-        entry = plugins.alert_action(name)
+        entry = registry.resolve(ACTIONS, name)
     except ConfigError as exc:
         raise ConfigError(f"{where}: {exc}") from None
     if not issubclass(entry, AlertAction):

@@ -35,8 +35,8 @@ from moonship_core import (
     RateLimiter,
     Ticker,
     Trade,
+    fmt_decimal,
 )
-from moonship_core.model import fmt_decimal
 
 from . import constants as c
 from .auth import Signer

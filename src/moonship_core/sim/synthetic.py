@@ -17,10 +17,10 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .client import ClientContext, MarketClient, MarketEvents
-from .config import ROOT, format_errors
-from .errors import ConfigError, ExchangeError
-from .model import Balance, MarketInfo, MarketStatus, Order, OrderRequest, Side, Ticker, Trade
+from ..config import ROOT, format_errors
+from ..contracts.client import ClientContext, MarketClient, MarketEvents
+from ..errors import ConfigError, ExchangeError
+from ..model import Balance, MarketInfo, MarketStatus, Order, OrderRequest, Side, Ticker, Trade
 
 QUOTE_ASSETS = ("USDT", "USDC", "BUSD", "ZAR", "EUR", "USD", "BTC", "ETH")
 _SEPARATORS = ("/", "-", "_")

@@ -10,16 +10,17 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-from .book import OrderBook
-from .client import ClientContext, MarketClient
-from .errors import InvalidOrder, MarketClosed, OrderNotFound, OrderStatusUnknown
-from .model import (
+from ..book import OrderBook
+from ..config import MarketConfig
+from ..contracts.client import ClientContext, MarketClient
+from ..errors import InvalidOrder, MarketClosed, OrderNotFound, OrderStatusUnknown
+from ..model import (
     Balance,
     Candle,
     MarketInfo,
@@ -33,9 +34,8 @@ from .model import (
     fmt_decimal,
     round_to_step,
 )
-
-if TYPE_CHECKING:
-    from .config import MarketConfig
+from ..orderlevel import OrderLevelBook
+from .portfolio import Position
 
 _RECENTLY_CLOSED = 1024
 #: how long an unconfirmed order may stay unknown to the exchange before it is taken as never placed
@@ -80,6 +80,7 @@ class Market:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._opened = False
         self._open_lock = asyncio.Lock()
+        self.clock = context.clock
         context.logger = self.logger
         self.client = client_class(context, _Feed(self))
 
@@ -312,20 +313,20 @@ class Market:
             type=request.type, status=OrderStatus.UNKNOWN, quantity=request.quantity,
             quote_quantity=request.quote_quantity, price=request.price,
         )
-        loop = asyncio.get_running_loop()
-        give_up = loop.time() + UNKNOWN_GRACE
+        clock = self.clock
+        give_up = clock.monotonic() + UNKNOWN_GRACE
         delay = 0.5
         while request.client_order_id in self._orders:
             try:
                 self._on_order(await self.client.get_order(probe))
                 return
             except OrderNotFound:
-                if loop.time() >= give_up:
+                if clock.monotonic() >= give_up:
                     self._on_order(probe.closed(OrderStatus.REJECTED, "never reached the exchange"))
                     return
             except Exception as exc:  # the exchange may not answer yet; keep asking
                 self.logger.debug("order %s still unknown: %s", request.client_order_id, exc)
-            await asyncio.sleep(delay)
+            await clock.sleep(delay)
             delay = min(delay * 2, 30.0)
 
     def _spawn(self, coro: Any) -> None:
@@ -337,6 +338,8 @@ class Market:
         ts = int(trade.timestamp.timestamp())
         start = datetime.fromtimestamp(ts - ts % period, UTC)
         c = self._candle
+        if c is not None and start < c.start_time:
+            return  # a late trade of a candle already closed and published: the current one stays
         if c is not None and c.start_time == start:
             self._candle = replace(
                 c,
@@ -347,7 +350,7 @@ class Market:
                 buy_volume=c.buy_volume + (trade.quantity if trade.taker_side is Side.BUY else 0),
             )
             return
-        if c is not None and start > c.start_time:
+        if c is not None:
             self._on_candle(c)
         self._candle = Candle(
             self.symbol,
@@ -413,3 +416,86 @@ class _Feed:
     @property
     def book(self) -> OrderBook:
         return self._market.book
+
+
+class MarketView:
+    """The StrategyMarket an algo gets: one market as one strategy sees it; orders placed here are tracked
+    as that strategy's."""
+
+    __slots__ = ("_market", "_owner", "_position")
+
+    def __init__(self, market: Market, owner: Subscriber, position: Position) -> None:
+        self._market = market
+        self._owner = owner
+        self._position = position
+
+    @property
+    def name(self) -> str:
+        return self._market.name
+
+    @property
+    def symbol(self) -> str:
+        return self._market.symbol
+
+    @property
+    def book(self) -> OrderBook:
+        return self._market.book
+
+    @property
+    def order_level_book(self) -> OrderLevelBook | None:
+        """The individual orders behind `book`, where the venue publishes them (Luno); None elsewhere."""
+        return self._market.client.order_level_book
+
+    @property
+    def info(self) -> MarketInfo | None:
+        return self._market.info
+
+    @property
+    def status(self) -> MarketStatus:
+        return self._market.status
+
+    @property
+    def ticker(self) -> Ticker:
+        return self._market.ticker
+
+    @property
+    def last_price(self) -> Decimal | None:
+        return self._market.last_price
+
+    @property
+    def trades(self) -> deque[Trade]:
+        """Recent public trades, oldest first."""
+        return self._market.trades
+
+    @property
+    def candles(self) -> deque[Candle]:
+        return self._market.candles
+
+    @property
+    def balances(self) -> Mapping[str, Balance]:
+        return self._market.balances
+
+    @property
+    def open_orders(self) -> list[Order]:
+        """This strategy's live orders in this market."""
+        return self._market.open_orders(self._owner)
+
+    @property
+    def position(self) -> Position:
+        """This strategy's position and P/L in this market."""
+        return self._position
+
+    async def place_order(self, request: OrderRequest) -> Order:
+        return await self._market.place_order(request, self._owner)
+
+    async def cancel_order(self, order: Order) -> Order:
+        return await self._market.cancel_order(order)
+
+    async def get_order(self, order: Order) -> Order:
+        return await self._market.get_order(order)
+
+    async def get_balances(self) -> dict[str, Balance]:
+        return await self._market.get_balances()
+
+    def __repr__(self) -> str:
+        return f"MarketView({self.name})"

@@ -6,23 +6,22 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import BaseModel
 
-from .config import validate_model
-from .errors import MoonshipError
-from .model import ZERO, Fill, Order, Side, utc_now
+from ..clock import Clock
+from ..config import StrategyConfig, validate_model
+from ..contracts.algo import AlgoContext, TradingAlgo
+from ..errors import MoonshipError
+from ..model import ZERO, Fill, Order
+from .market import Market, MarketView
+from .portfolio import Position
 
-if TYPE_CHECKING:
-    from .algo import StrategyMarket, TradingAlgo
-    from .config import StrategyConfig
-    from .market import Market
-
-#: public trades a strategy may fall behind by before the oldest are dropped (books never queue up)
+#: public trades a strategy may fall behind by; past it, newly arriving trades are dropped and counted
+#: (books never queue up: they conflate)
 MAX_PENDING_TRADES = 10_000
 #: how long on_stop may take
 STOP_TIMEOUT = 10.0
@@ -61,49 +60,6 @@ class Mailbox:
         self.trades = 0
 
 
-@dataclass
-class Position:
-    """Position and realised P/L in one market by the average-cost method (fees count as cost)."""
-
-    quantity: Decimal = ZERO
-    average_cost: Decimal = ZERO
-    realized: Decimal = ZERO
-    fees: dict[str, Decimal] = field(default_factory=dict)
-
-    def apply(self, side: Side, fill: Fill, base_asset: str, quote_asset: str) -> Decimal | None:
-        """Book one fill; returns the profit it realised (None when it only opened or added)."""
-        qty, price = fill.quantity, fill.price
-        fee = ZERO
-        if fill.fee:
-            self.fees[fill.fee_asset] = self.fees.get(fill.fee_asset, ZERO) + fill.fee
-            if fill.fee_asset == quote_asset:
-                fee = fill.fee
-            elif fill.fee_asset == base_asset:
-                fee = fill.fee * price
-        signed = qty if side is Side.BUY else -qty
-        pos = self.quantity
-        if pos == 0 or (pos > 0) == (signed > 0):
-            held = abs(pos)
-            self.average_cost = (self.average_cost * held + price * qty + fee) / (held + qty)
-            self.quantity = pos + signed
-            return None
-        closing = min(qty, abs(pos))
-        direction = 1 if pos > 0 else -1
-        profit = (price - self.average_cost) * closing * direction - fee
-        self.realized += profit
-        self.quantity = pos + (closing if signed > 0 else -closing)
-        rest = qty - closing
-        if rest > 0:
-            self.quantity = rest if signed > 0 else -rest
-            self.average_cost = price
-        elif self.quantity == 0:
-            self.average_cost = ZERO
-        return profit
-
-    def unrealized(self, mark: Decimal) -> Decimal:
-        return (mark - self.average_cost) * self.quantity if self.quantity else ZERO
-
-
 class Strategy:
     """Runs one algo over its markets on a task of its own."""
 
@@ -115,6 +71,7 @@ class Strategy:
         algo_class: type[TradingAlgo],
         markets: dict[str, Market],
         on_change: Callable[[Strategy], None],
+        clock: Clock,
     ) -> None:
         self.name = name
         self.engine = engine
@@ -123,13 +80,15 @@ class Strategy:
         self.markets = markets
         self.settings = validate_settings(name, algo_class, config.extra)
         self.logger = logging.getLogger(f"moonship.strategy.{name}")
+        self.clock = clock
         self.mailbox = Mailbox()
         self.algo: TradingAlgo | None = None
         self.active = False
         self.start_time: datetime | None = None
-        self.update_time: datetime = utc_now()
+        self.update_time: datetime = clock.now()
         self.stop_reason: str | None = None
-        self.positions: dict[str, Position] = {}
+        self.positions: dict[str, Position] = {name: Position() for name in markets}
+        self.views = {name: MarketView(m, self.mailbox, self.positions[name]) for name, m in markets.items()}
         self.last_trade_profit: Decimal | None = None
         self.extra: dict[str, Any] = {}
         self._on_change = on_change
@@ -146,9 +105,20 @@ class Strategy:
         await asyncio.gather(*(m.open() for m in self.markets.values()))
         self.mailbox.clear()
         self._stop_requested = None
-        self.algo = self.algo_class(self, self.settings)
+        self.algo = self.algo_class(
+            AlgoContext(
+                name=self.name,
+                engine=self.engine,
+                markets=self.views,
+                settings=self.settings,
+                clock=self.clock,
+                logger=self.logger,
+                publish=self.publish,
+                request_stop=self.request_stop,
+            )
+        )
         self.active = True
-        self.start_time = utc_now()
+        self.start_time = self.clock.now()
         self.stop_reason = None
         try:
             await self.algo.on_start()
@@ -180,7 +150,7 @@ class Strategy:
         self.mailbox.clear()
         if self.algo is not None:
             try:
-                await asyncio.wait_for(self.algo.on_stop(), STOP_TIMEOUT)
+                await self.clock.wait_for(self.algo.on_stop(), STOP_TIMEOUT)
             except Exception:
                 self.logger.exception("on_stop failed")
         if self.mailbox.dropped:
@@ -201,13 +171,12 @@ class Strategy:
         self.changed()
 
     def changed(self) -> None:
-        self.update_time = utc_now()
+        self.update_time = self.clock.now()
         self._on_change(self)
 
     def info(self) -> dict[str, Any]:
         """The StrategyInfo the cache holds and the API returns."""
-        first = next(iter(self.markets))
-        position = self.positions.get(first)
+        position = self.positions[next(iter(self.markets))]
         info: dict[str, Any] = dict(self.extra)
         info.update(
             name=self.name,
@@ -217,7 +186,7 @@ class Strategy:
             update_time=self.update_time,
             stop_reason=self.stop_reason,
             config=self.config.model_dump(mode="json"),
-            position=position.quantity if position else ZERO,
+            position=position.quantity,
             last_trade_profit=self.last_trade_profit,
             total_profit=sum((p.realized for p in self.positions.values()), ZERO),
         )
@@ -231,9 +200,7 @@ class Strategy:
         algo = self.algo
         mailbox = self.mailbox
         queue, books, wake = mailbox.queue, mailbox.books, mailbox.wake
-        views: dict[Market, StrategyMarket] = {
-            self.markets[name]: view for name, view in algo.markets.items()
-        }
+        views = {self.markets[name]: view for name, view in self.views.items()}
         kind = "?"
         try:
             while self._stop_requested is None:
@@ -285,7 +252,7 @@ class Strategy:
             return
         info = market.info
         base, quote_asset = (info.base_asset, info.quote_asset) if info else ("", "")
-        position = self.positions.setdefault(market.name, Position())
+        position = self.positions[market.name]
         for fill in fills:
             profit = position.apply(order.side, fill, base, quote_asset)
             if profit is not None:

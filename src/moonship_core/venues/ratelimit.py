@@ -1,32 +1,10 @@
-"""Network building blocks every exchange plugin needs: reconnect backoff and request pacing."""
+"""RateLimiter: request pacing by weight within a window, and server-imposed pauses (Retry-After)."""
 
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections import deque
-
-
-class Backoff:
-    """Exponential delays with full jitter for reconnects: `await backoff.wait()`; `reset()` on success."""
-
-    def __init__(self, initial: float = 0.5, maximum: float = 30.0, factor: float = 2.0) -> None:
-        self.initial = initial
-        self.maximum = maximum
-        self.factor = factor
-        self.attempts = 0
-
-    def next_delay(self) -> float:
-        ceiling = min(self.maximum, self.initial * self.factor**self.attempts)
-        self.attempts += 1
-        return random.uniform(ceiling / 2, ceiling)
-
-    async def wait(self) -> None:
-        await asyncio.sleep(self.next_delay())
-
-    def reset(self) -> None:
-        self.attempts = 0
 
 
 class RateLimiter:

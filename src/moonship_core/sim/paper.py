@@ -19,11 +19,11 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from .book import OrderBook
-from .client import ClientContext, MarketClient, MarketEvents
-from .config import ROOT, MarketConfig, format_errors, section_settings
-from .errors import ConfigError, InsufficientFunds, InvalidOrder, OrderNotFound, PostOnlyRejected
-from .model import (
+from ..book import OrderBook
+from ..config import ROOT, MarketConfig, format_errors, section_settings
+from ..contracts.client import ClientContext, MarketClient, MarketEvents
+from ..errors import ConfigError, InsufficientFunds, InvalidOrder, OrderNotFound, PostOnlyRejected
+from ..model import (
     ZERO,
     Balance,
     Candle,
@@ -40,9 +40,8 @@ from .model import (
     Trade,
     fmt_decimal,
     round_to_step,
-    utc_now,
 )
-from .orderlevel import OrderLevelBook
+from ..orderlevel import OrderLevelBook
 
 HISTORY_SIZE = 1000
 _Take = tuple[Decimal, Decimal]  # (price, quantity) taken at one level
@@ -124,7 +123,7 @@ class PaperClient(MarketClient):
         except ValidationError as exc:
             raise ConfigError(format_errors(exc.errors(), path)) from None
         try:
-            real_class = context.plugins.market_client(settings.real_client)
+            real_class = context.resolve_client(settings.real_client)
         except ConfigError as exc:
             raise ConfigError(f"{path}.real_client: {exc}") from None
         if not issubclass(real_class, MarketClient) or issubclass(real_class, PaperClient):
@@ -135,10 +134,11 @@ class PaperClient(MarketClient):
             {k: v for k, v in context.config.model_dump().items() if k not in own_keys}
             | {"client": settings.real_client}
         )
-        real_context = ClientContext(
-            context.market_name, real_config,
-            section_settings(context.sections, real_name, real_class.settings_model), context.plugins,
-            context.sections, context.shared, context.logger, market_data_only=True,
+        real_context = replace(
+            context,
+            config=real_config,
+            settings=section_settings(context.sections, real_name, real_class.settings_model),
+            market_data_only=True,
         )
         self.real: MarketClient = real_class(real_context, _Tap(self))
         self.taker_fee_rate = settings.fee_rate
@@ -237,7 +237,8 @@ class PaperClient(MarketClient):
         if live.order.status.is_final:
             return
         if complete:  # a quote-sized order whose remainder is worth less than one lot
-            self._finish(live, replace(live.order, status=OrderStatus.FILLED, updated=utc_now()))
+            now = self.context.clock.now()
+            self._finish(live, replace(live.order, status=OrderStatus.FILLED, updated=now))
         else:
             self._finish(live, live.order.closed(OrderStatus.CANCELLED, "not enough liquidity"))
 

@@ -7,13 +7,12 @@ import logging
 import signal
 from typing import Any
 
-from .bus import MessageBus
-from .cache import SharedCache
 from .config import MoonshipConfig, section_settings, validate_sections
+from .contracts.service import Service, ServiceContext
+from .contracts.stores import Stores
 from .control import ControlPlane
 from .errors import MoonshipError
 from .plugins import Plugins
-from .service import Service, ServiceContext
 
 logger = logging.getLogger("moonship")
 
@@ -26,11 +25,11 @@ def run(config: MoonshipConfig, plugins: Plugins, services: list[str]) -> int:
         return 130
 
 
-def open_backend(config: MoonshipConfig, plugins: Plugins) -> tuple[SharedCache, MessageBus]:
-    """The shared cache and message bus chosen by `moonship.redis.url` (in-memory when unset)."""
+def open_backend(config: MoonshipConfig, plugins: Plugins) -> Stores:
+    """The shared cache and message bus chosen by `moonship.redis.url` (in-memory when unset), not opened."""
     url = config.redis.url
-    cache, bus = plugins.backend(url.split(":", 1)[0] if url else "memory")(config)
-    return cache, bus
+    stores: Stores = plugins.backend(url.split(":", 1)[0] if url else "memory")(config)
+    return stores
 
 
 async def _run(config: MoonshipConfig, plugins: Plugins, services: list[str]) -> int:
@@ -40,23 +39,20 @@ async def _run(config: MoonshipConfig, plugins: Plugins, services: list[str]) ->
         loop.add_signal_handler(sig, stopping.set)
     started: list[Service] = []
     code = 0
-    cache: SharedCache | None = None
-    bus: MessageBus | None = None
+    stores: Stores | None = None
     try:
         sections: dict[str, Any] = validate_sections(config, plugins.section_models())
-        cache, bus = open_backend(config, plugins)
-        await cache.open()
-        await bus.open()
-        control = ControlPlane(cache, bus)
+        stores = open_backend(config, plugins)
+        await stores.open()
+        control = ControlPlane(stores.cache, stores.bus)
         for name in services:
-            service_class = plugins.service(name)
+            service_class: type[Service] = plugins.resolve("services", name)
             context = ServiceContext(
                 config=config,
                 settings=section_settings(sections, name, service_class.settings_model),
                 sections=sections,
-                plugins=plugins,
-                cache=cache,
-                bus=bus,
+                registry=plugins,
+                stores=stores,
                 control=control,
             )
             service = service_class(context)
@@ -74,10 +70,9 @@ async def _run(config: MoonshipConfig, plugins: Plugins, services: list[str]) ->
                 await service.stop()
             except Exception:
                 logger.exception("stopping %s failed", service.name)
-        for part in (bus, cache):
-            if part is not None:
-                try:
-                    await part.close()
-                except Exception as exc:
-                    logger.warning("closing %s failed: %s", type(part).__name__, exc)
+        if stores is not None:
+            try:
+                await stores.close()
+            except Exception as exc:
+                logger.warning("closing the shared cache and bus failed: %s", exc)
     return code

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
 from pydantic import BaseModel
 
-from .book import OrderBook
-from .model import Balance, Candle, MarketInfo, MarketStatus, Order, OrderRequest, Ticker, Trade
-from .orderlevel import OrderLevelBook
-
-if TYPE_CHECKING:
-    from .config import MarketConfig
-    from .plugins import Plugins
+from ..book import OrderBook
+from ..clock import Clock, LiveClock
+from ..config import MarketConfig
+from ..model import Balance, Candle, MarketInfo, MarketStatus, Order, OrderRequest, Ticker, Trade
+from ..orderlevel import OrderLevelBook
 
 
 class MarketEvents(Protocol):
@@ -55,7 +53,8 @@ class ClientContext:
     config: MarketConfig
     #: the validated `moonship.<client name>` section (the client's settings_model), or {} when absent
     settings: Any
-    plugins: Plugins
+    #: the market client class registered under a name (for a client that wraps another: paper)
+    resolve_client: Callable[[str], type[MarketClient]]
     #: every validated plugin section by name, for a client that builds another (paper over a real client)
     sections: Mapping[str, Any] = field(default_factory=dict)
     #: per-engine state shared by the clients of one engine (e.g. one websocket for all markets of a venue)
@@ -63,6 +62,7 @@ class ClientContext:
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("moonship.market"))
     #: market data only: no private streams (a real client under `paper` sends no orders of its own)
     market_data_only: bool = False
+    clock: Clock = field(default_factory=LiveClock)
 
     @property
     def symbol(self) -> str:
@@ -74,7 +74,7 @@ class MarketClient(ABC):
 
     It owns the network: connect/reconnect with backoff, book sync (snapshot + sequenced updates, resync on
     any gap), keepalive, rate limits and signing. It pushes events to `self.events` and never touches
-    strategies. Requests raise the errors of `moonship_core.errors`.
+    strategies. Requests raise the errors of the taxonomy (`moonship_core.errors`).
     """
 
     #: registry name, e.g. "binance"

@@ -1,8 +1,8 @@
 """The shared cache and message bus on a Redis server, for several processes and machines.
 
-Cache keys are those of cache.py. Commands: each engine reads its own stream `moonship:{engine}:commands`
-(entries hold the command as JSON) and pushes each reply onto the list `moonship:reply:{id}`, which the caller
-pops with a timeout. Imported only when `moonship.redis.url` is set.
+Cache keys are those of contracts/stores.py. Commands: each engine reads its own stream
+`moonship:{engine}:commands` (entries hold the command as JSON) and pushes each reply onto the list
+`moonship:reply:{id}`, which the caller pops with a timeout. Imported only when `moonship.redis.url` is set.
 """
 
 from __future__ import annotations
@@ -16,11 +16,12 @@ from typing import Any, ParamSpec, TypeVar
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
-from .bus import Handler, MessageBus
-from .cache import SharedCache, dumps, heartbeat_key, loads
-from .config import MoonshipConfig
-from .errors import CommandTimeout, EngineUnavailable
-from .net import Backoff
+from ..backoff import Backoff
+from ..codec import json_dumps as dumps
+from ..codec import json_loads as loads
+from ..config import MoonshipConfig
+from ..contracts.stores import Handler, MessageBus, SharedCache, Stores, heartbeat_key
+from ..errors import CommandTimeout, EngineUnavailable
 
 logger = logging.getLogger("moonship.bus")
 
@@ -229,13 +230,13 @@ class RedisBus(MessageBus):
         await self.blocking.aclose()
 
 
-def redis_backend(config: MoonshipConfig) -> tuple[SharedCache, MessageBus]:
+def redis_backend(config: MoonshipConfig) -> Stores:
     """Cache and bus on the Redis server at `moonship.redis.url`."""
     url = config.redis.url
     if url is None:
         raise ValueError("moonship.redis.url is not set")
     verify, protocol = config.redis.ssl_verify_cert, config.redis.protocol
-    return (
+    return Stores(
         RedisCache(url, verify_cert=verify, protocol=protocol),
         RedisBus(url, verify_cert=verify, protocol=protocol),
     )

@@ -1,0 +1,113 @@
+"""Clock: the one source of time for trading code. LiveClock reads the system; SimClock moves only when told
+to (backtests, deterministic tests), waking the sleepers whose time has come."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+T = TypeVar("T")
+
+
+class Clock(ABC):
+    """Wall time (aware UTC), a monotonic reading for deadlines, and sleeping."""
+
+    @abstractmethod
+    def now(self) -> datetime:
+        """The current time, timezone-aware UTC."""
+
+    @abstractmethod
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back (for deadlines and intervals)."""
+
+    @abstractmethod
+    async def sleep(self, seconds: float) -> None:
+        """Wait `seconds` of this clock's time."""
+
+    async def wait_for(self, awaitable: Awaitable[T], timeout: float) -> T:
+        """The result of `awaitable`, or TimeoutError (and `awaitable` cancelled) once `timeout` seconds of
+        this clock's time have passed."""
+        task = asyncio.ensure_future(awaitable)
+        timer = asyncio.ensure_future(self.sleep(timeout))
+        try:
+            await asyncio.wait((task, timer), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            timer.cancel()
+            if not task.done():
+                task.cancel()
+            await asyncio.gather(task, timer, return_exceptions=True)
+        if task.cancelled():
+            raise TimeoutError
+        return task.result()
+
+
+class LiveClock(Clock):
+    """The system clock and the event loop's timers."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(max(seconds, 0.0))
+
+    async def wait_for(self, awaitable: Awaitable[T], timeout: float) -> T:
+        # asyncio.timeout, not asyncio.wait_for: on Python 3.11 wait_for can swallow the cancel of a task
+        async with asyncio.timeout(max(timeout, 0.0)):
+            return await awaitable
+
+
+class SimClock(Clock):
+    """Simulated time: `advance_to` / `advance` move it and wake every sleeper due by then, in deadline
+    order. `monotonic()` counts seconds since the epoch of `now()`."""
+
+    def __init__(self, start: datetime) -> None:
+        if start.tzinfo is None:
+            raise ValueError("SimClock needs a timezone-aware start time")
+        self._epoch = start.astimezone(UTC)
+        self._elapsed = 0.0
+        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._order = itertools.count()
+
+    def now(self) -> datetime:
+        return self._epoch + timedelta(seconds=self._elapsed)
+
+    def monotonic(self) -> float:
+        return self._elapsed
+
+    async def sleep(self, seconds: float) -> None:
+        if seconds <= 0:
+            await asyncio.sleep(0)
+            return
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        heapq.heappush(self._sleepers, (self._elapsed + seconds, next(self._order), future))
+        await future
+
+    @property
+    def next_wakeup(self) -> datetime | None:
+        """When the earliest sleeper is due (None when nothing sleeps)."""
+        while self._sleepers and self._sleepers[0][2].done():  # cancelled sleepers
+            heapq.heappop(self._sleepers)
+        return self._epoch + timedelta(seconds=self._sleepers[0][0]) if self._sleepers else None
+
+    def advance_to(self, when: datetime) -> None:
+        """Move to `when` (never backwards) and wake the sleepers due by then; they run at the loop's next
+        turn."""
+        target = (when - self._epoch).total_seconds()
+        if target > self._elapsed:
+            self._elapsed = target
+        while self._sleepers and self._sleepers[0][0] <= self._elapsed:
+            _, _, future = heapq.heappop(self._sleepers)
+            if not future.done():
+                future.set_result(None)
+
+    def advance(self, seconds: float) -> None:
+        self.advance_to(self.now() + timedelta(seconds=seconds))

@@ -1,0 +1,128 @@
+"""TradingEngine: composes markets and strategies from config, its state publisher and its command handler,
+and runs them."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import Any
+
+from ..config import MarketConfig, MoonshipConfig, StrategyConfig, section_settings, validate_sections
+from ..contracts.client import ClientContext, MarketClient
+from ..contracts.service import Service, ServiceContext
+from ..contracts.stores import Stores
+from ..control import ControlPlane
+from ..errors import ConfigError
+from ..plugins import Plugins
+from ..stores.memory import MemoryBus, MemoryCache
+from .commands import Commands
+from .market import Market
+from .publisher import StatePublisher
+from .strategy import Strategy
+
+
+class TradingEngine(Service):
+    name = "engine"
+
+    def __init__(self, context: ServiceContext) -> None:
+        super().__init__(context)
+        config = context.config
+        self.clock = context.clock
+        self.engine_name = config.engine.name
+        self.instance = uuid.uuid4().hex[:12]
+        self.started = self.clock.now()
+        self._shared: dict[str, Any] = {}
+        self.markets = {name: self._build_market(name, mc) for name, mc in config.markets.items()}
+        self.strategies = {name: self._build_strategy(name, sc) for name, sc in config.strategies.items()}
+        self.publisher = StatePublisher(
+            self.engine_name, self.instance, self.started, context.cache, self.clock, self.strategies,
+            self.logger,
+        )
+        self.commands = Commands(self.strategies, self._build_strategy, self.publisher, self.logger)
+
+    @classmethod
+    def embedded(
+        cls,
+        config: MoonshipConfig,
+        plugins: Plugins | None = None,
+        *,
+        stores: Stores | None = None,
+        timeout: float = 20.0,
+    ) -> TradingEngine:
+        """An engine for use inside another program (or a test): in-memory cache and bus unless given;
+        its `context.control` drives it. Call `start()` and `stop()` yourself."""
+        plugins = plugins or Plugins.load()
+        stores = stores or Stores(MemoryCache(), MemoryBus())
+        context = ServiceContext(
+            config=config,
+            settings={},
+            sections=validate_sections(config, plugins.section_models()),
+            registry=plugins,
+            stores=stores,
+            control=ControlPlane(stores.cache, stores.bus, timeout),
+        )
+        return cls(context)
+
+    # ------------------------------------------------------------------ building
+    def _client_class(self, name: str) -> type[MarketClient]:
+        client_class: type[MarketClient] = self.context.registry.resolve("market_clients", name)
+        return client_class
+
+    def _build_market(self, name: str, config: MarketConfig) -> Market:
+        ctx = self.context
+        try:
+            client_class = self._client_class(config.client)
+        except ConfigError as exc:
+            raise ConfigError(f"moonship.markets.{name}.client: {exc}") from None
+        client_context = ClientContext(
+            market_name=name,
+            config=config,
+            settings=section_settings(ctx.sections, client_class.name, client_class.settings_model),
+            resolve_client=self._client_class,
+            sections=ctx.sections,
+            shared=self._shared,
+            clock=self.clock,
+        )
+        return Market(name, config, client_class, client_context)
+
+    def _build_strategy(self, name: str, config: StrategyConfig) -> Strategy:
+        try:
+            algo_class = self.context.registry.resolve("algos", config.algo)
+        except ConfigError as exc:
+            raise ConfigError(f"moonship.strategies.{name}.algo: {exc}") from None
+        unknown = [m for m in config.markets if m not in self.markets]
+        if unknown:
+            raise ConfigError(f"moonship.strategies.{name}.markets: unknown market {unknown[0]!r}")
+        markets = {m: self.markets[m] for m in config.markets}
+        return Strategy(name, self.engine_name, config, algo_class, markets, self._changed, self.clock)
+
+    def _changed(self, strategy: Strategy) -> None:
+        self.publisher.changed(strategy.name)
+
+    # ------------------------------------------------------------------ lifecycle
+    async def start(self) -> None:
+        await self.publisher.claim_name()
+        await self.publisher.start()
+        await self.context.bus.serve(self.engine_name, self.commands.handle)
+        self.logger.info(
+            "engine %s started: %d markets, %d strategies",
+            self.engine_name,
+            len(self.markets),
+            len(self.strategies),
+        )
+        auto = [s for s in self.strategies.values() if s.config.auto_start]
+        results = await asyncio.gather(*(s.start() for s in auto), return_exceptions=True)
+        for strategy, result in zip(auto, results, strict=True):
+            if isinstance(result, BaseException):
+                self.logger.error("strategy %s did not start: %s", strategy.name, result)
+        self.commands.ready.set()  # commands received meanwhile run now, on the started strategies
+
+    async def stop(self) -> None:
+        await self.context.bus.unserve(self.engine_name)
+        await asyncio.gather(*(s.stop("engine stopped") for s in self.strategies.values()))
+        results = await asyncio.gather(*(m.close() for m in self.markets.values()), return_exceptions=True)
+        for market, result in zip(self.markets.values(), results, strict=True):
+            if isinstance(result, BaseException):
+                self.logger.warning("closing market %s failed: %s", market.name, result)
+        await self.publisher.stop()
+        self.logger.info("engine %s stopped", self.engine_name)
