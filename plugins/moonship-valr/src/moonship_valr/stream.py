@@ -314,9 +314,10 @@ class MarketFeed:
         self._asks: dict[str, str] = {}
 
     def on_book(self, data: Mapping[str, Any]) -> None:
-        bids = {level["price"]: level["quantity"] for level in data["Bids"]}
-        asks = {level["price"]: level["quantity"] for level in data["Asks"]}
-        seq = data.get("SequenceNumber")
+        # VALR sends PascalCase keys; the docs mirror shows lower case: either is read
+        bids = {level["price"]: level["quantity"] for level in _key(data, "Bids")}
+        asks = {level["price"]: level["quantity"] for level in _key(data, "Asks")}
+        seq = data.get("SequenceNumber", data.get("sequenceNumber"))
         book = self.events.book
         try:
             if self._bids is None:
@@ -346,6 +347,13 @@ class MarketFeed:
         """The book cannot be trusted until the next full book arrives."""
         self._bids, self._asks = None, {}
         self.events.status(MarketStatus.UNSYNCED, reason)
+
+
+def _key(data: Mapping[str, Any], name: str) -> Any:
+    """`data[name]`, or its lower-camel-case spelling (`Bids` / `bids`)."""
+    if name in data:
+        return data[name]
+    return data[name[0].lower() + name[1:]]
 
 
 def _diff(old: dict[str, str], new: dict[str, str]) -> list[tuple[str, str]]:
