@@ -640,7 +640,10 @@ class ValrSimulator:
     async def _trade_socket(self, ws: WebSocket) -> None:
         admitted, account = await self._admit(ws, "trade", required=False)
         if admitted:
-            await self._serve("trade", _Conn(ws, account), self.trade_conns, self._on_trade_message)
+            conn = _Conn(ws, account)
+            if account is not None:  # a signed trade socket is told so too (clients wait for it)
+                conn.send('{"type":"AUTHENTICATED"}')
+            await self._serve("trade", conn, self.trade_conns, self._on_trade_message)
 
     def _on_trade_message(self, conn: _Conn, msg: dict[str, Any]) -> None:
         if msg.get("type") != "SUBSCRIBE":
