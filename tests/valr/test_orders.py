@@ -271,7 +271,7 @@ async def test_no_rest_polling_while_orders_rest_in_a_busy_market() -> None:
 async def test_rate_limits_stale_timestamps_and_clock_skew() -> None:
     async with venue() as (sim, server):
         Participants(sim.exchange, "BTCZAR", mid=MID).seed_book(3)
-        sim.faults.clock_offset_ms = 10 * 60_000  # VALR's clock is 10 minutes ahead of ours
+        sim.clock_skew_ms = 10 * 60_000  # VALR's clock is 10 minutes ahead of ours
         market, _rec = make_market(server)
         await market.open()
         try:

@@ -49,7 +49,7 @@ class Faults:
     stale_feed: bool = False
     #: the next N order placements execute but answer HTTP 500
     fail_after_execute: int = 0
-    #: the next N signed requests are refused as stale (HTTP 401, nothing executed)
+    #: the next N signed requests (and websocket upgrades) are refused as expired (HTTP 401, nothing executed)
     stale_timestamp_next: int = 0
     #: the next N signed requests get 429 with x-valr-ratelimited
     rate_limited_next: int = 0
@@ -57,10 +57,13 @@ class Faults:
     v2_failure_form: str = "400"
     #: NEW_ACCOUNT_TRADE is not sent (fills are only in the REST trade history)
     drop_account_trades: bool = False
-    #: the server clock runs this far ahead of the local one
-    clock_offset_ms: int = 0
     #: websocket upgrades are refused
     refuse_connections: bool = False
+
+
+#: VALR's answer to a signed request whose X-VALR-TIMESTAMP is too far from server time (HTTP 401; the
+#: docs give no body, this one is what the real exchange was observed to send)
+EXPIRED = {"code": -11254, "message": "Request has expired"}
 
 
 class HttpError(Exception):
@@ -101,12 +104,21 @@ class _Conn:
 class ValrSimulator:
     """The simulated exchange: `exchange` holds the state, `faults` the switches, `app` the ASGI app."""
 
-    def __init__(self, pairs: list[PairSpec] | None = None, *, timestamp_window_ms: int = 60_000) -> None:
+    def __init__(
+        self,
+        pairs: list[PairSpec] | None = None,
+        *,
+        timestamp_window_ms: int = 60_000,
+        clock_skew_ms: int = 0,
+    ) -> None:
         self.exchange = Exchange(pairs or default_pairs())
         self.exchange.listeners.append(self._on_event)
         self.faults = Faults()
         self.status = "online"
+        #: a signed request is refused when |server time - X-VALR-TIMESTAMP| exceeds this (ms)
         self.timestamp_window_ms = timestamp_window_ms
+        #: server time = real time + this (ms; negative: the server runs behind)
+        self.clock_skew_ms = clock_skew_ms
         self.rate_limit_per_min = 2000
         self.secrets: dict[str, str] = {}
         self.trade_conns: set[_Conn] = set()
@@ -132,7 +144,8 @@ class ValrSimulator:
         self._on_event("balance", {"account": account, "currency": currency})
 
     def server_ms(self) -> int:
-        return int(time.time() * 1000) + self.faults.clock_offset_ms
+        """The simulated exchange's clock in epoch ms (real time plus `clock_skew_ms`)."""
+        return int(time.time() * 1000) + self.clock_skew_ms
 
     # ------------------------------------------------------------------ faults acting on sockets
     async def drop_connections(self, kind: str | None = None) -> None:
@@ -303,12 +316,12 @@ class ValrSimulator:
         if secret is None:
             raise HttpError(401, {"code": -11, "message": "Invalid API key"})
         try:
-            ts = int(timestamp)
+            ts = int(timestamp)  # epoch milliseconds
         except ValueError:
             raise HttpError(401, {"message": "Invalid request timestamp"}) from None
         if self.faults.stale_timestamp_next > 0 or abs(self.server_ms() - ts) > self.timestamp_window_ms:
             self.faults.stale_timestamp_next = max(0, self.faults.stale_timestamp_next - 1)
-            raise HttpError(401, {"message": "Request timestamp expired"})
+            raise HttpError(401, dict(EXPIRED))
         expected = valr_signature(secret, timestamp, verb, path, body, sub_account)
         if not hmac.compare_digest(expected, signature):
             raise HttpError(401, {"message": "Request has an invalid signature"})
@@ -391,9 +404,10 @@ class ValrSimulator:
         ]
 
     async def _time(self, request: Request) -> Any:
+        """VALR's server time: `epochTime` in whole SECONDS, `time` ISO-8601 UTC with milliseconds."""
         ms = self.server_ms()
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms / 1000)) + f".{ms % 1000:03d}Z"
-        return {"epochTime": ms, "time": stamp}
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + f".{ms % 1000:03d}Z"
+        return {"epochTime": ms // 1000, "time": stamp}
 
     async def _status(self, request: Request) -> Any:
         return {"status": self.status}
@@ -611,9 +625,13 @@ class ValrSimulator:
             account = self._ws_account(ws, f"/ws/{kind}", required=required)
             if self.faults.refuse_connections:
                 raise HttpError(503, {})
-        except HttpError:
+        except HttpError as exc:
             self.refused += 1
-            await ws.close(1008)
+            if "websocket.http.response" in ws.scope.get("extensions", {}):
+                # the upgrade is answered like a REST refusal: status and JSON body (e.g. 401 expired)
+                await ws.send_denial_response(_json(exc.body, exc.status, exc.headers))
+            else:
+                await ws.close(1008)
             return False, None
         await ws.accept()
         self.connections[kind] += 1
@@ -622,7 +640,10 @@ class ValrSimulator:
     async def _trade_socket(self, ws: WebSocket) -> None:
         admitted, account = await self._admit(ws, "trade", required=False)
         if admitted:
-            await self._serve("trade", _Conn(ws, account), self.trade_conns, self._on_trade_message)
+            conn = _Conn(ws, account)
+            if account is not None:  # a signed trade socket is told so too (clients wait for it)
+                conn.send('{"type":"AUTHENTICATED"}')
+            await self._serve("trade", conn, self.trade_conns, self._on_trade_message)
 
     def _on_trade_message(self, conn: _Conn, msg: dict[str, Any]) -> None:
         if msg.get("type") != "SUBSCRIBE":

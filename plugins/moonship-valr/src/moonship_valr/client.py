@@ -157,19 +157,27 @@ class ValrHub:
                 if self.offset_ms is not None:
                     signer.offset_ms = self.offset_ms
             rest = self._rests[key] = ValrRest(
-                lambda: self.http, self.settings.rest_url, signer, limiter, self.public_limiter
+                lambda: self.http,
+                self.settings.rest_url,
+                signer,
+                limiter,
+                self.public_limiter,
+                on_clock=self._adopt_offset,
             )
         return rest
 
     async def sync_time(self, rest: ValrRest) -> None:
-        """Learn the server clock once per engine and share the offset with every signer."""
+        """Learn the server clock once per engine (every later resync shares its offset the same way)."""
         async with self._time_lock:
             if self.offset_ms is None and rest.signer is not None:
                 await rest.sync_time()
-                self.offset_ms = rest.signer.offset_ms
-                for other in self._rests.values():
-                    if other.signer is not None:
-                        other.signer.offset_ms = self.offset_ms
+
+    def _adopt_offset(self, offset_ms: int) -> None:
+        """A ValrRest measured VALR's clock: every signer of the engine signs with it from now on."""
+        self.offset_ms = offset_ms
+        for other in self._rests.values():
+            if other.signer is not None:
+                other.signer.offset_ms = offset_ms
 
     async def pairs(self, rest: ValrRest) -> tuple[str, dict[str, dict[str, Any]]]:
         """The exchange status and every pair's metadata (one request per minute at most, however many
@@ -181,9 +189,15 @@ class ValrHub:
                 self._pairs = (now, status, {str(p["symbol"]): p for p in pairs})
             return self._pairs[1], self._pairs[2]
 
-    def trade_stream(self, signer: Signer | None) -> TradeStream:
+    def trade_stream(self, rest: ValrRest) -> TradeStream:
         if self.trade is None:
-            self.trade = TradeStream(self.settings.ws_url, signer, self.timing, self.logger.getChild("trade"))
+            self.trade = TradeStream(
+                self.settings.ws_url,
+                rest.signer,
+                self.timing,
+                self.logger.getChild("trade"),
+                rest.sync_time if rest.signer is not None else None,
+            )
         return self.trade
 
     def account(self, rest: ValrRest) -> AccountStream:
@@ -261,7 +275,7 @@ class ValrClient(MarketClient):
         self._connected = True
         self.hub.users += 1
         self.events.status(MarketStatus.UNSYNCED, "connecting")
-        await self.hub.trade_stream(self.rest.signer).add(self.pair, self.feed)
+        await self.hub.trade_stream(self.rest).add(self.pair, self.feed)
         if self.rest.signer is not None and not self.context.market_data_only:
             self.account = self.hub.account(self.rest)
             await self.account.add(self.pair, self.events, info.base_asset, info.quote_asset)

@@ -26,3 +26,5 @@ CODE_INSUFFICIENT_FUNDS: Final = -6
 CODE_POST_ONLY: Final = -19
 CODE_MIN_SIZE: Final = -12007
 CODE_DUPLICATE_CUSTOMER_ORDER_ID: Final = -11502
+#: HTTP 401 `{"code": -11254, "message": "Request has expired"}`: X-VALR-TIMESTAMP too far from server time
+CODE_REQUEST_EXPIRED: Final = -11254

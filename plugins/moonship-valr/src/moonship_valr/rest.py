@@ -77,8 +77,8 @@ def error_for(status: int, body: Any, *, text: str = "") -> ExchangeError:
             code = raw
     lower = message.lower()
     detail = f"VALR {status}: {message}" + (f" (code {code})" if code is not None else "")
-    if status in (401, 403):
-        if "timestamp" in lower or "expired" in lower:
+    if status in (401, 403) or code == c.CODE_REQUEST_EXPIRED:
+        if code == c.CODE_REQUEST_EXPIRED or "timestamp" in lower or "expired" in lower:
             return StaleTimestamp(detail, code=code)
         return AuthenticationError(detail, code=code)
     if status == 404 or code == c.CODE_UNKNOWN_ORDER or "could not find" in lower or "not found" in lower:
@@ -107,12 +107,15 @@ class ValrRest:
         signer: Signer | None,
         key_limiter: RateLimiter,
         public_limiter: RateLimiter,
+        on_clock: Callable[[int], None] | None = None,
     ) -> None:
         self.http = http
         self.base_url = base_url.rstrip("/")
         self.signer = signer
         self.key_limiter = key_limiter
         self.public_limiter = public_limiter
+        #: told every newly measured clock offset (ms), so every signer of the engine can adopt it
+        self.on_clock = on_clock
 
     # ------------------------------------------------------------------ transport
     async def request(
@@ -188,13 +191,17 @@ class ValrRest:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def sync_time(self) -> None:
-        """Adopt the server clock (X-VALR-TIMESTAMP must be close to VALR's time)."""
+        """Adopt the server clock (X-VALR-TIMESTAMP, in ms, must be close to VALR's time)."""
         if self.signer is None:
             return
         local_before = _now_ms()
         data = await self.request("GET", "/v1/public/time", signed=False)
         local_after = _now_ms()
-        self.signer.offset_ms = int(data["epochTime"]) - (local_before + local_after) // 2
+        offset = server_time_ms(data) - (local_before + local_after) // 2
+        self.signer.offset_ms = offset
+        log.info("VALR clock offset %+d ms", offset)
+        if self.on_clock is not None:
+            self.on_clock(offset)
 
     # ------------------------------------------------------------------ public
     async def status(self) -> str:
@@ -288,6 +295,33 @@ def _retry_after(headers: httpx.Headers) -> float:
 
 
 # ---------------------------------------------------------------------- wire parsers
+def server_time_ms(data: Any) -> int:
+    """VALR's clock in epoch ms from a `/v1/public/time` answer.
+
+    VALR answers `{"epochTime": 1555228618, "time": "2019-04-14T07:56:58.372Z"}`: `epochTime` is in whole
+    SECONDS, `time` is ISO-8601 with milliseconds, so `time` is the precise one. Without a usable `time`,
+    `epochTime` is read as seconds when it has at most 11 digits (seconds until the year 5138) and as
+    milliseconds otherwise (13 digits today), so either reading of it works.
+    """
+    if not isinstance(data, Mapping):
+        raise ExchangeError(f"VALR /v1/public/time: unexpected answer {data!r:.100}")
+    stamp = data.get("time")
+    if isinstance(stamp, str) and stamp:
+        try:
+            moment = datetime.fromisoformat(stamp.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            pass
+        else:
+            if moment.tzinfo is None:
+                moment = moment.replace(tzinfo=UTC)  # VALR's times are UTC
+            return round(moment.timestamp() * 1000)
+    try:
+        epoch = int(Decimal(str(data["epochTime"])))
+    except (KeyError, ArithmeticError, ValueError) as exc:
+        raise ExchangeError(f"VALR /v1/public/time: no usable time in {data!r:.100}") from exc
+    return epoch * 1000 if len(str(abs(epoch))) <= 11 else epoch
+
+
 def parse_time(value: str | int | None) -> datetime:
     """VALR's ISO-8601 `...Z` time (or epoch ms) to an aware UTC datetime."""
     if value is None or value == "":

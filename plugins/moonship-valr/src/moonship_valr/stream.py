@@ -6,18 +6,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Protocol
 
 import orjson
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import WebSocketException
+from websockets.exceptions import InvalidStatus, WebSocketException
 
 from moonship_core import Backoff, MarketEvents, MarketStatus
 
 from . import constants as c
 from .auth import Signer
-from .rest import parse_ticker, parse_trade
+from .rest import StaleTimestamp, error_for, parse_ticker, parse_trade
 
 _PING = orjson.dumps({"type": "PING"})
 
@@ -48,17 +48,26 @@ class Socket:
     One task runs the connection and, per connection, one keepalive task: it sends `{"type":"PING"}` every
     `ping_interval` and replaces the socket when a PONG is `pong_timeout` late or when no feed message
     arrived for `stale_timeout`. Reconnects back off with jitter; every (re)connection calls `on_open`.
+    An upgrade refused for its timestamp (HTTP 401 "Request has expired") first calls `resync` (re-learn
+    VALR's clock) so that the next attempt is signed with the corrected time.
     """
 
     #: whether PONGs count as feed traffic (the account socket's feed may be silent for long)
     pong_is_traffic = False
 
     def __init__(
-        self, url: str, path: str, signer: Signer | None, timing: Timing, logger: logging.Logger
+        self,
+        url: str,
+        path: str,
+        signer: Signer | None,
+        timing: Timing,
+        logger: logging.Logger,
+        resync: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.url = url.rstrip("/") + path
         self.path = path
         self.signer = signer
+        self.resync = resync
         self.timing = timing
         self.logger = logger
         self.ws: ClientConnection | None = None
@@ -122,6 +131,10 @@ class Socket:
                 self.ws = None
                 self.on_close("closed")
                 raise
+            except InvalidStatus as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                if self._refused_for_time(exc):
+                    await self._resync()
             except (OSError, WebSocketException, TimeoutError) as exc:
                 reason = f"{type(exc).__name__}: {exc}"
             except Exception as exc:  # a bug must not end the feed for good
@@ -131,6 +144,28 @@ class Socket:
             self.logger.warning("%s disconnected (%s); reconnecting", self.url, reason)
             self.on_close(reason)
             await backoff.wait()
+
+    def _refused_for_time(self, exc: InvalidStatus) -> bool:
+        """Whether a refused upgrade blames our timestamp (or is a bare 401, which might)."""
+        if self.signer is None or self.resync is None:
+            return False
+        status = exc.response.status_code
+        body = bytes(exc.response.body or b"")
+        try:
+            data = orjson.loads(body) if body.strip() else None
+        except orjson.JSONDecodeError:
+            data = None
+        if data is None:
+            return status == 401
+        return isinstance(error_for(status, data, text=body[:200].decode(errors="replace")), StaleTimestamp)
+
+    async def _resync(self) -> None:
+        assert self.resync is not None
+        self.logger.warning("%s refused our timestamp: resynchronising the clock", self.url)
+        try:
+            await self.resync()
+        except Exception as exc:  # the next attempt (after the backoff) tries again
+            self.logger.warning("VALR clock resync failed: %r", exc)
 
     async def _session(self, ws: ClientConnection, backoff: Backoff) -> str:
         loop = asyncio.get_running_loop()
@@ -207,8 +242,15 @@ TRADE_EVENTS = ("AGGREGATED_ORDERBOOK_UPDATE", "NEW_TRADE", "MARKET_SUMMARY_UPDA
 class TradeStream(Socket):
     """The one trade socket of a process: subscribes the union of every VALR market's pairs."""
 
-    def __init__(self, url: str, signer: Signer | None, timing: Timing, logger: logging.Logger) -> None:
-        super().__init__(url, c.TRADE_WS_PATH, signer, timing, logger)
+    def __init__(
+        self,
+        url: str,
+        signer: Signer | None,
+        timing: Timing,
+        logger: logging.Logger,
+        resync: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        super().__init__(url, c.TRADE_WS_PATH, signer, timing, logger, resync)
         self.listeners: dict[str, list[TradeListener]] = {}
 
     async def add(self, pair: str, listener: TradeListener) -> None:
@@ -272,9 +314,10 @@ class MarketFeed:
         self._asks: dict[str, str] = {}
 
     def on_book(self, data: Mapping[str, Any]) -> None:
-        bids = {level["price"]: level["quantity"] for level in data["Bids"]}
-        asks = {level["price"]: level["quantity"] for level in data["Asks"]}
-        seq = data.get("SequenceNumber")
+        # VALR sends PascalCase keys; the docs mirror shows lower case: either is read
+        bids = {level["price"]: level["quantity"] for level in _key(data, "Bids")}
+        asks = {level["price"]: level["quantity"] for level in _key(data, "Asks")}
+        seq = data.get("SequenceNumber", data.get("sequenceNumber"))
         book = self.events.book
         try:
             if self._bids is None:
@@ -304,6 +347,13 @@ class MarketFeed:
         """The book cannot be trusted until the next full book arrives."""
         self._bids, self._asks = None, {}
         self.events.status(MarketStatus.UNSYNCED, reason)
+
+
+def _key(data: Mapping[str, Any], name: str) -> Any:
+    """`data[name]`, or its lower-camel-case spelling (`Bids` / `bids`)."""
+    if name in data:
+        return data[name]
+    return data[name[0].lower() + name[1:]]
 
 
 def _diff(old: dict[str, str], new: dict[str, str]) -> list[tuple[str, str]]:

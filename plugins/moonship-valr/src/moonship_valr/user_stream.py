@@ -110,7 +110,7 @@ class AccountStream(Socket):
         fill_wait: float,
         logger: logging.Logger,
     ) -> None:
-        super().__init__(url, c.ACCOUNT_WS_PATH, signer, timing, logger)
+        super().__init__(url, c.ACCOUNT_WS_PATH, signer, timing, logger, rest.sync_time)
         self.rest = rest
         self.fill_wait = fill_wait
         self.listeners: dict[str, list[_Listener]] = {}
