@@ -32,8 +32,8 @@ from moonship_core import (
     hookimpl,
 )
 from moonship_core.config import parse_config
-from moonship_core.engine import TradingEngine
 from moonship_core.plugins import Plugins
+from moonship_core.trading.engine import TradingEngine
 
 from .harness import API_KEY, SECRET, D, client_of, make_market, settings_for, until, venue
 
