@@ -45,6 +45,7 @@ class Inbox:
 #: the client resolver of a market that wraps no other client
 RESOLVE = partial(Plugins().resolve, "market_clients")
 
+
 def make_market(**config: Any) -> Market:
     cfg = MarketConfig.model_validate({"client": "scripted", "symbol": "BTCUSDT", **config})
     return Market("btc", cfg, ScriptedClient, ClientContext("btc", cfg, {}, RESOLVE))
@@ -79,6 +80,25 @@ def test_state_is_updated_before_subscribers_hear() -> None:
         assert inbox.events[-1] == ("book", D("99.50"))
         await market.close()
         assert market.status is MarketStatus.CLOSED
+
+    asyncio.run(main())
+
+
+def test_a_late_trade_keeps_the_current_candle() -> None:
+    """A trade that arrives after its candle closed neither replaces nor reopens the current candle."""
+
+    async def main() -> None:
+        market = make_market(candle_period=60)
+        await market.open()
+        feed = market.client.events
+        for secs, price in [(0, "100"), (61, "101"), (30, "90"), (62, "103"), (125, "104")]:
+            feed.trade(trade(secs, price))
+        first, second = market.candles
+        assert first.start_time == datetime(2026, 1, 1, tzinfo=UTC) and first.close == D("100")
+        assert second.start_time == datetime(2026, 1, 1, 0, 1, tzinfo=UTC)
+        assert (second.open, second.close, second.volume) == (D("101"), D("103"), D("2"))
+        assert market.last_price == D("104")
+        await market.close()
 
     asyncio.run(main())
 
