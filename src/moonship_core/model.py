@@ -238,6 +238,8 @@ class Order:
     created: datetime = field(default_factory=utc_now)
     updated: datetime = field(default_factory=utc_now)
     reason: str | None = None
+    #: why an order was REJECTED: the error taxonomy's class name ("InsufficientFunds", "InvalidOrder", ...)
+    error: str | None = None
 
     @property
     def average_price(self) -> Decimal | None:

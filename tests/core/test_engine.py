@@ -17,7 +17,6 @@ from moonship_core import (
     ControlError,
     ControlPlane,
     EngineUnavailable,
-    InvalidOrder,
     MarketClient,
     Order,
     OrderRequest,
@@ -173,12 +172,12 @@ def test_market_refuses_orders_below_minimums_before_the_client() -> None:
             market = engine.markets["btc"]
             await market.open()
             client = ScriptedClient.instances[0]
-            with pytest.raises(InvalidOrder) as err:
-                await market.place_order(OrderRequest.limit(Side.BUY, D("0.0009"), D("100")))
-            assert err.value.rule == "lot_size"
-            with pytest.raises(InvalidOrder) as err:
-                await market.place_order(OrderRequest.limit(Side.BUY, D("0.05"), D("100")))
-            assert err.value.rule == "min_notional"
+            lot = await market.place_order(OrderRequest.limit(Side.BUY, D("0.0009"), D("100")))
+            assert (lot.status, lot.error) == (OrderStatus.REJECTED, "InvalidOrder")
+            assert lot.reason is not None and lot.reason.startswith("lot_size: ")
+            small = await market.place_order(OrderRequest.limit(Side.BUY, D("0.05"), D("100")))
+            assert (small.status, small.error) == (OrderStatus.REJECTED, "InvalidOrder")
+            assert small.reason is not None and small.reason.startswith("min_notional: ")
             assert client.placed == []
         finally:
             await engine.stop()
@@ -318,3 +317,43 @@ def test_order_update_for_unknown_order_is_ignored() -> None:
             await engine.stop()
 
     run(main)
+
+
+def test_paper_quoter_without_funds_keeps_running_on_rejections(caplog: pytest.LogCaptureFixture) -> None:
+    """A paper account that cannot pay for a quote rejects it; the quoter hears REJECTED and goes on quoting
+    (it used to stop on the first InsufficientFunds)."""
+
+    def rejections() -> list[str]:
+        return [r.getMessage() for r in caplog.records if "REJECTED" in r.getMessage()]
+
+    async def main() -> None:
+        config = parse_config(
+            {
+                "moonship": {
+                    "engine": {"name": "broke"},
+                    "markets": {
+                        "btc": {
+                            "client": "paper", "real_client": "sim", "symbol": "BTCUSDT", "seed": 3,
+                            "events_per_second": 200, "balances": {"USDT": "1"},
+                        }
+                    },
+                    "strategies": {
+                        "q": {
+                            "algo": "spread_quoter", "auto_start": True, "markets": ["btc"],
+                            "trade_quantity": "0.01", "spread_bps": 2,
+                        }
+                    },
+                }
+            }
+        )
+        engine = TradingEngine.embedded(config)
+        await engine.start()
+        try:
+            await until(lambda: len(rejections()) >= 4)
+            assert all("(InsufficientFunds: " in line for line in rejections())
+            assert engine.strategies["q"].active and engine.strategies["q"].stop_reason is None
+        finally:
+            await engine.stop()
+
+    with caplog.at_level("WARNING", "moonship.market"):
+        run(main)

@@ -14,7 +14,6 @@ from support.scripted import ScriptedClient
 from moonship_core import (
     ClientContext,
     Fill,
-    MarketClosed,
     MarketStatus,
     Order,
     OrderNotFound,
@@ -116,12 +115,15 @@ def test_zero_trade_list_size_keeps_no_trades() -> None:
 def test_orders_are_gated_by_market_status() -> None:
     async def main() -> None:
         market = make_market()
-        with pytest.raises(MarketClosed):
-            await market.place_order(OrderRequest.limit(Side.BUY, D("1"), D("100")))
+        inbox = Inbox()
+        closed = await market.place_order(OrderRequest.limit(Side.BUY, D("1"), D("100")), owner=inbox)
+        assert (closed.status, closed.error) == (OrderStatus.REJECTED, "MarketClosed")
+        assert inbox.events == [("order", closed)]  # the owner hears of it like any update
         await market.open()
         market.client.events.status(MarketStatus.OPEN_POST_ONLY, "exchange in post-only mode")
-        with pytest.raises(MarketClosed, match="post-only"):
-            await market.place_order(OrderRequest.limit(Side.BUY, D("1"), D("100")))
+        refused = await market.place_order(OrderRequest.limit(Side.BUY, D("1"), D("100")))
+        assert (refused.status, refused.error) == (OrderStatus.REJECTED, "MarketClosed")
+        assert refused.reason is not None and "post-only" in refused.reason
         order = await market.place_order(OrderRequest.limit(Side.BUY, D("1"), D("100"), post_only=True))
         assert order.status is OrderStatus.PENDING
         client = market.client
@@ -183,8 +185,9 @@ async def place_unconfirmed(client_class: type[ScriptedClient]) -> tuple[Market,
     market = Market("btc", cfg, client_class, ClientContext("btc", cfg, {}, RESOLVE))
     inbox = Inbox()
     await market.open()
-    with pytest.raises(OrderStatusUnknown):
-        await market.place_order(OrderRequest.limit(Side.BUY, D("1"), D("100")), owner=inbox)
+    sent = await market.place_order(OrderRequest.limit(Side.BUY, D("1"), D("100")), owner=inbox)
+    assert sent.status is OrderStatus.UNKNOWN
+    assert market.open_orders() == [sent]  # the strategy sees it, so it does not place it again
     for _ in range(100):
         if any(k == "order" for k, _ in inbox.events):
             break
@@ -218,6 +221,7 @@ def test_unconfirmed_order_the_exchange_never_saw_ends_rejected(monkeypatch: pyt
         market, orders = await place_unconfirmed(NeverArrived)
         (order,) = orders
         assert order.status is OrderStatus.REJECTED and order.reason == "never reached the exchange"
+        assert order.error == "OrderNotFound"
         assert market.open_orders() == []
 
     asyncio.run(main())

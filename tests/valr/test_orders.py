@@ -12,15 +12,12 @@ from moonship_valr.user_stream import order_from_status
 
 from moonship_core import (
     AuthenticationError,
-    InsufficientFunds,
     InvalidOrder,
     MarketStatus,
     Order,
     OrderNotFound,
     OrderRequest,
     OrderStatus,
-    OrderStatusUnknown,
-    PostOnlyRejected,
     RateLimited,
     Side,
     TimeInForce,
@@ -177,10 +174,11 @@ async def test_refusals_map_onto_the_taxonomy_in_both_v2_forms(form: str) -> Non
     async with trading({"ZAR": "1000", "BTC": "0.001"}) as (sim, _, market, rec, _house):
         sim.faults.v2_failure_form = form
         client = market.client
-        with pytest.raises(InsufficientFunds):
-            await market.place_order(OrderRequest.limit(Side.BUY, D("0.01"), D(999_000)), owner=rec)
-        with pytest.raises(PostOnlyRejected):
-            await market.place_order(OrderRequest.limit(Side.SELL, D("0.0005"), D(999_999), post_only=True))
+        funds = await market.place_order(OrderRequest.limit(Side.BUY, D("0.01"), D(999_000)), owner=rec)
+        assert (funds.status, funds.error) == (OrderStatus.REJECTED, "InsufficientFunds")
+        taker = OrderRequest.limit(Side.SELL, D("0.0005"), D(999_999), post_only=True)
+        crossed = await market.place_order(taker)
+        assert (crossed.status, crossed.error) == (OrderStatus.REJECTED, "PostOnlyRejected")
         with pytest.raises(InvalidOrder) as err:  # below VALR's minimum (the market would refuse it first)
             await client.place_order(OrderRequest.limit(Side.SELL, D("0.00001"), D(1_000_100)))
         assert err.value.rule == "min_quantity" and err.value.code == -12007
@@ -188,8 +186,8 @@ async def test_refusals_map_onto_the_taxonomy_in_both_v2_forms(form: str) -> Non
             await client.place_order(
                 OrderRequest.limit(Side.SELL, D("0.001"), D(1_000_100), client_order_id="a b")
             )
-        # refused orders never reach the strategy and leave nothing open
-        assert rec.orders == [] and market.open_orders() == []
+        # a refused order reaches its owner as a REJECTED update and leaves nothing open
+        assert rec.orders == [funds] and market.open_orders() == []
         assert await client.get_open_orders() == []
         failed = [o for o in sim.exchange.orders.values() if o.account is sim.account(API_KEY)]
         assert len(failed) == (2 if form == "201" else 0) and all(o.status == "Failed" for o in failed)
@@ -199,8 +197,7 @@ async def test_lost_answer_is_resolved_and_retries_never_double_an_order() -> No
     async with trading() as (sim, server, market, rec, _house):
         sim.faults.fail_after_execute = 1
         req = OrderRequest.limit(Side.BUY, D("0.01"), D(999_000), post_only=True)
-        with pytest.raises(OrderStatusUnknown):
-            await market.place_order(req, owner=rec)
+        assert (await market.place_order(req, owner=rec)).status is OrderStatus.UNKNOWN
         # the account socket (or the market's lookup) tells the strategy the order exists
         await until(lambda: (o := last(rec, req.client_order_id)) is not None and o.id, what="resolved")
         again = await market.client.place_order(req)  # a retry: no second order
@@ -311,8 +308,9 @@ async def test_sub_account_is_signed_on_rest_and_the_account_socket() -> None:
             ack = await market.place_order(req, owner=rec)
             assert sim.exchange.orders[ack.id].account is sim.account(API_KEY, "1234")
             await until(lambda: market.balances["ZAR"].locked == D(9990), what="socket of the sub-account")
-            with pytest.raises(InvalidOrder, match="sub-account"):
-                await market.place_order(OrderRequest.limit(Side.BUY, D("0.01"), D(999_000), account="999"))
+            elsewhere = OrderRequest.limit(Side.BUY, D("0.01"), D(999_000), account="999")
+            other = await market.place_order(elsewhere)
+            assert other.error == "InvalidOrder" and "sub-account" in (other.reason or "")
         finally:
             await market.close()
 

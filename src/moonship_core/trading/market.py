@@ -19,7 +19,14 @@ from typing import Any, Protocol
 from ..book import OrderBook
 from ..config import MarketConfig
 from ..contracts.client import ClientContext, MarketClient
-from ..errors import InvalidOrder, MarketClosed, OrderNotFound, OrderStatusUnknown
+from ..errors import (
+    InvalidOrder,
+    MarketClosed,
+    MoonshipError,
+    OrderNotFound,
+    OrderStatusUnknown,
+    PostOnlyRejected,
+)
 from ..model import (
     Balance,
     Candle,
@@ -55,6 +62,8 @@ class Subscriber(Protocol):
 class _Tracked:
     owner: Subscriber | None
     order: Order | None = None
+    #: a task is confirming an unconfirmed cancel
+    confirming: bool = False
 
 
 class Market:
@@ -203,19 +212,31 @@ class Market:
 
     # ------------------------------------------------------------------ requests
     async def place_order(self, request: OrderRequest, owner: Subscriber | None = None) -> Order:
-        """Round to the market's tick and lot, check its minimums, send, and track the order for `owner`."""
-        self._check_open(request)
-        request = self.prepare(request)
+        """Round to the market's tick and lot, check its minimums, send, and track the order for `owner`.
+
+        Never raises for what the market, the exchange or the network decides: the order comes back REJECTED
+        (with `error` and `reason`), or UNKNOWN while a sent order is unconfirmed; UNKNOWN resolves later,
+        once, through the owner's order updates. A REJECTED order is also sent to the owner as an update."""
+        try:
+            self._check_open(request)
+            request = self.prepare(request)
+        except MoonshipError as exc:
+            return self._reject(request, exc, owner)
         coid = request.client_order_id
-        self._orders[coid] = _Tracked(owner)
+        tracked = self._orders[coid] = _Tracked(owner)
         try:
             order = await self.client.place_order(request)
         except OrderStatusUnknown:
             self.logger.warning("order %s sent but not confirmed: querying it", coid)
-            self._spawn(self._resolve_unknown(request))
-            raise
-        except BaseException:
+            return self._unknown(request, tracked)
+        except MoonshipError as exc:
             self._orders.pop(coid, None)
+            return self._reject(request, exc, owner)
+        except Exception:  # a client's own failure: the request may have left, so find out, never resend
+            self.logger.exception("sending order %s failed: querying it", coid)
+            return self._unknown(request, tracked)
+        except BaseException:  # cancelled while in flight: it may have reached the exchange
+            self._unknown(request, tracked)
             raise
         self.logger.debug(
             "%s %s %s @ %s %s%s (%s)",
@@ -230,17 +251,27 @@ class Market:
             coid,
         )
         self._on_order(order)
-        tracked = self._orders.get(coid)
-        return tracked.order if tracked is not None and tracked.order is not None else order
+        return tracked.order if tracked.order is not None else order
 
     async def cancel_order(self, order: Order) -> Order:
-        """Cancel one of our orders (allowed in any status while the market is open: a halted market may
-        still take cancels)."""
-        if not self._opened:
-            raise MarketClosed(f"{self.name}: market closed")
-        result = await self.client.cancel_order(order)
-        self._on_order(result)
-        return result
+        """Cancel one of our orders; never raises. Returns its state after the cancel, or CANCELLATION
+        PENDING while the cancel is unconfirmed (the outcome arrives as order updates). A halted market may
+        still take cancels, so they are sent in any market status."""
+        tracked = self._orders.get(order.client_order_id)
+        current = tracked.order if tracked is not None and tracked.order is not None else order
+        if current.status.is_final or tracked is None or tracked.confirming:
+            return current  # nothing to cancel, or a cancel is being confirmed already
+        try:
+            self._on_order(await self.client.cancel_order(current))
+        except Exception as exc:
+            if not isinstance(exc, MoonshipError):
+                self.logger.exception("cancelling order %s failed", current.client_order_id)
+            pending = replace(current, status=OrderStatus.CANCELLATION_PENDING, updated=self.clock.now())
+            self._on_order(pending)
+            if tracked.order is pending and not tracked.confirming:
+                tracked.confirming = True
+                self._spawn(self._confirm_cancel(pending, exc))
+        return tracked.order or current
 
     async def get_order(self, order: Order) -> Order:
         result = await self.client.get_order(order)
@@ -305,29 +336,88 @@ class Market:
                 rule="min_notional",
             )
 
-    async def _resolve_unknown(self, request: OrderRequest) -> None:
-        """Ask the exchange about an unconfirmed order until it knows it; one it still does not know after
-        UNKNOWN_GRACE seconds never arrived, and is reported REJECTED to its owner."""
-        probe = Order(
+    def _reject(self, request: OrderRequest, exc: MoonshipError, owner: Subscriber | None) -> Order:
+        """The order `request` refused before or by the exchange, told to its owner like any update."""
+        rule = getattr(exc, "rule", None)
+        order = self._request_order(request, OrderStatus.REJECTED, f"{rule}: {exc}" if rule else str(exc))
+        order = replace(order, error=type(exc).__name__)
+        self._closed_ids.append(order.client_order_id)
+        self._log_final(order)
+        if owner is not None:
+            owner.notify("order", self, order)
+        return order
+
+    def _unknown(self, request: OrderRequest, tracked: _Tracked) -> Order:
+        """Track a sent but unconfirmed order as UNKNOWN and find out what became of it."""
+        order = self._request_order(request, OrderStatus.UNKNOWN, "sent, not confirmed")
+        tracked.order = order
+        self._spawn(self._resolve_unknown(order))
+        return order
+
+    def _request_order(self, request: OrderRequest, status: OrderStatus, reason: str) -> Order:
+        now = self.clock.now()
+        return Order(
             id="", client_order_id=request.client_order_id, symbol=self.symbol, side=request.side,
-            type=request.type, status=OrderStatus.UNKNOWN, quantity=request.quantity,
+            type=request.type, status=status, quantity=request.quantity,
             quote_quantity=request.quote_quantity, price=request.price,
+            time_in_force=request.time_in_force, post_only=request.post_only,
+            created=now, updated=now, reason=reason,
         )
+
+    async def _resolve_unknown(self, probe: Order) -> None:
+        """Ask the exchange about an unconfirmed order until it knows it (or an update tells us first); one
+        it still does not know after UNKNOWN_GRACE seconds never arrived, and ends REJECTED."""
         clock = self.clock
         give_up = clock.monotonic() + UNKNOWN_GRACE
         delay = 0.5
-        while request.client_order_id in self._orders:
+        while self._still(probe.client_order_id, OrderStatus.UNKNOWN):
             try:
                 self._on_order(await self.client.get_order(probe))
                 return
             except OrderNotFound:
                 if clock.monotonic() >= give_up:
-                    self._on_order(probe.closed(OrderStatus.REJECTED, "never reached the exchange"))
+                    rejected = probe.closed(OrderStatus.REJECTED, "never reached the exchange")
+                    self._on_order(replace(rejected, error="OrderNotFound"))
                     return
             except Exception as exc:  # the exchange may not answer yet; keep asking
-                self.logger.debug("order %s still unknown: %s", request.client_order_id, exc)
+                self.logger.debug("order %s still unknown: %s", probe.client_order_id, exc)
             await clock.sleep(delay)
             delay = min(delay * 2, 30.0)
+
+    async def _confirm_cancel(self, pending: Order, first: Exception) -> None:
+        """Retry an unconfirmed cancel until the order is final: an order the exchange no longer knows by
+        the cancel is looked up; one it does not know at all after UNKNOWN_GRACE seconds is taken as
+        cancelled."""
+        coid = pending.client_order_id
+        self.logger.warning("cancel of %s not confirmed (%s): retrying", coid, first)
+        clock = self.clock
+        give_up = clock.monotonic() + UNKNOWN_GRACE
+        delay = 0.5
+        try:
+            while self._still(coid, OrderStatus.CANCELLATION_PENDING):
+                await clock.sleep(delay)
+                delay = min(delay * 2, 30.0)
+                try:
+                    self._on_order(await self.client.cancel_order(pending))
+                except OrderNotFound:
+                    try:
+                        self._on_order(await self.client.get_order(pending))
+                    except OrderNotFound:
+                        if clock.monotonic() >= give_up:
+                            self._on_order(pending.closed(OrderStatus.CANCELLED, "not found at the exchange"))
+                    except Exception as exc:
+                        self.logger.debug("order %s not looked up: %s", coid, exc)
+                except Exception as exc:
+                    self.logger.debug("cancel of %s failed again: %s", coid, exc)
+        finally:
+            tracked = self._orders.get(coid)
+            if tracked is not None:
+                tracked.confirming = False
+
+    def _still(self, client_order_id: str, status: OrderStatus) -> bool:
+        """Whether the order is tracked and its latest state has `status`."""
+        tracked = self._orders.get(client_order_id)
+        return tracked is not None and tracked.order is not None and tracked.order.status is status
 
     def _spawn(self, coro: Any) -> None:
         task = asyncio.ensure_future(coro)
@@ -365,8 +455,8 @@ class Market:
         )
 
     def _log_final(self, order: Order) -> None:
-        if order.status is OrderStatus.REJECTED:
-            level = logging.WARNING
+        if order.status is OrderStatus.REJECTED:  # a post-only order the book moved through is routine
+            level = logging.DEBUG if order.error == PostOnlyRejected.__name__ else logging.WARNING
         else:  # fills are what an operator wants to see; an unfilled quote being pulled is routine
             level = logging.INFO if order.filled_quantity else logging.DEBUG
         filled = f"{fmt_decimal(order.filled_quantity)}"
@@ -380,7 +470,7 @@ class Market:
             order.status.value,
             filled,
             f" @ {fmt_decimal(avg)}" if avg is not None else "",
-            f" ({order.reason})" if order.reason else "",
+            f" ({order.error + ': ' if order.error else ''}{order.reason})" if order.reason else "",
         )
 
     def __repr__(self) -> str:

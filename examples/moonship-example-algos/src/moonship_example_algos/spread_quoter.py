@@ -12,10 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from moonship_core import (
     MarketStatus,
-    MoonshipError,
     Order,
     OrderRequest,
-    PostOnlyRejected,
     Side,
     StrategyMarket,
     TradingAlgo,
@@ -65,18 +63,16 @@ class SpreadQuoter(TradingAlgo):
             tolerance = price * (s.requote_bps if s.requote_bps is not None else s.spread_bps / 4) / 10000
             if wanted and current.price is not None and abs(current.price - price) <= tolerance:
                 return
-            try:
-                await market.cancel_order(current)
-            except MoonshipError as exc:
-                self.logger.debug("cancel of %s failed: %s", current.client_order_id, exc)
+            current = await market.cancel_order(current)
+            if not current.status.is_final:  # unconfirmed: quote again once on_order_update says it ended
+                self.quotes[side] = current
+                return
             self.quotes[side] = None
         if not wanted:
             return
         request = OrderRequest.limit(side, self.settings.trade_quantity, price, post_only=True)
-        try:
-            order = await market.place_order(request)
-        except PostOnlyRejected:
-            return  # the book moved through our price: quote again on the next update
+        order = await market.place_order(request)
+        # a rejection (e.g. post-only: the book moved through our price) quotes again on the next update
         self.quotes[side] = None if order.status.is_final else order
 
     async def on_order_update(self, market: StrategyMarket, order: Order) -> None:
@@ -90,10 +86,7 @@ class SpreadQuoter(TradingAlgo):
 
     async def on_stop(self) -> None:
         for order in list(self.market.open_orders):
-            try:
-                await self.market.cancel_order(order)
-            except MoonshipError as exc:
-                self.logger.warning("could not cancel %s: %s", order.client_order_id, exc)
+            await self.market.cancel_order(order)
 
     def _position(self, market: StrategyMarket) -> Decimal:
         return market.position.quantity

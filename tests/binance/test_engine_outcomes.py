@@ -1,0 +1,136 @@
+"""Order outcomes are events, not exceptions: a strategy in a real engine trading on the Binance simulator
+keeps running through a 5xx after execution, a refusal for funds and an answer that never comes in time;
+each unconfirmed order resolves once, and nothing is sent twice."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+
+import moonship_binance.plugin
+import pytest
+from exchanges.binance import KEY, BinanceSim
+
+from moonship_core import (
+    MarketStatus,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    Side,
+    StrategyMarket,
+    TradingAlgo,
+    hookimpl,
+)
+from moonship_core.config import parse_config
+from moonship_core.plugins import Plugins
+from moonship_core.trading.engine import TradingEngine
+
+from .conftest import fast, until
+
+pytestmark = pytest.mark.anyio
+D = Decimal
+ORDER_PATH = "/api/v3/order"
+
+
+class Prober(TradingAlgo):
+    """Places the orders `requests` holds, one per synced book update, and records what comes back."""
+
+    seen: dict[str, Prober] = {}
+
+    async def on_start(self) -> None:
+        self.requests: list[OrderRequest] = []
+        self.placed: list[Order] = []
+        self.updates: list[Order] = []
+        Prober.seen[self.name] = self
+
+    async def on_order_book(self, market: StrategyMarket) -> None:
+        if self.requests and market.status is MarketStatus.OPEN:
+            self.placed.append(await market.place_order(self.requests.pop(0)))
+
+    async def on_order_update(self, market: StrategyMarket, order: Order) -> None:
+        self.updates.append(order)
+
+
+class AlgoPlugin:
+    @hookimpl
+    def moonship_algos(self) -> dict[str, type[TradingAlgo]]:
+        return {"prober": Prober}
+
+
+async def started(sim: BinanceSim) -> tuple[TradingEngine, Prober]:
+    config = parse_config(
+        {
+            "moonship": {
+                "engine": {"name": "outcomes"},
+                "markets": {"btc": {"client": "binance", "symbol": "BTCUSDT"}},
+                "strategies": {"s": {"algo": "prober", "auto_start": True, "markets": ["btc"]}},
+                "binance": fast(sim),
+            }
+        }
+    )
+    plugins = Plugins.load(entry_points=False)
+    plugins.register(moonship_binance.plugin, "binance", "moonship-binance")
+    plugins.register(AlgoPlugin(), "test")
+    Prober.seen.clear()
+    engine = TradingEngine.embedded(config, plugins, timeout=2)
+    await engine.start()
+    await until(lambda: "s" in Prober.seen, what="strategy started")
+    return engine, Prober.seen["s"]
+
+
+def nudge(sim: BinanceSim) -> None:
+    """A book update, so the algo gets a callback."""
+    sim.exchange.set_level("BTCUSDT", "b", "29000.00", str(len(sim.requests) % 7 + 1))
+
+
+async def place(sim: BinanceSim, algo: Prober, request: OrderRequest) -> Order:
+    count = len(algo.placed)
+    algo.requests.append(request)
+    nudge(sim)
+    await until(lambda: len(algo.placed) > count, what="order placed")
+    return algo.placed[-1]
+
+
+async def test_a_strategy_keeps_trading_through_exchange_errors(sim: BinanceSim) -> None:
+    engine, algo = await started(sim)
+    strategy = engine.strategies["s"]
+    try:
+        # the exchange executes the order, then answers 503: the order is UNKNOWN, then known, once
+        sim.faults.fail(ORDER_PATH, 503)
+        resting = await place(sim, algo, OrderRequest.limit(Side.BUY, D("0.25"), D("29500")))
+        assert resting.status is OrderStatus.UNKNOWN
+        await until(
+            lambda: any(u.client_order_id == resting.client_order_id for u in algo.updates), what="resolved"
+        )
+        mine = [u for u in algo.updates if u.client_order_id == resting.client_order_id]
+        assert mine[0].status is OrderStatus.PENDING and mine[0].id
+        real = [o for o in sim.exchange.accounts[KEY].orders.values() if o.coid == resting.client_order_id]
+        assert len(real) == 1  # queried, never sent again
+
+        # refused for funds: REJECTED with the taxonomy's name, and the strategy hears of it
+        broke = await place(sim, algo, OrderRequest.limit(Side.BUY, D("100"), D("29500")))
+        assert (broke.status, broke.error) == (OrderStatus.REJECTED, "InsufficientFunds")
+        assert broke in algo.updates
+
+        # the answer is held past the client's timeout: UNKNOWN, then found by its client order id
+        sim.faults.delay(ORDER_PATH, 3.0)
+        slow = await place(sim, algo, OrderRequest.limit(Side.BUY, D("0.1"), D("29400")))
+        assert slow.status is OrderStatus.UNKNOWN
+        await until(
+            lambda: any(u.client_order_id == slow.client_order_id for u in algo.updates), what="slow resolved"
+        )
+
+        # the cancel of the resolved order works, and the strategy is still running
+        market = engine.markets["btc"]
+        (live,) = [o for o in market.open_orders() if o.client_order_id == resting.client_order_id]
+        cancelled = await market.cancel_order(live)
+        assert cancelled.status is OrderStatus.CANCELLED
+        assert strategy.active and strategy.stop_reason is None
+        await until(
+            lambda: algo.updates[-1].client_order_id == resting.client_order_id
+            and algo.updates[-1].status is OrderStatus.CANCELLED,
+            what="the cancel reaches the strategy",
+        )
+        later = [u for u in algo.updates if u.client_order_id == resting.client_order_id]
+        assert not any(u.status is OrderStatus.UNKNOWN for u in later)  # UNKNOWN resolved, never repeated
+    finally:
+        await engine.stop()
