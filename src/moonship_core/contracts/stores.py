@@ -16,7 +16,10 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
+
+from ..model import Fill, Order, Side
 
 ENGINES_KEY = "moonship:engines"
 
@@ -96,6 +99,78 @@ class MessageBus(ABC):
     @abstractmethod
     async def request(self, engine: str, command: dict[str, Any], timeout: float) -> dict[str, Any]:
         """Send a command and wait for the reply; EngineUnavailable or CommandTimeout otherwise."""
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRecord:
+    """One of our orders as the journal knows it: its owner and its latest state."""
+
+    strategy: str
+    market: str
+    order: Order
+
+
+@dataclass(frozen=True, slots=True)
+class FillRecord:
+    """One fill booked to a strategy, with what rebuilding its position needs."""
+
+    strategy: str
+    market: str
+    client_order_id: str
+    side: Side
+    fill: Fill
+    base_asset: str
+    quote_asset: str
+
+
+class Journal(ABC):
+    """The durable record of every order (request, acknowledgement, status change) and fill, and of small
+    state (paper accounts, trading state). Writes are queued and batched off the trading path: `record_*`
+    and `put` never wait; `flush` does. Reads serve start-up recovery, the API and the CLI, newest first."""
+
+    async def open(self) -> None:  # noqa: B027 - optional hook
+        """Connect or create the store."""
+
+    async def close(self) -> None:  # noqa: B027 - optional hook
+        """Flush and disconnect."""
+
+    @abstractmethod
+    def record_order(self, strategy: str, market: str, order: Order) -> None:
+        """Queue the order's current state (a new order, an acknowledgement or a status change)."""
+
+    @abstractmethod
+    def record_fill(self, record: FillRecord) -> None:
+        """Queue a fill; the same fill (order and trade id) recorded twice is kept once."""
+
+    @abstractmethod
+    def put(self, key: str, value: Any) -> None:
+        """Queue a small JSON value under `key` (replacing the previous one)."""
+
+    @abstractmethod
+    async def flush(self) -> None:
+        """Write everything queued so far."""
+
+    @abstractmethod
+    async def orders(
+        self,
+        *,
+        strategy: str | None = None,
+        open_only: bool = False,
+        closed_only: bool = False,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[OrderRecord]:
+        """Orders, newest first (by last update)."""
+
+    @abstractmethod
+    async def fills(
+        self, *, strategy: str | None = None, since: datetime | None = None, limit: int | None = None
+    ) -> list[FillRecord]:
+        """Fills, newest first."""
+
+    @abstractmethod
+    async def get(self, key: str) -> Any | None:
+        """The value `put` under `key`, or None."""
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import datetime
 from typing import Any
 
 from ..codec import json_dumps as dumps
 from ..codec import json_loads as loads
-from ..contracts.stores import Handler, MessageBus, SharedCache, Stores
+from ..contracts.stores import FillRecord, Handler, Journal, MessageBus, OrderRecord, SharedCache, Stores
 from ..errors import CommandTimeout, EngineUnavailable
+from ..model import Order
 
 
 class MemoryCache(SharedCache):
@@ -111,6 +113,58 @@ class MemoryBus(MessageBus):
 
     async def close(self) -> None:
         self._handlers.clear()
+
+
+class MemoryJournal(Journal):
+    """A journal that lives as long as the process (embedded engines and tests)."""
+
+    def __init__(self) -> None:
+        self._orders: dict[str, OrderRecord] = {}
+        self._fills: dict[tuple[str, str], FillRecord] = {}
+        self._state: dict[str, Any] = {}
+
+    def record_order(self, strategy: str, market: str, order: Order) -> None:
+        self._orders.pop(order.client_order_id, None)  # dicts keep insertion order: latest update last
+        self._orders[order.client_order_id] = OrderRecord(strategy, market, order)
+
+    def record_fill(self, record: FillRecord) -> None:
+        self._fills.setdefault((record.client_order_id, record.fill.trade_id), record)
+
+    def put(self, key: str, value: Any) -> None:
+        self._state[key] = loads(dumps(value))
+
+    async def flush(self) -> None:
+        pass
+
+    async def orders(
+        self,
+        *,
+        strategy: str | None = None,
+        open_only: bool = False,
+        closed_only: bool = False,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[OrderRecord]:
+        found = [
+            r for r in reversed(self._orders.values())
+            if (strategy is None or r.strategy == strategy)
+            and not (open_only and r.order.status.is_final)
+            and not (closed_only and not r.order.status.is_final)
+            and (since is None or r.order.updated >= since)
+        ]
+        return found[:limit] if limit is not None else found
+
+    async def fills(
+        self, *, strategy: str | None = None, since: datetime | None = None, limit: int | None = None
+    ) -> list[FillRecord]:
+        found = [
+            r for r in reversed(self._fills.values())
+            if (strategy is None or r.strategy == strategy) and (since is None or r.fill.timestamp >= since)
+        ]
+        return found[:limit] if limit is not None else found
+
+    async def get(self, key: str) -> Any | None:
+        return self._state.get(key)
 
 
 def memory_backend(config: Any) -> Stores:

@@ -1,0 +1,240 @@
+"""SqliteJournal: the journal in one SQLite file (WAL), the default for an engine without Redis.
+
+Writes are queued by the trading path and written in batches by a background task, in a worker thread, so
+the event loop never waits on the disk. Tables: `orders` (latest state per client order id), `order_events`
+(every state an order passed through), `fills` (unique per order and trade id) and `state` (small values).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from ..codec import fill_from_dict, fill_to_dict, json_dumps, json_loads, order_from_dict, order_to_dict
+from ..contracts.stores import FillRecord, Journal, OrderRecord
+from ..model import Order, Side
+
+logger = logging.getLogger("moonship.journal")
+
+#: how long queued writes wait for company before they are written together
+BATCH_WINDOW = 0.05
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS orders (
+    client_order_id TEXT PRIMARY KEY,
+    strategy TEXT NOT NULL,
+    market TEXT NOT NULL,
+    status TEXT NOT NULL,
+    open INTEGER NOT NULL,
+    updated TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS orders_by_update ON orders (updated);
+CREATE TABLE IF NOT EXISTS order_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    client_order_id TEXT NOT NULL,
+    status TEXT NOT NULL,
+    time TEXT NOT NULL,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS fills (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    client_order_id TEXT NOT NULL,
+    trade_id TEXT NOT NULL,
+    strategy TEXT NOT NULL,
+    market TEXT NOT NULL,
+    time TEXT NOT NULL,
+    data TEXT NOT NULL,
+    UNIQUE (client_order_id, trade_id)
+);
+CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, data TEXT NOT NULL);
+"""
+
+_Op = tuple[str, tuple[Any, ...]]
+
+
+class SqliteJournal(Journal):
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self._db: sqlite3.Connection | None = None
+        self._queue: list[_Op] = []
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._io = asyncio.Lock()  # one worker-thread call on the connection at a time
+        self._failed = False
+
+    async def open(self) -> None:
+        self._db = await asyncio.to_thread(self._connect)
+        self._task = asyncio.create_task(self._writer(), name="journal-writer")
+
+    def _connect(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")  # in WAL mode: durable across a process crash
+        db.executescript(_SCHEMA)
+        return db
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._db is not None:
+            await self.flush()
+            db, self._db = self._db, None
+            async with self._io:
+                await asyncio.to_thread(db.close)
+
+    # ------------------------------------------------------------------ writes (queued)
+    def record_order(self, strategy: str, market: str, order: Order) -> None:
+        data = json_dumps(order_to_dict(order)).decode()
+        updated = _sortable(order.updated)
+        self._queue.append((
+            "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (client_order_id) DO UPDATE SET "
+            "status = excluded.status, open = excluded.open, updated = excluded.updated, "
+            "data = excluded.data",
+            (order.client_order_id, strategy, market, order.status.value, int(not order.status.is_final),
+             updated, data),
+        ))
+        self._queue.append((
+            "INSERT INTO order_events (client_order_id, status, time, data) VALUES (?, ?, ?, ?)",
+            (order.client_order_id, order.status.value, updated, data),
+        ))
+        self._wake.set()
+
+    def record_fill(self, record: FillRecord) -> None:
+        data = json_dumps(
+            {"side": record.side.value, "base": record.base_asset, "quote": record.quote_asset,
+             "fill": fill_to_dict(record.fill)}
+        ).decode()
+        self._queue.append((
+            "INSERT OR IGNORE INTO fills (client_order_id, trade_id, strategy, market, time, data) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (record.client_order_id, record.fill.trade_id, record.strategy, record.market,
+             _sortable(record.fill.timestamp), data),
+        ))
+        self._wake.set()
+
+    def put(self, key: str, value: Any) -> None:
+        self._queue.append((
+            "INSERT INTO state VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET data = excluded.data",
+            (key, json_dumps(value).decode()),
+        ))
+        self._wake.set()
+
+    async def flush(self) -> None:
+        batch, self._queue = self._queue, []
+        if not batch or self._db is None:
+            return
+        try:
+            async with self._io:
+                await asyncio.to_thread(self._write, self._db, batch)
+        except BaseException:
+            self._queue[:0] = batch  # kept for the next try
+            raise
+        if self._failed:
+            self._failed = False
+            logger.info("journal %s writable again", self.path)
+
+    @staticmethod
+    def _write(db: sqlite3.Connection, batch: list[_Op]) -> None:
+        with db:  # one transaction per batch
+            db.execute("BEGIN")
+            for sql, args in batch:
+                db.execute(sql, args)
+
+    async def _writer(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(BATCH_WINDOW)
+            self._wake.clear()
+            try:
+                await self.flush()
+            except sqlite3.Error as exc:
+                if not self._failed:
+                    logger.error("journal %s not written (%s); retrying, nothing is dropped", self.path, exc)
+                    self._failed = True
+                await asyncio.sleep(1.0)
+                self._wake.set()
+
+    # ------------------------------------------------------------------ reads
+    async def orders(
+        self,
+        *,
+        strategy: str | None = None,
+        open_only: bool = False,
+        closed_only: bool = False,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[OrderRecord]:
+        where, args = _filters(strategy, since, "updated")
+        if open_only:
+            where.append("open = 1")
+        if closed_only:
+            where.append("open = 0")
+        rows = await self._read(
+            "SELECT strategy, market, data FROM orders" + _where(where) + " ORDER BY updated DESC"
+            + _limit(limit), args,
+        )
+        return [OrderRecord(s, m, order_from_dict(json_loads(d))) for s, m, d in rows]
+
+    async def fills(
+        self, *, strategy: str | None = None, since: datetime | None = None, limit: int | None = None
+    ) -> list[FillRecord]:
+        where, args = _filters(strategy, since, "time")
+        rows = await self._read(
+            "SELECT strategy, market, client_order_id, data FROM fills" + _where(where) + " ORDER BY seq DESC"
+            + _limit(limit), args,
+        )
+        records = []
+        for strat, market, coid, data in rows:
+            value = json_loads(data)
+            records.append(FillRecord(
+                strat, market, coid, Side(value["side"]), fill_from_dict(value["fill"]), value["base"],
+                value["quote"],
+            ))
+        return records
+
+    async def get(self, key: str) -> Any | None:
+        rows = await self._read("SELECT data FROM state WHERE key = ?", (key,))
+        return json_loads(rows[0][0]) if rows else None
+
+    async def _read(self, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        await self.flush()  # read-your-writes
+        if self._db is None:
+            raise RuntimeError("the journal is not open")
+        db = self._db
+        async with self._io:
+            return await asyncio.to_thread(lambda: db.execute(sql, args).fetchall())
+
+
+def _filters(
+    strategy: str | None, since: datetime | None, time_column: str
+) -> tuple[list[str], tuple[Any, ...]]:
+    where: list[str] = []
+    args: list[Any] = []
+    if strategy is not None:
+        where.append("strategy = ?")
+        args.append(strategy)
+    if since is not None:
+        where.append(f"{time_column} >= ?")
+        args.append(_sortable(since))
+    return where, tuple(args)
+
+
+def _sortable(time: datetime) -> str:
+    """A UTC time as fixed-width text, so that text order is time order."""
+    return time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _where(conditions: list[str]) -> str:
+    return " WHERE " + " AND ".join(conditions) if conditions else ""
+
+
+def _limit(limit: int | None) -> str:
+    return f" LIMIT {int(limit)}" if limit is not None else ""
