@@ -8,16 +8,18 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from support.servers import RedisServer, free_port
 
 from moonship_core import Fill, Order, OrderStatus, OrderType, Side
 from moonship_core.contracts.stores import FillRecord, Journal
 from moonship_core.stores.memory import MemoryJournal
+from moonship_core.stores.redis import RedisJournal
 from moonship_core.stores.sqlite import SqliteJournal
 
 D = Decimal
@@ -30,10 +32,25 @@ def anyio_backend() -> str:
     return "asyncio"
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 async def journal(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Journal]:
-    path = tmp_path / "j" / "e.sqlite"  # the folder is created as needed
-    made: Journal = MemoryJournal() if request.param == "memory" else SqliteJournal(path)
+    made: Journal
+    if request.param == "memory":
+        made = MemoryJournal()
+    elif request.param == "sqlite":
+        made = SqliteJournal(tmp_path / "j" / "e.sqlite")  # the folder is created as needed
+    else:
+        made = RedisJournal(request.getfixturevalue("redis_server").url, f"e{free_port()}")
     await made.open()
     try:
         yield made
@@ -91,14 +108,21 @@ async def test_state_values(journal: Journal) -> None:
     assert await journal.get("paper:binance") == {"free": {"USDT": "11"}}
 
 
-async def test_sqlite_journal_survives_a_reopen(tmp_path: Path) -> None:
-    path = tmp_path / "e.sqlite"
-    first = SqliteJournal(path)
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+async def test_a_journal_survives_a_reopen(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    def make() -> Journal:
+        if backend == "sqlite":
+            return SqliteJournal(tmp_path / "e.sqlite")
+        return RedisJournal(request.getfixturevalue("redis_server").url, "reopened")
+
+    first = make()
     await first.open()
     first.record_order("s", "btc", order("a", OrderStatus.PENDING, 1))
     first.record_fill(fill_record("a", "t1", 1))
     await first.close()
-    second = SqliteJournal(path)
+    second = make()
     await second.open()
     try:
         assert [r.order.client_order_id for r in await second.orders(open_only=True)] == ["a"]
@@ -142,7 +166,7 @@ def test_kill_9_loses_nothing_that_was_written(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""
         import asyncio, os, sys
-        sys.path.insert(0, {str(Path(__file__).parent)!r})
+        sys.path[:0] = [{str(Path(__file__).parent)!r}, {str(Path(__file__).parents[1])!r}]
         from test_journal import order, fill_record
         from moonship_core import OrderStatus
         from moonship_core.stores.sqlite import SqliteJournal

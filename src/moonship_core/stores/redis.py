@@ -11,17 +11,30 @@ import asyncio
 import functools
 import logging
 from collections.abc import Callable, Coroutine
+from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from ..backoff import Backoff
+from ..codec import fill_from_dict, fill_to_dict, order_from_dict, order_to_dict
 from ..codec import json_dumps as dumps
 from ..codec import json_loads as loads
 from ..config import MoonshipConfig
-from ..contracts.stores import Handler, MessageBus, SharedCache, Stores, heartbeat_key
+from ..contracts.stores import (
+    FillRecord,
+    Handler,
+    Journal,
+    MessageBus,
+    OrderRecord,
+    SharedCache,
+    Stores,
+    heartbeat_key,
+)
 from ..errors import CommandTimeout, EngineUnavailable
+from ..model import Order, Side
+from .batch import BatchWriter
 
 logger = logging.getLogger("moonship.bus")
 
@@ -228,6 +241,146 @@ class RedisBus(MessageBus):
             task.cancel()
         await self.redis.aclose()
         await self.blocking.aclose()
+
+
+def journal_key(engine: str, part: str) -> str:
+    return f"moonship:{engine}:journal:{part}"
+
+
+#: adds a fill to the stream only the first time its (order, trade id) is seen
+_ADD_FILL = """
+if redis.call('SADD', KEYS[1], ARGV[1]) == 1 then
+    redis.call('XADD', KEYS[2], '*', 'data', ARGV[2])
+end
+"""
+
+_JournalOp = tuple[str, tuple[Any, ...]]
+
+
+class RedisJournal(Journal):
+    """The journal of one engine on Redis, for engines on hosts whose disk does not last. Keys, under
+    `moonship:{engine}:journal:`: `orders` hash (client order id -> latest state), `updated` sorted set (by
+    last update, ms), `events` stream (every state an order passed through), `fills` stream with `fill_ids`
+    set (each fill once), `state` hash (small values)."""
+
+    def __init__(
+        self, url: str, engine: str, *, verify_cert: bool = True, protocol: int | None = None
+    ) -> None:
+        self.redis = redis_client(url, verify_cert=verify_cert, protocol=protocol)
+        self.keys = {part: journal_key(engine, part) for part in
+                     ("orders", "updated", "events", "fills", "fill_ids", "state")}
+        self._add_fill = self.redis.register_script(_ADD_FILL)
+        self._writer: BatchWriter[_JournalOp] = BatchWriter(self._write, f"journal of {engine}", logger)
+
+    async def open(self) -> None:
+        self._writer.start()
+
+    async def close(self) -> None:
+        try:
+            await self._writer.stop()
+        finally:
+            await self.redis.aclose()
+
+    def record_order(self, strategy: str, market: str, order: Order) -> None:
+        data = dumps({"strategy": strategy, "market": market, "order": order_to_dict(order)})
+        self._writer.add(("order", (order.client_order_id, int(order.updated.timestamp() * 1000), data)))
+
+    def record_fill(self, record: FillRecord) -> None:
+        data = dumps({
+            "strategy": record.strategy, "market": record.market, "coid": record.client_order_id,
+            "side": record.side.value, "base": record.base_asset, "quote": record.quote_asset,
+            "fill": fill_to_dict(record.fill),
+        })
+        self._writer.add(("fill", (f"{record.client_order_id}|{record.fill.trade_id}", data)))
+
+    def put(self, key: str, value: Any) -> None:
+        self._writer.add(("state", (key, dumps(value))))
+
+    async def flush(self) -> None:
+        await self._writer.flush()
+
+    @unavailable
+    async def _write(self, batch: list[_JournalOp]) -> None:
+        keys = self.keys
+        async with self.redis.pipeline(transaction=True) as pipe:
+            for kind, args in batch:
+                if kind == "order":
+                    coid, updated, data = args
+                    pipe.hset(keys["orders"], coid, data)
+                    pipe.zadd(keys["updated"], {coid: updated})
+                    pipe.xadd(keys["events"], {"data": data})
+                elif kind == "fill":
+                    fill_id, data = args
+                    ids_and_stream = [keys["fill_ids"], keys["fills"]]
+                    await self._add_fill(keys=ids_and_stream, args=[fill_id, data], client=pipe)
+                else:
+                    key, data = args
+                    pipe.hset(keys["state"], key, data)
+            await pipe.execute()
+
+    async def orders(
+        self,
+        *,
+        strategy: str | None = None,
+        open_only: bool = False,
+        closed_only: bool = False,
+        since: datetime | None = None,
+        limit: int | None = None,
+    ) -> list[OrderRecord]:
+        await self.flush()  # read-your-writes
+        low = "-inf" if since is None else int(since.timestamp() * 1000)
+        found: list[OrderRecord] = []
+        for raw in await self._order_rows(low):
+            value = loads(raw)
+            order = order_from_dict(value["order"])
+            if (
+                (strategy is None or value["strategy"] == strategy)
+                and not (open_only and order.status.is_final)
+                and not (closed_only and not order.status.is_final)
+            ):
+                found.append(OrderRecord(value["strategy"], value["market"], order))
+                if limit is not None and len(found) >= limit:
+                    break
+        return found
+
+    async def fills(
+        self, *, strategy: str | None = None, since: datetime | None = None, limit: int | None = None
+    ) -> list[FillRecord]:
+        await self.flush()
+        found: list[FillRecord] = []
+        for _, fields in await self._fill_entries():
+            value = loads(fields[b"data"])
+            fill = fill_from_dict(value["fill"])
+            if since is not None and fill.timestamp < since:
+                continue
+            if strategy is None or value["strategy"] == strategy:
+                found.append(FillRecord(
+                    value["strategy"], value["market"], value["coid"], Side(value["side"]), fill,
+                    value["base"], value["quote"],
+                ))
+                if limit is not None and len(found) >= limit:
+                    break
+        return found
+
+    async def get(self, key: str) -> Any | None:
+        await self.flush()
+        raw = await self._state(key)
+        return None if raw is None else loads(raw)
+
+    @unavailable
+    async def _order_rows(self, low: int | str) -> list[Any]:
+        """The orders' JSON, newest update first, down to score `low`."""
+        coids: list[Any] = await self.redis.zrevrangebyscore(self.keys["updated"], "+inf", low)
+        return await self.redis.hmget(self.keys["orders"], coids) if coids else []
+
+    @unavailable
+    async def _fill_entries(self) -> list[Any]:
+        entries = await self.redis.xrevrange(self.keys["fills"])
+        return list(entries or [])
+
+    @unavailable
+    async def _state(self, key: str) -> Any:
+        return await self.redis.hget(self.keys["state"], key)
 
 
 def redis_backend(config: MoonshipConfig) -> Stores:

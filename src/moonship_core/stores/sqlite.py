@@ -1,7 +1,7 @@
 """SqliteJournal: the journal in one SQLite file (WAL), the default for an engine without Redis.
 
-Writes are queued by the trading path and written in batches by a background task, in a worker thread, so
-the event loop never waits on the disk. Tables: `orders` (latest state per client order id), `order_events`
+Writes are queued by the trading path and written in batches (BatchWriter) in a worker thread, so the event
+loop never waits on the disk. Tables: `orders` (latest state per client order id), `order_events`
 (every state an order passed through), `fills` (unique per order and trade id) and `state` (small values).
 """
 
@@ -17,11 +17,9 @@ from typing import Any
 from ..codec import fill_from_dict, fill_to_dict, json_dumps, json_loads, order_from_dict, order_to_dict
 from ..contracts.stores import FillRecord, Journal, OrderRecord
 from ..model import Order, Side
+from .batch import BatchWriter
 
 logger = logging.getLogger("moonship.journal")
-
-#: how long queued writes wait for company before they are written together
-BATCH_WINDOW = 0.05
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS orders (
@@ -61,15 +59,12 @@ class SqliteJournal(Journal):
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._db: sqlite3.Connection | None = None
-        self._queue: list[_Op] = []
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._io = asyncio.Lock()  # one worker-thread call on the connection at a time
-        self._failed = False
+        self._writer: BatchWriter[_Op] = BatchWriter(self._write, f"journal {self.path}", logger)
 
     async def open(self) -> None:
         self._db = await asyncio.to_thread(self._connect)
-        self._task = asyncio.create_task(self._writer(), name="journal-writer")
+        self._writer.start()
 
     def _connect(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -80,12 +75,11 @@ class SqliteJournal(Journal):
         return db
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
-        if self._db is not None:
-            await self.flush()
+        if self._db is None:
+            return
+        try:
+            await self._writer.stop()
+        finally:
             db, self._db = self._db, None
             async with self._io:
                 await asyncio.to_thread(db.close)
@@ -94,73 +88,45 @@ class SqliteJournal(Journal):
     def record_order(self, strategy: str, market: str, order: Order) -> None:
         data = json_dumps(order_to_dict(order)).decode()
         updated = _sortable(order.updated)
-        self._queue.append((
+        self._writer.add((
             "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (client_order_id) DO UPDATE SET "
             "status = excluded.status, open = excluded.open, updated = excluded.updated, "
             "data = excluded.data",
             (order.client_order_id, strategy, market, order.status.value, int(not order.status.is_final),
              updated, data),
         ))
-        self._queue.append((
+        self._writer.add((
             "INSERT INTO order_events (client_order_id, status, time, data) VALUES (?, ?, ?, ?)",
             (order.client_order_id, order.status.value, updated, data),
         ))
-        self._wake.set()
 
     def record_fill(self, record: FillRecord) -> None:
         data = json_dumps(
             {"side": record.side.value, "base": record.base_asset, "quote": record.quote_asset,
              "fill": fill_to_dict(record.fill)}
         ).decode()
-        self._queue.append((
+        self._writer.add((
             "INSERT OR IGNORE INTO fills (client_order_id, trade_id, strategy, market, time, data) "
             "VALUES (?, ?, ?, ?, ?, ?)",
             (record.client_order_id, record.fill.trade_id, record.strategy, record.market,
              _sortable(record.fill.timestamp), data),
         ))
-        self._wake.set()
 
     def put(self, key: str, value: Any) -> None:
-        self._queue.append((
+        self._writer.add((
             "INSERT INTO state VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET data = excluded.data",
             (key, json_dumps(value).decode()),
         ))
-        self._wake.set()
 
     async def flush(self) -> None:
-        batch, self._queue = self._queue, []
-        if not batch or self._db is None:
-            return
-        try:
-            async with self._io:
-                await asyncio.to_thread(self._write, self._db, batch)
-        except BaseException:
-            self._queue[:0] = batch  # kept for the next try
-            raise
-        if self._failed:
-            self._failed = False
-            logger.info("journal %s writable again", self.path)
+        await self._writer.flush()
 
-    @staticmethod
-    def _write(db: sqlite3.Connection, batch: list[_Op]) -> None:
-        with db:  # one transaction per batch
-            db.execute("BEGIN")
-            for sql, args in batch:
-                db.execute(sql, args)
-
-    async def _writer(self) -> None:
-        while True:
-            await self._wake.wait()
-            await asyncio.sleep(BATCH_WINDOW)
-            self._wake.clear()
-            try:
-                await self.flush()
-            except sqlite3.Error as exc:
-                if not self._failed:
-                    logger.error("journal %s not written (%s); retrying, nothing is dropped", self.path, exc)
-                    self._failed = True
-                await asyncio.sleep(1.0)
-                self._wake.set()
+    async def _write(self, batch: list[_Op]) -> None:
+        if self._db is None:
+            raise RuntimeError("the journal is not open")
+        db = self._db
+        async with self._io:
+            await asyncio.to_thread(_execute, db, batch)
 
     # ------------------------------------------------------------------ reads
     async def orders(
@@ -211,6 +177,13 @@ class SqliteJournal(Journal):
         db = self._db
         async with self._io:
             return await asyncio.to_thread(lambda: db.execute(sql, args).fetchall())
+
+
+def _execute(db: sqlite3.Connection, batch: list[_Op]) -> None:
+    with db:  # one transaction per batch
+        db.execute("BEGIN")
+        for sql, args in batch:
+            db.execute(sql, args)
 
 
 def _filters(
