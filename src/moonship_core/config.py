@@ -106,6 +106,18 @@ class RedisConfig(_Model):
         return value
 
 
+class JournalConfig(_Model):
+    """`moonship.journal`: where every order and fill is recorded."""
+
+    #: "sqlite" (a file) or "redis" (moonship.redis.url); default: redis when redis.url is set, else sqlite
+    backend: Literal["sqlite", "redis"] | None = None
+    #: the SQLite file; default `moonship-data/<engine name>.sqlite` in the working directory
+    path: str | None = None
+    #: what start-up does with an open exchange order that carries our client order id prefix but is not in
+    #: the journal: cancel it, adopt it (no owner: its fills are booked to no strategy), or leave it alone
+    unknown_orders: Literal["cancel", "adopt", "ignore"] = "cancel"
+
+
 class MoonshipConfig(BaseModel):
     """The `moonship` root. Any other root key is a plugin section (a raw mapping, see `sections`)."""
 
@@ -116,7 +128,20 @@ class MoonshipConfig(BaseModel):
     markets: dict[str, MarketConfig] = Field(default_factory=dict)
     strategies: dict[str, StrategyConfig] = Field(default_factory=dict)
     redis: RedisConfig = Field(default_factory=RedisConfig)
+    journal: JournalConfig = Field(default_factory=JournalConfig)
     logging: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def journal_backend(self) -> Literal["sqlite", "redis"]:
+        """The journal's backend after defaults."""
+        if self.journal.backend is not None:
+            return self.journal.backend
+        return "redis" if self.redis.url else "sqlite"
+
+    @property
+    def journal_path(self) -> Path:
+        """The SQLite journal's file after defaults."""
+        return Path(self.journal.path or f"moonship-data/{self.engine.name}.sqlite")
 
     @property
     def sections(self) -> dict[str, dict[str, Any]]:
@@ -175,6 +200,8 @@ def parse_config(data: Mapping[str, Any], *, substitute_env: bool = True) -> Moo
         for market in strategy.markets
         if market not in config.markets
     ]
+    if config.journal.backend == "redis" and not config.redis.url:
+        problems.append(f"{ROOT}.journal.backend: redis needs moonship.redis.url")
     if problems:
         raise ConfigError("\n".join(problems))
     return config

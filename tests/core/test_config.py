@@ -376,3 +376,26 @@ def test_configure_logging_creates_log_directories(tmp_path: Path) -> None:
 def test_configure_logging_errors_are_config_errors() -> None:
     with pytest.raises(ConfigError, match=r"^moonship\.logging: Unable to configure handler 'bad': .*nope"):
         configure_logging(parse(logging={"handlers": {"bad": {"class": "nope.Handler"}}}))
+
+
+def test_journal_defaults_follow_the_engine_and_redis() -> None:
+    plain = parse_config({"moonship": {"engine": {"name": "e1"}}})
+    assert plain.journal_backend == "sqlite" and str(plain.journal_path) == "moonship-data/e1.sqlite"
+    assert plain.journal.unknown_orders == "cancel"
+    shared = parse_config({"moonship": {"redis": {"url": "redis://localhost"}}})
+    assert shared.journal_backend == "redis"
+    local = parse_config(
+        {"moonship": {"redis": {"url": "redis://h"}, "journal": {"backend": "sqlite", "path": "/var/j.db"}}}
+    )
+    assert local.journal_backend == "sqlite" and str(local.journal_path) == "/var/j.db"
+
+
+def test_journal_settings_are_checked() -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_config({"moonship": {"journal": {"backend": "redis", "unknown_orders": "keep", "pth": "x"}}})
+    assert str(err.value).splitlines() == [
+        "moonship.journal.unknown_orders: input should be 'cancel', 'adopt' or 'ignore'",
+        "moonship.journal.pth: unknown property",
+    ]
+    with pytest.raises(ConfigError, match=r"moonship.journal.backend: redis needs moonship.redis.url"):
+        parse_config({"moonship": {"journal": {"backend": "redis"}}})

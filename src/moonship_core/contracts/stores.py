@@ -175,10 +175,12 @@ class Journal(ABC):
 
 @dataclass(frozen=True)
 class Stores:
-    """What a backend opens for a process: the shared cache and the message bus."""
+    """What a backend makes for a process: the shared cache and the message bus (opened for every process),
+    and the journal (opened by the engine that writes it)."""
 
     cache: SharedCache
     bus: MessageBus
+    journal: Journal | None = None
 
     async def open(self) -> None:
         await self.cache.open()

@@ -1,4 +1,4 @@
-"""The in-process cache and bus (the default without `moonship.redis.url`).
+"""The in-process cache, bus and journal (the default without `moonship.redis.url`).
 
 Values are stored as JSON and the bus JSON-encodes both ways, as over a network, so both backends hand the
 same types to both sides."""
@@ -12,9 +12,11 @@ from typing import Any
 
 from ..codec import json_dumps as dumps
 from ..codec import json_loads as loads
+from ..config import MoonshipConfig
 from ..contracts.stores import FillRecord, Handler, Journal, MessageBus, OrderRecord, SharedCache, Stores
 from ..errors import CommandTimeout, EngineUnavailable
 from ..model import Order
+from .sqlite import SqliteJournal
 
 
 class MemoryCache(SharedCache):
@@ -167,6 +169,6 @@ class MemoryJournal(Journal):
         return self._state.get(key)
 
 
-def memory_backend(config: Any) -> Stores:
-    """Cache and bus within this process."""
-    return Stores(MemoryCache(), MemoryBus())
+def memory_backend(config: MoonshipConfig) -> Stores:
+    """Cache and bus within this process; the journal in a SQLite file."""
+    return Stores(MemoryCache(), MemoryBus(), SqliteJournal(config.journal_path))

@@ -35,6 +35,7 @@ from ..contracts.stores import (
 from ..errors import CommandTimeout, EngineUnavailable
 from ..model import Order, Side
 from .batch import BatchWriter
+from .sqlite import SqliteJournal
 
 logger = logging.getLogger("moonship.bus")
 
@@ -384,12 +385,19 @@ class RedisJournal(Journal):
 
 
 def redis_backend(config: MoonshipConfig) -> Stores:
-    """Cache and bus on the Redis server at `moonship.redis.url`."""
+    """Cache, bus and (unless `moonship.journal.backend: sqlite`) journal on the Redis server at
+    `moonship.redis.url`."""
     url = config.redis.url
     if url is None:
         raise ValueError("moonship.redis.url is not set")
     verify, protocol = config.redis.ssl_verify_cert, config.redis.protocol
+    journal: Journal
+    if config.journal_backend == "redis":
+        journal = RedisJournal(url, config.engine.name, verify_cert=verify, protocol=protocol)
+    else:
+        journal = SqliteJournal(config.journal_path)
     return Stores(
         RedisCache(url, verify_cert=verify, protocol=protocol),
         RedisBus(url, verify_cert=verify, protocol=protocol),
+        journal,
     )
