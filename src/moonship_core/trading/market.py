@@ -130,7 +130,7 @@ class Market:
         """The latest ticker from the exchange, or one made from the book and the last trade."""
         if self._ticker is not None:
             return self._ticker
-        return Ticker(self.symbol, self.book.best_bid, self.book.best_ask, self.last_price)
+        return Ticker(self.symbol, self.book.best_bid, self.book.best_ask, self.last_price, self.clock.now())
 
     @property
     def is_open(self) -> bool:
@@ -308,12 +308,13 @@ class Market:
     async def _resolve_unknown(self, request: OrderRequest) -> None:
         """Ask the exchange about an unconfirmed order until it knows it; one it still does not know after
         UNKNOWN_GRACE seconds never arrived, and is reported REJECTED to its owner."""
+        clock = self.clock
+        sent = clock.now()
         probe = Order(
             id="", client_order_id=request.client_order_id, symbol=self.symbol, side=request.side,
             type=request.type, status=OrderStatus.UNKNOWN, quantity=request.quantity,
-            quote_quantity=request.quote_quantity, price=request.price,
+            quote_quantity=request.quote_quantity, price=request.price, created=sent, updated=sent,
         )
-        clock = self.clock
         give_up = clock.monotonic() + UNKNOWN_GRACE
         delay = 0.5
         while request.client_order_id in self._orders:
@@ -322,7 +323,8 @@ class Market:
                 return
             except OrderNotFound:
                 if clock.monotonic() >= give_up:
-                    self._on_order(probe.closed(OrderStatus.REJECTED, "never reached the exchange"))
+                    never = probe.closed(OrderStatus.REJECTED, "never reached the exchange", at=clock.now())
+                    self._on_order(never)
                     return
             except Exception as exc:  # the exchange may not answer yet; keep asking
                 self.logger.debug("order %s still unknown: %s", request.client_order_id, exc)
