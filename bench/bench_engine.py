@@ -67,7 +67,7 @@ class BenchClient(MarketClient):
         return MarketInfo(self.symbol, "BTC", "USDT", Decimal("0.01"), Decimal("0.00001"))
 
     async def get_ticker(self) -> Ticker:
-        return Ticker(self.symbol, None, None, None)
+        return Ticker(self.symbol, None, None, None, self.context.clock.now())
 
     async def get_recent_trades(self, limit: int = 100) -> list[Trade]:
         return []
@@ -84,6 +84,8 @@ class BenchClient(MarketClient):
             OrderStatus.PENDING,
             quantity=request.quantity,
             price=request.price,
+            created=self.context.clock.now(),
+            updated=self.context.clock.now(),
         )
 
     async def cancel_order(self, order: Order) -> Order:

@@ -1,4 +1,8 @@
-"""Domain types: Decimal money, timezone-aware UTC times, immutable records."""
+"""Domain types: Decimal money, timezone-aware UTC times, immutable records.
+
+Records carry no hidden clock: every time on an Order, Fill, Trade or Ticker is given by whoever makes it
+(an exchange's own time from the wire, or the engine's Clock), so a backtest under a SimClock stamps only
+simulated times."""
 
 from __future__ import annotations
 
@@ -13,7 +17,7 @@ ZERO = Decimal(0)
 
 
 def utc_now() -> datetime:
-    """The current time, timezone-aware UTC."""
+    """The system's current time, timezone-aware UTC. Trading code asks its Clock instead (`clock.now()`)."""
     return datetime.now(UTC)
 
 
@@ -214,7 +218,7 @@ class Fill:
     fee: Decimal = ZERO
     fee_asset: str = ""
     is_maker: bool = False
-    timestamp: datetime = field(default_factory=utc_now)
+    timestamp: datetime = field(kw_only=True)
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,8 +239,8 @@ class Order:
     filled_quantity: Decimal = ZERO
     filled_quote_quantity: Decimal = ZERO
     fills: tuple[Fill, ...] = ()
-    created: datetime = field(default_factory=utc_now)
-    updated: datetime = field(default_factory=utc_now)
+    created: datetime = field(kw_only=True)
+    updated: datetime = field(kw_only=True)
     reason: str | None = None
     #: why an order was REJECTED: the error taxonomy's class name ("InsufficientFunds", "InvalidOrder", ...)
     error: str | None = None
@@ -275,11 +279,12 @@ class Order:
             updated=fill.timestamp,
         )
 
-    def closed(self, status: OrderStatus, reason: str | None = None) -> Order:
-        """This order ended: a cancel or expiry with fills keeps them visible in the status."""
+    def closed(self, status: OrderStatus, reason: str | None = None, *, at: datetime) -> Order:
+        """This order ended `at` (the caller's clock): a cancel or expiry with fills keeps them visible in
+        the status."""
         if status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED) and self.filled_quantity > 0:
             status = OrderStatus.CANCELLED_AND_PARTIALLY_FILLED
-        return replace(self, status=status, reason=reason or self.reason, updated=utc_now())
+        return replace(self, status=status, reason=reason or self.reason, updated=at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -291,7 +296,7 @@ class Trade:
     price: Decimal
     quantity: Decimal
     taker_side: Side
-    timestamp: datetime = field(default_factory=utc_now)
+    timestamp: datetime
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,7 +305,7 @@ class Ticker:
     bid: Decimal | None
     ask: Decimal | None
     last: Decimal | None
-    timestamp: datetime = field(default_factory=utc_now)
+    timestamp: datetime
 
     @property
     def spread(self) -> Decimal | None:

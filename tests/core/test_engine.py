@@ -310,6 +310,8 @@ def test_order_update_for_unknown_order_is_ignored() -> None:
                 Side.BUY,
                 dataclasses.replace(OrderRequest.limit(Side.BUY, D(1), D(1))).type,
                 OrderStatus.FILLED,
+                created=engine.clock.now(),
+                updated=engine.clock.now(),
             )
             ScriptedClient.instances[0].events.order_update(stray)
             assert market.open_orders() == []

@@ -67,7 +67,8 @@ def order(coid: str, status: OrderStatus, minute: int, filled: str = "0") -> Ord
 
 
 def fill_record(coid: str, trade: str, minute: int, strategy: str = "s") -> FillRecord:
-    fill = Fill(trade, D("100.5"), D("0.25"), D("0.0001"), "BTC", True, T0 + timedelta(minutes=minute))
+    at = T0 + timedelta(minutes=minute)
+    fill = Fill(trade, D("100.5"), D("0.25"), D("0.0001"), "BTC", True, timestamp=at)
     return FillRecord(strategy, "btc", coid, Side.BUY, fill, "BTC", "USDT")
 
 

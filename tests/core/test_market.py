@@ -175,8 +175,10 @@ class Unconfirmed(ScriptedClient):
             OrderStatus.PENDING,
             quantity=request.quantity,
             price=request.price,
+            created=self.context.clock.now(),
+            updated=self.context.clock.now(),
         )
-        return found.with_fill(Fill("t1", D("100"), D("1")))
+        return found.with_fill(Fill("t1", D("100"), D("1"), timestamp=self.context.clock.now()))
 
 
 async def place_unconfirmed(client_class: type[ScriptedClient]) -> tuple[Market, list[Order]]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -42,6 +43,7 @@ D = Decimal
 BUY, SELL = Side.BUY, Side.SELL
 RICH = {"USDT": D(1_000_000), "BTC": D(100)}
 Levels = Sequence[tuple[str | Decimal, str | Decimal]]
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 @pytest.fixture
@@ -106,7 +108,7 @@ class Feed(MarketClient):
         self.events.book_changed()
 
     def print(self, price: str, quantity: str, taker: Side = BUY) -> Trade:
-        trade = Trade(str(len(self.calls)), "BTCUSDT", D(price), D(quantity), taker)
+        trade = Trade(str(len(self.calls)), "BTCUSDT", D(price), D(quantity), taker, self.context.clock.now())
         self.calls.append("trade")
         self.events.trade(trade)
         return trade
@@ -122,10 +124,10 @@ class Feed(MarketClient):
         return MarketInfo("BTCUSDT", "BTC", "USDT", D("0.01"), D("0.0001"), D("0.0001"), D(1))
 
     async def get_ticker(self) -> Ticker:
-        return Ticker("BTCUSDT", D(1), D(2), D("1.5"))
+        return Ticker("BTCUSDT", D(1), D(2), D("1.5"), self.context.clock.now())
 
     async def get_recent_trades(self, limit: int = 100) -> list[Trade]:
-        return [Trade("t", "BTCUSDT", D("1.5"), D(1), BUY)][:limit]
+        return [Trade("t", "BTCUSDT", D("1.5"), D(1), BUY, self.context.clock.now())][:limit]
 
     async def place_order(self, request: OrderRequest) -> Order:
         raise AssertionError("the paper client must not send orders")
@@ -258,10 +260,12 @@ def test_tap_forwards_market_data_first_and_drops_the_real_clients_orders() -> N
     feed = feed_of(paper)
     tap = feed.events
     assert tap.book is events.book
-    ticker = Ticker("BTCUSDT", D(1), D(2), None)
+    ticker = Ticker("BTCUSDT", D(1), D(2), None, T0)
     tap.ticker(ticker)
     tap.status(MarketStatus.OPEN, "ok")
-    tap.order_update(Order("x", "y", "BTCUSDT", BUY, OrderType.LIMIT, OrderStatus.FILLED))
+    tap.order_update(
+        Order("x", "y", "BTCUSDT", BUY, OrderType.LIMIT, OrderStatus.FILLED, created=T0, updated=T0)
+    )
     tap.balances([Balance("BTC", D(5))])
     assert events.log == [("ticker", ticker), ("status", MarketStatus.OPEN)]
 
@@ -711,13 +715,16 @@ async def test_cancel() -> None:
     with pytest.raises(OrderNotFound):
         await paper.cancel_order(order)  # already final
     with pytest.raises(OrderNotFound):
-        await paper.cancel_order(Order("nope", "nope", "BTCUSDT", BUY, OrderType.LIMIT, OrderStatus.PENDING))
+        await paper.cancel_order(
+            Order("nope", "nope", "BTCUSDT", BUY, OrderType.LIMIT, OrderStatus.PENDING, created=T0,
+                  updated=T0)
+        )
     filled = await paper.place_order(OrderRequest.market(BUY, quantity=D(1)))
     with pytest.raises(OrderNotFound):
         await paper.cancel_order(filled)
     # by client order id when the id is not known to the caller
     other = await paper.place_order(limit(SELL, "1", "105", client_order_id="s"))
-    probe = Order("", "s", "BTCUSDT", SELL, OrderType.LIMIT, OrderStatus.UNKNOWN)
+    probe = Order("", "s", "BTCUSDT", SELL, OrderType.LIMIT, OrderStatus.UNKNOWN, created=T0, updated=T0)
     assert (await paper.get_order(probe)).id == other.id
     assert (await paper.cancel_order(probe)).status is OrderStatus.CANCELLED
     assert locked(paper, "BTC") == 0

@@ -305,7 +305,10 @@ async def test_ticker_and_recent_trades() -> None:
 async def test_orders_are_refused_and_there_are_no_balances() -> None:
     sim, _ = make_sim()
     request = OrderRequest.limit(Side.BUY, Decimal(1), Decimal(100))
-    order = Order("1", "c", "BTCUSDT", Side.BUY, OrderType.LIMIT, OrderStatus.PENDING)
+    now = sim.context.clock.now()
+    order = Order(
+        "1", "c", "BTCUSDT", Side.BUY, OrderType.LIMIT, OrderStatus.PENDING, created=now, updated=now
+    )
     calls = (sim.place_order(request), sim.cancel_order(order), sim.get_order(order), sim.get_open_orders())
     for call in calls:
         with pytest.raises(ExchangeError, match="real_client: sim"):

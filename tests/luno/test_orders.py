@@ -25,6 +25,7 @@ from moonship_core import (
     RateLimited,
     Side,
     TimeInForce,
+    utc_now,
 )
 
 from .conftest import KEY, PAIR, Events, make_client, until
@@ -52,7 +53,10 @@ def latest(events: Events, order: Order) -> Order:
 
 
 def unknown_order() -> Order:
-    return Order("BXNOSUCHORDER12", "nope", PAIR, BUY, OrderType.LIMIT, OrderStatus.PENDING)
+    now = utc_now()
+    return Order(
+        "BXNOSUCHORDER12", "nope", PAIR, BUY, OrderType.LIMIT, OrderStatus.PENDING, created=now, updated=now
+    )
 
 
 def counterparty(sim: LunoSimulator) -> object:

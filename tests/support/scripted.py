@@ -46,7 +46,7 @@ class ScriptedClient(MarketClient):
         return MarketInfo(self.symbol, "BTC", "USDT", D("0.01"), D("0.001"), D("0.001"), D("10"))
 
     async def get_ticker(self) -> Ticker:
-        return Ticker(self.symbol, None, None, None)
+        return Ticker(self.symbol, None, None, None, self.context.clock.now())
 
     async def get_recent_trades(self, limit: int = 100) -> list[Trade]:
         return []
@@ -63,10 +63,12 @@ class ScriptedClient(MarketClient):
             quantity=request.quantity,
             price=request.price,
             post_only=request.post_only,
+            created=self.context.clock.now(),
+            updated=self.context.clock.now(),
         )
 
     async def cancel_order(self, order: Order) -> Order:
-        return order.closed(OrderStatus.CANCELLED)
+        return order.closed(OrderStatus.CANCELLED, at=self.context.clock.now())
 
     async def get_order(self, order: Order) -> Order:
         return order
@@ -83,6 +85,8 @@ class ScriptedClient(MarketClient):
         self.events.book_changed()
 
     def fill(self, order: Order, price: str, qty: str, fee: str = "0") -> Order:
-        filled = order.with_fill(Fill(f"t{next(self.ids)}", D(price), D(qty), D(fee), "USDT"))
+        now = self.context.clock.now()
+        fill = Fill(f"t{next(self.ids)}", D(price), D(qty), D(fee), "USDT", timestamp=now)
+        filled = order.with_fill(fill)
         self.events.order_update(filled)
         return filled

@@ -159,6 +159,8 @@ async def test_cancel_unknown_and_already_filled_orders() -> None:
             Side.BUY,
             ack.type,
             OrderStatus.PENDING,
+            created=ack.created,
+            updated=ack.created,
         )
         with pytest.raises(OrderNotFound):
             await market.client.cancel_order(ghost)

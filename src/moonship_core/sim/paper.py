@@ -192,7 +192,7 @@ class PaperClient(MarketClient):
             id=f"paper-{self._order_seq + 1}", client_order_id=request.client_order_id, symbol=self.symbol,
             side=request.side, type=request.type, status=OrderStatus.PENDING, quantity=request.quantity,
             quote_quantity=request.quote_quantity, price=request.price, time_in_force=request.time_in_force,
-            post_only=request.post_only,
+            post_only=request.post_only, created=self.context.clock.now(), updated=self.context.clock.now(),
         )
         if request.type is OrderType.MARKET:
             self._market_order(order, info)
@@ -222,7 +222,7 @@ class PaperClient(MarketClient):
             self._take(live, book_side, takes)
         if order.time_in_force is not TimeInForce.GTC and not live.order.status.is_final:
             reason = "FOK: not enough liquidity" if fok_short else "IOC: unfilled quantity cancelled"
-            self._finish(live, live.order.closed(OrderStatus.CANCELLED, reason))
+            self._finish(live, live.order.closed(OrderStatus.CANCELLED, reason, at=self.context.clock.now()))
 
     def _market_order(self, order: Order, info: MarketInfo) -> None:
         book_side = order.side.opposite
@@ -236,17 +236,17 @@ class PaperClient(MarketClient):
         self._take(live, book_side, takes)
         if live.order.status.is_final:
             return
+        now = self.context.clock.now()
         if complete:  # a quote-sized order whose remainder is worth less than one lot
-            now = self.context.clock.now()
             self._finish(live, replace(live.order, status=OrderStatus.FILLED, updated=now))
         else:
-            self._finish(live, live.order.closed(OrderStatus.CANCELLED, "not enough liquidity"))
+            self._finish(live, live.order.closed(OrderStatus.CANCELLED, "not enough liquidity", at=now))
 
     async def cancel_order(self, order: Order) -> Order:
         live = self._open.get(order.id) or self._open.get(self._ids.get(order.client_order_id, ""))
         if live is None:
             raise OrderNotFound(f"paper order {order.id or order.client_order_id} is not open")
-        final = live.order.closed(OrderStatus.CANCELLED, "cancelled")
+        final = live.order.closed(OrderStatus.CANCELLED, "cancelled", at=self.context.clock.now())
         self._finish(live, final)
         return final
 
@@ -400,7 +400,10 @@ class PaperClient(MarketClient):
         cost = price * quantity
         fee = cost * (self.maker_fee_rate if is_maker else self.taker_fee_rate)
         self._fill_seq += 1
-        fill = Fill(f"paper-fill-{self._fill_seq}", price, quantity, fee, info.quote_asset, is_maker)
+        fill = Fill(
+            f"paper-fill-{self._fill_seq}", price, quantity, fee, info.quote_asset, is_maker,
+            timestamp=self.context.clock.now(),
+        )
         live.order = live.order.with_fill(fill)
         release = min(live.reserved, cost + fee if live.unit is None else quantity * live.unit)
         live.reserved -= release

@@ -134,17 +134,19 @@ class SimClient(MarketClient):
             self.events.status(MarketStatus.CLOSED)
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+        """One event every 1/events_per_second seconds of the context's clock (simulated time under a
+        SimClock)."""
+        clock = self.context.clock
         interval = 1 / float(self.settings.events_per_second)
-        deadline = loop.time()
+        deadline = clock.monotonic()
         try:
             while True:
                 self.step()
                 deadline += interval
-                delay = deadline - loop.time()
+                delay = deadline - clock.monotonic()
                 if delay < -1.0:  # far behind (a stalled loop): resume the pace instead of bursting
-                    deadline, delay = loop.time(), 0.0
-                await asyncio.sleep(max(delay, 0.0))
+                    deadline, delay = clock.monotonic(), 0.0
+                await clock.sleep(max(delay, 0.0))
         except Exception:
             self.logger.exception("sim feed of %s failed", self.symbol)
             self.events.status(MarketStatus.CLOSED, "sim feed failed")
@@ -214,7 +216,8 @@ class SimClient(MarketClient):
         lots = level if rng.random() < _SWEEP_CHANCE else rng.randint(1, level)
         self._trade_id += 1
         price = self._price(tick)
-        trade = Trade(str(self._trade_id), self.symbol, price, self._qty(lots), taker)
+        now = self.context.clock.now()
+        trade = Trade(str(self._trade_id), self.symbol, price, self._qty(lots), taker, now)
         self._trades.append(trade)
         self._last_price = price
         self.events.trade(trade)
@@ -261,6 +264,7 @@ class SimClient(MarketClient):
             self._price(bids[-1]) if bids else None,
             self._price(asks[0]) if asks else None,
             self._last_price,
+            self.context.clock.now(),
         )
 
     # ------------------------------------------------------------------ requests

@@ -51,7 +51,8 @@ class Commands:
             self._replies.popitem(last=False)
         try:
             reply = {"id": cid, "ok": True, "result": await self._execute(command)}
-            # read-your-writes: the change is in the cache before the caller hears it is done
+            # read-your-writes: the change is in the cache before the caller hears it is done (bounded in
+            # real time, not the engine's clock: the cache is shared infrastructure and the caller waits)
             with contextlib.suppress(*CACHE_ERRORS):
                 async with asyncio.timeout(2):
                     await self.publisher.flush()

@@ -7,6 +7,7 @@ import asyncio
 import uuid
 from typing import Any
 
+from ..clock import Clock, LiveClock
 from ..config import MarketConfig, MoonshipConfig, StrategyConfig, section_settings, validate_sections
 from ..contracts.client import ClientContext, MarketClient
 from ..contracts.service import Service, ServiceContext
@@ -34,8 +35,10 @@ class TradingEngine(Service):
         self._shared: dict[str, Any] = {}
         self.markets = {name: self._build_market(name, mc) for name, mc in config.markets.items()}
         self.strategies = {name: self._build_strategy(name, sc) for name, sc in config.strategies.items()}
+        # the heartbeat is the engine's liveness in the shared cache, whose TTLs run on real time: the
+        # publisher paces it (and its writes) on the system clock even when the engine runs on a SimClock
         self.publisher = StatePublisher(
-            self.engine_name, self.instance, self.started, context.cache, self.clock, self.strategies,
+            self.engine_name, self.instance, self.started, context.cache, LiveClock(), self.strategies,
             self.logger,
         )
         self.commands = Commands(self.strategies, self._build_strategy, self.publisher, self.logger)
@@ -48,9 +51,12 @@ class TradingEngine(Service):
         *,
         stores: Stores | None = None,
         timeout: float = 20.0,
+        clock: Clock | None = None,
     ) -> TradingEngine:
         """An engine for use inside another program (or a test): in-memory cache and bus unless given;
-        its `context.control` drives it. Call `start()` and `stop()` yourself."""
+        its `context.control` drives it. Call `start()` and `stop()` yourself. `clock` is the time its
+        markets, strategies and simulated clients see (a SimClock for a backtest; the system's by default).
+        """
         plugins = plugins or Plugins.load()
         stores = stores or Stores(MemoryCache(), MemoryBus())
         context = ServiceContext(
@@ -60,6 +66,7 @@ class TradingEngine(Service):
             registry=plugins,
             stores=stores,
             control=ControlPlane(stores.cache, stores.bus, timeout),
+            clock=clock or LiveClock(),
         )
         return cls(context)
 

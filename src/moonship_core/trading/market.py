@@ -139,7 +139,7 @@ class Market:
         """The latest ticker from the exchange, or one made from the book and the last trade."""
         if self._ticker is not None:
             return self._ticker
-        return Ticker(self.symbol, self.book.best_bid, self.book.best_ask, self.last_price)
+        return Ticker(self.symbol, self.book.best_bid, self.book.best_ask, self.last_price, self.clock.now())
 
     @property
     def is_open(self) -> bool:
@@ -376,8 +376,8 @@ class Market:
                 return
             except OrderNotFound:
                 if clock.monotonic() >= give_up:
-                    rejected = probe.closed(OrderStatus.REJECTED, "never reached the exchange")
-                    self._on_order(replace(rejected, error="OrderNotFound"))
+                    never = probe.closed(OrderStatus.REJECTED, "never reached the exchange", at=clock.now())
+                    self._on_order(replace(never, error="OrderNotFound"))
                     return
             except Exception as exc:  # the exchange may not answer yet; keep asking
                 self.logger.debug("order %s still unknown: %s", probe.client_order_id, exc)
@@ -404,7 +404,8 @@ class Market:
                         self._on_order(await self.client.get_order(pending))
                     except OrderNotFound:
                         if clock.monotonic() >= give_up:
-                            self._on_order(pending.closed(OrderStatus.CANCELLED, "not found at the exchange"))
+                            gone = "not found at the exchange"
+                            self._on_order(pending.closed(OrderStatus.CANCELLED, gone, at=clock.now()))
                     except Exception as exc:
                         self.logger.debug("order %s not looked up: %s", coid, exc)
                 except Exception as exc:

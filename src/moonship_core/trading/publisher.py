@@ -1,6 +1,9 @@
 """StatePublisher: an engine's registration, heartbeat and strategy state in the shared cache. Changes are
 written by a background task (coalesced), so nothing on the trading path waits on the cache; an outage is
-ridden out and the whole state republished when the cache is back."""
+ridden out and the whole state republished when the cache is back.
+
+Its clock paces the heartbeat, whose TTL the cache counts in real time: the engine gives it a LiveClock even
+when trading runs on a SimClock (the strategies' own times, in what it publishes, stay simulated)."""
 
 from __future__ import annotations
 

@@ -237,9 +237,11 @@ class Strategy:
         fills: tuple[Fill, ...] = order.fills[seen_fills:]
         delta_qty = order.filled_quantity - seen_qty
         if not fills and delta_qty > 0:
-            # the client reported only cumulative figures: book the difference as one fill
+            # the client reported only cumulative figures: book the difference as one fill, at the update
             delta_quote = order.filled_quote_quantity - seen_quote
-            fills = (Fill(trade_id="", price=delta_quote / delta_qty, quantity=delta_qty),)
+            fills = (
+                Fill(trade_id="", price=delta_quote / delta_qty, quantity=delta_qty, timestamp=order.updated),
+            )
         if order.status.is_final:
             self._fills_seen.pop(order.client_order_id, None)
         else:

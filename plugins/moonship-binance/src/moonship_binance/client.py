@@ -39,7 +39,6 @@ from moonship_core import (
     fmt_decimal,
     from_ms,
     round_to_step,
-    utc_now,
 )
 
 from . import constants as c
@@ -232,7 +231,7 @@ class BinanceClient(MarketClient):
             self.hub.rest.book_ticker(self.symbol), self.hub.rest.last_price(self.symbol)
         )
         bid, ask = Decimal(book["bidPrice"]), Decimal(book["askPrice"])
-        return Ticker(self.symbol, bid or None, ask or None, last or None, utc_now())
+        return Ticker(self.symbol, bid or None, ask or None, last or None, self.context.clock.now())
 
     async def get_recent_trades(self, limit: int = 100) -> list[Trade]:
         return await self.hub.rest.trades(self.symbol, max(1, min(limit, 1000)))
@@ -307,6 +306,7 @@ class BinanceClient(MarketClient):
         return quantity
 
     def _pending(self, request: OrderRequest) -> Order:
+        now = self.context.clock.now()
         return Order(
             id="",
             client_order_id=request.client_order_id,
@@ -319,6 +319,8 @@ class BinanceClient(MarketClient):
             price=request.price,
             time_in_force=request.time_in_force,
             post_only=request.post_only,
+            created=now,
+            updated=now,
         )
 
     def _ref(self, order: Order) -> list[tuple[str, str]]:
@@ -399,7 +401,10 @@ class BinanceClient(MarketClient):
                 self.events.order_update(await self.get_order(order))
             except OrderNotFound:
                 if order.status is OrderStatus.UNKNOWN:  # never reached the exchange
-                    self.events.order_update(order.closed(OrderStatus.REJECTED, "not received by Binance"))
+                    rejected = order.closed(
+                        OrderStatus.REJECTED, "not received by Binance", at=self.context.clock.now()
+                    )
+                    self.events.order_update(rejected)
                     self._orders.pop(order.client_order_id, None)
         self.events.balances(list((await self.get_balances()).values()))
         self.logger.info("%s reconciled: %d open orders", self.symbol, len(rows))
@@ -476,7 +481,7 @@ def order_from_report(e: dict[str, Any]) -> Order:
                 Decimal(e["n"]),
                 e.get("N") or "",
                 bool(e["m"]),
-                from_ms(e["T"]),
+                timestamp=from_ms(e["T"]),
             ),
         )
     qty, quote, price = Decimal(e["q"]), Decimal(e.get("Q") or "0"), Decimal(e["p"])

@@ -426,7 +426,7 @@ class BinanceRest:
                 Decimal(r["commission"]),
                 r["commissionAsset"] or "",
                 bool(r["isMaker"]),
-                from_ms(r["time"]),
+                timestamp=from_ms(r["time"]),
             )
             for r in rows
         ]
@@ -515,7 +515,7 @@ def response_fills(body: Mapping[str, Any], fee_time: int | None = None) -> list
             Decimal(f["commission"]),
             f.get("commissionAsset") or "",
             False,
-            stamp,
+            timestamp=stamp,
         )
         for f in body.get("fills", ())
     ]

@@ -42,7 +42,6 @@ from moonship_core import (
     TimeInForce,
     Trade,
     from_ms,
-    utc_now,
 )
 
 from . import constants as c
@@ -391,7 +390,7 @@ class LunoClient(MarketClient):
                 fee,
                 fee_asset,
                 tracked.post_only if is_maker is None else is_maker,
-                from_ms(when_ms) if when_ms else utc_now(),
+                timestamp=from_ms(when_ms) if when_ms else self.context.clock.now(),
             )
         )
         tracked.base, tracked.counter = base, counter
@@ -472,7 +471,7 @@ class LunoClient(MarketClient):
             filled_quote_quantity=tracked.counter,
             fills=fills,
             created=from_ms(tracked.created),
-            updated=utc_now(),
+            updated=self.context.clock.now(),
         )
 
     def _publish(self, tracked: _Tracked) -> None:

@@ -7,6 +7,7 @@ import asyncio
 import logging
 import time
 from dataclasses import replace
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -335,14 +336,15 @@ class ValrClient(MarketClient):
                 return await self.get_order(known)
             except OrderNotFound:
                 self.logger.info("order %s is not at VALR: sending it again", coid)
-        account.placing(request, self.pair)
+        account.placing(request, self.pair, self.context.clock.now())
         kind, body = self._order_body(request)
         try:
             data = await self.rest.place(kind, body)
         except DuplicateClientOrderId:
             self.logger.info("order %s already at VALR: looking it up", coid)
             account.unconfirmed(coid)
-            return await self.get_order(account.current(coid) or _probe(request, self.pair))
+            known = account.current(coid) or _probe(request, self.pair, self.context.clock.now())
+            return await self.get_order(known)
         except OrderStatusUnknown:
             account.unconfirmed(coid)  # stays tracked: its events or a lookup tell what happened
             raise
@@ -438,7 +440,7 @@ def _validated(model: type[_M], data: Any, path: str) -> _M:
         raise ConfigError("\n".join(problems)) from None
 
 
-def _probe(request: OrderRequest, pair: str) -> Order:
+def _probe(request: OrderRequest, pair: str, at: datetime) -> Order:
     return Order(
         id="",
         client_order_id=request.client_order_id,
@@ -449,4 +451,6 @@ def _probe(request: OrderRequest, pair: str) -> Order:
         quantity=request.quantity,
         quote_quantity=request.quote_quantity,
         price=request.price,
+        created=at,
+        updated=at,
     )

@@ -143,8 +143,8 @@ class AccountStream(Socket):
             await self.stop()
 
     # ------------------------------------------------------------------ orders placed here
-    def placing(self, request: OrderRequest, pair: str) -> None:
-        """Track `request` before it is sent, so events that beat the REST answer find it."""
+    def placing(self, request: OrderRequest, pair: str, at: datetime) -> None:
+        """Track `request` (sent `at`) before it is sent, so events that beat the REST answer find it."""
         if request.client_order_id in self._by_coid:
             return
         order = Order(
@@ -159,6 +159,8 @@ class AccountStream(Socket):
             price=request.price,
             time_in_force=request.time_in_force,
             post_only=request.post_only,
+            created=at,
+            updated=at,
         )
         self._by_coid[request.client_order_id] = _State(order, pair, held=True)
 
