@@ -8,8 +8,7 @@ import contextlib
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from ..config import StrategyConfig, validate_model
 from ..errors import ConfigError, ControlError, MoonshipError
@@ -20,13 +19,23 @@ from .strategy import Strategy
 REMEMBERED_COMMANDS = 1000
 
 
+class Builder(Protocol):
+    """Builds a strategy; `dotted=False` refuses an algo given as a dotted class path (nothing a command
+    contains is ever imported)."""
+
+    def __call__(self, name: str, config: StrategyConfig, *, dotted: bool) -> Strategy: ...
+
+
 class Commands:
-    """Runs commands on `strategies` (the engine's live mapping), building new ones with `build`."""
+    """Runs commands on `strategies` (the engine's live mapping), building new ones with `build`.
+
+    A command cannot hurt the engine: whatever it raises (any BaseException but cancellation, including
+    SystemExit from code it reaches) becomes an error reply, and a failed add leaves nothing behind."""
 
     def __init__(
         self,
         strategies: dict[str, Strategy],
-        build: Callable[[str, StrategyConfig], Strategy],
+        build: Builder,
         publisher: StatePublisher,
         logger: logging.Logger,
     ) -> None:
@@ -50,19 +59,27 @@ class Commands:
         while len(self._replies) > REMEMBERED_COMMANDS:
             self._replies.popitem(last=False)
         try:
-            reply = {"id": cid, "ok": True, "result": await self._execute(command)}
-            # read-your-writes: the change is in the cache before the caller hears it is done
-            with contextlib.suppress(*CACHE_ERRORS):
-                async with asyncio.timeout(2):
-                    await self.publisher.flush()
+            try:
+                reply = {"id": cid, "ok": True, "result": await self._execute(command)}
+            finally:
+                # read-your-writes: the change (or a failed one undone) is in the cache before the caller
+                # hears it is done
+                with contextlib.suppress(*CACHE_ERRORS):
+                    async with asyncio.timeout(2):
+                        await self.publisher.flush()
         except ControlError as exc:
             reply = {"id": cid, "ok": False, "error": str(exc), "status": exc.status}
         except ConfigError as exc:
             reply = {"id": cid, "ok": False, "error": str(exc), "status": 400}
         except MoonshipError as exc:
             reply = {"id": cid, "ok": False, "error": str(exc), "status": 500}
-        except Exception as exc:
-            self.logger.exception("command %s failed", command.get("command"))
+        except asyncio.CancelledError:
+            # the engine is stopping: a retry of this id runs afresh
+            self._replies.pop(cid, None)
+            future.cancel()
+            raise
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt too: the engine goes on
+            self.logger.error("command %r failed", command.get("command"), exc_info=exc)
             reply = {"id": cid, "ok": False, "error": f"Internal error: {type(exc).__name__}", "status": 500}
         future.set_result(reply)
         return reply
@@ -99,19 +116,29 @@ class Commands:
     async def _add(self, name: str, config: Any) -> dict[str, Any]:
         if name in self.strategies:
             raise ControlError(f"Strategy {name} already exists", 400)
-        strategy = self.build(name, _strategy_config(name, config))
+        strategy = self.build(name, _strategy_config(name, config), dotted=False)
         self.strategies[name] = strategy
+        try:
+            if strategy.config.auto_start:
+                await strategy.start()
+        except BaseException:
+            # atomic: a strategy that failed to auto-start is not left registered
+            with contextlib.suppress(Exception):
+                await strategy.stop("failed to start")
+            del self.strategies[name]
+            self.publisher.removed(name)  # it may have been published while starting
+            raise
         self.publisher.changed(name)
         self.logger.info("strategy %s added", name)
-        if strategy.config.auto_start:
-            await strategy.start()
         return strategy.info()
 
     async def _update(self, strategy: Strategy, changes: Any) -> None:
         if not isinstance(changes, dict):
             raise ControlError("Missing or bad config field", 400)
         merged = strategy.config.model_dump() | changes
-        replacement = self.build(strategy.name, _strategy_config(strategy.name, merged))
+        config = _strategy_config(strategy.name, merged)
+        # the algo the operator's config file named may stay a dotted path; a new one must be registered
+        replacement = self.build(strategy.name, config, dotted=config.algo == strategy.config.algo)
         was_active = strategy.active
         await strategy.stop("updated")
         self.strategies[strategy.name] = replacement
