@@ -15,6 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from pydantic_core import ErrorDetails
 
 from .errors import ConfigError
+from .limits import STRATEGY_NAME_RULE, printable, valid_strategy_name
 
 ROOT = "moonship"
 CANDLE_PERIODS = (0, 60, 300, 900, 1800, 3600, 86400)
@@ -170,6 +171,11 @@ def parse_config(data: Mapping[str, Any], *, substitute_env: bool = True) -> Moo
     except ValidationError as exc:
         raise ConfigError(format_errors(exc.errors(), ROOT)) from None
     problems = [
+        f"{ROOT}.strategies.{printable(name, 80)}: bad strategy name: it must be {STRATEGY_NAME_RULE}"
+        for name in config.strategies
+        if not valid_strategy_name(name)
+    ]
+    problems += [
         f"{ROOT}.strategies.{name}.markets: unknown market {market!r}"
         for name, strategy in config.strategies.items()
         for market in strategy.markets

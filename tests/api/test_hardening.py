@@ -3,13 +3,14 @@ request must never be able to kill or bloat the engine."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Iterator
 
 import httpx
 import pytest
 
-from moonship_core import StrategyMarket, TradingAlgo, hookimpl
+from moonship_core import MAX_DEPTH, STRATEGY_NAME_RULE, StrategyMarket, TradingAlgo, hookimpl
 from moonship_core.plugins import Plugins
 
 from .harness import Certs, LoopThread, Stack, build_stack
@@ -116,3 +117,81 @@ def test_a_failed_auto_start_add_leaves_no_strategy(hard: Stack, client: httpx.C
     assert error(client.post("/strategies/main/x/start")) == (404, "No such strategy")
     reply = client.post("/strategies/main/x", json={"config": {**config, "algo": "marker"}})
     assert reply.status_code == 200 and reply.json()["active"] is True  # not "already exists"
+
+
+# ---------------------------------------------------------------------- item 2: bounded state
+def test_thousands_of_unknown_names_leave_no_per_name_state(hard: Stack, client: httpx.Client) -> None:
+    """The count of per-name entries (command locks, loggers), not RSS or a timing."""
+    engine = hard.engines[0]
+    loggers = len(logging.Logger.manager.loggerDict)
+    for i in range(2000):
+        assert error(client.post(f"/strategies/main/unknown-{i}/stop")) == (404, "No such strategy")
+    assert engine.commands._locks == {}
+    assert len(logging.Logger.manager.loggerDict) == loggers
+    assert_alive(hard, client)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["a%20b", "a%0Ab", "abc%0A", "a%00b", "%1B%5B31mred", "caf%C3%A9", "x" * 65, "x" * 10_000, "a:b",
+     "a%25b"],
+)
+def test_bad_strategy_names_are_refused(hard: Stack, client: httpx.Client, name: str) -> None:
+    config = {"config": {"algo": "marker", "markets": ["btc"]}}
+    expected = (400, f"Bad strategy name: it must be {STRATEGY_NAME_RULE}")
+    assert error(client.post(f"/strategies/main/{name}", json=config)) == expected
+    assert error(client.get(f"/strategies/main/{name}")) == expected
+    assert error(client.patch(f"/strategies/main/{name}", json=config)) == expected
+    assert error(client.delete(f"/strategies/main/{name}")) == expected
+    assert error(client.post(f"/strategies/main/{name}/start")) == expected
+    assert error(client.post(f"/strategies/main/{name}/stop")) == expected
+    assert hard.engines[0].strategies.keys() == {"alpha"}
+    longest = "A-z_0.9" + "x" * 57
+    assert client.post(f"/strategies/main/{longest}", json=config).status_code == 200
+
+
+@pytest.mark.parametrize("depth", [40, 250, 900, 2000])
+def test_deeply_nested_bodies_are_refused(hard: Stack, client: httpx.Client, depth: int) -> None:
+    label = "[" * depth + "1" + "]" * depth
+    content = f'{{"config": {{"algo": "marker", "markets": ["btc"], "label": {label}}}}}'.encode()
+    headers = {"Content-Type": "application/json"}
+    expected = (400, f"Request body nested more than {MAX_DEPTH} levels deep")
+    if depth > 1024:  # past what the JSON parser takes at all
+        expected = (400, "Missing or bad request body")
+    assert error(client.post("/strategies/main/x", content=content, headers=headers)) == expected
+    assert error(client.patch("/strategies/main/alpha", content=content, headers=headers)) == expected
+    assert error(client.post("/login", content=content, headers=headers)) == expected
+    assert_alive(hard, client)
+
+
+@pytest.mark.parametrize(
+    ("size", "problem"),
+    [
+        ("1e999999999", "number out of range (magnitude 1e-100 to 1e100)"),
+        ("-1e999999999", "number out of range"),
+        ("1e-999999999", "number out of range"),
+        ("Infinity", "input should be a finite number"),
+        ("NaN", "input should be a finite number"),
+    ],
+)
+def test_overflowing_numbers_are_refused(hard: Stack, client: httpx.Client, size: str, problem: str) -> None:
+    config = {"algo": "marker", "markets": ["btc"], "auto_start": True, "size": size}
+    status, message = error(client.post("/strategies/main/x", json={"config": config}))
+    assert status == 400 and message.startswith(f"moonship.strategies.x.size: {problem}")
+    status, message = error(client.patch("/strategies/main/alpha", json={"config": {"size": size}}))
+    assert status == 400 and message.startswith(f"moonship.strategies.alpha.size: {problem}")
+    assert hard.engines[0].strategies["alpha"].settings.size == 1  # type: ignore[attr-defined]
+    assert_alive(hard, client)
+
+
+def test_request_text_is_escaped_in_the_access_log(
+    hard: Stack, client: httpx.Client, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, "moonship.api")
+    # header bytes 0x80-0xFF pass HTTP parsing; read as latin-1, 0x85 is NEL (a line break) and 0x9B is CSI
+    forged = b"agent\x85[01/Jan/2030] forged line \x9b31m"
+    assert client.get("/strategies", headers={"User-Agent": forged}).status_code == 200
+    hard.wait_for(lambda: "forged line" in caplog.text)
+    line = next(r.getMessage() for r in caplog.records if "forged line" in r.getMessage())
+    assert "agent\\x85[01/Jan/2030] forged line \\x9b31m" in line
+    assert "\x85" not in line and "\x9b" not in line

@@ -8,10 +8,12 @@ import contextlib
 import logging
 import uuid
 from collections import OrderedDict
+from collections.abc import AsyncIterator
 from typing import Any, Protocol
 
 from ..config import StrategyConfig, validate_model
 from ..errors import ConfigError, ControlError, MoonshipError
+from ..limits import MAX_DEPTH, STRATEGY_NAME_RULE, too_deep, valid_strategy_name
 from .publisher import CACHE_ERRORS, StatePublisher
 from .strategy import Strategy
 
@@ -45,7 +47,8 @@ class Commands:
         self.logger = logger
         self.ready = asyncio.Event()
         self._replies: OrderedDict[str, asyncio.Future[dict[str, Any]]] = OrderedDict()
-        self._locks: dict[str, asyncio.Lock] = {}
+        #: name -> (lock, commands holding or awaiting it): an entry lives only while a command uses it
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
 
     async def handle(self, command: dict[str, Any]) -> dict[str, Any]:
         """Run a command once per id (a retry gets the first run's reply), after start-up is complete."""
@@ -91,8 +94,11 @@ class Commands:
         name = command.get("strategy")
         if not isinstance(name, str) or not name:
             raise ControlError("Missing or bad strategy field", 400)
-        lock = self._locks.setdefault(name, asyncio.Lock())
-        async with lock:
+        if not valid_strategy_name(name):
+            raise ControlError(f"Bad strategy name: it must be {STRATEGY_NAME_RULE}", 400)
+        if action not in _ACTIONS:
+            raise ControlError("Missing or bad command field", 400)
+        async with self._locked(name):
             if action == "add":
                 return await self._add(name, command.get("config"))
             strategy = self.strategies.get(name)
@@ -108,10 +114,23 @@ class Commands:
                 await strategy.stop("removed")
                 del self.strategies[name]
                 self.publisher.removed(name)
+                _forget_logger(strategy.logger)
                 self.logger.info("strategy %s removed", name)
-            else:
-                raise ControlError("Missing or bad command field", 400)
             return self.strategies[name].info() if name in self.strategies else None
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, name: str) -> AsyncIterator[None]:
+        """One command at a time per strategy name; the lock is dropped when no command uses it, so unknown
+        names leave nothing behind."""
+        lock, users = self._locks.setdefault(name, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[name]
 
     async def _add(self, name: str, config: Any) -> dict[str, Any]:
         if name in self.strategies:
@@ -127,6 +146,7 @@ class Commands:
                 await strategy.stop("failed to start")
             del self.strategies[name]
             self.publisher.removed(name)  # it may have been published while starting
+            _forget_logger(strategy.logger)
             raise
         self.publisher.changed(name)
         self.logger.info("strategy %s added", name)
@@ -148,7 +168,35 @@ class Commands:
             await replacement.start()
 
 
+_ACTIONS = frozenset({"add", "start", "stop", "update", "remove"})
+
+
 def _strategy_config(name: str, data: Any) -> StrategyConfig:
     if not isinstance(data, dict):
         raise ControlError("Missing or bad config field", 400)
+    if too_deep(data, MAX_DEPTH):
+        raise ControlError(f"Bad config field: nested more than {MAX_DEPTH} levels deep", 400)
     return validate_model(StrategyConfig, data, f"moonship.strategies.{name}")
+
+
+def _forget_logger(logger: logging.Logger) -> None:
+    """Drop a removed strategy's logger from the logging module, which otherwise keeps every logger ever made
+    (and a placeholder for each dotted prefix of its name) for the life of the process. A logger the
+    operator's logging config set up is kept, so a strategy added again under that name logs as configured."""
+    if logger.handlers or logger.filters or logger.level != logging.NOTSET or not logger.propagate:
+        return
+    loggers = logging.Logger.manager.loggerDict
+    if loggers.get(logger.name) is not logger:
+        return
+    if any(isinstance(other, logging.Logger) and other.parent is logger for other in loggers.values()):
+        return  # another strategy's logger (e.g. "a.b" under "a") still hangs below it
+    del loggers[logger.name]
+    name = logger.name
+    while "." in name:  # the placeholders created for the dotted prefixes of its name
+        name = name.rpartition(".")[0]
+        holder = loggers.get(name)
+        if not isinstance(holder, logging.PlaceHolder):
+            break
+        holder.loggerMap.pop(logger, None)
+        if not holder.loggerMap:
+            del loggers[name]

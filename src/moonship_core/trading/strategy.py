@@ -15,7 +15,8 @@ from pydantic import BaseModel
 from ..clock import Clock
 from ..config import StrategyConfig, validate_model
 from ..contracts.algo import AlgoContext, TradingAlgo
-from ..errors import MoonshipError
+from ..errors import ConfigError, MoonshipError
+from ..limits import number_problems
 from ..model import ZERO, Fill, Order
 from .market import Market, MarketView
 from .portfolio import Position
@@ -264,5 +265,12 @@ _CALLBACK = {"book": "order_book", "order": "order_update", "status": "market_st
 
 
 def validate_settings(name: str, algo_class: type[TradingAlgo], extra: dict[str, Any]) -> BaseModel:
-    """The algo's typed settings from the strategy's extra properties (ConfigError naming the property)."""
-    return validate_model(algo_class.settings_model, extra, f"moonship.strategies.{name}")
+    """The algo's typed settings from the strategy's extra properties (ConfigError naming the property).
+    Numbers must be finite and of sane magnitude (see `limits.number_problems`): `1e999999999` would pass
+    as a Decimal and overflow in the first calculation."""
+    prefix = f"moonship.strategies.{name}"
+    settings = validate_model(algo_class.settings_model, extra, prefix)
+    problems = list(number_problems(settings, prefix))
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return settings
