@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Iterator
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -13,7 +14,7 @@ import pytest
 from moonship_core import MAX_DEPTH, STRATEGY_NAME_RULE, StrategyMarket, TradingAlgo, hookimpl
 from moonship_core.plugins import Plugins
 
-from .harness import Certs, LoopThread, Stack, build_stack
+from .harness import Certs, LoopThread, MakeStack, Stack, build_stack
 
 
 class Exits(TradingAlgo):
@@ -195,3 +196,24 @@ def test_request_text_is_escaped_in_the_access_log(
     line = next(r.getMessage() for r in caplog.records if "forged line" in r.getMessage())
     assert "agent\\x85[01/Jan/2030] forged line \\x9b31m" in line
     assert "\x85" not in line and "\x9b" not in line
+
+
+# ---------------------------------------------------------------------- item 7: secrets stay secret
+def test_values_from_environment_variables_are_masked(
+    make_stack: MakeStack, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("HARDEN_API_LABEL", "label-from-env")
+    monkeypatch.setenv("HARDEN_API_SIZE", "2.5")
+    strategies = {"sec": {"algo": "marker", "markets": ["btc"], "label": "$HARDEN_API_LABEL",
+                          "size": "$HARDEN_API_SIZE"}}
+    stack = make_stack(engines={"main": strategies})
+    engine = stack.engines[0]
+    assert engine.strategies["sec"].settings.size == Decimal("2.5")  # type: ignore[attr-defined]
+    with stack.client(stack.login()) as client:
+        stack.wait_for(lambda: client.get("/strategies/main/sec").status_code == 200)
+        masked = {"algo": "marker", "auto_start": False, "markets": ["btc"], "label": "***", "size": "***"}
+        assert client.get("/strategies/main/sec").json()["config"] == masked
+        assert client.get("/strategies").json()["strategies"][0]["config"] == masked
+        reply = client.patch("/strategies/main/sec", json={"config": {"size": "3"}})
+        assert reply.status_code == 200 and reply.json()["config"] == {**masked, "size": "3"}
+        assert "label-from-env" not in client.get("/strategies").text

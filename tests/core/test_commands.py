@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, SecretStr
 from support.scripted import ScriptedClient
 
 from moonship_core import (
@@ -68,6 +68,19 @@ class Sized(Quiet):
     settings_model = SizedSettings
 
 
+class KeyedSettings(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    api_key: str = ""
+    passphrase: SecretStr = SecretStr("")
+    size: Decimal = Decimal("1")
+
+
+class Keyed(Quiet):
+    settings_model = KeyedSettings
+    settings: KeyedSettings
+
+
 class HostilePlugin:
     @hookimpl
     def moonship_market_clients(self) -> dict[str, type[MarketClient]]:
@@ -77,6 +90,7 @@ class HostilePlugin:
     def moonship_algos(self) -> dict[str, type[TradingAlgo]]:
         return {
             "quiet": Quiet, "exits": Exits, "interrupts": Interrupts, "fails": FailsToStart, "sized": Sized,
+            "keyed": Keyed,
         }
 
 
@@ -137,7 +151,7 @@ def test_a_command_never_imports_a_dotted_algo(algo: str) -> None:
     async def test(engine: TradingEngine, control: ControlPlane) -> None:
         message = await refused(control.add("main", "s1", {"algo": algo, "markets": ["btc"]}), 400)
         assert message.startswith(f"moonship.strategies.s1.algo: unknown algo {algo!r}: only registered")
-        assert "available: exits, fails, interrupts, quiet, sized" in message
+        assert "available: exits, fails, interrupts, keyed, quiet, sized" in message
         # nor through an update that switches the algo
         await control.add("main", "s2", {"algo": "quiet", "markets": ["btc"]})
         await refused(control.update("main", "s2", {"algo": algo}), 400)
@@ -345,3 +359,42 @@ def test_printable_escapes_what_could_forge_or_hide_log_lines() -> None:
     assert printable("x\u2028y\u202ez") == "x\\u2028y\\u202ez"
     assert printable("é€") == "é€"
     assert printable("y" * 300) == "y" * 200 + "..."
+
+
+# ---------------------------------------------------------------------- item 7: secrets stay secret
+def test_values_from_environment_variables_are_masked(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HARDEN_KEY", "key-from-env")
+    monkeypatch.setenv("HARDEN_NESTED", "nested-from-env")
+    monkeypatch.setenv("HARDEN_SIZE", "2.5")
+    strategies = {"s1": {
+        "algo": "keyed", "markets": ["btc"], "api_key": "$HARDEN_KEY", "size": "$HARDEN_SIZE",
+        "passphrase": "typed-as-secret", "creds": {"token": "$HARDEN_NESTED", "plain": "p"},
+        "tokens": ["$HARDEN_NESTED", "public"], "literal": "$$HARDEN_KEY",
+    }}
+
+    async def test(engine: TradingEngine, control: ControlPlane) -> None:
+        strategy = engine.strategies["s1"]
+        settings = strategy.settings
+        assert isinstance(settings, KeyedSettings)
+        assert settings.api_key == "key-from-env" and settings.size == Decimal("2.5")  # the algo sees them
+        expected = {
+            "algo": "keyed", "auto_start": False, "markets": ["btc"], "api_key": "***", "size": "***",
+            "passphrase": "***", "creds": {"token": "***", "plain": "p"}, "tokens": ["***", "public"],
+            "literal": "$HARDEN_KEY",
+        }
+        assert strategy.info()["config"] == expected
+        await engine.publisher.flush()
+        for info in (await control.strategy("main", "s1"), (await control.strategies())[0]):  # the cache
+            assert info["config"] == expected
+            assert "from-env" not in str(info) and "typed-as-secret" not in str(info)
+        # an update keeps them masked, unless it replaces them
+        info = await control.update("main", "s1", {"auto_start": False})
+        assert info["config"] == expected
+        info = await control.update("main", "s1", {"api_key": "new-public", "creds": {"token": "t"}})
+        assert info["config"]["api_key"] == "new-public" and info["config"]["creds"] == {"token": "t"}
+        assert info["config"]["size"] == "***" and info["config"]["tokens"] == ["***", "public"]
+        assert info["config"]["passphrase"] == "***"
+        updated = engine.strategies["s1"].settings
+        assert isinstance(updated, KeyedSettings) and updated.size == Decimal("2.5")
+
+    run(test, **strategies)

@@ -157,6 +157,8 @@ class Commands:
             raise ControlError("Missing or bad config field", 400)
         merged = strategy.config.model_dump() | changes
         config = _strategy_config(strategy.name, merged)
+        # values that came from `$NAME` stay secret unless the update replaces them
+        config.mark_secret(loc for loc in strategy.config.secrets if loc[0] not in changes)
         # the algo the operator's config file named may stay a dotted path; a new one must be registered
         replacement = self.build(strategy.name, config, dotted=config.algo == strategy.config.algo)
         was_active = strategy.active

@@ -10,7 +10,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretBytes, SecretStr
 
 from ..clock import Clock
 from ..config import StrategyConfig, validate_model
@@ -80,6 +80,8 @@ class Strategy:
         self.algo_class = algo_class
         self.markets = markets
         self.settings = validate_settings(name, algo_class, config.extra)
+        #: the algo's settings typed as secrets: masked in StrategyInfo like the `$NAME` values
+        self.secret_keys = [k for k, v in self.settings if isinstance(v, SecretStr | SecretBytes)]
         self.logger = logging.getLogger(f"moonship.strategy.{name}")
         self.clock = clock
         self.mailbox = Mailbox()
@@ -186,7 +188,7 @@ class Strategy:
             start_time=self.start_time,
             update_time=self.update_time,
             stop_reason=self.stop_reason,
-            config=self.config.model_dump(mode="json"),
+            config=self.config.public_dump(self.secret_keys),
             position=position.quantity,
             last_trade_profit=self.last_trade_profit,
             total_profit=sum((p.realized for p in self.positions.values()), ZERO),
