@@ -34,6 +34,14 @@ from .errors import (
     RequestTimeout,
 )
 from .hookspecs import hookimpl, hookspec
+from .limits import (
+    MAX_DEPTH,
+    STRATEGY_NAME_PATTERN,
+    STRATEGY_NAME_RULE,
+    printable,
+    too_deep,
+    valid_strategy_name,
+)
 from .model import (
     ZERO,
     Balance,
@@ -66,6 +74,9 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
+    "MAX_DEPTH",
+    "STRATEGY_NAME_PATTERN",
+    "STRATEGY_NAME_RULE",
     "ZERO",
     "AlgoContext",
     "AuthenticationError",
@@ -135,7 +146,10 @@ __all__ = [
     "hookspec",
     "json_dumps",
     "json_loads",
+    "printable",
     "round_to_step",
+    "too_deep",
     "utc_now",
+    "valid_strategy_name",
     "validate_model",
 ]

@@ -11,10 +11,19 @@ from pathlib import Path
 from typing import Annotated, Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+)
 from pydantic_core import ErrorDetails
 
 from .errors import ConfigError
+from .limits import STRATEGY_NAME_RULE, printable, valid_strategy_name
 
 ROOT = "moonship"
 CANDLE_PERIODS = (0, 60, 300, 900, 1800, 3600, 86400)
@@ -22,6 +31,11 @@ LOG_FORMAT = "[%(asctime)s] %(levelname)s - %(name)s: %(message)s"
 
 _ENV_REF = re.compile(r"^\$(\$*[A-Za-z_][A-Za-z0-9_]*)$")
 _SPECIAL_FLOATS = {".inf": "Infinity", "+.inf": "Infinity", "-.inf": "-Infinity", ".nan": "NaN"}
+#: what a secret value is shown as in StrategyInfo, the API and logs
+MASK = "***"
+
+#: where a value sits in the config: keys and list indexes from the `moonship` root
+Location = tuple[str | int, ...]
 
 
 class _DecimalLoader(yaml.SafeLoader):
@@ -88,6 +102,37 @@ class StrategyConfig(_ExtraModel):
     algo: str
     auto_start: bool = False
     markets: Annotated[list[str], BeforeValidator(_as_list), Field(min_length=1)]
+    #: locations (within this strategy) of the values read from `$NAME` environment variables
+    _secrets: frozenset[Location] = PrivateAttr(default_factory=frozenset)
+
+    @property
+    def secrets(self) -> frozenset[Location]:
+        """Where the values that came from `$NAME` environment variables are (kept secret when shown)."""
+        return self._secrets
+
+    def mark_secret(self, locations: Iterable[Location]) -> None:
+        self._secrets = frozenset(locations)
+
+    def public_dump(self, secret_keys: Iterable[str] = ()) -> dict[str, Any]:
+        """The config as JSON-able data for StrategyInfo, with each value that came from `$NAME` (and each
+        property in `secret_keys`) shown as MASK."""
+        data: dict[str, Any] = self.model_dump(mode="json")
+        for location in [*self._secrets, *((key,) for key in secret_keys)]:
+            _mask(data, location)
+        return data
+
+
+def _mask(data: Any, location: Location) -> None:
+    *parents, last = location
+    for part in parents:
+        try:
+            data = data[part]
+        except (KeyError, IndexError, TypeError):
+            return
+    in_dict = isinstance(data, dict) and last in data
+    in_list = isinstance(data, list) and isinstance(last, int) and 0 <= last < len(data)
+    if in_dict or in_list:
+        data[last] = MASK
 
 
 class RedisConfig(_Model):
@@ -188,13 +233,19 @@ def parse_config(data: Mapping[str, Any], *, substitute_env: bool = True) -> Moo
     if not _has_root(data):
         raise ConfigError(f"the config has no '{ROOT}:' mapping at its root")
     root = dict(data[ROOT])
+    secrets: set[Location] = set()
     if substitute_env:
-        root = substitute_env_vars(root)
+        root = substitute_env_vars(root, secrets=secrets)
     try:
         config = MoonshipConfig.model_validate(root)
     except ValidationError as exc:
         raise ConfigError(format_errors(exc.errors(), ROOT)) from None
     problems = [
+        f"{ROOT}.strategies.{printable(name, 80)}: bad strategy name: it must be {STRATEGY_NAME_RULE}"
+        for name in config.strategies
+        if not valid_strategy_name(name)
+    ]
+    problems += [
         f"{ROOT}.strategies.{name}.markets: unknown market {market!r}"
         for name, strategy in config.strategies.items()
         for market in strategy.markets
@@ -204,18 +255,23 @@ def parse_config(data: Mapping[str, Any], *, substitute_env: bool = True) -> Moo
         problems.append(f"{ROOT}.journal.backend: redis needs moonship.redis.url")
     if problems:
         raise ConfigError("\n".join(problems))
+    for name, strategy in config.strategies.items():
+        strategy.mark_secret(loc[2:] for loc in secrets if loc[:2] == ("strategies", name) and len(loc) > 2)
     return config
 
 
-def substitute_env_vars(tree: dict[str, Any], prefix: str = ROOT) -> dict[str, Any]:
-    """A copy of `tree` where each string value `$NAME` is environment variable NAME (`$$X` is `$X`)."""
+def substitute_env_vars(
+    tree: dict[str, Any], prefix: str = ROOT, *, secrets: set[Location] | None = None
+) -> dict[str, Any]:
+    """A copy of `tree` where each string value `$NAME` is environment variable NAME (`$$X` is `$X`); the
+    location of each substituted value is added to `secrets` if given."""
     missing: list[str] = []
 
-    def walk(value: Any, path: str) -> Any:
+    def walk(value: Any, path: str, location: Location) -> Any:
         if isinstance(value, dict):
-            return {key: walk(item, f"{path}.{key}") for key, item in value.items()}
+            return {key: walk(item, f"{path}.{key}", (*location, key)) for key, item in value.items()}
         if isinstance(value, list):
-            return [walk(item, f"{path}[{index}]") for index, item in enumerate(value)]
+            return [walk(item, f"{path}[{i}]", (*location, i)) for i, item in enumerate(value)]
         match = _ENV_REF.match(value) if isinstance(value, str) else None
         if match is None:
             return value
@@ -224,9 +280,11 @@ def substitute_env_vars(tree: dict[str, Any], prefix: str = ROOT) -> dict[str, A
             return name
         if name not in os.environ:
             missing.append(f"{path}: environment variable {name} is not set")
+        if secrets is not None:
+            secrets.add(location)
         return os.environ.get(name)
 
-    result: dict[str, Any] = walk(tree, prefix)
+    result: dict[str, Any] = walk(tree, prefix, ())
     if missing:
         raise ConfigError("\n".join(missing))
     return result

@@ -14,6 +14,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from .contracts.stores import ENGINES_KEY, MessageBus, SharedCache, heartbeat_key, strategies_key
 from .errors import ControlError
+from .limits import MAX_DEPTH, too_deep
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -111,6 +112,8 @@ class ControlPlane:
         command_id: str | None = None,
     ) -> Any:
         """Send one command; returns the engine's result or raises ControlError with its status."""
+        if too_deep(config, MAX_DEPTH):  # the engine would refuse it (if the bus could even encode it)
+            raise ControlError(f"Bad config field: nested more than {MAX_DEPTH} levels deep", 400)
         message: dict[str, Any] = {"id": command_id or uuid.uuid4().hex, "command": command}
         if strategy is not None:
             message["strategy"] = strategy

@@ -166,9 +166,10 @@ class Plugins:
         """Every registered name of `kind`, sorted."""
         return sorted(self.registries.get(kind, ()))
 
-    def resolve(self, kind: str, name: str) -> type[Any]:
+    def resolve(self, kind: str, name: str, *, dotted: bool = True) -> type[Any]:
         """The entry `name` of registry `kind`, imported now if it was registered by reference. A seed
-        dotted name resolves to its registered successor; another dotted name is imported as a class."""
+        dotted name resolves to its registered successor; another dotted name is imported as a class, unless
+        `dotted` is false (names from outside, e.g. the API: nothing they contain is ever imported)."""
         registry = self.registries.get(kind, {})
         label = kind.removesuffix("s").replace("_", " ")
         if name in registry:
@@ -184,6 +185,11 @@ class Plugins:
             )
         if "." not in name:
             raise ConfigError(f"unknown {label} {name!r}; {available}")
+        if not dotted:
+            raise ConfigError(
+                f"unknown {label} {name!r}: only registered names are accepted here (dotted class paths only "
+                f"in the config file); {available}"
+            )
         module_name, _, attr = name.rpartition(".")
         try:
             found = getattr(importlib.import_module(module_name), attr)

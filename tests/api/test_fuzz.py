@@ -50,7 +50,7 @@ def api_schema(fuzzed: Stack, certs: Certs) -> BaseSchema:
     # steer most path parameters to the running engine and its strategies, so commands do real work
     names = document["components"]["parameters"]
     names["engine"]["schema"] = {"anyOf": [{"enum": ["main", "stuck"]}, {"type": "string"}]}
-    names["strategy"]["schema"] = {"anyOf": [{"enum": ["alpha", "beta", "fz"]}, {"type": "string"}]}
+    names["strategy"]["schema"] = {"anyOf": [{"enum": ["alpha", "beta", "fz"]}, names["strategy"]["schema"]]}
     schema = schemathesis.openapi.from_dict(document)
     schema.config.update(base_url=fuzzed.url, tls_verify=str(certs.ca))
     return schema

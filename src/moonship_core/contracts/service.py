@@ -21,8 +21,9 @@ class Registry(Protocol):
     """Plugin-provided classes by kind (the hook name without `moonship_`: "market_clients", "algos",
     "services", "backends", or any kind a plugin declares) and name."""
 
-    def resolve(self, kind: str, name: str) -> type[Any]:
-        """The entry `name` of `kind` (imported now if registered by reference); ConfigError if unknown."""
+    def resolve(self, kind: str, name: str, *, dotted: bool = True) -> type[Any]:
+        """The entry `name` of `kind` (imported now if registered by reference); ConfigError if unknown.
+        A dotted class path is imported only if `dotted` (never for names that came from outside)."""
         ...
 
     def names(self, kind: str) -> Collection[str]:

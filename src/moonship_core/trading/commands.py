@@ -8,11 +8,12 @@ import contextlib
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Callable
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
 
 from ..config import StrategyConfig, validate_model
 from ..errors import ConfigError, ControlError, MoonshipError
+from ..limits import MAX_DEPTH, STRATEGY_NAME_RULE, too_deep, valid_strategy_name
 from .publisher import CACHE_ERRORS, StatePublisher
 from .strategy import Strategy
 
@@ -20,13 +21,23 @@ from .strategy import Strategy
 REMEMBERED_COMMANDS = 1000
 
 
+class Builder(Protocol):
+    """Builds a strategy; `dotted=False` refuses an algo given as a dotted class path (nothing a command
+    contains is ever imported)."""
+
+    def __call__(self, name: str, config: StrategyConfig, *, dotted: bool) -> Strategy: ...
+
+
 class Commands:
-    """Runs commands on `strategies` (the engine's live mapping), building new ones with `build`."""
+    """Runs commands on `strategies` (the engine's live mapping), building new ones with `build`.
+
+    A command cannot hurt the engine: whatever it raises (any BaseException but cancellation, including
+    SystemExit from code it reaches) becomes an error reply, and a failed add leaves nothing behind."""
 
     def __init__(
         self,
         strategies: dict[str, Strategy],
-        build: Callable[[str, StrategyConfig], Strategy],
+        build: Builder,
         publisher: StatePublisher,
         logger: logging.Logger,
     ) -> None:
@@ -36,7 +47,8 @@ class Commands:
         self.logger = logger
         self.ready = asyncio.Event()
         self._replies: OrderedDict[str, asyncio.Future[dict[str, Any]]] = OrderedDict()
-        self._locks: dict[str, asyncio.Lock] = {}
+        #: name -> (lock, commands holding or awaiting it): an entry lives only while a command uses it
+        self._locks: dict[str, tuple[asyncio.Lock, list[int]]] = {}
 
     async def handle(self, command: dict[str, Any]) -> dict[str, Any]:
         """Run a command once per id (a retry gets the first run's reply), after start-up is complete."""
@@ -50,20 +62,28 @@ class Commands:
         while len(self._replies) > REMEMBERED_COMMANDS:
             self._replies.popitem(last=False)
         try:
-            reply = {"id": cid, "ok": True, "result": await self._execute(command)}
-            # read-your-writes: the change is in the cache before the caller hears it is done (bounded in
-            # real time, not the engine's clock: the cache is shared infrastructure and the caller waits)
-            with contextlib.suppress(*CACHE_ERRORS):
-                async with asyncio.timeout(2):
-                    await self.publisher.flush()
+            try:
+                reply = {"id": cid, "ok": True, "result": await self._execute(command)}
+            finally:
+                # read-your-writes: the change (or a failed one undone) is in the cache before the caller
+                # hears it is done (bounded in real time, not the engine's clock: the cache is shared
+                # infrastructure and the caller waits)
+                with contextlib.suppress(*CACHE_ERRORS):
+                    async with asyncio.timeout(2):
+                        await self.publisher.flush()
         except ControlError as exc:
             reply = {"id": cid, "ok": False, "error": str(exc), "status": exc.status}
         except ConfigError as exc:
             reply = {"id": cid, "ok": False, "error": str(exc), "status": 400}
         except MoonshipError as exc:
             reply = {"id": cid, "ok": False, "error": str(exc), "status": 500}
-        except Exception as exc:
-            self.logger.exception("command %s failed", command.get("command"))
+        except asyncio.CancelledError:
+            # the engine is stopping: a retry of this id runs afresh
+            self._replies.pop(cid, None)
+            future.cancel()
+            raise
+        except BaseException as exc:  # SystemExit, KeyboardInterrupt too: the engine goes on
+            self.logger.error("command %r failed", command.get("command"), exc_info=exc)
             reply = {"id": cid, "ok": False, "error": f"Internal error: {type(exc).__name__}", "status": 500}
         future.set_result(reply)
         return reply
@@ -75,8 +95,11 @@ class Commands:
         name = command.get("strategy")
         if not isinstance(name, str) or not name:
             raise ControlError("Missing or bad strategy field", 400)
-        lock = self._locks.setdefault(name, asyncio.Lock())
-        async with lock:
+        if not valid_strategy_name(name):
+            raise ControlError(f"Bad strategy name: it must be {STRATEGY_NAME_RULE}", 400)
+        if action not in _ACTIONS:
+            raise ControlError("Missing or bad command field", 400)
+        async with self._locked(name):
             if action == "add":
                 return await self._add(name, command.get("config"))
             strategy = self.strategies.get(name)
@@ -92,27 +115,53 @@ class Commands:
                 await strategy.stop("removed")
                 del self.strategies[name]
                 self.publisher.removed(name)
+                _forget_logger(strategy.logger)
                 self.logger.info("strategy %s removed", name)
-            else:
-                raise ControlError("Missing or bad command field", 400)
             return self.strategies[name].info() if name in self.strategies else None
+
+    @contextlib.asynccontextmanager
+    async def _locked(self, name: str) -> AsyncIterator[None]:
+        """One command at a time per strategy name; the lock is dropped when no command uses it, so unknown
+        names leave nothing behind."""
+        lock, users = self._locks.setdefault(name, (asyncio.Lock(), [0]))
+        users[0] += 1
+        try:
+            async with lock:
+                yield
+        finally:
+            users[0] -= 1
+            if not users[0]:
+                del self._locks[name]
 
     async def _add(self, name: str, config: Any) -> dict[str, Any]:
         if name in self.strategies:
             raise ControlError(f"Strategy {name} already exists", 400)
-        strategy = self.build(name, _strategy_config(name, config))
+        strategy = self.build(name, _strategy_config(name, config), dotted=False)
         self.strategies[name] = strategy
+        try:
+            if strategy.config.auto_start:
+                await strategy.start()
+        except BaseException:
+            # atomic: a strategy that failed to auto-start is not left registered
+            with contextlib.suppress(Exception):
+                await strategy.stop("failed to start")
+            del self.strategies[name]
+            self.publisher.removed(name)  # it may have been published while starting
+            _forget_logger(strategy.logger)
+            raise
         self.publisher.changed(name)
         self.logger.info("strategy %s added", name)
-        if strategy.config.auto_start:
-            await strategy.start()
         return strategy.info()
 
     async def _update(self, strategy: Strategy, changes: Any) -> None:
         if not isinstance(changes, dict):
             raise ControlError("Missing or bad config field", 400)
         merged = strategy.config.model_dump() | changes
-        replacement = self.build(strategy.name, _strategy_config(strategy.name, merged))
+        config = _strategy_config(strategy.name, merged)
+        # values that came from `$NAME` stay secret unless the update replaces them
+        config.mark_secret(loc for loc in strategy.config.secrets if loc[0] not in changes)
+        # the algo the operator's config file named may stay a dotted path; a new one must be registered
+        replacement = self.build(strategy.name, config, dotted=config.algo == strategy.config.algo)
         was_active = strategy.active
         await strategy.stop("updated")
         self.strategies[strategy.name] = replacement
@@ -122,7 +171,35 @@ class Commands:
             await replacement.start()
 
 
+_ACTIONS = frozenset({"add", "start", "stop", "update", "remove"})
+
+
 def _strategy_config(name: str, data: Any) -> StrategyConfig:
     if not isinstance(data, dict):
         raise ControlError("Missing or bad config field", 400)
+    if too_deep(data, MAX_DEPTH):
+        raise ControlError(f"Bad config field: nested more than {MAX_DEPTH} levels deep", 400)
     return validate_model(StrategyConfig, data, f"moonship.strategies.{name}")
+
+
+def _forget_logger(logger: logging.Logger) -> None:
+    """Drop a removed strategy's logger from the logging module, which otherwise keeps every logger ever made
+    (and a placeholder for each dotted prefix of its name) for the life of the process. A logger the
+    operator's logging config set up is kept, so a strategy added again under that name logs as configured."""
+    if logger.handlers or logger.filters or logger.level != logging.NOTSET or not logger.propagate:
+        return
+    loggers = logging.Logger.manager.loggerDict
+    if loggers.get(logger.name) is not logger:
+        return
+    if any(isinstance(other, logging.Logger) and other.parent is logger for other in loggers.values()):
+        return  # another strategy's logger (e.g. "a.b" under "a") still hangs below it
+    del loggers[logger.name]
+    name = logger.name
+    while "." in name:  # the placeholders created for the dotted prefixes of its name
+        name = name.rpartition(".")[0]
+        holder = loggers.get(name)
+        if not isinstance(holder, logging.PlaceHolder):
+            break
+        holder.loggerMap.pop(logger, None)
+        if not holder.loggerMap:
+            del loggers[name]

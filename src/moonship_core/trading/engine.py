@@ -92,9 +92,11 @@ class TradingEngine(Service):
         )
         return Market(name, config, client_class, client_context)
 
-    def _build_strategy(self, name: str, config: StrategyConfig) -> Strategy:
+    def _build_strategy(self, name: str, config: StrategyConfig, *, dotted: bool = True) -> Strategy:
+        """The strategy `name`; its algo may be a dotted class path only if `dotted` (the operator's config
+        file: commands from the bus name registered algos only)."""
         try:
-            algo_class = self.context.registry.resolve("algos", config.algo)
+            algo_class = self.context.registry.resolve("algos", config.algo, dotted=dotted)
         except ConfigError as exc:
             raise ConfigError(f"moonship.strategies.{name}.algo: {exc}") from None
         unknown = [m for m in config.markets if m not in self.markets]

@@ -10,12 +10,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretBytes, SecretStr
 
 from ..clock import Clock
 from ..config import StrategyConfig, validate_model
 from ..contracts.algo import AlgoContext, TradingAlgo
-from ..errors import MoonshipError
+from ..errors import ConfigError, MoonshipError
+from ..limits import number_problems
 from ..model import ZERO, Fill, Order
 from .market import Market, MarketView
 from .portfolio import Position
@@ -79,6 +80,8 @@ class Strategy:
         self.algo_class = algo_class
         self.markets = markets
         self.settings = validate_settings(name, algo_class, config.extra)
+        #: the algo's settings typed as secrets: masked in StrategyInfo like the `$NAME` values
+        self.secret_keys = [k for k, v in self.settings if isinstance(v, SecretStr | SecretBytes)]
         self.logger = logging.getLogger(f"moonship.strategy.{name}")
         self.clock = clock
         self.mailbox = Mailbox()
@@ -185,7 +188,7 @@ class Strategy:
             start_time=self.start_time,
             update_time=self.update_time,
             stop_reason=self.stop_reason,
-            config=self.config.model_dump(mode="json"),
+            config=self.config.public_dump(self.secret_keys),
             position=position.quantity,
             last_trade_profit=self.last_trade_profit,
             total_profit=sum((p.realized for p in self.positions.values()), ZERO),
@@ -266,5 +269,12 @@ _CALLBACK = {"book": "order_book", "order": "order_update", "status": "market_st
 
 
 def validate_settings(name: str, algo_class: type[TradingAlgo], extra: dict[str, Any]) -> BaseModel:
-    """The algo's typed settings from the strategy's extra properties (ConfigError naming the property)."""
-    return validate_model(algo_class.settings_model, extra, f"moonship.strategies.{name}")
+    """The algo's typed settings from the strategy's extra properties (ConfigError naming the property).
+    Numbers must be finite and of sane magnitude (see `limits.number_problems`): `1e999999999` would pass
+    as a Decimal and overflow in the first calculation."""
+    prefix = f"moonship.strategies.{name}"
+    settings = validate_model(algo_class.settings_model, extra, prefix)
+    problems = list(number_problems(settings, prefix))
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return settings

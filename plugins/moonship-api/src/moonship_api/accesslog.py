@@ -18,6 +18,8 @@ from datetime import datetime
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from moonship_core import printable
+
 DEFAULT_FORMAT = '%a %t "%r" %s %b "%{Referer}i" "%{User-Agent}i"'
 SECRET_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "set-cookie"})
 
@@ -136,4 +138,5 @@ class AccessLogMiddleware:
                 request_headers=_headers(list(scope.get("headers", []))),
                 response_headers=response_headers,
             )
-            self.logger.info("%s", self.fmt.format(record))
+            # escaped: a request's path, query or headers cannot forge or hide log lines
+            self.logger.info("%s", printable(self.fmt.format(record), 8192))

@@ -18,12 +18,17 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from moonship_core import (
+    MAX_DEPTH,
+    STRATEGY_NAME_RULE,
     CommandTimeout,
     ControlError,
     ControlPlane,
     EngineUnavailable,
     SharedCache,
     json_dumps,
+    printable,
+    too_deep,
+    valid_strategy_name,
 )
 
 from .accesslog import AccessLogFormat, AccessLogMiddleware
@@ -76,7 +81,7 @@ def request_token(headers: Headers) -> str | None:
 
 
 async def read_json(request: Request) -> dict[str, Any]:
-    """The request body as a JSON object (at most MAX_BODY bytes)."""
+    """The request body as a JSON object (at most MAX_BODY bytes, nested at most MAX_DEPTH levels)."""
     length = request.headers.get("content-length", "")
     if length.isdigit() and int(length) > MAX_BODY:
         raise ApiError("Request body too large", 413)
@@ -91,6 +96,8 @@ async def read_json(request: Request) -> dict[str, Any]:
         data = None
     if not isinstance(data, dict):
         raise ApiError("Missing or bad request body", 400)
+    if too_deep(data, MAX_DEPTH):
+        raise ApiError(f"Request body nested more than {MAX_DEPTH} levels deep", 400)
     return data
 
 
@@ -229,14 +236,14 @@ class Api:
                 raise ApiError("Too many failed logins: try again later", 429, {"Retry-After": str(retry)})
             if not await self.credentials.check(user, password):
                 await self.throttle.failed(client)
-                self.logger.warning("failed login from %s", client)
+                self.logger.warning("failed login from %s", printable(client))
                 raise ApiError("Invalid user or password", 401)
             await self.throttle.succeeded(client)
         previous = request_token(request.headers)
         if previous is not None:  # a new token at every login: no session fixation
             await self.sessions.delete(previous)
         token = await self.sessions.create(user)
-        self.logger.info("login from %s", client)
+        self.logger.info("login from %s", printable(client))
         response = JsonResponse({"session_token": token})
         response.headers.append("set-cookie", f"{COOKIE_NAME}={token}; {_COOKIE_ATTRIBUTES}")
         return response
@@ -282,7 +289,11 @@ class Api:
 
 
 def _names(request: Request) -> tuple[str, str]:
-    return request.path_params["engine"], request.path_params["strategy"]
+    engine: str = request.path_params["engine"]
+    name: str = request.path_params["strategy"]
+    if not valid_strategy_name(name):
+        raise ApiError(f"Bad strategy name: it must be {STRATEGY_NAME_RULE}", 400)
+    return engine, name
 
 
 async def _config(request: Request) -> dict[str, Any]:

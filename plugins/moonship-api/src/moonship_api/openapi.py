@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from moonship_core import MAX_DEPTH, STRATEGY_NAME_PATTERN
+
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
@@ -25,7 +27,8 @@ def _error(description: str, headers: dict[str, Any] | None = None) -> dict[str,
 
 _ERRORS: dict[str, dict[str, Any]] = {
     "400": _error("Missing or bad field: the message names it (`Missing or bad <name> field`, or the config "
-                  "property path and problem)."),
+                  "property path and problem); `Bad strategy name: ...`; a body nested more than "
+                  f"{MAX_DEPTH} levels deep."),
     "401": _error("`Access denied`: no live session.",
                   {"WWW-Authenticate": {"schema": {"type": "string"}}}),
     "404": _error("`No such strategy`, or the engine is not running (`Engine '<name>' is not running`)."),
@@ -152,7 +155,7 @@ OPENAPI: dict[str, Any] = {
                 "parameters": _NAMES,
                 "responses": {
                     "200": _json(_ref("StrategyInfo"), "The strategy."),
-                    **_errors("401", "404", "500", "503"),
+                    **_errors("400", "401", "404", "500", "503"),
                 },
             },
             "post": _command(
@@ -199,7 +202,11 @@ OPENAPI: dict[str, Any] = {
         },
         "parameters": {
             "engine": {"name": "engine", "in": "path", "required": True, "schema": {"type": "string"}},
-            "strategy": {"name": "strategy", "in": "path", "required": True, "schema": {"type": "string"}},
+            "strategy": {
+                "name": "strategy", "in": "path", "required": True,
+                "description": "1 to 64 of `A-Z a-z 0-9 _ . -` (400 otherwise)",
+                "schema": {"type": "string", "pattern": STRATEGY_NAME_PATTERN, "maxLength": 64},
+            },
         },
         "responses": {f"E{code}": response for code, response in _ERRORS.items()},
         "schemas": {
