@@ -31,9 +31,13 @@ def to_ms(ts: datetime) -> int:
     return int(ts.timestamp() * 1000)
 
 
-def new_client_order_id(prefix: str = "ms") -> str:
+#: the start of every client order id Moonship makes (reconciliation recognises its own orders by it)
+CLIENT_ORDER_ID_PREFIX = "ms"
+
+
+def new_client_order_id() -> str:
     """A unique client order id (alphanumeric, 26 chars: fits every exchange's limit)."""
-    return prefix + secrets.token_hex(12)
+    return CLIENT_ORDER_ID_PREFIX + secrets.token_hex(12)
 
 
 def round_to_step(value: Decimal, step: Decimal, *, up: bool = False) -> Decimal:

@@ -116,7 +116,8 @@ def test_orders_are_gated_by_market_status() -> None:
     async def main() -> None:
         market = make_market()
         inbox = Inbox()
-        closed = await market.place_order(OrderRequest.limit(Side.BUY, D("1"), D("100")), owner=inbox)
+        market.orders.attach("inbox", inbox)
+        closed = await market.place_order(OrderRequest.limit(Side.BUY, D("1"), D("100")), owner="inbox")
         assert (closed.status, closed.error) == (OrderStatus.REJECTED, "MarketClosed")
         assert inbox.events == [("order", closed)]  # the owner hears of it like any update
         await market.open()
@@ -187,7 +188,8 @@ async def place_unconfirmed(client_class: type[ScriptedClient]) -> tuple[Market,
     market = Market("btc", cfg, client_class, ClientContext("btc", cfg, {}, RESOLVE))
     inbox = Inbox()
     await market.open()
-    sent = await market.place_order(OrderRequest.limit(Side.BUY, D("1"), D("100")), owner=inbox)
+    market.orders.attach("inbox", inbox)
+    sent = await market.place_order(OrderRequest.limit(Side.BUY, D("1"), D("100")), owner="inbox")
     assert sent.status is OrderStatus.UNKNOWN
     assert market.open_orders() == [sent]  # the strategy sees it, so it does not place it again
     for _ in range(100):
@@ -217,7 +219,7 @@ class NeverArrived(ScriptedClient):
 
 
 def test_unconfirmed_order_the_exchange_never_saw_ends_rejected(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr("moonship_core.trading.market.UNKNOWN_GRACE", 0.3)
+    monkeypatch.setattr("moonship_core.trading.orders.UNKNOWN_GRACE", 0.3)
 
     async def main() -> None:
         market, orders = await place_unconfirmed(NeverArrived)

@@ -23,6 +23,10 @@ API_KEY = "4f5bdd0b1b4ec0e4a3e0b7b1f1d6d1c8e0a9d0c2b6f7a8e9d0c1b2a3f4e5d6c7"
 SECRET = "sim-valr-secret-0001"
 
 
+#: the strategy name the recorder owns its orders as
+OWNER = "recorder"
+
+
 class Recorder:
     """A strategy-side subscriber of a Market: records what the market publishes."""
 
@@ -104,6 +108,7 @@ def make_market(
     market = Market(name, config, ValrClient, context)
     recorder = Recorder()
     market.subscribe(recorder)
+    market.orders.attach(OWNER, recorder)
     return market, recorder
 
 

@@ -35,7 +35,7 @@ from moonship_core.config import parse_config
 from moonship_core.plugins import Plugins
 from moonship_core.trading.engine import TradingEngine
 
-from .harness import API_KEY, SECRET, D, client_of, make_market, settings_for, until, venue
+from .harness import API_KEY, OWNER, SECRET, D, client_of, make_market, settings_for, until, venue
 
 pytestmark = pytest.mark.anyio
 
@@ -159,7 +159,7 @@ async def test_client_syncs_to_a_skewed_server_then_signs_rest_and_the_account_s
     async with venue() as (sim, server):
         sim.clock_skew_ms = skew_ms
         Participants(sim.exchange, "BTCZAR", mid=D(1_000_000)).seed_book(3)
-        market, rec = make_market(server)
+        market, _ = make_market(server)
         await market.open()
         try:
             client = client_of(market)
@@ -169,7 +169,7 @@ async def test_client_syncs_to_a_skewed_server_then_signs_rest_and_the_account_s
             assert sim.refused == 0  # no upgrade was refused: both were signed with the server's time
             assert (await client.get_balances())["BTC"].free == D(10)
             ack = await market.place_order(
-                OrderRequest.limit(Side.BUY, D("0.01"), D(999_000), post_only=True), owner=rec
+                OrderRequest.limit(Side.BUY, D("0.01"), D(999_000), post_only=True), owner=OWNER
             )
             assert sim.exchange.orders[ack.id].account is sim.account(API_KEY)
             # the account socket (signed with the synced clock) reports the reservation

@@ -24,7 +24,7 @@ from moonship_core import (
 )
 from moonship_core.trading.market import Market
 
-from .harness import API_KEY, D, Recorder, client_of, make_market, until, venue
+from .harness import API_KEY, OWNER, D, Recorder, client_of, make_market, until, venue
 
 pytestmark = pytest.mark.anyio
 MID = D(1_000_000)
@@ -63,7 +63,7 @@ async def final(rec: Recorder, coid: str) -> Order:
 async def test_resting_order_fills_as_maker_then_cancel_keeps_fills_and_balances_follow() -> None:
     async with trading() as (sim, _, market, rec, house):
         req = OrderRequest.limit(Side.BUY, D("0.05"), D("999990"), post_only=True)
-        ack = await market.place_order(req, owner=rec)
+        ack = await market.place_order(req, owner=OWNER)
         assert ack.status is OrderStatus.PENDING and ack.id
         wire = sim.exchange.orders[ack.id]
         assert wire.customer_order_id == req.client_order_id and wire.type == "post-only limit"
@@ -108,7 +108,7 @@ async def test_taker_fees_and_time_in_force() -> None:
         # IOC through two levels: taker BUY pays its fee in base; the remainder expires
         qty = top[0][1] + top[1][1] + D("0.5")
         ioc = OrderRequest.limit(Side.BUY, qty, top[1][0], time_in_force=TimeInForce.IOC)
-        await market.place_order(ioc, owner=rec)
+        await market.place_order(ioc, owner=OWNER)
         done = await final(rec, ioc.client_order_id)
         assert done.status is OrderStatus.CANCELLED_AND_PARTIALLY_FILLED
         assert [f.price for f in done.fills] == [top[0][0], top[1][0]]
@@ -118,15 +118,15 @@ async def test_taker_fees_and_time_in_force() -> None:
         }
         # IOC with nothing to take: expired, not "partially filled" (the original inverted this)
         none = OrderRequest.limit(Side.BUY, D("0.01"), D(900_000), time_in_force=TimeInForce.IOC)
-        await market.place_order(none, owner=rec)
+        await market.place_order(none, owner=OWNER)
         assert (await final(rec, none.client_order_id)).status is OrderStatus.EXPIRED
         # FOK larger than the book: expired untouched; FOK that fits: filled
         big = OrderRequest.limit(Side.SELL, D(5), D(999_000), time_in_force=TimeInForce.FOK)
-        await market.place_order(big, owner=rec)
+        await market.place_order(big, owner=OWNER)
         expired = await final(rec, big.client_order_id)
         assert expired.status is OrderStatus.EXPIRED and not expired.fills
         fits = OrderRequest.limit(Side.SELL, D("0.001"), D(999_000), time_in_force=TimeInForce.FOK)
-        await market.place_order(fits, owner=rec)
+        await market.place_order(fits, owner=OWNER)
         filled = await final(rec, fits.client_order_id)
         assert filled.status is OrderStatus.FILLED and filled.fills[0].fee_asset == "ZAR"  # taker SELL: quote
 
@@ -134,12 +134,12 @@ async def test_taker_fees_and_time_in_force() -> None:
 async def test_market_orders_by_base_and_by_quote_amount() -> None:
     async with trading() as (sim, _, market, rec, _house):
         sell = OrderRequest.market(Side.SELL, quantity=D("0.003"))
-        await market.place_order(sell, owner=rec)
+        await market.place_order(sell, owner=OWNER)
         done = await final(rec, sell.client_order_id)
         assert done.status is OrderStatus.FILLED and done.filled_quantity == D("0.003")
         assert sim.exchange.orders[done.id].type == "market"
         buy = OrderRequest.market(Side.BUY, quote_quantity=D(5000))
-        await market.place_order(buy, owner=rec)
+        await market.place_order(buy, owner=OWNER)
         bought = await final(rec, buy.client_order_id)
         assert bought.status is OrderStatus.FILLED and bought.quantity is None
         assert D(4990) < bought.filled_quote_quantity <= D(5000)
@@ -149,7 +149,7 @@ async def test_market_orders_by_base_and_by_quote_amount() -> None:
 async def test_cancel_unknown_and_already_filled_orders() -> None:
     async with trading() as (sim, _, market, rec, house):
         rest = OrderRequest.limit(Side.SELL, D("0.01"), D(1_000_050), post_only=True)
-        ack = await market.place_order(rest, owner=rec)
+        ack = await market.place_order(rest, owner=OWNER)
         cancelled = await market.cancel_order(ack)
         assert cancelled.status is OrderStatus.CANCELLED and not cancelled.fills
         ghost = Order(
@@ -165,7 +165,7 @@ async def test_cancel_unknown_and_already_filled_orders() -> None:
         with pytest.raises(OrderNotFound):
             await market.client.cancel_order(ghost)
         taken = OrderRequest.limit(Side.SELL, D("0.01"), D(1_000_000), post_only=True)
-        ack = await market.place_order(taken, owner=rec)
+        ack = await market.place_order(taken, owner=OWNER)
         sim.exchange.place(house.account, "BTCZAR", "buy", kind="market", quantity=D(5))
         await final(rec, taken.client_order_id)
         assert (await market.client.cancel_order(ack)).status is OrderStatus.FILLED
@@ -176,7 +176,7 @@ async def test_refusals_map_onto_the_taxonomy_in_both_v2_forms(form: str) -> Non
     async with trading({"ZAR": "1000", "BTC": "0.001"}) as (sim, _, market, rec, _house):
         sim.faults.v2_failure_form = form
         client = market.client
-        funds = await market.place_order(OrderRequest.limit(Side.BUY, D("0.01"), D(999_000)), owner=rec)
+        funds = await market.place_order(OrderRequest.limit(Side.BUY, D("0.01"), D(999_000)), owner=OWNER)
         assert (funds.status, funds.error) == (OrderStatus.REJECTED, "InsufficientFunds")
         taker = OrderRequest.limit(Side.SELL, D("0.0005"), D(999_999), post_only=True)
         crossed = await market.place_order(taker)
@@ -199,7 +199,7 @@ async def test_lost_answer_is_resolved_and_retries_never_double_an_order() -> No
     async with trading() as (sim, server, market, rec, _house):
         sim.faults.fail_after_execute = 1
         req = OrderRequest.limit(Side.BUY, D("0.01"), D(999_000), post_only=True)
-        assert (await market.place_order(req, owner=rec)).status is OrderStatus.UNKNOWN
+        assert (await market.place_order(req, owner=OWNER)).status is OrderStatus.UNKNOWN
         # the account socket (or the market's lookup) tells the strategy the order exists
         await until(lambda: (o := last(rec, req.client_order_id)) is not None and o.id, what="resolved")
         again = await market.client.place_order(req)  # a retry: no second order
@@ -209,7 +209,7 @@ async def test_lost_answer_is_resolved_and_retries_never_double_an_order() -> No
         other, other_rec = make_market(server, name="btc2")
         await other.open()
         try:
-            found = await other.place_order(req, owner=other_rec)
+            found = await other.place_order(req, owner=OWNER)
             assert found.id == mine[0].id and found.status is OrderStatus.PENDING
             assert found.client_order_id == req.client_order_id
             await other.cancel_order(found)  # and it is tracked from then on
@@ -225,7 +225,7 @@ async def test_fills_missing_from_the_socket_come_from_rest() -> None:
     async with trading() as (sim, _, market, rec, house):
         sim.faults.drop_account_trades = True
         req = OrderRequest.limit(Side.SELL, D("0.02"), D(1_000_000), post_only=True)
-        await market.place_order(req, owner=rec)
+        await market.place_order(req, owner=OWNER)
         sim.exchange.place(house.account, "BTCZAR", "buy", kind="market", quantity=D(5))
         done = await final(rec, req.client_order_id)
         assert done.status is OrderStatus.FILLED and done.filled_quantity == D("0.02")
@@ -239,7 +239,7 @@ async def test_reconnect_reconciles_what_happened_while_disconnected() -> None:
         client = client_of(market)
         assert client.account is not None
         req = OrderRequest.limit(Side.SELL, D("0.02"), D(1_000_000), post_only=True)
-        await market.place_order(req, owner=rec)
+        await market.place_order(req, owner=OWNER)
         reconciled = client.account.reconciled
         sim.faults.refuse_connections = True
         await sim.drop_connections("account")
@@ -259,7 +259,7 @@ async def test_reconnect_reconciles_what_happened_while_disconnected() -> None:
 async def test_no_rest_polling_while_orders_rest_in_a_busy_market() -> None:
     async with trading() as (sim, _, market, rec, house):
         req = OrderRequest.limit(Side.BUY, D("0.01"), D(999_000), post_only=True)
-        await market.place_order(req, owner=rec)
+        await market.place_order(req, owner=OWNER)
         before = len(sim.requests)
         house.rate = 400
         async with house:
@@ -301,13 +301,13 @@ async def test_sub_account_is_signed_on_rest_and_the_account_socket() -> None:
     async with venue() as (sim, server):
         Participants(sim.exchange, "BTCZAR", mid=MID).seed_book(3)
         sim.fund(API_KEY, "ZAR", "50000", sub_account="1234")
-        market, rec = make_market(server, extra={"sub_account_id": "1234"})
+        market, _ = make_market(server, extra={"sub_account_id": "1234"})
         await market.open()
         try:
             await until(lambda: "ZAR" in market.balances, what="sub-account balances")
             assert market.balances["ZAR"].free == D(50000)  # not the main account's 1 000 000
             req = OrderRequest.limit(Side.BUY, D("0.01"), D(999_000), post_only=True)
-            ack = await market.place_order(req, owner=rec)
+            ack = await market.place_order(req, owner=OWNER)
             assert sim.exchange.orders[ack.id].account is sim.account(API_KEY, "1234")
             await until(lambda: market.balances["ZAR"].locked == D(9990), what="socket of the sub-account")
             elsewhere = OrderRequest.limit(Side.BUY, D("0.01"), D(999_000), account="999")

@@ -22,7 +22,18 @@ from moonship_core import (
 )
 from moonship_core.trading.market import Market
 
-from .harness import API_KEY, D, Recorder, book_levels, client_of, make_market, sim_levels, until, venue
+from .harness import (
+    API_KEY,
+    OWNER,
+    D,
+    Recorder,
+    book_levels,
+    client_of,
+    make_market,
+    sim_levels,
+    until,
+    venue,
+)
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -103,7 +114,7 @@ async def _trade(
                 price = mid - offset if side is Side.BUY else mid + offset
                 await market.place_order(
                     OrderRequest.limit(side, D("0.001") * rng.randint(1, 30), price, post_only=True),
-                    owner=rec,
+                    owner=OWNER,
                 )
             elif roll < 0.6:
                 side = rng.choice((Side.BUY, Side.SELL))
@@ -111,20 +122,20 @@ async def _trade(
                 tif = rng.choice((TimeInForce.IOC, TimeInForce.FOK))
                 await market.place_order(
                     OrderRequest.limit(side, D("0.002") * rng.randint(1, 20), price, time_in_force=tif),
-                    owner=rec,
+                    owner=OWNER,
                 )
             elif roll < 0.7:
                 side = rng.choice((Side.BUY, Side.SELL))
                 if rng.random() < 0.5:
                     await market.place_order(
-                        OrderRequest.market(side, quantity=D("0.0005") * rng.randint(1, 9)), owner=rec
+                        OrderRequest.market(side, quantity=D("0.0005") * rng.randint(1, 9)), owner=OWNER
                     )
                 else:
                     await market.place_order(
-                        OrderRequest.market(side, quote_quantity=D(rng.randint(20, 900))), owner=rec
+                        OrderRequest.market(side, quote_quantity=D(rng.randint(20, 900))), owner=OWNER
                     )
             else:
-                mine = market.open_orders(rec)  # type: ignore[arg-type]
+                mine = market.open_orders(OWNER)
                 if mine:
                     await market.cancel_order(rng.choice(mine))
         except MoonshipError as exc:  # post-only crossings, lost answers, 429s, unknown-at-cancel...

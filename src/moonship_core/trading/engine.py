@@ -15,9 +15,11 @@ from ..contracts.stores import Stores
 from ..control import ControlPlane
 from ..errors import ConfigError
 from ..plugins import Plugins
-from ..stores.memory import MemoryBus, MemoryCache
+from ..stores.memory import MemoryBus, MemoryCache, MemoryJournal
 from .commands import Commands
 from .market import Market
+from .orders import OrderManager
+from .portfolio import Portfolio
 from .publisher import StatePublisher
 from .strategy import Strategy
 
@@ -33,14 +35,20 @@ class TradingEngine(Service):
         self.instance = uuid.uuid4().hex[:12]
         self.started = self.clock.now()
         self._shared: dict[str, Any] = {}
-        self.markets = {name: self._build_market(name, mc) for name, mc in config.markets.items()}
-        self.strategies = {name: self._build_strategy(name, sc) for name, sc in config.strategies.items()}
+        self.strategies: dict[str, Strategy] = {}
         # the heartbeat is the engine's liveness in the shared cache, whose TTLs run on real time: the
         # publisher paces it (and its writes) on the system clock even when the engine runs on a SimClock
         self.publisher = StatePublisher(
             self.engine_name, self.instance, self.started, context.cache, LiveClock(), self.strategies,
             self.logger,
         )
+        self.journal = context.stores.journal or MemoryJournal()
+        self.orders = OrderManager(
+            self.journal, Portfolio(), self.clock, self.publisher.changed, config.journal.unknown_orders
+        )
+        self.markets = {name: self._build_market(name, mc) for name, mc in config.markets.items()}
+        for name, strategy_config in config.strategies.items():
+            self.strategies[name] = self._build_strategy(name, strategy_config)
         self.commands = Commands(self.strategies, self._build_strategy, self.publisher, self.logger)
 
     @classmethod
@@ -58,7 +66,7 @@ class TradingEngine(Service):
         markets, strategies and simulated clients see (a SimClock for a backtest; the system's by default).
         """
         plugins = plugins or Plugins.load()
-        stores = stores or Stores(MemoryCache(), MemoryBus())
+        stores = stores or Stores(MemoryCache(), MemoryBus(), MemoryJournal())
         context = ServiceContext(
             config=config,
             settings={},
@@ -90,7 +98,7 @@ class TradingEngine(Service):
             shared=self._shared,
             clock=self.clock,
         )
-        return Market(name, config, client_class, client_context)
+        return Market(name, config, client_class, client_context, self.orders)
 
     def _build_strategy(self, name: str, config: StrategyConfig, *, dotted: bool = True) -> Strategy:
         """The strategy `name`; its algo may be a dotted class path only if `dotted` (the operator's config
@@ -103,14 +111,26 @@ class TradingEngine(Service):
         if unknown:
             raise ConfigError(f"moonship.strategies.{name}.markets: unknown market {unknown[0]!r}")
         markets = {m: self.markets[m] for m in config.markets}
-        return Strategy(name, self.engine_name, config, algo_class, markets, self._changed, self.clock)
+        return Strategy(
+            name, self.engine_name, config, algo_class, markets, self._changed, self.clock, self.orders
+        )
 
     def _changed(self, strategy: Strategy) -> None:
         self.publisher.changed(strategy.name)
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
+        """Claim the name, take up the journal, reconcile the markets that had open orders with their
+        exchanges, and only then serve commands and start the auto-started strategies (crash-only: a start
+        after kill -9 and a clean start are the same path)."""
         await self.publisher.claim_name()
+        await self.journal.open()
+        await self.orders.restore(self.markets)
+        pending = [m for m in self.markets.values() if self.orders.open_orders(m.name)]
+        results = await asyncio.gather(*(m.open() for m in pending), return_exceptions=True)
+        for market, result in zip(pending, results, strict=True):
+            if isinstance(result, BaseException):
+                self.logger.error("market %s did not open to reconcile its orders: %s", market.name, result)
         await self.publisher.start()
         await self.context.bus.serve(self.engine_name, self.commands.handle)
         self.logger.info(
@@ -134,4 +154,8 @@ class TradingEngine(Service):
             if isinstance(result, BaseException):
                 self.logger.warning("closing market %s failed: %s", market.name, result)
         await self.publisher.stop()
+        try:
+            await self.journal.close()
+        except Exception as exc:
+            self.logger.error("the journal could not be written at stop: %s", exc)
         self.logger.info("engine %s stopped", self.engine_name)

@@ -11,9 +11,10 @@ import asyncio
 import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any, Protocol
 
 from ..book import OrderBook
@@ -23,9 +24,6 @@ from ..errors import (
     InvalidOrder,
     MarketClosed,
     MoonshipError,
-    OrderNotFound,
-    OrderStatusUnknown,
-    PostOnlyRejected,
 )
 from ..model import (
     Balance,
@@ -34,7 +32,6 @@ from ..model import (
     MarketStatus,
     Order,
     OrderRequest,
-    OrderStatus,
     Side,
     Ticker,
     Trade,
@@ -42,11 +39,10 @@ from ..model import (
     round_to_step,
 )
 from ..orderlevel import OrderLevelBook
-from .portfolio import Position
+from ..stores.memory import MemoryJournal
+from .orders import OrderManager
+from .portfolio import Portfolio, Position
 
-_RECENTLY_CLOSED = 1024
-#: how long an unconfirmed order may stay unknown to the exchange before it is taken as never placed
-UNKNOWN_GRACE = 60.0
 _QUOTE_STEP = Decimal("1e-8")
 
 
@@ -58,17 +54,14 @@ class Subscriber(Protocol):
     def notify(self, kind: str, market: Market, payload: Any) -> None: ...
 
 
-@dataclass(slots=True)
-class _Tracked:
-    owner: Subscriber | None
-    order: Order | None = None
-    #: a task is confirming an unconfirmed cancel
-    confirming: bool = False
-
-
 class Market:
     def __init__(
-        self, name: str, config: MarketConfig, client_class: type[MarketClient], context: ClientContext
+        self,
+        name: str,
+        config: MarketConfig,
+        client_class: type[MarketClient],
+        context: ClientContext,
+        orders: OrderManager | None = None,
     ) -> None:
         self.name = name
         self.config = config
@@ -84,9 +77,8 @@ class Market:
         self._ticker: Ticker | None = None
         self._candle: Candle | None = None
         self._subscribers: list[Subscriber] = []
-        self._orders: dict[str, _Tracked] = {}  # client order id -> owner and latest state
-        self._closed_ids: deque[str] = deque(maxlen=_RECENTLY_CLOSED)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        #: the engine's order manager (a market of its own when built alone)
+        self.orders = orders or OrderManager(MemoryJournal(), Portfolio(), context.clock)
         self._opened = False
         self._open_lock = asyncio.Lock()
         self.clock = context.clock
@@ -106,6 +98,7 @@ class Market:
         self.status = MarketStatus.UNSYNCED
         self._opened = True
         await self.client.connect()
+        await self.orders.reconcile(self)
         self.logger.info(
             "opened %s: tick %s, lot %s, min qty %s, min notional %s",
             self.symbol,
@@ -119,8 +112,7 @@ class Market:
         if not self._opened:
             return
         self._opened = False
-        for task in list(self._tasks):
-            task.cancel()
+        await self.orders.close(self.name)
         await self.client.close()
         self.status = MarketStatus.CLOSED
         self.book.clear()
@@ -145,13 +137,9 @@ class Market:
     def is_open(self) -> bool:
         return self.status in (MarketStatus.OPEN, MarketStatus.OPEN_POST_ONLY)
 
-    def open_orders(self, owner: Subscriber | None = None) -> list[Order]:
-        """Our live orders in this market (of one owner, if given)."""
-        return [
-            t.order
-            for t in self._orders.values()
-            if t.order is not None and (owner is None or t.owner is owner)
-        ]
+    def open_orders(self, owner: str | None = None) -> list[Order]:
+        """Our live orders in this market (of one strategy, if given)."""
+        return self.orders.open_orders(self.name, owner)
 
     # ------------------------------------------------------------------ events from the client (via _Feed)
     def _on_book(self) -> None:
@@ -190,29 +178,14 @@ class Market:
         for sub in self._subscribers:
             sub.notify("status", self, status)
 
-    def _on_order(self, order: Order) -> None:
-        tracked = self._orders.get(order.client_order_id)
-        if tracked is None:
-            if order.client_order_id not in self._closed_ids:
-                self.logger.debug("update of an order not placed here: %s", order.client_order_id)
-            return
-        if not _is_newer(order, tracked.order):
-            return
-        tracked.order = order
-        if order.status.is_final:
-            del self._orders[order.client_order_id]
-            self._closed_ids.append(order.client_order_id)
-            self._log_final(order)
-        if tracked.owner is not None:
-            tracked.owner.notify("order", self, order)
-
     def _on_balances(self, balances: Sequence[Balance]) -> None:
         for b in balances:
             self.balances[b.asset] = b
 
     # ------------------------------------------------------------------ requests
-    async def place_order(self, request: OrderRequest, owner: Subscriber | None = None) -> Order:
-        """Round to the market's tick and lot, check its minimums, send, and track the order for `owner`.
+    async def place_order(self, request: OrderRequest, owner: str | None = None) -> Order:
+        """Round to the market's tick and lot, check its minimums, send, and track the order for the strategy
+        `owner`.
 
         Never raises for what the market, the exchange or the network decides: the order comes back REJECTED
         (with `error` and `reason`), or UNKNOWN while a sent order is unconfirmed; UNKNOWN resolves later,
@@ -221,61 +194,18 @@ class Market:
             self._check_open(request)
             request = self.prepare(request)
         except MoonshipError as exc:
-            return self._reject(request, exc, owner)
-        coid = request.client_order_id
-        tracked = self._orders[coid] = _Tracked(owner)
-        try:
-            order = await self.client.place_order(request)
-        except OrderStatusUnknown:
-            self.logger.warning("order %s sent but not confirmed: querying it", coid)
-            return self._unknown(request, tracked)
-        except MoonshipError as exc:
-            self._orders.pop(coid, None)
-            return self._reject(request, exc, owner)
-        except Exception:  # a client's own failure: the request may have left, so find out, never resend
-            self.logger.exception("sending order %s failed: querying it", coid)
-            return self._unknown(request, tracked)
-        except BaseException:  # cancelled while in flight: it may have reached the exchange
-            self._unknown(request, tracked)
-            raise
-        self.logger.debug(
-            "%s %s %s @ %s %s%s (%s)",
-            request.side.value,
-            fmt_decimal(request.quantity)
-            if request.quantity is not None
-            else f"{fmt_decimal(request.quote_quantity or Decimal(0))} quote",
-            self.symbol,
-            fmt_decimal(request.price) if request.price is not None else "market",
-            request.time_in_force.value,
-            " post-only" if request.post_only else "",
-            coid,
-        )
-        self._on_order(order)
-        return tracked.order if tracked.order is not None else order
+            return self.orders.reject(self, request, exc, owner)
+        return await self.orders.place(self, request, owner)
 
     async def cancel_order(self, order: Order) -> Order:
         """Cancel one of our orders; never raises. Returns its state after the cancel, or CANCELLATION
         PENDING while the cancel is unconfirmed (the outcome arrives as order updates). A halted market may
         still take cancels, so they are sent in any market status."""
-        tracked = self._orders.get(order.client_order_id)
-        current = tracked.order if tracked is not None and tracked.order is not None else order
-        if current.status.is_final or tracked is None or tracked.confirming:
-            return current  # nothing to cancel, or a cancel is being confirmed already
-        try:
-            self._on_order(await self.client.cancel_order(current))
-        except Exception as exc:
-            if not isinstance(exc, MoonshipError):
-                self.logger.exception("cancelling order %s failed", current.client_order_id)
-            pending = replace(current, status=OrderStatus.CANCELLATION_PENDING, updated=self.clock.now())
-            self._on_order(pending)
-            if tracked.order is pending and not tracked.confirming:
-                tracked.confirming = True
-                self._spawn(self._confirm_cancel(pending, exc))
-        return tracked.order or current
+        return await self.orders.cancel(self, order)
 
     async def get_order(self, order: Order) -> Order:
         result = await self.client.get_order(order)
-        self._on_order(result)
+        self.orders.update(self, result)
         return result
 
     async def get_balances(self) -> dict[str, Balance]:
@@ -336,95 +266,6 @@ class Market:
                 rule="min_notional",
             )
 
-    def _reject(self, request: OrderRequest, exc: MoonshipError, owner: Subscriber | None) -> Order:
-        """The order `request` refused before or by the exchange, told to its owner like any update."""
-        rule = getattr(exc, "rule", None)
-        order = self._request_order(request, OrderStatus.REJECTED, f"{rule}: {exc}" if rule else str(exc))
-        order = replace(order, error=type(exc).__name__)
-        self._closed_ids.append(order.client_order_id)
-        self._log_final(order)
-        if owner is not None:
-            owner.notify("order", self, order)
-        return order
-
-    def _unknown(self, request: OrderRequest, tracked: _Tracked) -> Order:
-        """Track a sent but unconfirmed order as UNKNOWN and find out what became of it."""
-        order = self._request_order(request, OrderStatus.UNKNOWN, "sent, not confirmed")
-        tracked.order = order
-        self._spawn(self._resolve_unknown(order))
-        return order
-
-    def _request_order(self, request: OrderRequest, status: OrderStatus, reason: str) -> Order:
-        now = self.clock.now()
-        return Order(
-            id="", client_order_id=request.client_order_id, symbol=self.symbol, side=request.side,
-            type=request.type, status=status, quantity=request.quantity,
-            quote_quantity=request.quote_quantity, price=request.price,
-            time_in_force=request.time_in_force, post_only=request.post_only,
-            created=now, updated=now, reason=reason,
-        )
-
-    async def _resolve_unknown(self, probe: Order) -> None:
-        """Ask the exchange about an unconfirmed order until it knows it (or an update tells us first); one
-        it still does not know after UNKNOWN_GRACE seconds never arrived, and ends REJECTED."""
-        clock = self.clock
-        give_up = clock.monotonic() + UNKNOWN_GRACE
-        delay = 0.5
-        while self._still(probe.client_order_id, OrderStatus.UNKNOWN):
-            try:
-                self._on_order(await self.client.get_order(probe))
-                return
-            except OrderNotFound:
-                if clock.monotonic() >= give_up:
-                    never = probe.closed(OrderStatus.REJECTED, "never reached the exchange", at=clock.now())
-                    self._on_order(replace(never, error="OrderNotFound"))
-                    return
-            except Exception as exc:  # the exchange may not answer yet; keep asking
-                self.logger.debug("order %s still unknown: %s", probe.client_order_id, exc)
-            await clock.sleep(delay)
-            delay = min(delay * 2, 30.0)
-
-    async def _confirm_cancel(self, pending: Order, first: Exception) -> None:
-        """Retry an unconfirmed cancel until the order is final: an order the exchange no longer knows by
-        the cancel is looked up; one it does not know at all after UNKNOWN_GRACE seconds is taken as
-        cancelled."""
-        coid = pending.client_order_id
-        self.logger.warning("cancel of %s not confirmed (%s): retrying", coid, first)
-        clock = self.clock
-        give_up = clock.monotonic() + UNKNOWN_GRACE
-        delay = 0.5
-        try:
-            while self._still(coid, OrderStatus.CANCELLATION_PENDING):
-                await clock.sleep(delay)
-                delay = min(delay * 2, 30.0)
-                try:
-                    self._on_order(await self.client.cancel_order(pending))
-                except OrderNotFound:
-                    try:
-                        self._on_order(await self.client.get_order(pending))
-                    except OrderNotFound:
-                        if clock.monotonic() >= give_up:
-                            gone = "not found at the exchange"
-                            self._on_order(pending.closed(OrderStatus.CANCELLED, gone, at=clock.now()))
-                    except Exception as exc:
-                        self.logger.debug("order %s not looked up: %s", coid, exc)
-                except Exception as exc:
-                    self.logger.debug("cancel of %s failed again: %s", coid, exc)
-        finally:
-            tracked = self._orders.get(coid)
-            if tracked is not None:
-                tracked.confirming = False
-
-    def _still(self, client_order_id: str, status: OrderStatus) -> bool:
-        """Whether the order is tracked and its latest state has `status`."""
-        tracked = self._orders.get(client_order_id)
-        return tracked is not None and tracked.order is not None and tracked.order.status is status
-
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
     def _add_to_candle(self, trade: Trade, period: int) -> None:
         ts = int(trade.timestamp.timestamp())
         start = datetime.fromtimestamp(ts - ts % period, UTC)
@@ -455,38 +296,8 @@ class Market:
             trade.quantity if trade.taker_side is Side.BUY else Decimal(0),
         )
 
-    def _log_final(self, order: Order) -> None:
-        if order.status is OrderStatus.REJECTED:  # a post-only order the book moved through is routine
-            level = logging.DEBUG if order.error == PostOnlyRejected.__name__ else logging.WARNING
-        else:  # fills are what an operator wants to see; an unfilled quote being pulled is routine
-            level = logging.INFO if order.filled_quantity else logging.DEBUG
-        filled = f"{fmt_decimal(order.filled_quantity)}"
-        avg = order.average_price
-        self.logger.log(
-            level,
-            "%s %s %s %s: filled %s%s%s",
-            order.side.value,
-            self.symbol,
-            order.client_order_id,
-            order.status.value,
-            filled,
-            f" @ {fmt_decimal(avg)}" if avg is not None else "",
-            f" ({order.error + ': ' if order.error else ''}{order.reason})" if order.reason else "",
-        )
-
     def __repr__(self) -> str:
         return f"Market({self.name}: {self.symbol} {self.status.value})"
-
-
-def _is_newer(new: Order, old: Order | None) -> bool:
-    """Whether `new` moves an order forward (exchanges repeat and reorder updates)."""
-    if old is None:
-        return True
-    if old.status.is_final:
-        return False
-    if new.filled_quantity != old.filled_quantity:
-        return new.filled_quantity > old.filled_quantity
-    return new.status != old.status or new.id != old.id
 
 
 class _Feed:
@@ -501,7 +312,7 @@ class _Feed:
         self.ticker = market._on_ticker
         self.candle = market._on_candle
         self.status = market._on_status
-        self.order_update = market._on_order
+        self.order_update = partial(market.orders.update, market)
         self.balances = market._on_balances
 
     @property
@@ -515,7 +326,7 @@ class MarketView:
 
     __slots__ = ("_market", "_owner", "_position")
 
-    def __init__(self, market: Market, owner: Subscriber, position: Position) -> None:
+    def __init__(self, market: Market, owner: str, position: Position) -> None:
         self._market = market
         self._owner = owner
         self._position = position

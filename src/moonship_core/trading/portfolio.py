@@ -1,10 +1,12 @@
-"""Positions and P/L from a strategy's own fills, by the average-cost method."""
+"""Positions and P/L from each strategy's own fills, by the average-cost method."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from ..contracts.stores import FillRecord
 from ..model import ZERO, Fill, Side
 
 
@@ -49,3 +51,44 @@ class Position:
 
     def unrealized(self, mark: Decimal) -> Decimal:
         return (mark - self.average_cost) * self.quantity if self.quantity else ZERO
+
+
+class Portfolio:
+    """Every strategy's positions (by strategy and market) and P/L, booked from its fills."""
+
+    def __init__(self) -> None:
+        self._positions: dict[tuple[str, str], Position] = {}
+        self._last_profit: dict[str, Decimal] = {}
+
+    def position(self, strategy: str, market: str) -> Position:
+        """The strategy's position in the market (a live object: it changes as fills are booked)."""
+        return self._positions.setdefault((strategy, market), Position())
+
+    def book(self, record: FillRecord) -> Decimal | None:
+        """Book one fill to its strategy; returns the profit it realised (None when it only opened)."""
+        position = self.position(record.strategy, record.market)
+        profit = position.apply(record.side, record.fill, record.base_asset, record.quote_asset)
+        if profit is not None:
+            self._last_profit[record.strategy] = profit
+        return profit
+
+    def restore(self, fills: Iterable[FillRecord]) -> None:
+        """Rebuild from journaled fills, oldest first."""
+        for record in fills:
+            if record.strategy:
+                self.book(record)
+
+    def last_trade_profit(self, strategy: str) -> Decimal | None:
+        return self._last_profit.get(strategy)
+
+    def total_profit(self, strategy: str) -> Decimal:
+        return sum((p.realized for (s, _), p in self._positions.items() if s == strategy), ZERO)
+
+    def fees(self, strategy: str) -> dict[str, Decimal]:
+        """Fees the strategy paid, by asset."""
+        out: dict[str, Decimal] = {}
+        for (s, _), position in self._positions.items():
+            if s == strategy:
+                for asset, fee in position.fees.items():
+                    out[asset] = out.get(asset, ZERO) + fee
+        return out

@@ -7,7 +7,6 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from datetime import datetime
-from decimal import Decimal
 from typing import Any
 
 from pydantic import BaseModel, SecretBytes, SecretStr
@@ -17,9 +16,8 @@ from ..config import StrategyConfig, validate_model
 from ..contracts.algo import AlgoContext, TradingAlgo
 from ..errors import ConfigError, MoonshipError
 from ..limits import number_problems
-from ..model import ZERO, Fill, Order
 from .market import Market, MarketView
-from .portfolio import Position
+from .orders import OrderManager
 
 #: public trades a strategy may fall behind by; past it, newly arriving trades are dropped and counted
 #: (books never queue up: they conflate)
@@ -73,6 +71,7 @@ class Strategy:
         markets: dict[str, Market],
         on_change: Callable[[Strategy], None],
         clock: Clock,
+        orders: OrderManager,
     ) -> None:
         self.name = name
         self.engine = engine
@@ -90,13 +89,12 @@ class Strategy:
         self.start_time: datetime | None = None
         self.update_time: datetime = clock.now()
         self.stop_reason: str | None = None
-        self.positions: dict[str, Position] = {name: Position() for name in markets}
-        self.views = {name: MarketView(m, self.mailbox, self.positions[name]) for name, m in markets.items()}
-        self.last_trade_profit: Decimal | None = None
+        self.orders = orders
+        #: positions by market: live objects the order manager books this strategy's fills into
+        self.positions = {m: orders.portfolio.position(name, m) for m in markets}
+        self.views = {m: MarketView(market, name, self.positions[m]) for m, market in markets.items()}
         self.extra: dict[str, Any] = {}
         self._on_change = on_change
-        # client order id -> (fills, filled quantity, filled quote quantity) already booked
-        self._fills_seen: dict[str, tuple[int, Decimal, Decimal]] = {}
         self._task: asyncio.Task[None] | None = None
         self._stop_task: asyncio.Task[None] | None = None
         self._stop_requested: str | None = None
@@ -108,6 +106,7 @@ class Strategy:
         await asyncio.gather(*(m.open() for m in self.markets.values()))
         self.mailbox.clear()
         self._stop_requested = None
+        self.orders.attach(self.name, self.mailbox)
         self.algo = self.algo_class(
             AlgoContext(
                 name=self.name,
@@ -127,6 +126,7 @@ class Strategy:
             await self.algo.on_start()
         except Exception as exc:
             self.active = False
+            self.orders.detach(self.name)
             self.stop_reason = f"on_start failed: {exc!r}"
             self.logger.exception("failed to start")
             self.changed()
@@ -146,6 +146,7 @@ class Strategy:
         self.stop_reason = reason
         for market in self.markets.values():
             market.unsubscribe(self.mailbox)
+        self.orders.detach(self.name)  # its fills are still booked, by the order manager
         task, self._task = self._task, None
         if task is not None and task is not asyncio.current_task():
             task.cancel()
@@ -190,8 +191,10 @@ class Strategy:
             stop_reason=self.stop_reason,
             config=self.config.public_dump(self.secret_keys),
             position=position.quantity,
-            last_trade_profit=self.last_trade_profit,
-            total_profit=sum((p.realized for p in self.positions.values()), ZERO),
+            last_trade_profit=self.orders.portfolio.last_trade_profit(self.name),
+            total_profit=self.orders.portfolio.total_profit(self.name),
+            fees=self.orders.portfolio.fees(self.name),
+            open_orders=len(self.orders.open_orders(owner=self.name)),
         )
         if len(self.markets) > 1:
             info["positions"] = {name: p.quantity for name, p in self.positions.items()}
@@ -219,7 +222,6 @@ class Strategy:
                         mailbox.trades -= 1
                         await algo.on_trade(view, payload)
                     elif kind == "order":
-                        self._account(market, payload)
                         await algo.on_order_update(view, payload)
                     elif kind == "ticker":
                         await algo.on_ticker(view, payload)
@@ -233,36 +235,6 @@ class Strategy:
             self.logger.exception("%s handler failed; stopping the strategy", kind)
             self._stop_requested = f"error in on_{_CALLBACK.get(kind, kind)}: {exc!r}"
         self._stop_task = asyncio.create_task(self.stop(self._stop_requested or "stopped"))
-
-    def _account(self, market: Market, order: Order) -> None:
-        """Update position and P/L from the fills of `order` not seen before."""
-        seen_fills, seen_qty, seen_quote = self._fills_seen.get(order.client_order_id, (0, ZERO, ZERO))
-        fills: tuple[Fill, ...] = order.fills[seen_fills:]
-        delta_qty = order.filled_quantity - seen_qty
-        if not fills and delta_qty > 0:
-            # the client reported only cumulative figures: book the difference as one fill, at the update
-            delta_quote = order.filled_quote_quantity - seen_quote
-            fills = (
-                Fill(trade_id="", price=delta_quote / delta_qty, quantity=delta_qty, timestamp=order.updated),
-            )
-        if order.status.is_final:
-            self._fills_seen.pop(order.client_order_id, None)
-        else:
-            self._fills_seen[order.client_order_id] = (
-                len(order.fills),
-                order.filled_quantity,
-                order.filled_quote_quantity,
-            )
-        if not fills:
-            return
-        info = market.info
-        base, quote_asset = (info.base_asset, info.quote_asset) if info else ("", "")
-        position = self.positions[market.name]
-        for fill in fills:
-            profit = position.apply(order.side, fill, base, quote_asset)
-            if profit is not None:
-                self.last_trade_profit = profit
-        self.changed()
 
 
 _CALLBACK = {"book": "order_book", "order": "order_update", "status": "market_status"}
