@@ -8,15 +8,18 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from functools import partial
-from typing import Any
+from typing import Any, Literal
 
 from exchanges.valr import SimServer, ValrSimulator
 from moonship_valr.client import ValrClient, ValrSettings
 
-from moonship_core import ClientContext, MarketStatus, Order, Ticker, Trade
+from moonship_core import ClientContext, LiveClock, MarketStatus, Order, Ticker, Trade
 from moonship_core.config import MarketConfig
 from moonship_core.plugins import Plugins
+from moonship_core.stores.memory import MemoryJournal
 from moonship_core.trading.market import Market
+from moonship_core.trading.orders import OrderManager
+from moonship_core.trading.portfolio import Portfolio
 
 D = Decimal
 API_KEY = "4f5bdd0b1b4ec0e4a3e0b7b1f1d6d1c8e0a9d0c2b6f7a8e9d0c1b2a3f4e5d6c7"
@@ -93,9 +96,11 @@ def make_market(
     name: str = "btc",
     symbol: str = "BTCZAR",
     extra: dict[str, Any] | None = None,
+    unknown_orders: Literal["cancel", "adopt", "ignore"] = "cancel",
     **settings: Any,
 ) -> tuple[Market, Recorder]:
-    """A core Market over ValrClient pointed at the simulator, with a recording subscriber."""
+    """A core Market over ValrClient pointed at the simulator, with a recording subscriber and an order
+    manager of its own (`unknown_orders`: what it does with the open orders of another process)."""
     config = MarketConfig.model_validate({"client": "valr", "symbol": symbol, **(extra or {})})
     context = ClientContext(
         name,
@@ -105,7 +110,8 @@ def make_market(
         shared=shared if shared is not None else {},
         logger=logging.getLogger(f"moonship.market.{name}"),
     )
-    market = Market(name, config, ValrClient, context)
+    orders = OrderManager(MemoryJournal(), Portfolio(), LiveClock(), unknown_orders=unknown_orders)
+    market = Market(name, config, ValrClient, context, orders)
     recorder = Recorder()
     market.subscribe(recorder)
     market.orders.attach(OWNER, recorder)

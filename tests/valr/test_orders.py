@@ -206,7 +206,7 @@ async def test_lost_answer_is_resolved_and_retries_never_double_an_order() -> No
         mine = [o for o in sim.exchange.orders.values() if o.customer_order_id == req.client_order_id]
         assert len(mine) == 1 and again.id == mine[0].id
         # a fresh process retrying: VALR says duplicate customerOrderId, the client finds the first order
-        other, other_rec = make_market(server, name="btc2")
+        other, other_rec = make_market(server, name="btc2", unknown_orders="ignore")
         await other.open()
         try:
             found = await other.place_order(req, owner=OWNER)
