@@ -22,11 +22,6 @@ def from_ms(ms: int | float | str) -> datetime:
     return datetime.fromtimestamp(int(ms) / 1000, UTC)
 
 
-def to_ms(ts: datetime) -> int:
-    """An aware datetime to epoch milliseconds."""
-    return int(ts.timestamp() * 1000)
-
-
 def new_client_order_id(prefix: str = "ms") -> str:
     """A unique client order id (alphanumeric, 26 chars: fits every exchange's limit)."""
     return prefix + secrets.token_hex(12)
@@ -105,17 +100,6 @@ class MarketStatus(enum.StrEnum):
     UNSYNCED = "UNSYNCED"
 
 
-class CandlePeriod(enum.IntEnum):
-    """Candle length in seconds."""
-
-    ONE_MIN = 60
-    FIVE_MIN = 300
-    FIFTEEN_MIN = 900
-    THIRTY_MIN = 1800
-    HOUR = 3600
-    DAY = 86400
-
-
 @dataclass(frozen=True, slots=True)
 class MarketInfo:
     """Static trading rules of one market."""
@@ -132,10 +116,6 @@ class MarketInfo:
     @property
     def price_decimals(self) -> int:
         return max(0, -self.tick_size.normalize().as_tuple().exponent)  # type: ignore[operator]
-
-    @property
-    def quantity_decimals(self) -> int:
-        return max(0, -self.lot_size.normalize().as_tuple().exponent)  # type: ignore[operator]
 
 
 @dataclass(frozen=True, slots=True)
