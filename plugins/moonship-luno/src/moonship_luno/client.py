@@ -1,6 +1,6 @@
 """LunoClient: one Luno market for Moonship, tying REST, the market stream and the shared user stream.
 
-Every Luno market of a process shares one hub (`context.shared["luno"]`): the rate limiter (300 calls/min),
+Every Luno market of an engine shares one hub (`context.shared["luno"]`): the rate limiter (300 calls/min),
 the HTTP connection pool, the markets list and one user stream per set of credentials.
 """
 
@@ -70,7 +70,7 @@ class LunoSettings(BaseModel):
     stale_timeout: Annotated[float, Field(gt=0)] = c.STALE_TIMEOUT
     #: how much of the user stream Luno replays after a reconnect; longer outages reconcile through REST
     replay_window: Annotated[float, Field(gt=0)] = c.REPLAY_WINDOW
-    #: REST calls per minute for the whole process
+    #: REST calls per minute for the whole engine
     rate_limit: Annotated[int, Field(gt=0)] = c.RATE_LIMIT
 
 
