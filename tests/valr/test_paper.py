@@ -11,7 +11,9 @@ from exchanges.valr import Participants
 from moonship_valr.client import ValrClient, ValrSettings
 
 from moonship_core import (
+    ClientContext,
     ConfigError,
+    MarketConfig,
     MarketStatus,
     Order,
     OrderRequest,
@@ -127,3 +129,19 @@ def test_config_errors_name_the_property() -> None:
         _engine({"valr": {"api_key": "k"}, "markets": {"btc": {"client": "valr", "symbol": "BTCZAR"}}})
     with pytest.raises(ConfigError, match=r"moonship\.markets\.btc\.sub_acount: unknown property"):
         _engine({"markets": {"btc": {"client": "valr", "symbol": "BTCZAR", "sub_acount": "1"}}})
+
+
+def test_a_raw_section_given_to_the_client_is_worded_by_the_core() -> None:
+    raw = {"rest_url": "ftp://x", "ws_url": None, "api_kye": "k"}
+    with pytest.raises(ConfigError) as checked:
+        validate_sections(parse_config({"moonship": {"valr": raw}}), {"valr": ValrSettings})
+    market = MarketConfig.model_validate({"client": "valr", "symbol": "BTCZAR"})
+    context = ClientContext("btc", market, raw, Plugins().resolve)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError) as unchecked:
+        ValrClient(context, None)  # type: ignore[arg-type]
+    assert str(unchecked.value) == str(checked.value)
+    assert str(unchecked.value) == (
+        "moonship.valr.rest_url: must be https or http://host[:port] without a path\n"
+        "moonship.valr.ws_url: input should be a valid string\n"
+        "moonship.valr.api_kye: unknown property"
+    )

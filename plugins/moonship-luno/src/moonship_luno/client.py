@@ -43,6 +43,7 @@ from moonship_core import (
     Trade,
     from_ms,
     utc_now,
+    validate_model,
 )
 
 from . import constants as c
@@ -143,7 +144,9 @@ class LunoClient(MarketClient):
 
     def __init__(self, context: ClientContext, events: MarketEvents) -> None:
         super().__init__(context, events)
-        settings = context.settings if isinstance(context.settings, LunoSettings) else LunoSettings()
+        settings = context.settings
+        if not isinstance(settings, LunoSettings):
+            settings = validate_model(LunoSettings, settings or {}, "moonship.luno")
         self.settings = settings
         self.pair = context.symbol
         self.credentials: Credentials | None = resolve(settings, context.config.extra)
