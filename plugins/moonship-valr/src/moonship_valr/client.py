@@ -117,9 +117,6 @@ class ValrHub:
     def __init__(self, settings: ValrSettings, logger: logging.Logger) -> None:
         self.settings = settings
         self.logger = logger
-        http_log = logging.getLogger("httpx")
-        if http_log.level == logging.NOTSET:  # httpx logs every request at INFO
-            http_log.setLevel(logging.WARNING)
         self.timing = Timing(
             settings.ping_interval,
             settings.pong_timeout,
