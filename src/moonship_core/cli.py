@@ -10,7 +10,7 @@ from importlib import metadata
 
 from .config import MoonshipConfig, configure_logging, load_config
 from .errors import ConfigError
-from .plugins import SERVICE_DISTRIBUTIONS, Plugins
+from .plugins import SERVICE_DISTRIBUTIONS, Plugins, install_command
 
 PROG = "moonship"
 COMMANDS = ("run", "config", "plugins")
@@ -88,8 +88,9 @@ def _run(config: MoonshipConfig, options: argparse.Namespace) -> int:
     for name in services:
         if name != "engine" and name not in plugins.names("services"):
             distribution = SERVICE_DISTRIBUTIONS[name]
+            install = install_command(distribution)
             print(
-                f"{PROG}: the {name!r} service needs the {distribution} plugin (pip install {distribution})",
+                f"{PROG}: the {name!r} service needs the {distribution} plugin ({install})",
                 file=sys.stderr,
             )
             return 2

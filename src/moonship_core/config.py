@@ -363,7 +363,8 @@ def default_logging() -> dict[str, Any]:
             "stdout": {"class": "logging.StreamHandler", "formatter": "log", "stream": "ext://sys.stdout"}
         },
         "root": {"handlers": ["stdout"], "level": "WARNING"},
-        "loggers": {"moonship": {"level": "INFO"}},
+        # httpx logs every request at INFO: kept quiet unless `moonship.logging.loggers.httpx` says otherwise
+        "loggers": {"moonship": {"level": "INFO"}, "httpx": {"level": "WARNING"}},
     }
 
 

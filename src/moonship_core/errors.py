@@ -11,10 +11,6 @@ class ConfigError(MoonshipError):
     """Invalid configuration; the message names the property path and the problem."""
 
 
-class PluginError(MoonshipError):
-    """A plugin could not be found or loaded."""
-
-
 class ExchangeError(MoonshipError):
     """The exchange refused a request."""
 

@@ -26,11 +26,6 @@ def from_ms(ms: int | float | str) -> datetime:
     return datetime.fromtimestamp(int(ms) / 1000, UTC)
 
 
-def to_ms(ts: datetime) -> int:
-    """An aware datetime to epoch milliseconds."""
-    return int(ts.timestamp() * 1000)
-
-
 #: the start of every client order id Moonship makes (reconciliation recognises its own orders by it)
 CLIENT_ORDER_ID_PREFIX = "ms"
 
@@ -113,17 +108,6 @@ class MarketStatus(enum.StrEnum):
     UNSYNCED = "UNSYNCED"
 
 
-class CandlePeriod(enum.IntEnum):
-    """Candle length in seconds."""
-
-    ONE_MIN = 60
-    FIVE_MIN = 300
-    FIFTEEN_MIN = 900
-    THIRTY_MIN = 1800
-    HOUR = 3600
-    DAY = 86400
-
-
 @dataclass(frozen=True, slots=True)
 class MarketInfo:
     """Static trading rules of one market."""
@@ -140,10 +124,6 @@ class MarketInfo:
     @property
     def price_decimals(self) -> int:
         return max(0, -self.tick_size.normalize().as_tuple().exponent)  # type: ignore[operator]
-
-    @property
-    def quantity_decimals(self) -> int:
-        return max(0, -self.lot_size.normalize().as_tuple().exponent)  # type: ignore[operator]
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,12 @@ SEED_ALIASES = {
     "moonship.client.luno.LunoClient": ("luno", "moonship-luno"),
     "moonship.client.valr.ValrClient": ("valr", "moonship-valr"),
     "moonship.client.paper.PaperTradingClient": ("paper", CORE_DISTRIBUTION),
-    "moonship.algo.test.LogMarketInfo": ("log_market_info", CORE_DISTRIBUTION),
+    "moonship.algo.test.LogMarketInfo": ("log_market_info", "moonship-example-algos"),
+}
+
+#: how to install a distribution that is not on a package index (any other: `pip install <distribution>`)
+INSTALL_COMMANDS = {
+    "moonship-example-algos": "pip install -e examples/moonship-example-algos, in a Moonship checkout",
 }
 
 #: the plugin that provides each optional service
@@ -181,7 +186,7 @@ class Plugins:
                 return _class(_loaded(registry, alias, label), alias, label)
             raise ConfigError(
                 f"unknown {label} {name!r}: it needs the {distribution} plugin "
-                f"(pip install {distribution}); {available}"
+                f"({install_command(distribution)}); {available}"
             )
         if "." not in name:
             raise ConfigError(f"unknown {label} {name!r}; {available}")
@@ -232,6 +237,11 @@ class Plugins:
         if problems:
             raise ConfigError("\n".join(problems))
         return sections
+
+
+def install_command(distribution: str) -> str:
+    """The command that installs `distribution`."""
+    return INSTALL_COMMANDS.get(distribution, f"pip install {distribution}")
 
 
 def _hook_order(hook: str) -> tuple[int, str]:

@@ -84,6 +84,7 @@ def test_port_may_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> 
         ({"access_log_format": "%{Referer"}, r"unknown access log token '%\{'"),
         ({"access_log_format": "100%"}, r"unknown access log token '%'"),
         ({"usr": "x"}, r"moonship\.api\.usr: unknown property"),
+        ({"trusted_proxies": ["::1", 7]}, r"moonship\.api\.trusted_proxies\[1\]: input should be a valid"),
     ],
 )
 def test_bad_settings_name_the_property(settings: dict[str, Any], problem: str) -> None:
@@ -91,8 +92,9 @@ def test_bad_settings_name_the_property(settings: dict[str, Any], problem: str) 
     with pytest.raises(ConfigError, match=problem) as err:
         validate_sections(config, {"api": ApiSettings})
     assert "$2b$" not in str(err.value)
-    with pytest.raises(ConfigError, match=problem.replace(r"moonship\.api: ", "")):
+    with pytest.raises(ConfigError) as unchecked:  # a raw section given to the service: the core's wording
         service(settings)
+    assert str(unchecked.value) == str(err.value)
 
 
 def test_the_password_hash_is_never_shown() -> None:

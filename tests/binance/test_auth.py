@@ -7,7 +7,7 @@ import hmac
 from urllib.parse import urlencode
 
 import pytest
-from moonship_binance.auth import Credentials, sign, signed_payload, ws_signature
+from moonship_binance.auth import Credentials, sign, ws_signature
 
 SECRET = "sim-binance-secret-0001"
 PAYLOAD = (
@@ -18,17 +18,6 @@ PAYLOAD = (
 
 def test_rest_signature_vector() -> None:
     assert sign(SECRET, PAYLOAD) == "b43419d4e9e2285d5e8ffad216f0eb1ef664da9d0c8ae426b9f88728406c5d7f"
-
-
-def test_split_query_and_body_are_concatenated_without_separator() -> None:
-    query, body = "symbol=BTCUSDT&side=BUY", PAYLOAD.removeprefix("symbol=BTCUSDT&side=BUY&")
-    assert signed_payload(query, body) == (
-        "symbol=BTCUSDT&side=BUYtype=LIMIT&timeInForce=GTC&quantity=0.01000000&price=50000.00"
-        "&recvWindow=5000&timestamp=1700000000000"
-    )
-    assert sign(SECRET, signed_payload(query, body)) == (
-        "3b0eb9e6dc3cae92b5e45c8cf75f2ef148fffb1e18e03c6de5cf1b1de48752ea"
-    )
 
 
 def test_binance_documented_key_pair() -> None:

@@ -3,10 +3,13 @@ win, and bad values name the property."""
 
 from __future__ import annotations
 
-import pytest
-from moonship_binance.client import BinanceSettings
+from functools import partial
 
-from moonship_core import ConfigError, validate_model
+import pytest
+from moonship_binance.client import BinanceClient, BinanceSettings
+
+from moonship_core import ClientContext, ConfigError, MarketConfig, validate_model
+from moonship_core.plugins import Plugins
 
 
 def test_production_urls_by_default() -> None:
@@ -33,3 +36,15 @@ def test_bad_setting_names_the_property() -> None:
         validate_model(BinanceSettings, {"recv_window": 0}, "moonship.binance")
     with pytest.raises(ConfigError, match=r"moonship.binance.api_kye: unknown property"):
         validate_model(BinanceSettings, {"api_kye": "x"}, "moonship.binance")
+
+
+def test_a_raw_section_given_to_the_client_is_a_config_error_worded_by_the_core() -> None:
+    config = MarketConfig.model_validate({"client": "binance", "symbol": "BTCUSDT"})
+    resolve = partial(Plugins.load(entry_points=False).resolve, "market_clients")
+    context = ClientContext("btc", config, {"recv_window": 0, "api_kye": "x"}, resolve)
+    with pytest.raises(ConfigError) as err:
+        BinanceClient(context, None)  # type: ignore[arg-type]
+    assert str(err.value) == (
+        "moonship.binance.recv_window: input should be greater than 0\n"
+        "moonship.binance.api_kye: unknown property"
+    )

@@ -114,6 +114,22 @@ def test_missing_service_plugin(
     assert app.calls == []
 
 
+def test_seed_algo_without_its_plugin_says_how_to_install_it(
+    app: Recorder, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(Plugins, "load", classmethod(lambda cls, entry_points=True: Plugins()))
+    (tmp_path / "config.yml").write_text(
+        CONFIG.replace("algo: fake_algo", "algo: moonship.algo.test.LogMarketInfo")
+    )
+    assert cli.main(["config", "check"]) == 2
+    assert (
+        "moonship.strategies.s1.algo: unknown algo 'moonship.algo.test.LogMarketInfo': it needs the "
+        "moonship-example-algos plugin (pip install -e examples/moonship-example-algos, in a Moonship "
+        "checkout); available: none"
+    ) in capsys.readouterr().err
+    assert app.calls == []
+
+
 def test_run_checks_names_only_with_the_engine(app: Recorder, tmp_path: Path) -> None:
     (tmp_path / "config.yml").write_text(CONFIG.replace("client: fake", "client: kraken"))
     assert cli.main(["-a"]) == 7

@@ -289,7 +289,7 @@ def test_default_logging() -> None:
             "stdout": {"class": "logging.StreamHandler", "formatter": "log", "stream": "ext://sys.stdout"}
         },
         "root": {"handlers": ["stdout"], "level": "WARNING"},
-        "loggers": {"moonship": {"level": "INFO"}},
+        "loggers": {"moonship": {"level": "INFO"}, "httpx": {"level": "WARNING"}},
     }
 
 
@@ -316,6 +316,7 @@ def test_logging_overrides_merge_per_name() -> None:
     assert settings["loggers"] == {
         "moonship": {"level": "INFO", "propagate": True},
         "moonship.market": {"level": "DEBUG"},
+        "httpx": {"level": "WARNING"},
     }
     assert settings["formatters"] == {"log": {"format": LOG_FORMAT}, "short": {"format": "%(message)s"}}
     assert settings["root"] == {"handlers": ["stdout"], "level": "ERROR"}
@@ -341,7 +342,8 @@ def test_logging_overrides_replace() -> None:
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
     root = logging.getLogger()
-    saved = (root.handlers[:], root.level, logging.getLogger("moonship").level)
+    levels = [logging.getLogger(name).level for name in ("moonship", "httpx")]
+    saved = (root.handlers[:], root.level, *levels)
     yield
     for handler in root.handlers:
         if handler not in saved[0]:
@@ -349,6 +351,7 @@ def restore_logging() -> Iterator[None]:
     root.handlers[:] = saved[0]
     root.setLevel(saved[1])
     logging.getLogger("moonship").setLevel(saved[2])
+    logging.getLogger("httpx").setLevel(saved[3])
 
 
 @pytest.mark.usefixtures("restore_logging")
@@ -370,6 +373,19 @@ def test_configure_logging_creates_log_directories(tmp_path: Path) -> None:
         handler.flush()
     assert logging.getLogger("moonship").level == logging.DEBUG
     assert log_file.read_text().endswith("DEBUG - moonship.test: hello\n")
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_httpx_is_quiet_by_default_and_the_logging_section_can_turn_it_back_on() -> None:
+    httpx_log = logging.getLogger("httpx")
+    configure_logging(parse(logging={"root": {"level": "DEBUG"}}))
+    assert logging.getLogger().level == logging.DEBUG
+    assert httpx_log.getEffectiveLevel() == logging.WARNING
+    assert not httpx_log.isEnabledFor(logging.INFO)
+    configure_logging(parse(logging={"loggers": {"httpx": {"level": "INFO"}}}))
+    assert httpx_log.isEnabledFor(logging.INFO)
+    configure_logging(parse(logging={"loggers": {"httpx": {"level": "NOTSET"}}, "root": {"level": "DEBUG"}}))
+    assert httpx_log.isEnabledFor(logging.DEBUG)
 
 
 @pytest.mark.usefixtures("restore_logging")

@@ -160,6 +160,12 @@ def test_resolve_unknown_names(plugins: Plugins) -> None:
         "unknown market client 'moonship.client.luno.LunoClient': it needs the moonship-luno plugin "
         "(pip install moonship-luno); available: binance, paper"
     )
+    with pytest.raises(ConfigError) as info:
+        plugins.resolve("algos", "moonship.algo.test.LogMarketInfo")
+    assert str(info.value) == (
+        "unknown algo 'moonship.algo.test.LogMarketInfo': it needs the moonship-example-algos plugin "
+        "(pip install -e examples/moonship-example-algos, in a Moonship checkout); available: a"
+    )
     with pytest.raises(ConfigError, match="unknown service 'monitor'; available: api"):
         plugins.resolve("services", "monitor")
     with pytest.raises(ConfigError, match="available: none"):

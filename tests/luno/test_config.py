@@ -7,16 +7,18 @@ from decimal import Decimal
 import pytest
 from exchanges.luno import LunoSimulator
 from moonship_luno.auth import Credentials
-from moonship_luno.client import LunoClient
+from moonship_luno.client import LunoClient, LunoSettings
 from moonship_luno.rest import DuplicateClientOrderId, ServerError, error_for
 
 from moonship_core import (
     AuthenticationError,
+    ClientContext,
     ConfigError,
     ExchangeError,
     InsufficientFunds,
     InvalidOrder,
     MarketClosed,
+    MarketConfig,
     OrderNotFound,
     OrderRequest,
     PostOnlyRejected,
@@ -45,6 +47,21 @@ def test_settings_are_validated_with_the_property_path() -> None:
     with pytest.raises(ConfigError) as error:
         plugins.check(config)
     assert "moonship.luno.bogus" in str(error.value)
+
+
+def test_a_raw_section_given_to_the_client_is_validated_not_dropped() -> None:
+    def client(settings: dict[str, object]) -> LunoClient:
+        config = MarketConfig.model_validate({"client": "luno", "symbol": PAIR})
+        context = ClientContext(PAIR.lower(), config, settings, Plugins().resolve)  # type: ignore[arg-type]
+        return LunoClient(context, None)  # type: ignore[arg-type]
+
+    assert client({"rest_url": "http://127.0.0.1:9"}).settings.rest_url == "http://127.0.0.1:9"
+    assert client({}).settings.rest_url == LunoSettings().rest_url
+    with pytest.raises(ConfigError) as error:
+        client({"rate_limit": 0, "api_kye": "k"})
+    assert str(error.value) == (
+        "moonship.luno.rate_limit: input should be greater than 0\nmoonship.luno.api_kye: unknown property"
+    )
 
 
 def test_basic_auth_and_websocket_credentials_match_the_wire_reference() -> None:

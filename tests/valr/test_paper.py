@@ -3,15 +3,18 @@ simulates its orders; plus the plugin's registration (entry point, seed alias, c
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import moonship_valr.plugin
 import pytest
 from exchanges.valr import Participants
-from moonship_valr.client import ValrClient, ValrSettings
+from moonship_valr.client import ValrClient, ValrHub, ValrSettings
 
 from moonship_core import (
+    ClientContext,
     ConfigError,
+    MarketConfig,
     MarketStatus,
     Order,
     OrderRequest,
@@ -127,3 +130,26 @@ def test_config_errors_name_the_property() -> None:
         _engine({"valr": {"api_key": "k"}, "markets": {"btc": {"client": "valr", "symbol": "BTCZAR"}}})
     with pytest.raises(ConfigError, match=r"moonship\.markets\.btc\.sub_acount: unknown property"):
         _engine({"markets": {"btc": {"client": "valr", "symbol": "BTCZAR", "sub_acount": "1"}}})
+
+
+def test_the_hub_leaves_the_httpx_logger_to_the_logging_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    httpx_log = logging.getLogger("httpx")
+    monkeypatch.setattr(httpx_log, "level", logging.NOTSET)
+    ValrHub(ValrSettings(), logging.getLogger("moonship.valr"))
+    assert httpx_log.level == logging.NOTSET
+
+
+def test_a_raw_section_given_to_the_client_is_worded_by_the_core() -> None:
+    raw = {"rest_url": "ftp://x", "ws_url": None, "api_kye": "k"}
+    with pytest.raises(ConfigError) as checked:
+        validate_sections(parse_config({"moonship": {"valr": raw}}), {"valr": ValrSettings})
+    market = MarketConfig.model_validate({"client": "valr", "symbol": "BTCZAR"})
+    context = ClientContext("btc", market, raw, Plugins().resolve)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError) as unchecked:
+        ValrClient(context, None)  # type: ignore[arg-type]
+    assert str(unchecked.value) == str(checked.value)
+    assert str(unchecked.value) == (
+        "moonship.valr.rest_url: must be https or http://host[:port] without a path\n"
+        "moonship.valr.ws_url: input should be a valid string\n"
+        "moonship.valr.api_kye: unknown property"
+    )

@@ -10,10 +10,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
-from pydantic import ValidationError
-from pydantic_core import ErrorDetails
 
-from moonship_core import ConfigError, MoonshipError, Service, ServiceContext
+from moonship_core import ConfigError, MoonshipError, Service, ServiceContext, validate_model
 
 from .accesslog import AccessLogFormat
 from .app import Api
@@ -49,21 +47,7 @@ class _Server(uvicorn.Server):
 def _settings(raw: Any) -> ApiSettings:
     if isinstance(raw, ApiSettings):
         return raw
-    try:
-        return ApiSettings.model_validate(raw or {})
-    except ValidationError as exc:
-        raise ConfigError("\n".join(_problem(e) for e in exc.errors())) from None
-
-
-def _problem(error: ErrorDetails) -> str:
-    """One validation error as `moonship.api.PROPERTY: problem`, worded as the core words them."""
-    path = "".join(f".{part}" for part in error["loc"])
-    if error["type"] == "extra_forbidden":
-        message = "unknown property"
-    else:
-        message = error["msg"].removeprefix("Value error, ")
-        message = message[:1].lower() + message[1:]
-    return f"moonship.api{path}: {message}"
+    return validate_model(ApiSettings, raw or {}, "moonship.api")
 
 
 class ApiService(Service):

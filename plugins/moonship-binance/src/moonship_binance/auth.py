@@ -28,11 +28,6 @@ def encode(params: Sequence[tuple[str, str]]) -> str:
     return urlencode(params)
 
 
-def signed_payload(query: str, body: str) -> str:
-    """What REST signs: the query string immediately followed by the body (no separator)."""
-    return query + body
-
-
 def ws_signature(secret: str, params: Mapping[str, str | int]) -> str:
     """WebSocket API signature: every param but `signature`, sorted by name, `k=v` joined by `&`."""
     payload = "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "signature")

@@ -39,6 +39,7 @@ from moonship_core import (
     fmt_decimal,
     from_ms,
     round_to_step,
+    validate_model,
 )
 
 from . import constants as c
@@ -176,7 +177,9 @@ class BinanceClient(MarketClient):
     def __init__(self, context: ClientContext, events: MarketEvents) -> None:
         super().__init__(context, events)
         raw = context.settings
-        self.settings = raw if isinstance(raw, BinanceSettings) else BinanceSettings.model_validate(raw or {})
+        if not isinstance(raw, BinanceSettings):
+            raw = validate_model(BinanceSettings, raw or {}, f"moonship.{c.NAME}")
+        self.settings = raw
         self.creds = _credentials(context, self.settings)
         self.margin = context.config.enable_margin
         self.hub: BinanceHub = context.shared.setdefault(c.NAME, BinanceHub(self.settings, self.logger))

@@ -21,7 +21,6 @@ MARGIN_API: Final = "/sapi/v1/margin"
 
 #: request weight of each REST call (Binance's documented values; depth depends on the limit)
 WEIGHTS: Final[dict[str, int]] = {
-    "/api/v3/ping": 1,
     "/api/v3/time": 1,
     "/api/v3/exchangeInfo": 20,
     "/api/v3/trades": 25,

@@ -70,7 +70,7 @@ class _Window:
 
 @dataclass
 class Limits:
-    """Request pacing shared by every Binance market of a process: weight per IP, order counts per key."""
+    """Request pacing shared by every Binance market of an engine: weight per IP, order counts per key."""
 
     weight: _Window = field(
         default_factory=lambda: _Window(RateLimiter(*c.DEFAULT_WEIGHT_LIMIT), "x-mbx-used-weight-1m")
@@ -154,7 +154,7 @@ def map_error(status: int, code: int | None, msg: str) -> ExchangeError:
 
 
 class BinanceRest:
-    """One process-wide REST session. Every call waits for its weight under the shared limits, signs
+    """One engine's REST session (its hub's). Every call waits for its weight under the shared limits, signs
     when asked, adopts the server's usage counters from the response headers, and raises core errors."""
 
     def __init__(

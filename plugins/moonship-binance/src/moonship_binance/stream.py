@@ -1,4 +1,4 @@
-"""Market data: one combined-stream websocket for every Binance market of the process, and per market the
+"""Market data: one combined-stream websocket for every Binance market of the engine, and per market the
 documented book procedure (buffer diffs, snapshot, replay, resync on any gap) plus public trades.
 
 The connection reconnects with backoff and jitter, ahead of Binance's 24-hour cut, on `serverShutdown`, and
@@ -184,7 +184,7 @@ class BookFeed:
 
 
 class MarketStream:
-    """The process's one market-data websocket: combined streams of every feed, live (un)subscribe."""
+    """The engine's one market-data websocket: combined streams of every feed, live (un)subscribe."""
 
     def __init__(
         self,

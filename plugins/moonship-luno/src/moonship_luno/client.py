@@ -1,6 +1,6 @@
 """LunoClient: one Luno market for Moonship, tying REST, the market stream and the shared user stream.
 
-Every Luno market of a process shares one hub (`context.shared["luno"]`): the rate limiter (300 calls/min),
+Every Luno market of an engine shares one hub (`context.shared["luno"]`): the rate limiter (300 calls/min),
 the HTTP connection pool, the markets list and one user stream per set of credentials.
 """
 
@@ -42,6 +42,7 @@ from moonship_core import (
     TimeInForce,
     Trade,
     from_ms,
+    validate_model,
 )
 
 from . import constants as c
@@ -69,7 +70,7 @@ class LunoSettings(BaseModel):
     stale_timeout: Annotated[float, Field(gt=0)] = c.STALE_TIMEOUT
     #: how much of the user stream Luno replays after a reconnect; longer outages reconcile through REST
     replay_window: Annotated[float, Field(gt=0)] = c.REPLAY_WINDOW
-    #: REST calls per minute for the whole process
+    #: REST calls per minute for the whole engine
     rate_limit: Annotated[int, Field(gt=0)] = c.RATE_LIMIT
 
 
@@ -142,7 +143,9 @@ class LunoClient(MarketClient):
 
     def __init__(self, context: ClientContext, events: MarketEvents) -> None:
         super().__init__(context, events)
-        settings = context.settings if isinstance(context.settings, LunoSettings) else LunoSettings()
+        settings = context.settings
+        if not isinstance(settings, LunoSettings):
+            settings = validate_model(LunoSettings, settings or {}, "moonship.luno")
         self.settings = settings
         self.pair = context.symbol
         self.credentials: Credentials | None = resolve(settings, context.config.extra)

@@ -25,7 +25,7 @@ LIST_TRADES: Final = "/api/1/listtrades"
 MARKET_STREAM: Final = "/api/1/stream/{pair}"
 USER_STREAM: Final = "/api/1/userstream"
 
-#: REST calls per minute per user, shared by every Luno market of the process
+#: REST calls per minute per user, shared by every Luno market of the engine
 RATE_LIMIT: Final = 300
 #: the limit is enforced over windows this long (300/min becomes 25 per 5 s: paced, small bursts)
 PACE_WINDOW: Final = 5.0

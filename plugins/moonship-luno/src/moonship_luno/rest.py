@@ -235,7 +235,7 @@ class AccountBalance:
 
 
 class LunoRest:
-    """Luno's REST API for one set of credentials, paced by the process-wide limiter."""
+    """Luno's REST API for one set of credentials, paced by the limiter its engine's Luno markets share."""
 
     def __init__(
         self,

@@ -1,4 +1,4 @@
-"""Luno's user stream, one per process and credentials, shared by every Luno market: order status, order
+"""Luno's user stream, one per engine and credentials, shared by its Luno markets: order status, order
 fills and balance updates, routed to the listening clients by market id.
 
 Luno replays the last 5 minutes of messages after a reconnect (so duplicates arrive and are ignored by the

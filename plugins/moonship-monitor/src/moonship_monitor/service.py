@@ -17,11 +17,19 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from moonship_core import ConfigError, MoonshipError, Registry, Service, ServiceContext, utc_now
+from moonship_core import (
+    ConfigError,
+    MoonshipError,
+    Registry,
+    Service,
+    ServiceContext,
+    utc_now,
+    validate_model,
+)
 
 from .alert import Alert, AlertAction, public_state
 from .rules import Condition, rule_values
-from .settings import SECTION, MonitorSettings, validate
+from .settings import SECTION, MonitorSettings
 
 #: the registry kind of alert actions (filled by the `moonship_alert_actions` hook, see hooks.py)
 ACTIONS = "alert_actions"
@@ -59,7 +67,7 @@ class MonitorService(Service):
     async def start(self) -> None:
         settings = self.context.settings
         if not isinstance(settings, MonitorSettings):
-            settings = validate(MonitorSettings, settings, SECTION)
+            settings = validate_model(MonitorSettings, settings, SECTION)
         self.interval = settings.poll_interval
         self.alerts = [
             _Alert(name, Condition(alert.condition), tuple(alert.actions))
@@ -93,7 +101,7 @@ class MonitorService(Service):
                 if model is not None and section is None:
                     raise ConfigError(f"{SECTION}.{name}: required by alert {alert.name} (action {name!r})")
                 if model is not None and not isinstance(section, model):
-                    section = validate(model, section, f"{SECTION}.{name}")
+                    section = validate_model(model, section, f"{SECTION}.{name}")
                 actions[name] = action_class(section)
         return actions
 

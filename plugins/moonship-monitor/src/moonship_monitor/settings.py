@@ -4,9 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, field_validator
-
-from moonship_core import ConfigError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from .mail import EmailSettings, as_list
 from .rules import Condition
@@ -51,18 +49,3 @@ class MonitorSettings(BaseModel):
         if action in type(self).model_fields:
             return getattr(self, action)
         return (self.model_extra or {}).get(action)
-
-
-def validate(model: type[BaseModel], data: Any, prefix: str) -> Any:
-    """`data` validated by `model`; one ConfigError naming each bad property under `prefix`."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        lines = []
-        for error in exc.errors():
-            path = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error["loc"])
-            problem = {"missing": "field required", "extra_forbidden": "unknown property"}.get(
-                error["type"], error["msg"].removeprefix("Value error, ")
-            )
-            lines.append(f"{prefix}{path}: {problem[:1].lower()}{problem[1:]}")
-        raise ConfigError("\n".join(lines)) from None

@@ -9,11 +9,11 @@ import time
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from moonship_core import (
     AuthenticationError,
@@ -37,6 +37,7 @@ from moonship_core import (
     Ticker,
     Trade,
     fmt_decimal,
+    validate_model,
 )
 
 from . import constants as c
@@ -55,7 +56,6 @@ from .stream import MarketFeed, Timing, TradeStream
 from .user_stream import AccountStream, order_from_status
 
 _PAIRS_TTL = 60.0
-_M = TypeVar("_M", bound=BaseModel)
 
 
 def _base_url(value: str, schemes: tuple[str, ...]) -> str:
@@ -118,9 +118,6 @@ class ValrHub:
     def __init__(self, settings: ValrSettings, logger: logging.Logger) -> None:
         self.settings = settings
         self.logger = logger
-        http_log = logging.getLogger("httpx")
-        if http_log.level == logging.NOTSET:  # httpx logs every request at INFO
-            http_log.setLevel(logging.WARNING)
         self.timing = Timing(
             settings.ping_interval,
             settings.pong_timeout,
@@ -241,8 +238,8 @@ class ValrClient(MarketClient):
         super().__init__(context, events)
         settings = context.settings
         if not isinstance(settings, ValrSettings):
-            settings = _validated(ValrSettings, settings or {}, "moonship.valr")
-        keys = _validated(_MarketKeys, context.config.extra, f"moonship.markets.{context.market_name}")
+            settings = validate_model(ValrSettings, settings or {}, "moonship.valr")
+        keys = validate_model(_MarketKeys, context.config.extra, f"moonship.markets.{context.market_name}")
         hub = context.shared.get("valr")
         if not isinstance(hub, ValrHub):
             hub = context.shared["valr"] = ValrHub(settings, logging.getLogger("moonship.valr"))
@@ -426,18 +423,6 @@ class ValrClient(MarketClient):
 
     async def get_balances(self) -> dict[str, Balance]:
         return {b.asset: b for b in map(parse_balance, await self.rest.balances())}
-
-
-def _validated(model: type[_M], data: Any, path: str) -> _M:
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        problems = [
-            f"{'.'.join((path, *map(str, e['loc'])))}: "
-            + ("unknown property" if e["type"] == "extra_forbidden" else e["msg"])
-            for e in exc.errors()
-        ]
-        raise ConfigError("\n".join(problems)) from None
 
 
 def _probe(request: OrderRequest, pair: str, at: datetime) -> Order:

@@ -240,7 +240,7 @@ TRADE_EVENTS = ("AGGREGATED_ORDERBOOK_UPDATE", "NEW_TRADE", "MARKET_SUMMARY_UPDA
 
 
 class TradeStream(Socket):
-    """The one trade socket of a process: subscribes the union of every VALR market's pairs."""
+    """The one trade socket of an engine: subscribes the union of every VALR market's pairs."""
 
     def __init__(
         self,

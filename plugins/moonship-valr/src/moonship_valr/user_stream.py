@@ -97,7 +97,7 @@ class _Listener:
 
 
 class AccountStream(Socket):
-    """The one account socket of a process per VALR account, and the order state it drives."""
+    """The one account socket of an engine per VALR account, and the order state it drives."""
 
     pong_is_traffic = True
 
