@@ -42,6 +42,12 @@ class SpreadQuoter(TradingAlgo):
         self.quotes: dict[Side, Order | None] = {Side.BUY: None, Side.SELL: None}
         self.peak = Decimal(0)
         self.drawdown = Decimal(0)
+        # after a restart the quotes that survived are ours again: keep one per side, cancel any extra
+        for order in self.market.open_orders:
+            if self.quotes[order.side] is None:
+                self.quotes[order.side] = order
+            else:
+                await self.market.cancel_order(order)
 
     async def on_order_book(self, market: StrategyMarket) -> None:
         mid = market.book.mid

@@ -1,0 +1,132 @@
+"""Restart is recovery: an engine process quoting on the Binance simulator is killed with SIGKILL, its orders
+fill while it is down, and the restarted engine books every fill once, keeps the quote that survived (no
+doubled quotes) and its position equals the simulator's fills."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from exchanges.binance import KEY, BinanceSim
+from support.servers import MoonshipProcess
+
+from moonship_core.stores.sqlite import SqliteJournal
+from moonship_core.trading.portfolio import Portfolio
+
+from .conftest import fast, seed_book
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+D = Decimal
+
+
+def write_config(sim: BinanceSim, tmp_path: Path) -> Path:
+    config = {
+        "moonship": {
+            "engine": {"name": "restarted"},
+            "journal": {"path": str(tmp_path / "journal.sqlite")},
+            "markets": {"btc": {"client": "binance", "symbol": "BTCUSDT"}},
+            "strategies": {
+                "q": {
+                    "algo": "spread_quoter", "auto_start": True, "markets": ["btc"],
+                    "trade_quantity": "0.01", "spread_bps": 20, "requote_bps": 1000,
+                }
+            },
+            "binance": fast(sim),
+        }
+    }
+    path = tmp_path / "config.yml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def open_orders(sim: BinanceSim) -> dict[str, Any]:
+    """Our open orders on the simulator by client order id."""
+    return {o.coid: o for o in sim.exchange.accounts[KEY].orders.values() if o.is_open}
+
+
+def journaled(path: Path, client_order_id: str) -> Decimal:
+    """The quantity the journal holds as filled for one order (read while the engine writes it)."""
+    import json
+    import sqlite3
+
+    try:
+        with sqlite3.connect(path) as db:
+            query = "SELECT data FROM fills WHERE client_order_id = ?"
+            rows = db.execute(query, (client_order_id,)).fetchall()
+    except sqlite3.Error:
+        return D(0)
+    return sum((D(json.loads(data)["fill"]["quantity"]) for (data,) in rows), D(0))
+
+
+async def until(
+    check: Callable[[], Any], what: str, engine: MoonshipProcess | None = None, timeout: float = 20.0
+) -> None:
+    """Poll without blocking the loop the simulator runs on."""
+    for _ in range(int(timeout / 0.05)):
+        if check():
+            return
+        await asyncio.sleep(0.05)
+    output = engine.output[-4000:] if engine is not None else ""
+    raise AssertionError(f"{what} not reached within {timeout} s\n{output}")
+
+
+async def stop(engine: MoonshipProcess, sig: int) -> None:
+    engine.process.send_signal(sig)
+    await until(lambda: engine.process.poll() is not None, "engine exit")
+
+
+async def test_kill_9_then_restart_books_every_fill_once(sim: BinanceSim, tmp_path: Path) -> None:
+    config = write_config(sim, tmp_path)
+    first = MoonshipProcess("run", "-c", str(config))
+    try:
+        await until(lambda: len(open_orders(sim)) == 2, "two quotes", first)
+        quotes = open_orders(sim)
+        (bid,) = [o for o in quotes.values() if o.side == "BUY"]
+        (ask,) = [o for o in quotes.values() if o.side == "SELL"]
+        # half the bid fills while the engine runs (the user stream tells it) ...
+        sim.exchange.take("BTCUSDT", "SELL", D(10) + D("0.005"), bid.price)
+        await until(lambda: bid.executed == D("0.005"), "partial fill")
+        journal_file = tmp_path / "journal.sqlite"
+        await until(lambda: journaled(journal_file, bid.coid) == D("0.005"), "the fill in the journal")
+    finally:
+        await stop(first, signal.SIGKILL)
+    assert first.process.returncode == -signal.SIGKILL
+
+    # ... and the rest of it while the engine is down; the ask stays open
+    sim.exchange.take("BTCUSDT", "SELL", D("0.005"), bid.price)
+    assert bid.status == "FILLED" and ask.is_open
+    seed_book(sim)  # the takers emptied the bids: a two-sided book again, so the quoter has a mid
+
+    second = MoonshipProcess("run", "-c", str(config))
+    try:
+        await until(lambda: len(open_orders(sim)) == 2, "quotes after the restart", second)
+        await asyncio.sleep(1.0)  # time to double the quotes, if it were going to
+        now = open_orders(sim)
+        assert len(now) == 2 and ask.coid in now  # the surviving ask is kept, one new bid joins it
+        assert [o.side for o in now.values() if o.coid != ask.coid] == ["BUY"]
+    finally:
+        await stop(second, signal.SIGTERM)
+    assert second.process.returncode == 0, second.output[-3000:]
+
+    journal = SqliteJournal(tmp_path / "journal.sqlite")
+    await journal.open()
+    try:
+        fills = await journal.fills()
+        orders = {r.order.client_order_id: r for r in await journal.orders()}
+    finally:
+        await journal.close()
+    booked = [f for f in fills if f.client_order_id == bid.coid]
+    assert sum(f.fill.quantity for f in booked) == D("0.01")  # each fill once: 0.005 live + 0.005 recovered
+    assert {f.fill.price for f in booked} == {bid.price}
+    assert orders[bid.coid].order.status.value == "FILLED" and orders[bid.coid].strategy == "q"
+    trades = [t for t in sim.exchange.accounts[KEY].trades if t["orderId"] == bid.order_id]
+    assert sum(D(t["qty"]) for t in trades) == D("0.01")
+    portfolio = Portfolio()
+    portfolio.restore(reversed(fills))
+    assert portfolio.position("q", "btc").quantity == D("0.01")  # the simulator's fills, once
