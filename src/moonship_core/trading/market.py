@@ -12,7 +12,7 @@ import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 
@@ -208,11 +208,12 @@ class Market:
         request = self.prepare(request)
         coid = request.client_order_id
         self._orders[coid] = _Tracked(owner)
+        sent = self.clock.monotonic()
         try:
             order = await self.client.place_order(request)
         except OrderStatusUnknown:
             self.logger.warning("order %s sent but not confirmed: querying it", coid)
-            self._spawn(self._resolve_unknown(request))
+            self._spawn(self._resolve_unknown(request, sent))
             raise
         except BaseException:
             self._orders.pop(coid, None)
@@ -305,17 +306,18 @@ class Market:
                 rule="min_notional",
             )
 
-    async def _resolve_unknown(self, request: OrderRequest) -> None:
-        """Ask the exchange about an unconfirmed order until it knows it; one it still does not know after
-        UNKNOWN_GRACE seconds never arrived, and is reported REJECTED to its owner."""
+    async def _resolve_unknown(self, request: OrderRequest, sent: float) -> None:
+        """Ask the exchange about an unconfirmed order (sent at `sent`, the clock's monotonic time) until it
+        knows it; one it still does not know UNKNOWN_GRACE seconds after it was sent never arrived, and is
+        reported REJECTED to its owner."""
         clock = self.clock
-        sent = clock.now()
+        created = clock.now() - timedelta(seconds=clock.monotonic() - sent)
         probe = Order(
             id="", client_order_id=request.client_order_id, symbol=self.symbol, side=request.side,
             type=request.type, status=OrderStatus.UNKNOWN, quantity=request.quantity,
-            quote_quantity=request.quote_quantity, price=request.price, created=sent, updated=sent,
+            quote_quantity=request.quote_quantity, price=request.price, created=created, updated=created,
         )
-        give_up = clock.monotonic() + UNKNOWN_GRACE
+        give_up = sent + UNKNOWN_GRACE
         delay = 0.5
         while request.client_order_id in self._orders:
             try:
