@@ -23,6 +23,7 @@ from moonship_core import (
     OrderRequest,
     OrderStatus,
     OrderStatusUnknown,
+    OrderType,
     Side,
     SimClock,
     StrategyMarket,
@@ -209,6 +210,19 @@ def test_wait_for_returns_the_result_in_time() -> None:
             await clock.wait_for(fails(), 5)
 
     run(main)
+
+
+def test_records_take_their_times_from_the_caller() -> None:
+    """No hidden wall-clock read in the model: a time is given, or the record cannot be made."""
+    with pytest.raises(TypeError):
+        Ticker("BTCUSDT", None, None, None)  # type: ignore[call-arg]
+    with pytest.raises(TypeError):
+        Order("1", "c", "BTCUSDT", Side.BUY, OrderType.LIMIT, OrderStatus.PENDING)  # type: ignore[call-arg]
+    order = Order(
+        "1", "c", "BTCUSDT", Side.BUY, OrderType.LIMIT, OrderStatus.PENDING, created=START, updated=START
+    )
+    later = START + timedelta(seconds=3)
+    assert order.closed(OrderStatus.CANCELLED, "gone", at=later).updated == later
 
 
 # ---------------------------------------------------------------------- LiveClock
