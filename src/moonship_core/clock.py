@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable
@@ -67,28 +68,30 @@ class LiveClock(Clock):
 
 class SimClock(Clock):
     """Simulated time: `advance_to` / `advance` move it and wake every sleeper due by then, in deadline
-    order. `monotonic()` counts seconds since the epoch of `now()`."""
+    order. `monotonic()` counts seconds since the epoch of `now()`. Time is kept in whole microseconds (the
+    resolution of datetime), so advancing to `next_wakeup` always wakes the sleeper it names."""
 
     def __init__(self, start: datetime) -> None:
         if start.tzinfo is None:
             raise ValueError("SimClock needs a timezone-aware start time")
         self._epoch = start.astimezone(UTC)
-        self._elapsed = 0.0
-        self._sleepers: list[tuple[float, int, asyncio.Future[None]]] = []
+        self._elapsed = 0  # microseconds
+        self._sleepers: list[tuple[int, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
 
     def now(self) -> datetime:
-        return self._epoch + timedelta(seconds=self._elapsed)
+        return self._epoch + timedelta(microseconds=self._elapsed)
 
     def monotonic(self) -> float:
-        return self._elapsed
+        return self._elapsed / 1_000_000
 
     async def sleep(self, seconds: float) -> None:
         if seconds <= 0:
             await asyncio.sleep(0)
             return
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        heapq.heappush(self._sleepers, (self._elapsed + seconds, next(self._order), future))
+        deadline = self._elapsed + math.ceil(seconds * 1_000_000)  # never early
+        heapq.heappush(self._sleepers, (deadline, next(self._order), future))
         await future
 
     @property
@@ -96,12 +99,12 @@ class SimClock(Clock):
         """When the earliest sleeper is due (None when nothing sleeps)."""
         while self._sleepers and self._sleepers[0][2].done():  # cancelled sleepers
             heapq.heappop(self._sleepers)
-        return self._epoch + timedelta(seconds=self._sleepers[0][0]) if self._sleepers else None
+        return self._epoch + timedelta(microseconds=self._sleepers[0][0]) if self._sleepers else None
 
     def advance_to(self, when: datetime) -> None:
         """Move to `when` (never backwards) and wake the sleepers due by then; they run at the loop's next
         turn."""
-        target = (when - self._epoch).total_seconds()
+        target = (when - self._epoch) // _MICROSECOND
         if target > self._elapsed:
             self._elapsed = target
         while self._sleepers and self._sleepers[0][0] <= self._elapsed:
@@ -111,3 +114,6 @@ class SimClock(Clock):
 
     def advance(self, seconds: float) -> None:
         self.advance_to(self.now() + timedelta(seconds=seconds))
+
+
+_MICROSECOND = timedelta(microseconds=1)

@@ -150,7 +150,7 @@ class OrderManager:
                 if not order.id:  # requested, never acknowledged: find out as for any unconfirmed order
                     tracked = self._orders[order.client_order_id]
                     tracked.order = replace(order, status=OrderStatus.UNKNOWN)
-                    self._spawn(market, self._resolve_unknown(market, tracked.order))
+                    self._spawn(market, self._resolve_unknown(market, tracked.order, clock.monotonic()))
                 else:
                     gone = "not found at the exchange"
                     self.update(market, order.closed(OrderStatus.CANCELLED, gone, at=clock.now()))
@@ -187,19 +187,20 @@ class OrderManager:
         tracked = self._orders[coid] = _Tracked(market, owner)
         requested = self._request_order(market, request, OrderStatus.PENDING, "")
         self.journal.record_order(owner or "", market.name, requested)
+        sent = self.clock.monotonic()
         try:
             order = await market.client.place_order(request)
         except OrderStatusUnknown:
             market.logger.warning("order %s sent but not confirmed: querying it", coid)
-            return self._unknown(market, request, tracked)
+            return self._unknown(market, request, tracked, sent)
         except MoonshipError as exc:
             self._orders.pop(coid, None)
             return self.reject(market, request, exc, owner)
         except Exception:  # a client's own failure: the request may have left, so find out, never resend
             market.logger.exception("sending order %s failed: querying it", coid)
-            return self._unknown(market, request, tracked)
+            return self._unknown(market, request, tracked, sent)
         except BaseException:  # cancelled while in flight: it may have reached the exchange
-            self._unknown(market, request, tracked)
+            self._unknown(market, request, tracked, sent)
             raise
         market.logger.debug("%s sent: %s", coid, _describe(request))
         self.update(market, order)
@@ -293,19 +294,20 @@ class OrderManager:
         return True
 
     # ------------------------------------------------------------------ unknown outcomes
-    def _unknown(self, market: OrderVenue, request: OrderRequest, tracked: _Tracked) -> Order:
-        """Track a sent but unconfirmed order as UNKNOWN and find out what became of it."""
+    def _unknown(self, market: OrderVenue, request: OrderRequest, tracked: _Tracked, sent: float) -> Order:
+        """Track an unconfirmed order (sent at `sent`, the clock's monotonic time) as UNKNOWN and find out
+        what became of it."""
         order = self._request_order(market, request, OrderStatus.UNKNOWN, "sent, not confirmed")
         tracked.order = order
         self.journal.record_order(tracked.owner or "", market.name, order)
-        self._spawn(market, self._resolve_unknown(market, order))
+        self._spawn(market, self._resolve_unknown(market, order, sent))
         return order
 
-    async def _resolve_unknown(self, market: OrderVenue, probe: Order) -> None:
+    async def _resolve_unknown(self, market: OrderVenue, probe: Order, sent: float) -> None:
         """Ask the exchange about an unconfirmed order until it knows it (or an update tells us first); one
-        it still does not know after UNKNOWN_GRACE seconds never arrived, and ends REJECTED."""
+        it still does not know UNKNOWN_GRACE seconds after it was sent never arrived, and ends REJECTED."""
         clock = self.clock
-        give_up = clock.monotonic() + UNKNOWN_GRACE
+        give_up = sent + UNKNOWN_GRACE
         delay = 0.5
         while self._still(probe.client_order_id, OrderStatus.UNKNOWN):
             try:

@@ -22,6 +22,7 @@ from moonship_core import (
     ConfigError,
     Fill,
     InvalidOrder,
+    LiveClock,
     MarketClient,
     MarketEvents,
     MarketInfo,
@@ -41,6 +42,7 @@ from moonship_core import (
     round_to_step,
     validate_model,
 )
+from moonship_core import Clock as CoreClock
 
 from . import constants as c
 from .auth import Clock, Credentials
@@ -99,12 +101,17 @@ class BinanceSettings(BaseModel):
 class BinanceHub:
     """Everything the Binance markets of one engine share."""
 
-    def __init__(self, settings: BinanceSettings, logger: logging.Logger) -> None:
+    def __init__(
+        self, settings: BinanceSettings, logger: logging.Logger, pacing: CoreClock | None = None
+    ) -> None:
         self.settings = settings
         self.logger = logger
         self.rest_url, self.ws_url, self.ws_api_url = settings.urls()
+        #: Binance's server time (signing)
         self.clock = Clock()
-        self.limits = Limits()
+        #: the engine's clock: rate limits and reconnect backoff wait on it
+        self.pacing = pacing or LiveClock()
+        self.limits = Limits(self.pacing)
         self.users = 0
         self._rest: BinanceRest | None = None
         self.stream = MarketStream(
@@ -114,6 +121,7 @@ class BinanceHub:
             max_delay=settings.max_reconnect_delay,
             open_timeout=settings.request_timeout,
             logger=logger,
+            clock=self.pacing,
         )
         self.user_streams: dict[str, UserStream] = {}
         self._rules: dict[str, SymbolRules] = {}
@@ -151,6 +159,7 @@ class BinanceHub:
                 max_delay=self.settings.max_reconnect_delay,
                 open_timeout=self.settings.request_timeout,
                 logger=self.logger,
+                pacing=self.pacing,
             )
         return stream
 
@@ -182,7 +191,9 @@ class BinanceClient(MarketClient):
         self.settings = raw
         self.creds = _credentials(context, self.settings)
         self.margin = context.config.enable_margin
-        self.hub: BinanceHub = context.shared.setdefault(c.NAME, BinanceHub(self.settings, self.logger))
+        self.hub: BinanceHub = context.shared.setdefault(
+            c.NAME, BinanceHub(self.settings, self.logger, context.clock)
+        )
         self.feed = BookFeed(
             self.symbol,
             events,
@@ -191,6 +202,7 @@ class BinanceClient(MarketClient):
             speed=self.settings.depth_speed,
             synced_status=self._synced_status,
             logger=self.logger,
+            clock=context.clock,
         )
         self._rules: SymbolRules | None = None
         self._orders: OrderedDict[str, Order] = OrderedDict()  # client order id -> latest merged state

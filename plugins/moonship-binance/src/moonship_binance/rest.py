@@ -20,6 +20,7 @@ from moonship_core import (
     Fill,
     InsufficientFunds,
     InvalidOrder,
+    LiveClock,
     MarketClosed,
     MarketInfo,
     MarketStatus,
@@ -38,6 +39,7 @@ from moonship_core import (
     Trade,
     from_ms,
 )
+from moonship_core import Clock as CoreClock
 
 from . import constants as c
 from .auth import Clock, Credentials, encode, sign
@@ -70,16 +72,21 @@ class _Window:
 
 @dataclass
 class Limits:
-    """Request pacing shared by every Binance market of an engine: weight per IP, order counts per key."""
+    """Request pacing shared by every Binance market of an engine: weight per IP, order counts per key,
+    paced on `pacing` (the engine's clock)."""
 
-    weight: _Window = field(
-        default_factory=lambda: _Window(RateLimiter(*c.DEFAULT_WEIGHT_LIMIT), "x-mbx-used-weight-1m")
-    )
+    pacing: CoreClock = field(default_factory=LiveClock)
+    weight: _Window = field(init=False)
     order_table: list[tuple[int, float, str]] = field(
         default_factory=lambda: [(n, s, f"x-mbx-order-count-{_suffix(s)}") for n, s in c.DEFAULT_ORDER_LIMITS]
     )
     orders: dict[str, list[_Window]] = field(default_factory=dict)
     configured: bool = False
+
+    def __post_init__(self) -> None:
+        self.weight = _Window(
+            RateLimiter(*c.DEFAULT_WEIGHT_LIMIT, clock=self.pacing), "x-mbx-used-weight-1m"
+        )
 
     def configure(self, rate_limits: Sequence[Mapping[str, Any]]) -> None:
         """Adopt exchangeInfo's `rateLimits` (once; later calls are ignored)."""
@@ -95,7 +102,7 @@ class Limits:
             limit = int(entry["limit"])
             kind = entry.get("rateLimitType")
             if kind == "REQUEST_WEIGHT":
-                window = RateLimiter(limit, seconds + LATENCY_MARGIN)
+                window = RateLimiter(limit, seconds + LATENCY_MARGIN, clock=self.pacing)
                 self.weight = _Window(window, f"x-mbx-used-weight-{suffix}")
             elif kind == "ORDERS":
                 table.append((limit, seconds + LATENCY_MARGIN, f"x-mbx-order-count-{suffix}"))
@@ -107,7 +114,7 @@ class Limits:
         windows = self.orders.get(api_key)
         if windows is None:
             windows = self.orders[api_key] = [
-                _Window(RateLimiter(n, s), header) for n, s, header in self.order_table
+                _Window(RateLimiter(n, s, clock=self.pacing), header) for n, s, header in self.order_table
             ]
         return windows
 

@@ -22,6 +22,7 @@ from websockets.exceptions import WebSocketException
 from moonship_core import (
     Backoff,
     BookGap,
+    LiveClock,
     MarketEvents,
     MarketStatus,
     MoonshipError,
@@ -30,6 +31,7 @@ from moonship_core import (
     Trade,
     from_ms,
 )
+from moonship_core import Clock as CoreClock
 
 Snapshot = Callable[[str, int], Awaitable[dict[str, Any]]]
 Handler = Callable[[dict[str, Any]], None]
@@ -50,8 +52,10 @@ class BookFeed:
         speed: str,
         synced_status: Callable[[], MarketStatus],
         logger: logging.Logger,
+        clock: CoreClock | None = None,
     ) -> None:
         self.symbol = symbol
+        self.clock = clock or LiveClock()
         self.events = events
         self._snapshot = snapshot
         self._depth_limit = depth_limit
@@ -136,7 +140,7 @@ class BookFeed:
 
         Started as soon as the stream is subscribed (not at the first diff), so a quiet market syncs too;
         a snapshot that predates the subscription shows up as a gap at the next diff and is redone."""
-        backoff = Backoff(0.1, 5.0)
+        backoff = Backoff(0.1, 5.0, clock=self.clock)
         while True:
             try:
                 snap = await self._snapshot(self.symbol, self._depth_limit)
@@ -195,6 +199,7 @@ class MarketStream:
         max_delay: float,
         open_timeout: float,
         logger: logging.Logger,
+        clock: CoreClock | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.stale_after = stale_after
@@ -208,7 +213,7 @@ class MarketStream:
         self._subscribed: set[str] = set()
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
-        self._backoff = Backoff(0.2, max_delay)
+        self._backoff = Backoff(0.2, max_delay, clock=clock)
         self._control_ids = 0
         self._control_lock = asyncio.Lock()
         self._last_control = 0.0

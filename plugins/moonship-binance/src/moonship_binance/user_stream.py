@@ -17,6 +17,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
 
 from moonship_core import Backoff, ExchangeError, MoonshipError
+from moonship_core import Clock as CoreClock
 
 from .auth import Clock, Credentials, ws_signature
 from .rest import map_error
@@ -49,8 +50,10 @@ class UserStream:
         max_delay: float,
         open_timeout: float,
         logger: logging.Logger,
+        pacing: CoreClock | None = None,
     ) -> None:
         self.url = url
+        self.pacing = pacing
         self.creds = creds
         self.clock = clock
         self._sync_time = sync_time
@@ -60,7 +63,7 @@ class UserStream:
         self.listeners: list[UserListener] = []
         self.subscribed = asyncio.Event()
         self.subscribes = 0
-        self._backoff = Backoff(0.2, max_delay)
+        self._backoff = Backoff(0.2, max_delay, clock=pacing)
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._close_reason = ""
@@ -186,7 +189,7 @@ class UserStream:
             self.logger.warning("Binance user stream: malformed %s ignored: %r", event.get("e"), exc)
 
     async def _reconcile(self, listener: UserListener) -> None:
-        backoff = Backoff(0.5, 10.0)
+        backoff = Backoff(0.5, 10.0, clock=self.pacing)
         started = time.monotonic()
         while self.subscribed.is_set():
             try:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from moonship_core import (
     Balance,
     ClientContext,
+    Clock,
     ConfigError,
     Fill,
     MarketClient,
@@ -77,9 +78,9 @@ class LunoSettings(BaseModel):
 class Hub:
     """What every Luno market of one engine shares."""
 
-    def __init__(self, settings: LunoSettings) -> None:
+    def __init__(self, settings: LunoSettings, clock: Clock | None = None) -> None:
         per_window = max(1, round(settings.rate_limit * c.PACE_WINDOW / 60))
-        self.limiter = RateLimiter(per_window, c.PACE_WINDOW)
+        self.limiter = RateLimiter(per_window, c.PACE_WINDOW, clock=clock)
         self.timeout = settings.request_timeout
         self.user_streams: dict[tuple[str, str], UserStream] = {}
         self.accounts: dict[str, str] = {}  # account id -> asset
@@ -150,7 +151,7 @@ class LunoClient(MarketClient):
         self.pair = context.symbol
         self.credentials: Credentials | None = resolve(settings, context.config.extra)
         if "luno" not in context.shared:
-            context.shared["luno"] = Hub(settings)
+            context.shared["luno"] = Hub(settings, context.clock)
         self.hub: Hub = context.shared["luno"]
         self.rest = LunoRest(
             self.hub.session, settings.rest_url, self.credentials, self.hub.limiter, self.logger
@@ -189,7 +190,7 @@ class LunoClient(MarketClient):
         self.stream = MarketStream(
             self.settings.ws_url, self.pair, self.credentials, self.events, self.logger,
             tick=info.tick_size, on_status=self._on_stream_status, stale_timeout=self.settings.stale_timeout,
-            open_timeout=self.settings.request_timeout,
+            open_timeout=self.settings.request_timeout, clock=self.context.clock,
         )
         self.stream.start()
         if self.context.market_data_only:
@@ -200,7 +201,7 @@ class LunoClient(MarketClient):
             user_stream = self.hub.user_streams[key] = UserStream(
                 self.settings.ws_url, self.credentials, logging.getLogger("moonship.luno.user_stream"),
                 replay_window=self.settings.replay_window, stale_timeout=self.settings.stale_timeout,
-                open_timeout=self.settings.request_timeout,
+                open_timeout=self.settings.request_timeout, clock=self.context.clock,
             )
         self.user_stream = user_stream
         user_stream.add(self)

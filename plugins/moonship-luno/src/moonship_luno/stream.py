@@ -21,7 +21,17 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from moonship_core import Backoff, BookGap, MarketEvents, MarketStatus, OrderLevelBook, Side, Trade, from_ms
+from moonship_core import (
+    Backoff,
+    BookGap,
+    Clock,
+    MarketEvents,
+    MarketStatus,
+    OrderLevelBook,
+    Side,
+    Trade,
+    from_ms,
+)
 
 from . import constants as c
 from .auth import Credentials
@@ -48,6 +58,7 @@ class MarketStream:
         on_status: Callable[[str], None],
         stale_timeout: float = c.STALE_TIMEOUT,
         open_timeout: float = c.REQUEST_TIMEOUT,
+        clock: Clock | None = None,
     ) -> None:
         self.url = ws_url.rstrip("/") + c.MARKET_STREAM.format(pair=pair)
         self.pair = pair
@@ -64,7 +75,7 @@ class MarketStream:
         self.trading_status: str | None = None
         #: snapshots received (each connection starts with one)
         self.snapshots = 0
-        self.backoff = Backoff(initial=0.5, maximum=30.0)
+        self.backoff = Backoff(initial=0.5, maximum=30.0, clock=clock)
         self._task: asyncio.Task[None] | None = None
         self._last = 0.0
         self._stale = False

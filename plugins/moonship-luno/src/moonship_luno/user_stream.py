@@ -16,7 +16,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from moonship_core import Backoff
+from moonship_core import Backoff, Clock
 
 from . import constants as c
 from .auth import Credentials
@@ -50,6 +50,7 @@ class UserStream:
         replay_window: float = c.REPLAY_WINDOW,
         stale_timeout: float = c.STALE_TIMEOUT,
         open_timeout: float = c.REQUEST_TIMEOUT,
+        clock: Clock | None = None,
     ) -> None:
         self.url = ws_url.rstrip("/") + c.USER_STREAM
         self.credentials = credentials
@@ -62,7 +63,7 @@ class UserStream:
         self.connects = 0
         #: set while connected
         self.connected = asyncio.Event()
-        self.backoff = Backoff(initial=0.5, maximum=30.0)
+        self.backoff = Backoff(initial=0.5, maximum=30.0, clock=clock)
         self._task: asyncio.Task[None] | None = None
         self._down_since: float | None = None  # loop time of the last disconnect (None: never connected)
         self._last = 0.0

@@ -19,9 +19,11 @@ from moonship_core import (
     AuthenticationError,
     Balance,
     ClientContext,
+    Clock,
     ConfigError,
     ExchangeError,
     InvalidOrder,
+    LiveClock,
     MarketClient,
     MarketEvents,
     MarketInfo,
@@ -115,18 +117,21 @@ class _MarketKeys(BaseModel):
 class ValrHub:
     """What every VALR market of one engine shares."""
 
-    def __init__(self, settings: ValrSettings, logger: logging.Logger) -> None:
+    def __init__(self, settings: ValrSettings, logger: logging.Logger, clock: Clock | None = None) -> None:
         self.settings = settings
         self.logger = logger
+        #: the engine's clock: rate limits and reconnect backoff wait on it
+        self.clock = clock or LiveClock()
         self.timing = Timing(
             settings.ping_interval,
             settings.pong_timeout,
             settings.stale_timeout,
             settings.request_timeout,
             backoff_max=settings.reconnect_max_delay,
+            clock=self.clock,
         )
         self._http: httpx.AsyncClient | None = None
-        self.public_limiter = RateLimiter(settings.public_rate_limit, 60.0)
+        self.public_limiter = RateLimiter(settings.public_rate_limit, 60.0, clock=self.clock)
         self._key_limiters: dict[str, RateLimiter] = {}
         self._rests: dict[tuple[str, str], ValrRest] = {}
         self._accounts: dict[tuple[str, str], AccountStream] = {}
@@ -150,7 +155,7 @@ class ValrHub:
             limiter = self.public_limiter
             if signer is not None:
                 limiter = self._key_limiters.setdefault(
-                    signer.api_key, RateLimiter(self.settings.rate_limit, 60.0)
+                    signer.api_key, RateLimiter(self.settings.rate_limit, 60.0, clock=self.clock)
                 )
                 if self.offset_ms is not None:
                     signer.offset_ms = self.offset_ms
@@ -242,7 +247,8 @@ class ValrClient(MarketClient):
         keys = validate_model(_MarketKeys, context.config.extra, f"moonship.markets.{context.market_name}")
         hub = context.shared.get("valr")
         if not isinstance(hub, ValrHub):
-            hub = context.shared["valr"] = ValrHub(settings, logging.getLogger("moonship.valr"))
+            hub = ValrHub(settings, logging.getLogger("moonship.valr"), context.clock)
+            context.shared["valr"] = hub
         self.hub: ValrHub = hub
         self.pair = self.symbol.upper()
         api_key = keys.api_key or settings.api_key

@@ -13,7 +13,7 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
-from moonship_core import Backoff, MarketEvents, MarketStatus
+from moonship_core import Backoff, Clock, LiveClock, MarketEvents, MarketStatus
 
 from . import constants as c
 from .auth import Signer
@@ -23,7 +23,8 @@ _PING = orjson.dumps({"type": "PING"})
 
 
 class Timing:
-    """Keepalive and reconnect timing of every socket (seconds)."""
+    """Keepalive and reconnect timing of every socket (seconds); reconnects back off on `clock` (the
+    engine's)."""
 
     def __init__(
         self,
@@ -33,6 +34,7 @@ class Timing:
         open_timeout: float = c.REQUEST_TIMEOUT,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
+        clock: Clock | None = None,
     ) -> None:
         self.ping_interval = ping_interval
         self.pong_timeout = pong_timeout
@@ -40,6 +42,7 @@ class Timing:
         self.open_timeout = open_timeout
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        self.clock = clock or LiveClock()
 
 
 class Socket:
@@ -111,7 +114,7 @@ class Socket:
     # ------------------------------------------------------------------ loop
     async def _run(self) -> None:
         timing = self.timing
-        backoff = Backoff(timing.backoff_initial, timing.backoff_max)
+        backoff = Backoff(timing.backoff_initial, timing.backoff_max, clock=timing.clock)
         while True:
             reason = "closed"
             try:
