@@ -9,6 +9,7 @@ from decimal import Decimal
 import moonship_binance.plugin
 import pytest
 from exchanges.binance import KEY, BinanceSim
+from support.servers import free_port
 
 from moonship_core import (
     MarketStatus,
@@ -24,7 +25,7 @@ from moonship_core.config import parse_config
 from moonship_core.plugins import Plugins
 from moonship_core.trading.engine import TradingEngine
 
-from .conftest import fast, until
+from .conftest import fast, seed_book, until
 
 pytestmark = pytest.mark.anyio
 D = Decimal
@@ -134,3 +135,43 @@ async def test_a_strategy_keeps_trading_through_exchange_errors(sim: BinanceSim)
         assert not any(u.status is OrderStatus.UNKNOWN for u in later)  # UNKNOWN resolved, never repeated
     finally:
         await engine.stop()
+
+
+async def test_an_exchange_down_at_start_up_is_waited_for() -> None:
+    """The exchange does not answer when the engine starts: the strategy waits (and says for what), the
+    market is retried with backoff, and the strategy starts by itself once the exchange is up."""
+    port = free_port()
+    sim = BinanceSim()
+    url = f"127.0.0.1:{port}"
+    urls = {"rest_url": f"http://{url}", "ws_url": f"ws://{url}", "ws_api_url": f"ws://{url}/ws-api/v3"}
+    settings = {**fast(sim), **urls}
+    config = parse_config(
+        {
+            "moonship": {
+                "engine": {"name": "late"},
+                "markets": {"btc": {"client": "binance", "symbol": "BTCUSDT"}},
+                "strategies": {"s": {"algo": "prober", "auto_start": True, "markets": ["btc"]}},
+                "binance": settings,
+            }
+        }
+    )
+    plugins = Plugins.load(entry_points=False)
+    plugins.register(moonship_binance.plugin, "binance", "moonship-binance")
+    plugins.register(AlgoPlugin(), "test")
+    engine = TradingEngine.embedded(config, plugins, timeout=2)
+    await engine.start()  # returns although the market cannot open
+    strategy = engine.strategies["s"]
+    try:
+        assert not strategy.active
+        assert strategy.waiting_for is not None and strategy.waiting_for.startswith("market btc: ")
+        await engine.publisher.flush()
+        assert (await engine.context.control.strategy("late", "s"))["waiting_for"] == strategy.waiting_for
+        await sim.start(port)
+        seed_book(sim)
+        await until(lambda: strategy.active, timeout=15, what="started once the exchange is up")
+        assert strategy.waiting_for is None
+        await engine.publisher.flush()
+        assert (await engine.context.control.strategy("late", "s"))["waiting_for"] is None
+    finally:
+        await engine.stop()
+        await sim.stop()

@@ -177,11 +177,15 @@ def test_a_dotted_algo_from_the_config_file_still_works_and_updates() -> None:
 def test_system_exit_and_keyboard_interrupt_become_error_replies(algo: str, error: str) -> None:
     async def test(engine: TradingEngine, control: ControlPlane) -> None:
         config = {"algo": algo, "markets": ["btc"], "auto_start": True}
-        assert await refused(control.add("main", "s1", config), 500) == f"Internal error: {error}"
+        # the algo's own SystemExit or KeyboardInterrupt is its failure to start, never the engine's end
+        assert (await refused(control.add("main", "s1", config), 500)).startswith(
+            f"strategy s1 failed to start: {error}("
+        )
         assert "s1" not in engine.strategies  # the add was undone
         # the engine goes on: a start of a stopped strategy that raises it, then ordinary commands
         await control.add("main", "s1", {**config, "auto_start": False})
-        assert await refused(control.start("main", "s1"), 500) == f"Internal error: {error}"
+        message = await refused(control.start("main", "s1"), 500)
+        assert message.startswith(f"strategy s1 failed to start: {error}(")
         await control.remove("main", "s1")
         info = await control.add("main", "ok", {"algo": "quiet", "markets": ["btc"], "auto_start": True})
         assert info["active"] is True

@@ -68,6 +68,13 @@ class Exploder(TradingAlgo):
         raise RuntimeError("boom")
 
 
+class Quitter(TradingAlgo):
+    """An algo that calls sys.exit in a callback."""
+
+    async def on_order_book(self, market: StrategyMarket) -> None:
+        raise SystemExit(3)
+
+
 class Sleeper(TradingAlgo):
     """A strategy slower than the feed."""
 
@@ -85,7 +92,7 @@ class TestPlugin:
 
     @hookimpl
     def moonship_algos(self) -> dict[str, type[TradingAlgo]]:
-        return {"recorder": Recorder, "exploder": Exploder, "sleeper": Sleeper}
+        return {"recorder": Recorder, "exploder": Exploder, "sleeper": Sleeper, "quitter": Quitter}
 
 
 def make_engine(strategies: dict[str, Any], name: str = "main") -> tuple[TradingEngine, ControlPlane]:
@@ -185,18 +192,19 @@ def test_market_refuses_orders_below_minimums_before_the_client() -> None:
     run(main)
 
 
-def test_raising_strategy_is_stopped_with_reason_and_others_go_on() -> None:
+@pytest.mark.parametrize(("algo", "reason"), [("exploder", "boom"), ("quitter", "SystemExit(3)")])
+def test_raising_strategy_is_stopped_with_reason_and_others_go_on(algo: str, reason: str) -> None:
     async def main() -> None:
         engine, _ = make_engine(
             {
-                "bad": {"algo": "exploder", "auto_start": True, "markets": ["btc"]},
+                "bad": {"algo": algo, "auto_start": True, "markets": ["btc"]},
                 "good": {"algo": "recorder", "auto_start": True, "markets": ["btc"], "size": "0.2"},
             }
         )
         await engine.start()
         try:
             await until(lambda: not engine.strategies["bad"].active)
-            assert "boom" in (engine.strategies["bad"].stop_reason or "")
+            assert reason in (engine.strategies["bad"].stop_reason or "")
             client = ScriptedClient.instances[0]
             client.move("99.50", "100.50", 2)
             await until(lambda: D("99.50") in Recorder.seen["good"].books)

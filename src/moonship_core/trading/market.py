@@ -8,6 +8,7 @@ the subscribed strategies, which decide later on their own tasks (see strategy.M
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from collections.abc import Mapping, Sequence
@@ -97,8 +98,15 @@ class Market:
         self.book = OrderBook(self.symbol, price_decimals=max(8, self.info.price_decimals))
         self.status = MarketStatus.UNSYNCED
         self._opened = True
-        await self.client.connect()
-        await self.orders.reconcile(self)
+        try:
+            await self.client.connect()
+            await self.orders.reconcile(self)
+        except BaseException:
+            self._opened = False  # the next open() starts afresh
+            self.status = MarketStatus.CLOSED
+            with contextlib.suppress(Exception):
+                await self.client.close()
+            raise
         self.logger.info(
             "opened %s: tick %s, lot %s, min qty %s, min notional %s",
             self.symbol,

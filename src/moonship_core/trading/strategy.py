@@ -11,10 +11,11 @@ from typing import Any
 
 from pydantic import BaseModel, SecretBytes, SecretStr
 
+from ..backoff import Backoff
 from ..clock import Clock
 from ..config import StrategyConfig, validate_model
 from ..contracts.algo import AlgoContext, TradingAlgo
-from ..errors import ConfigError, MoonshipError
+from ..errors import ConfigError, MoonshipError, NetworkError
 from ..limits import number_problems
 from .market import Market, MarketView
 from .orders import OrderManager
@@ -22,6 +23,12 @@ from .orders import OrderManager
 #: public trades a strategy may fall behind by; past it, newly arriving trades are dropped and counted
 #: (books never queue up: they conflate)
 MAX_PENDING_TRADES = 10_000
+#: what an algo's callback may raise and the strategy contains (an algo calling sys.exit stops only itself)
+ALGO_ERRORS = (Exception, SystemExit, KeyboardInterrupt)
+#: the errors of an exchange that cannot be reached now: opening its market is retried
+UNREACHABLE = (NetworkError, OSError, TimeoutError)
+#: the longest wait between two attempts to open a market that cannot open
+OPEN_RETRY_MAX = 30.0
 #: how long on_stop may take
 STOP_TIMEOUT = 10.0
 
@@ -95,15 +102,65 @@ class Strategy:
         self.views = {m: MarketView(market, name, self.positions[m]) for m, market in markets.items()}
         self.extra: dict[str, Any] = {}
         self._on_change = on_change
+        #: what a strategy that should run waits for (a market that cannot open), or None
+        self.waiting_for: str | None = None
+        self._starting: asyncio.Task[None] | None = None
+        self._waiting = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stop_task: asyncio.Task[None] | None = None
         self._stop_requested: str | None = None
 
     # ------------------------------------------------------------------ lifecycle
     async def start(self) -> None:
-        if self.active:
+        """Start the strategy once its markets are open. A market that cannot open (the exchange is down)
+        is retried with backoff while the strategy waits (`waiting_for` says for what): this returns as soon
+        as the strategy runs, fails to start, or waits; a waiting strategy starts by itself later."""
+        if self.active or self._starting is not None:
             return
-        await asyncio.gather(*(m.open() for m in self.markets.values()))
+        starting = self._starting = asyncio.create_task(self._start(), name=f"start:{self.name}")
+        waiting = asyncio.ensure_future(self._waiting.wait())
+        try:
+            await asyncio.wait((starting, waiting), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            waiting.cancel()
+        if starting.done():
+            starting.result()  # the start's own error, if it failed
+
+    async def _start(self) -> None:
+        try:
+            await self._open_markets()
+            await self._begin()
+        except Exception as exc:
+            if not self._waiting.is_set():
+                raise  # start() is still waiting for the outcome: it raises there
+            self.logger.error("did not start after waiting: %s", exc)
+        finally:
+            self._starting = None
+            self._waiting.clear()
+
+    async def _open_markets(self) -> None:
+        backoff = Backoff(maximum=OPEN_RETRY_MAX, clock=self.clock)
+        while True:
+            results = await asyncio.gather(*(m.open() for m in self.markets.values()), return_exceptions=True)
+            failed = [(m, r) for m, r in zip(self.markets, results, strict=True) if isinstance(r, Exception)]
+            if not failed:
+                break
+            for _, exc in failed:
+                if not isinstance(exc, UNREACHABLE):
+                    raise exc  # not a passing outage (a bad symbol, refused keys): no use retrying
+            name, exc = failed[0]
+            waiting_for = f"market {name}: {type(exc).__name__}: {exc}"
+            if waiting_for != self.waiting_for:  # one line per change, not per retry
+                self.logger.warning("waiting for %s (retrying)", waiting_for)
+                self.waiting_for = waiting_for
+                self.changed()
+            self._waiting.set()
+            await backoff.wait()
+        if self.waiting_for is not None:
+            self.logger.info("markets open: starting")
+            self.waiting_for = None
+
+    async def _begin(self) -> None:
         self.mailbox.clear()
         self._stop_requested = None
         self.orders.attach(self.name, self.mailbox)
@@ -124,13 +181,14 @@ class Strategy:
         self.stop_reason = None
         try:
             await self.algo.on_start()
-        except Exception as exc:
+        except ALGO_ERRORS as exc:  # the algo's own failure, SystemExit included: never the engine's
             self.active = False
             self.orders.detach(self.name)
             self.stop_reason = f"on_start failed: {exc!r}"
             self.logger.exception("failed to start")
             self.changed()
-            raise MoonshipError(f"strategy {self.name} failed to start: {exc}") from exc
+            detail = str(exc) if isinstance(exc, Exception) and str(exc) else repr(exc)
+            raise MoonshipError(f"strategy {self.name} failed to start: {detail}") from exc
         for market in self.markets.values():
             market.subscribe(self.mailbox)
             if len(market.book):
@@ -140,6 +198,15 @@ class Strategy:
         self.changed()
 
     async def stop(self, reason: str = "stopped") -> None:
+        starting = self._starting
+        if starting is not None and starting is not asyncio.current_task():  # waiting for its markets
+            starting.cancel()
+            await asyncio.gather(starting, return_exceptions=True)
+            if self.waiting_for is not None:
+                self.waiting_for = None
+                self.stop_reason = reason
+                self.logger.info("stopped while waiting: %s", reason)
+                self.changed()
         if not self.active:
             return
         self.active = False
@@ -155,7 +222,7 @@ class Strategy:
         if self.algo is not None:
             try:
                 await self.clock.wait_for(self.algo.on_stop(), STOP_TIMEOUT)
-            except Exception:
+            except ALGO_ERRORS:
                 self.logger.exception("on_stop failed")
         if self.mailbox.dropped:
             self.logger.warning("fell behind the feed: %d public trades were dropped", self.mailbox.dropped)
@@ -189,6 +256,7 @@ class Strategy:
             start_time=self.start_time,
             update_time=self.update_time,
             stop_reason=self.stop_reason,
+            waiting_for=self.waiting_for,
             config=self.config.public_dump(self.secret_keys),
             position=position.quantity,
             last_trade_profit=self.orders.portfolio.last_trade_profit(self.name),
@@ -231,7 +299,7 @@ class Strategy:
                         await algo.on_market_status(view, payload)
         except asyncio.CancelledError:
             raise
-        except Exception as exc:
+        except ALGO_ERRORS as exc:
             self.logger.exception("%s handler failed; stopping the strategy", kind)
             self._stop_requested = f"error in on_{_CALLBACK.get(kind, kind)}: {exc!r}"
         self._stop_task = asyncio.create_task(self.stop(self._stop_requested or "stopped"))
