@@ -1,19 +1,25 @@
-"""The `moonship` command: `run`, `config check`, `plugins list`, and the original's bare flags."""
+"""The `moonship` command: `run`, `config check`, `plugins list`, `orders`, `fills`, and the original's bare
+flags."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import sys
 from collections.abc import Sequence
+from datetime import UTC, datetime
+from decimal import Decimal
 from importlib import metadata
 
 from .config import MoonshipConfig, configure_logging, load_config
+from .contracts.stores import Journal
 from .errors import ConfigError
+from .model import fmt_decimal
 from .plugins import SERVICE_DISTRIBUTIONS, Plugins, install_command
 
 PROG = "moonship"
-COMMANDS = ("run", "config", "plugins")
+COMMANDS = ("run", "config", "plugins", "orders", "fills")
 DEFAULT_CONFIG = "config.yml"
 
 
@@ -32,6 +38,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         config = load_config(options.config)
         if options.command == "config":
             return _config_check(config)
+        if options.command in ("orders", "fills"):
+            return asyncio.run(_journal(config, options))
         return _run(config, options)
     except ConfigError as exc:
         print(f"{PROG}: config error:\n{exc}", file=sys.stderr)
@@ -70,7 +78,91 @@ def _parser() -> argparse.ArgumentParser:
     plugin = commands.add_parser("plugins", help="plugin tools")
     plugin_commands = plugin.add_subparsers(dest="plugins_command", required=True)
     plugin_commands.add_parser("list", help="list the installed plugins and what they provide")
+    journal_query = argparse.ArgumentParser(add_help=False, parents=[config_file])
+    journal_query.add_argument("--strategy", metavar="S", help="only this strategy's")
+    journal_query.add_argument("--limit", metavar="N", type=int, default=100, help="at most N rows (100)")
+    journal_query.add_argument("--json", action="store_true", help="JSON lines instead of a table")
+    orders = commands.add_parser(
+        "orders", parents=[journal_query], help="the journal's orders, newest first"
+    )
+    orders.add_argument("--open", action="store_true", help="only open orders")
+    fills = commands.add_parser("fills", parents=[journal_query], help="the journal's fills, newest first")
+    fills.add_argument("--since", metavar="ISO", type=_iso_time, help="only fills at or after this time")
     return parser
+
+
+def _iso_time(text: str) -> datetime:
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an ISO-8601 time: {text!r}") from None
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+
+
+#: the columns of `moonship orders` and `moonship fills`: (heading, field)
+ORDER_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("UPDATED", "updated"), ("STRATEGY", "strategy"), ("MARKET", "market"), ("SIDE", "side"),
+    ("TYPE", "type"), ("STATUS", "status"), ("QUANTITY", "quantity"), ("PRICE", "price"),
+    ("FILLED", "filled_quantity"), ("AVG PRICE", "average_price"), ("CLIENT ORDER ID", "client_order_id"),
+)
+FILL_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("TIME", "time"), ("STRATEGY", "strategy"), ("MARKET", "market"), ("SIDE", "side"), ("PRICE", "price"),
+    ("QUANTITY", "quantity"), ("FEE", "fee"), ("FEE ASSET", "fee_asset"),
+    ("CLIENT ORDER ID", "client_order_id"),
+)
+
+
+async def _journal(config: MoonshipConfig, options: argparse.Namespace) -> int:
+    """`moonship orders` / `moonship fills`: read the engine's journal directly (running or not)."""
+    from .codec import fill_record_to_dict, json_dumps, order_record_to_dict
+    from .stores.sqlite import SqliteJournal
+
+    journal: Journal
+    if config.journal_backend == "redis":
+        from .stores.redis import RedisJournal
+
+        assert config.redis.url is not None  # the config check requires it for a redis journal
+        journal = RedisJournal(config.redis.url, config.engine.name, verify_cert=config.redis.ssl_verify_cert)
+    else:
+        if not config.journal_path.exists():
+            print(f"{PROG}: no journal at {config.journal_path} (has the engine run here?)", file=sys.stderr)
+            return 1
+        journal = SqliteJournal(config.journal_path)
+    await journal.open()
+    try:
+        if options.command == "orders":
+            records = await journal.orders(
+                strategy=options.strategy, open_only=options.open, limit=options.limit
+            )
+            rows, columns = [order_record_to_dict(r) for r in records], ORDER_COLUMNS
+        else:
+            fills = await journal.fills(strategy=options.strategy, since=options.since, limit=options.limit)
+            rows, columns = [fill_record_to_dict(f) for f in fills], FILL_COLUMNS
+    finally:
+        await journal.close()
+    if options.json:
+        for row in rows:
+            print(json_dumps(row).decode())
+    else:
+        cells = [[_cell(row[field]) for _, field in columns] for row in rows]
+        _print_table([[heading for heading, _ in columns], *cells])
+    return 0
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, Decimal):
+        return fmt_decimal(value)
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)
+
+
+def _print_table(rows: list[list[str]]) -> None:
+    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 def _run(config: MoonshipConfig, options: argparse.Namespace) -> int:
@@ -108,13 +200,11 @@ def _config_check(config: MoonshipConfig) -> int:
 
 def _plugins_list() -> int:
     plugins = Plugins.load()
-    rows = [("PLUGIN", "DISTRIBUTION", "VERSION", "PROVIDES")]
+    rows = [["PLUGIN", "DISTRIBUTION", "VERSION", "PROVIDES"]]
     for info in plugins.describe():
         provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.provides.items() if names)
-        rows.append((info.name, info.distribution or "-", info.version or "-", provides or "-"))
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+        rows.append([info.name, info.distribution or "-", info.version or "-", provides or "-"])
+    _print_table(rows)
     if plugins.failures:
         print("\nFailed plugins:")
         for failure in plugins.failures:

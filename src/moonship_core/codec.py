@@ -9,6 +9,7 @@ from typing import Any
 
 import orjson
 
+from .contracts.stores import FillRecord, OrderRecord
 from .model import Fill, Order, OrderStatus, OrderType, Side, TimeInForce
 
 
@@ -75,3 +76,26 @@ def order_from_dict(data: dict[str, Any]) -> Order:
 
 def _decimal(value: str | None) -> Decimal | None:
     return None if value is None else Decimal(value)
+
+
+def order_record_to_dict(record: OrderRecord) -> dict[str, Any]:
+    """A journaled order as the API and the CLI show it (its fills are listed by fill_record_to_dict)."""
+    order = record.order
+    data = order_to_dict(order)
+    del data["fills"]
+    data.update(
+        strategy=record.strategy or None, market=record.market, average_price=order.average_price,
+        fees=order.fees,
+    )
+    return data
+
+
+def fill_record_to_dict(record: FillRecord) -> dict[str, Any]:
+    """A journaled fill as the API and the CLI show it."""
+    fill = record.fill
+    return {
+        "strategy": record.strategy or None, "market": record.market,
+        "client_order_id": record.client_order_id, "side": record.side.value, "trade_id": fill.trade_id,
+        "price": fill.price, "quantity": fill.quantity, "fee": fill.fee, "fee_asset": fill.fee_asset,
+        "is_maker": fill.is_maker, "time": fill.timestamp,
+    }

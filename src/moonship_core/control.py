@@ -9,6 +9,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections.abc import Callable, Coroutine, Mapping
+from datetime import datetime
 from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 
@@ -101,6 +102,28 @@ class ControlPlane:
 
     async def stop(self, engine: str, name: str) -> Any:
         return await self.send(engine, "stop", name)
+
+    async def orders(self, engine: str | None = None, **query: Any) -> list[dict[str, Any]]:
+        """Journaled orders of one engine (or every running one), newest first; `query`: strategy, status
+        ("open" or "closed"), since (ISO-8601), limit."""
+        return await self._journal("orders", "updated", engine, query)
+
+    async def fills(self, engine: str | None = None, **query: Any) -> list[dict[str, Any]]:
+        """Journaled fills of one engine (or every running one), newest first; `query`: strategy, since,
+        limit."""
+        return await self._journal("fills", "time", engine, query)
+
+    async def _journal(
+        self, command: str, time_field: str, engine: str | None, query: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        query = {k: v for k, v in query.items() if v is not None}
+        engines = [engine] if engine is not None else await self.engines()
+        rows: list[dict[str, Any]] = []
+        for name in engines:
+            for row in await self.send(name, command, config=query):
+                rows.append({"engine": name, **row})
+        rows.sort(key=lambda row: datetime.fromisoformat(row[time_field]), reverse=True)
+        return rows[: query["limit"]] if "limit" in query else rows
 
     @_reachable
     async def send(

@@ -274,3 +274,59 @@ def test_config_check_reports_every_problem(tmp_path: Path) -> None:
         result, "moonship.strategies.s1.algo: cannot import algo 'fakes.Nope': AttributeError"
     )
     assert_config_error(result, "moonship.markets.btc.client: unknown market client 'fake'")
+
+
+def test_orders_and_fills_read_the_journal(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+    from datetime import UTC, datetime
+    from decimal import Decimal as D
+
+    from moonship_core import Fill, Order, OrderStatus, OrderType, Side
+    from moonship_core.contracts.stores import FillRecord
+    from moonship_core.stores.sqlite import SqliteJournal
+
+    path = tmp_path / "data" / "e.sqlite"
+    at = datetime(2026, 5, 1, 9, 30, tzinfo=UTC)
+
+    async def write() -> None:
+        journal = SqliteJournal(path)
+        await journal.open()
+        for coid, status, minute in [("msa", OrderStatus.FILLED, 1), ("msb", OrderStatus.PENDING, 2)]:
+            journal.record_order("quoter", "btc", Order(
+                "1" + coid, coid, "BTCUSDT", Side.BUY, OrderType.LIMIT, status, quantity=D("0.01"),
+                price=D("30000.5"), filled_quantity=D("0.01") if coid == "msa" else D(0),
+                filled_quote_quantity=D("300.005") if coid == "msa" else D(0), created=at,
+                updated=at.replace(minute=30 + minute),
+            ))
+        fill = Fill("t1", D("30000.5"), D("0.01"), D("0.00001"), "BTC", timestamp=at.replace(minute=31))
+        journal.record_fill(FillRecord("quoter", "btc", "msa", Side.BUY, fill, "BTC", "USDT"))
+        await journal.close()
+
+    asyncio.run(write())
+    config = tmp_path / "c.yml"
+    config.write_text(f"moonship:\n  engine:\n    name: e\n  journal:\n    path: {path}\n")
+    assert cli.main(["orders", "-c", str(config)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == [
+        "UPDATED", "STRATEGY", "MARKET", "SIDE", "TYPE", "STATUS", "QUANTITY", "PRICE", "FILLED", "AVG",
+        "PRICE", "CLIENT", "ORDER", "ID",
+    ]
+    assert lines[1].split() == [
+        "2026-05-01", "09:32:00", "quoter", "btc", "BUY", "LIMIT", "PENDING", "0.01", "30000.5", "0", "-",
+        "msb",
+    ]
+    assert lines[2].split()[6:] == ["FILLED", "0.01", "30000.5", "0.01", "30000.5", "msa"]
+    # aligned: each column starts at the same place on every line
+    assert lines[0].index("STRATEGY") == lines[1].index("quoter") == lines[2].index("quoter")
+    assert cli.main(["orders", "-c", str(config), "--open", "--json"]) == 0
+    (only,) = capsys.readouterr().out.splitlines()
+    assert '"client_order_id":"msb"' in only and '"status":"PENDING"' in only
+    assert cli.main(["fills", "-c", str(config), "--since", "2026-05-01T09:31:00Z"]) == 0
+    header, row = capsys.readouterr().out.splitlines()
+    expected = ["2026-05-01", "09:31:00", "quoter", "btc", "BUY", "30000.5", "0.01", "0.00001", "BTC", "msa"]
+    assert row.split() == expected
+    assert cli.main(["fills", "-c", str(config), "--since", "2026-05-01T10:00:00Z"]) == 0
+    assert capsys.readouterr().out.split() == header.split()  # the heading alone
+    config.write_text(f"moonship:\n  journal:\n    path: {tmp_path / 'none.sqlite'}\n")
+    assert cli.main(["fills", "-c", str(config)]) == 1
+    assert "no journal at" in capsys.readouterr().err

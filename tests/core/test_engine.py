@@ -164,9 +164,44 @@ def test_strategy_trades_and_tracks_fills_and_profit() -> None:
             cached = await control.strategy("main", "s1")
             assert cached["active"] is True and cached["total_profit"] == "2.4475"
             assert cached["config"]["algo"] == "recorder" and cached["config"]["markets"] == ["btc"]
+            assert cached["fees"] == {"USDT": "0.0775"} and cached["open_orders"] == 0
+            # the journal, through the control plane: newest first, decimals as exact text
+            orders = await control.orders("main", strategy="s1")
+            assert [(o["side"], o["status"], o["filled_quantity"]) for o in orders] == [
+                ("SELL", "FILLED", "0.25"), ("BUY", "FILLED", "0.5")
+            ]
+            assert orders[0]["engine"] == "main" and orders[0]["market"] == "btc"
+            assert orders[1]["average_price"] == "100.00" and orders[1]["fees"] == {"USDT": "0.05"}
+            assert await control.orders(status="open") == []
+            fills = await control.fills("main", limit=2)
+            assert [(f["side"], f["quantity"], f["fee"]) for f in fills] == [
+                ("SELL", "0.25", "0.0275"), ("BUY", "0.3", "0.03")
+            ]
         finally:
             await engine.stop()
         assert engine.strategies["s1"].info()["active"] is False
+
+    run(main)
+
+
+def test_journal_queries_are_checked() -> None:
+    async def main() -> None:
+        engine, control = make_engine({})
+        await engine.start()
+        try:
+            for query, problem in [
+                ({"limit": 0}, "Bad limit"), ({"limit": "5"}, "Bad limit"),
+                ({"since": "yesterday"}, "Bad since"), ({"status": "done"}, "Bad status"),
+                ({"sort": "price"}, "Unknown query field: sort"),
+            ]:
+                with pytest.raises(ControlError, match=problem) as err:
+                    await control.orders("main", **query)
+                assert err.value.status == 400
+            with pytest.raises(ControlError, match="Unknown query field: status"):
+                await control.fills("main", status="open")
+            assert await control.fills("main", since="2020-01-01T00:00:00") == []
+        finally:
+            await engine.stop()
 
     run(main)
 

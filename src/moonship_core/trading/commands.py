@@ -9,9 +9,12 @@ import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from ..codec import fill_record_to_dict, order_record_to_dict
 from ..config import StrategyConfig, validate_model
+from ..contracts.stores import Journal
 from ..errors import ConfigError, ControlError, MoonshipError
 from ..limits import MAX_DEPTH, STRATEGY_NAME_RULE, too_deep, valid_strategy_name
 from .publisher import CACHE_ERRORS, StatePublisher
@@ -40,10 +43,12 @@ class Commands:
         build: Builder,
         publisher: StatePublisher,
         logger: logging.Logger,
+        journal: Journal,
     ) -> None:
         self.strategies = strategies
         self.build = build
         self.publisher = publisher
+        self.journal = journal
         self.logger = logger
         self.ready = asyncio.Event()
         self._replies: OrderedDict[str, asyncio.Future[dict[str, Any]]] = OrderedDict()
@@ -92,6 +97,8 @@ class Commands:
         action = command.get("command")
         if action == "list":
             return [s.info() for s in self.strategies.values()]
+        if action in ("orders", "fills"):
+            return await self._journal(action, command.get("config"))
         name = command.get("strategy")
         if not isinstance(name, str) or not name:
             raise ControlError("Missing or bad strategy field", 400)
@@ -118,6 +125,33 @@ class Commands:
                 _forget_logger(strategy.logger)
                 self.logger.info("strategy %s removed", name)
             return self.strategies[name].info() if name in self.strategies else None
+
+    async def _journal(self, action: str, query: Any) -> list[dict[str, Any]]:
+        """Journaled orders or fills, newest first: `query` may hold strategy, status (orders: open or
+        closed), since (ISO-8601) and limit (1 to MAX_ROWS, default DEFAULT_ROWS)."""
+        query = query if isinstance(query, dict) else {}
+        fields = {"strategy", "since", "limit"} | ({"status"} if action == "orders" else set())
+        unknown = sorted(set(query) - fields)
+        if unknown:
+            raise ControlError(f"Unknown query field: {unknown[0]}", 400)
+        strategy = query.get("strategy")
+        if strategy is not None and not isinstance(strategy, str):
+            raise ControlError("Bad strategy field", 400)
+        limit = query.get("limit", DEFAULT_ROWS)
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_ROWS:
+            raise ControlError(f"Bad limit: a whole number from 1 to {MAX_ROWS}", 400)
+        since = _time(query.get("since"))
+        if action == "fills":
+            fills = await self.journal.fills(strategy=strategy, since=since, limit=limit)
+            return [fill_record_to_dict(f) for f in fills]
+        status = query.get("status")
+        if status not in (None, "open", "closed"):
+            raise ControlError("Bad status: open or closed", 400)
+        orders = await self.journal.orders(
+            strategy=strategy, open_only=status == "open", closed_only=status == "closed", since=since,
+            limit=limit,
+        )
+        return [order_record_to_dict(o) for o in orders]
 
     @contextlib.asynccontextmanager
     async def _locked(self, name: str) -> AsyncIterator[None]:
@@ -169,6 +203,24 @@ class Commands:
         self.logger.info("strategy %s updated", strategy.name)
         if was_active:
             await replacement.start()
+
+
+#: rows a journal query answers by default, and at most
+DEFAULT_ROWS = 100
+MAX_ROWS = 10_000
+
+
+def _time(value: Any) -> datetime | None:
+    """An ISO-8601 time from a query (UTC when it names no zone)."""
+    if value is None:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        parsed = None
+    if parsed is None:
+        raise ControlError("Bad since: an ISO-8601 time, e.g. 2026-01-31T12:00:00Z", 400)
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
 _ACTIONS = frozenset({"add", "start", "stop", "update", "remove"})

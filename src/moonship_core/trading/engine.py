@@ -49,7 +49,9 @@ class TradingEngine(Service):
         self.markets = {name: self._build_market(name, mc) for name, mc in config.markets.items()}
         for name, strategy_config in config.strategies.items():
             self.strategies[name] = self._build_strategy(name, strategy_config)
-        self.commands = Commands(self.strategies, self._build_strategy, self.publisher, self.logger)
+        self.commands = Commands(
+            self.strategies, self._build_strategy, self.publisher, self.logger, self.journal
+        )
 
     @classmethod
     def embedded(
