@@ -1,12 +1,12 @@
 """Restart is recovery: an engine process quoting on the Binance simulator is killed with SIGKILL, its orders
 fill while it is down, and the restarted engine books every fill once, keeps the quote that survived (no
-doubled quotes) and its position equals the simulator's fills."""
+doubled quotes) and its position equals the simulator's fills; with the journal in SQLite and in Redis."""
 
 from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,8 +14,10 @@ from typing import Any
 import pytest
 import yaml
 from exchanges.binance import KEY, BinanceSim
-from support.servers import MoonshipProcess
+from support.servers import MoonshipProcess, RedisServer
 
+from moonship_core.contracts.stores import Journal
+from moonship_core.stores.redis import RedisJournal
 from moonship_core.stores.sqlite import SqliteJournal
 from moonship_core.trading.portfolio import Portfolio
 
@@ -25,8 +27,8 @@ pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 D = Decimal
 
 
-def write_config(sim: BinanceSim, tmp_path: Path) -> Path:
-    config = {
+def write_config(sim: BinanceSim, tmp_path: Path, redis_url: str | None) -> Path:
+    config: dict[str, Any] = {
         "moonship": {
             "engine": {"name": "restarted"},
             "journal": {"path": str(tmp_path / "journal.sqlite")},
@@ -40,6 +42,8 @@ def write_config(sim: BinanceSim, tmp_path: Path) -> Path:
             "binance": fast(sim),
         }
     }
+    if redis_url is not None:  # cache, bus and journal on Redis
+        config["moonship"]["redis"] = {"url": redis_url}
     path = tmp_path / "config.yml"
     path.write_text(yaml.safe_dump(config))
     return path
@@ -50,18 +54,35 @@ def open_orders(sim: BinanceSim) -> dict[str, Any]:
     return {o.coid: o for o in sim.exchange.accounts[KEY].orders.values() if o.is_open}
 
 
-def journaled(path: Path, client_order_id: str) -> Decimal:
-    """The quantity the journal holds as filled for one order (read while the engine writes it)."""
-    import json
-    import sqlite3
-
+@pytest.fixture(params=["sqlite", "redis"])
+def backend(request: pytest.FixtureRequest) -> Iterator[str | None]:
+    """The journal's home: the SQLite file (None), or a real redis-server's URL."""
+    if request.param == "sqlite":
+        yield None
+        return
+    server = RedisServer()
+    server.start()
     try:
-        with sqlite3.connect(path) as db:
-            query = "SELECT data FROM fills WHERE client_order_id = ?"
-            rows = db.execute(query, (client_order_id,)).fetchall()
-    except sqlite3.Error:
-        return D(0)
-    return sum((D(json.loads(data)["fill"]["quantity"]) for (data,) in rows), D(0))
+        yield server.url
+    finally:
+        server.kill()
+
+
+def journal_of(tmp_path: Path, redis_url: str | None) -> Journal:
+    if redis_url is None:
+        return SqliteJournal(tmp_path / "journal.sqlite")
+    return RedisJournal(redis_url, "restarted")
+
+
+async def journaled(tmp_path: Path, redis_url: str | None, client_order_id: str) -> Decimal:
+    """The quantity the journal holds as filled for one order (read while the engine writes it)."""
+    journal = journal_of(tmp_path, redis_url)
+    await journal.open()
+    try:
+        fills = await journal.fills()
+    finally:
+        await journal.close()
+    return sum((f.fill.quantity for f in fills if f.client_order_id == client_order_id), D(0))
 
 
 async def until(
@@ -81,8 +102,10 @@ async def stop(engine: MoonshipProcess, sig: int) -> None:
     await until(lambda: engine.process.poll() is not None, "engine exit")
 
 
-async def test_kill_9_then_restart_books_every_fill_once(sim: BinanceSim, tmp_path: Path) -> None:
-    config = write_config(sim, tmp_path)
+async def test_kill_9_then_restart_books_every_fill_once(
+    sim: BinanceSim, tmp_path: Path, backend: str | None
+) -> None:
+    config = write_config(sim, tmp_path, backend)
     first = MoonshipProcess("run", "-c", str(config))
     try:
         await until(lambda: len(open_orders(sim)) == 2, "two quotes", first)
@@ -92,8 +115,12 @@ async def test_kill_9_then_restart_books_every_fill_once(sim: BinanceSim, tmp_pa
         # half the bid fills while the engine runs (the user stream tells it) ...
         sim.exchange.take("BTCUSDT", "SELL", D(10) + D("0.005"), bid.price)
         await until(lambda: bid.executed == D("0.005"), "partial fill")
-        journal_file = tmp_path / "journal.sqlite"
-        await until(lambda: journaled(journal_file, bid.coid) == D("0.005"), "the fill in the journal")
+        for _ in range(200):
+            if await journaled(tmp_path, backend, bid.coid) == D("0.005"):
+                break
+            await asyncio.sleep(0.05)
+        else:
+            raise AssertionError("the fill never reached the journal")
     finally:
         await stop(first, signal.SIGKILL)
     assert first.process.returncode == -signal.SIGKILL
@@ -114,7 +141,7 @@ async def test_kill_9_then_restart_books_every_fill_once(sim: BinanceSim, tmp_pa
         await stop(second, signal.SIGTERM)
     assert second.process.returncode == 0, second.output[-3000:]
 
-    journal = SqliteJournal(tmp_path / "journal.sqlite")
+    journal = journal_of(tmp_path, backend)
     await journal.open()
     try:
         fills = await journal.fills()
