@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import shutil
 import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -84,7 +85,7 @@ def test_replicas_share_sessions_and_throttling(replicas: tuple[Stack, str], cer
         a.wait_for(lambda: len(b.get("/strategies", headers=bearer).json()["strategies"]) == 2)
         reply = b.post("/strategies/main/beta/start", headers=bearer)
         assert reply.status_code == 200 and reply.json()["active"] is True
-        assert b.get("/logout", headers=bearer).status_code == 200
+        assert b.post("/logout", headers=bearer).status_code == 200
         with a.client(token) as client:
             assert client.get("/strategies").status_code == 401  # logged out on B, gone on A too
         address = {"X-Forwarded-For": "203.0.113.50"}
@@ -92,8 +93,9 @@ def test_replicas_share_sessions_and_throttling(replicas: tuple[Stack, str], cer
             for _ in range(5):
                 reply = client.post("/login", json={"user": USER, "password": "x"}, headers=address)
                 assert reply.status_code == 401
+        started = time.perf_counter()  # B knows of the lock A set: the right password waits it out
         reply = b.post("/login", json={"user": USER, "password": PASSWORD}, headers=address)
-        assert reply.status_code == 429
+        assert reply.status_code == 200 and time.perf_counter() - started > 0.8
 
 
 def write_config(path: Path, text: str) -> Path:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
@@ -32,7 +33,7 @@ from moonship_core import (
 )
 
 from .accesslog import AccessLogFormat, AccessLogMiddleware
-from .auth import COOKIE_NAME, Credentials, LoginThrottle, Sessions
+from .auth import COOKIE_NAME, Credentials, LoginThrottle, Sessions, Throttled
 from .openapi import OPENAPI
 
 MAX_BODY = 1 << 20
@@ -150,6 +151,29 @@ class ErrorGuard:
         return error_response("Internal server error", 500)
 
 
+class ClientAddressCheck:
+    """400 for a request whose client address is not an IP address: uvicorn takes the client from a trusted
+    proxy's X-Forwarded-For as it stands, and login throttling counts per address, so a forged string must not
+    become a fresh client."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("client") and not _is_ip(scope["client"][0]):
+            await error_response("Bad X-Forwarded-For: not an IP address", 400)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 class SessionCheck:
     """Every path but the public ones needs a live session; otherwise 401 "Access denied"."""
 
@@ -212,6 +236,7 @@ class Api:
             middleware=[
                 Middleware(AccessLogMiddleware, access_log_format, logger.getChild("access")),
                 Middleware(ErrorGuard, logger),
+                Middleware(ClientAddressCheck),
                 Middleware(SessionCheck, self.sessions),
             ],
             exception_handlers={HTTPException: _http_error},
@@ -230,15 +255,16 @@ class Api:
         user: str = _field(body, "user", str)
         password: str = _field(body, "password", str)
         client = request.client.host if request.client else "unknown"
-        async with self.throttle.lock(client):
-            retry = await self.throttle.retry_after(client)
-            if retry is not None:
-                raise ApiError("Too many failed logins: try again later", 429, {"Retry-After": str(retry)})
-            if not await self.credentials.check(user, password):
-                await self.throttle.failed(client)
-                self.logger.warning("failed login from %s", printable(client))
-                raise ApiError("Invalid user or password", 401)
-            await self.throttle.succeeded(client)
+        try:
+            async with self.throttle.attempt(user, client):
+                if not await self.credentials.check(user, password):
+                    await self.throttle.failed(user, client)
+                    self.logger.warning("failed login from %s", printable(client))
+                    raise ApiError("Invalid user or password", 401)
+                await self.throttle.succeeded(user, client)
+        except Throttled as exc:
+            headers = {"Retry-After": str(exc.retry_after)}
+            raise ApiError("Too many failed logins: try again later", 429, headers) from None
         previous = request_token(request.headers)
         if previous is not None:  # a new token at every login: no session fixation
             await self.sessions.delete(previous)
