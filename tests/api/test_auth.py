@@ -180,7 +180,54 @@ def test_sessions_are_stored_by_hash_not_by_token(stack: Stack) -> None:
     assert Sessions.key(token) in keys
     session = stack.loop.run(stack.cache.get(Sessions.key(token)))
     assert isinstance(session, dict) and session["user"] == USER and PASSWORD not in str(session)
-    assert Sessions.key(token) not in stack.cache._expiry  # idle_session_expiry 0: no expiry
+    # idle_session_expiry 0 still stores it with a TTL: the 12 h lifetime
+    assert 12 * 3600 - 60 < stack.cache._expiry[Sessions.key(token)] - time.monotonic() <= 12 * 3600
+
+
+@pytest.mark.parametrize("idle", [0, 1])
+def test_a_session_ends_at_its_lifetime_however_much_it_is_used(
+    make_stack: MakeStack, certs: Certs, idle: float
+) -> None:
+    lifetime = 1.5 / 3600  # 1.5 s
+    stack = make_stack(settings=api_settings(certs, session_lifetime=lifetime, idle_session_expiry=idle))
+    token = stack.login()
+    started = time.monotonic()
+    with stack.client(token) as client:
+        while time.monotonic() - started < 1.2:
+            assert client.get("/strategies").status_code == 200
+            time.sleep(0.2)
+        # the TTL never outlives the lifetime, even with an idle expiry of a minute
+        assert stack.cache._expiry[Sessions.key(token)] <= started + 1.5 + 0.05  # type: ignore[attr-defined]
+        time.sleep(max(0.0, started + 1.6 - time.monotonic()))
+        assert client.get("/strategies").status_code == 401
+    assert stack.loop.run(stack.cache.get(Sessions.key(token))) is None
+    assert stack.login() != token  # a new login gets a new lifetime
+
+
+def test_sessions_under_other_credentials_are_refused() -> None:
+    """Unit level: a session stored under another user/hash fingerprint, or without one (made before
+    lifetimes existed), is refused and deleted."""
+    from moonship_api.auth import Credentials
+
+    cache = MemoryCache()
+    old = Credentials(USER, bcrypt.hashpw(b"old", bcrypt.gensalt(rounds=4)).decode())
+    new = Credentials(USER, bcrypt.hashpw(b"old", bcrypt.gensalt(rounds=4)).decode())  # same password
+    renamed = Credentials("trader2", old._hash.decode())
+    assert len({old.fingerprint, new.fingerprint, renamed.fingerprint}) == 3
+
+    async def main() -> None:
+        before = Sessions(cache, 0, 12, old.fingerprint)
+        token = await before.create(USER)
+        assert await before.touch(token)
+        for after in (Sessions(cache, 0, 12, new.fingerprint), Sessions(cache, 0, 12, renamed.fingerprint)):
+            assert not await after.touch(token)
+        assert not await before.touch(token)  # deleted on sight
+        legacy = "L" * 43
+        await cache.set(Sessions.key(legacy), {"user": USER})
+        assert not await before.touch(legacy)
+        assert await cache.get(Sessions.key(legacy)) is None
+
+    asyncio.run(main())
 
 
 def test_idle_session_expires_and_use_slides_the_expiry(make_stack: MakeStack, certs: Certs) -> None:

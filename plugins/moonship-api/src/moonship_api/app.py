@@ -207,12 +207,13 @@ class Api:
         cache: SharedCache,
         credentials: Credentials,
         idle_session_expiry: float,
+        session_lifetime: float,
         access_log_format: AccessLogFormat,
         logger: logging.Logger,
     ) -> None:
         self.control = control
         self.credentials = credentials
-        self.sessions = Sessions(cache, idle_session_expiry)
+        self.sessions = Sessions(cache, idle_session_expiry, session_lifetime, credentials.fingerprint)
         self.throttle = LoginThrottle(cache)
         self.logger = logger
         self._openapi = orjson.dumps(OPENAPI)

@@ -30,6 +30,9 @@ class Credentials:
     def __init__(self, user: str, password_hash: str) -> None:
         self._user = user.encode()
         self._hash = password_hash.encode()
+        #: identifies this user name and hash (sessions made under others are revoked); reveals neither
+        material = b"moonship-api-credentials\0%s\0%s" % (self._user, self._hash)
+        self.fingerprint = hashlib.sha256(material).hexdigest()
 
     async def check(self, user: str, password: str) -> bool:
         user_ok = hmac.compare_digest(user.encode(), self._user)
@@ -46,28 +49,61 @@ class Credentials:
 
 
 class Sessions:
-    """Sessions by token, stored under the token's SHA-256 (a cache dump reveals no usable token)."""
+    """Sessions by token, stored under the token's SHA-256 (a cache dump reveals no usable token).
 
-    def __init__(self, cache: SharedCache, idle_minutes: float) -> None:
+    A session ends `lifetime` seconds after login whatever its use, after `idle` seconds unused (None: only
+    the lifetime counts), or as soon as the configured credentials change: each session holds the fingerprint
+    of the user name and password hash it was made under. Its cache entry always has a TTL, the smaller of the
+    idle expiry and the lifetime left."""
+
+    def __init__(
+        self,
+        cache: SharedCache,
+        idle_minutes: float,
+        lifetime_hours: float = 12,
+        credentials: str = "",
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.cache = cache
-        self.ttl = idle_minutes * 60 or None
+        self.idle = idle_minutes * 60 or None
+        self.lifetime = lifetime_hours * 3600
+        self.credentials = credentials
+        self.clock = clock
 
     @staticmethod
     def key(token: str) -> str:
         return SESSION_PREFIX + hashlib.sha256(token.encode()).hexdigest()
 
+    def _ttl(self, ends: float) -> float:
+        left = ends - self.clock()
+        return left if self.idle is None else min(self.idle, left)
+
     async def create(self, user: str) -> str:
         token = secrets.token_urlsafe(32)
-        await self.cache.set(self.key(token), {"user": user, "created": utc_now()}, ttl=self.ttl)
+        ends = self.clock() + self.lifetime
+        session = {"user": user, "created": utc_now(), "ends": ends, "credentials": self.credentials}
+        await self.cache.set(self.key(token), session, ttl=self._ttl(ends))
         return token
 
     async def touch(self, token: str) -> bool:
-        """True if `token` is a live session; restarts its idle timer."""
+        """True if `token` is a live session; restarts its idle timer (never beyond the lifetime)."""
         if not _TOKEN.match(token):
             return False
-        if self.ttl is None:
-            return await self.cache.get(self.key(token)) is not None
-        return await self.cache.expire(self.key(token), self.ttl)
+        key = self.key(token)
+        session = await self.cache.get(key)
+        if not isinstance(session, dict):
+            return False
+        ends = session.get("ends")
+        if (
+            not hmac.compare_digest(str(session.get("credentials", "")), self.credentials)
+            or not isinstance(ends, int | float)
+            or self._ttl(ends) <= 0
+        ):
+            await self.cache.delete(key)  # made under other credentials, before lifetimes, or over
+            return False
+        if self.idle is None:
+            return True  # the TTL set at login is the lifetime
+        return await self.cache.expire(key, self._ttl(ends))
 
     async def delete(self, token: str) -> None:
         if _TOKEN.match(token):

@@ -96,6 +96,7 @@ class ApiService(Service):
             cache=self.context.cache,
             credentials=Credentials(settings.user, settings.password.get_secret_value()),
             idle_session_expiry=settings.idle_session_expiry,
+            session_lifetime=settings.session_lifetime,
             access_log_format=AccessLogFormat(settings.access_log_format),
             logger=self.logger,
         )

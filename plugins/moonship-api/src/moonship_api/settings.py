@@ -41,6 +41,8 @@ class ApiSettings(BaseModel):
     ssl_key: str | None = None
     #: minutes of inactivity before a session expires; 0: never
     idle_session_expiry: float = Field(default=0, ge=0, allow_inf_nan=False)
+    #: hours after login a session ends however much it is used
+    session_lifetime: float = Field(default=12, gt=0, le=24 * 366, allow_inf_nan=False)
     access_log_format: str = DEFAULT_FORMAT
     #: proxies whose X-Forwarded-For / X-Forwarded-Proto headers are believed (IP addresses or networks)
     trusted_proxies: Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)] = [
