@@ -17,7 +17,7 @@ from .harness import PASSWORD, USER, Certs, MakeStack, Stack, api_settings
 
 COOKIE = "__Host-session_token"
 PROTECTED = [
-    ("GET", "/logout"),
+    ("GET", "/logout"),  # 405 with a session
     ("POST", "/logout"),
     ("GET", "/strategies"),
     ("GET", "/strategies/main/alpha"),
@@ -137,30 +137,106 @@ def test_bearer_token_takes_precedence_over_the_cookie(stack: Stack) -> None:
         assert client.get("/strategies", headers=bad_cookie).status_code == 200
 
 
+JSON = {"Content-Type": "application/json"}
+
+
 def test_a_client_keeps_the_cookie_and_uses_it(stack: Stack) -> None:
     with stack.client() as client:
         login(client)
         assert COOKIE in client.cookies
         assert client.get("/strategies").status_code == 200
-        assert client.get("/logout").status_code == 200
+        assert client.post("/logout", headers=JSON).status_code == 200
         assert COOKIE not in client.cookies  # Max-Age=0 cleared it
         assert client.get("/strategies").status_code == 401
 
 
-@pytest.mark.parametrize("method", ["GET", "POST"])
-def test_logout_ends_the_session_everywhere(stack: Stack, method: str) -> None:
+@pytest.mark.parametrize("by", ["cookie", "bearer"])
+def test_logout_ends_the_session_everywhere(stack: Stack, by: str) -> None:
     token = stack.login()
     other = stack.login()
+    bearer = {"Authorization": f"Bearer {token}"}
+    credentials = {"Cookie": f"{COOKIE}={token}", **JSON} if by == "cookie" else bearer
     with stack.client() as client:
-        reply = client.request(method, "/logout", headers={"Cookie": f"{COOKIE}={token}"})
+        reply = client.post("/logout", headers=credentials)
         assert reply.status_code == 200
         assert reply.json() == {}
         cleared = f"{COOKIE}=; Max-Age=0; HttpOnly; Path=/; SameSite=Strict; Secure"
         assert reply.headers["set-cookie"] == cleared
-        for headers in ({"Authorization": f"Bearer {token}"}, {"Cookie": f"{COOKIE}={token}"}):
+        for headers in ({"Authorization": f"Bearer {token}"}, {"Cookie": f"{COOKIE}={token}", **JSON}):
             assert client.get("/strategies", headers=headers).status_code == 401
-            assert client.get("/logout", headers=headers).status_code == 401
+            assert client.post("/logout", headers=headers).status_code == 401
         assert client.get("/strategies", headers={"Authorization": f"Bearer {other}"}).status_code == 200
+
+
+def test_logout_is_post_only(stack: Stack) -> None:
+    """Issue 15 item 6 (a deliberate break with the seed): a link or an image must not end the session."""
+    token = stack.login()
+    with stack.client() as client:
+        for headers in ({"Authorization": f"Bearer {token}"}, {"Cookie": f"{COOKIE}={token}"}):
+            reply = client.get("/logout", headers=headers)
+            assert reply.status_code == 405
+            assert reply.json() == {"error": "Method not allowed", "status": 405}
+            assert client.get("/strategies", headers=headers).status_code == 200  # still logged in
+    paths = stack.client().get("/openapi.json").json()["paths"]
+    assert set(paths["/logout"]) == {"post"}
+
+
+ORIGIN_CASES = [
+    # (extra headers, expected status) for a cookie-authenticated POST .../stop
+    ({}, 415),  # no Content-Type at all
+    ({"Content-Type": "text/plain"}, 415),  # what a cross-site form or simple fetch can send
+    ({"Content-Type": "application/x-www-form-urlencoded"}, 415),
+    ({"Content-Type": "multipart/form-data; boundary=x"}, 415),
+    ({"Content-Type": "text/plain", "Origin": "https://evil.example"}, 415),
+    ({**JSON, "Origin": "https://evil.example"}, 403),
+    ({**JSON, "Origin": "null"}, 403),
+    ({**JSON, "Origin": "https://127.0.0.1"}, 403),  # another port is another origin
+    ({**JSON, "Sec-Fetch-Site": "cross-site"}, 403),
+    ({**JSON, "Sec-Fetch-Site": "same-site"}, 403),
+    ({**JSON, "Sec-Fetch-Site": "same-origin", "Origin": "https://evil.example"}, 403),
+    (JSON, 200),  # a non-browser client with the cookie
+    ({"Content-Type": "application/json; charset=utf-8"}, 200),
+    ({**JSON, "Sec-Fetch-Site": "same-origin"}, 200),
+    ({**JSON, "Sec-Fetch-Site": "none"}, 200),
+    ({**JSON, "Origin": "SELF"}, 200),  # replaced by this server's own origin
+    ({**JSON, "Origin": "SELF", "Sec-Fetch-Site": "same-origin"}, 200),
+]
+
+
+@pytest.mark.parametrize(("extra", "status"), ORIGIN_CASES)
+def test_state_changes_by_cookie_must_be_json_and_same_origin(
+    stack: Stack, extra: dict[str, str], status: int
+) -> None:
+    """Issue 15: cookie + text/plain + a foreign Origin used to be 200 (SameSite was the only defence)."""
+    token = stack.login()
+    headers = {"Cookie": f"{COOKIE}={token}", **extra}
+    if headers.get("Origin") == "SELF":
+        headers["Origin"] = stack.url
+    with stack.client() as client:
+        reply = client.post("/strategies/main/beta/stop", headers=headers)
+        assert reply.status_code == status, reply.text
+        if status == 415:
+            assert reply.json()["error"] == "Content-Type must be application/json with the session cookie"
+        if status == 403:
+            assert reply.json() == {"error": "Cross-site request refused", "status": 403}
+        # the same body from a foreign page through every state-changing route is refused alike
+        if status != 200:
+            for method, path in [("POST", "/strategies/main/new"), ("PATCH", "/strategies/main/beta"),
+                                 ("DELETE", "/strategies/main/beta"), ("POST", "/strategies/main/beta/start"),
+                                 ("POST", "/logout")]:
+                assert client.request(method, path, headers=headers).status_code == status, (method, path)
+            assert client.get("/strategies", headers=headers).status_code == 200  # reads are not refused
+            assert client.get("/strategies", headers={"Authorization": f"Bearer {token}"}).status_code == 200
+
+
+def test_bearer_requests_are_not_subject_to_the_cookie_rules(stack: Stack) -> None:
+    token = stack.login()
+    foreign = {"Content-Type": "text/plain", "Origin": "https://evil.example", "Sec-Fetch-Site": "cross-site"}
+    with stack.client(token) as client:
+        assert client.post("/strategies/main/beta/stop", headers=foreign).status_code == 200
+        # a bearer token wins over the cookie, so the request is judged as a bearer one
+        reply = client.post("/strategies/main/beta/stop", headers={**foreign, "Cookie": f"{COOKIE}={token}"})
+        assert reply.status_code == 200
 
 
 def test_login_with_a_session_replaces_it(stack: Stack) -> None:
