@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import http
+import ipaddress
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import orjson
 from starlette.applications import Starlette
@@ -32,11 +34,13 @@ from moonship_core import (
 )
 
 from .accesslog import AccessLogFormat, AccessLogMiddleware
-from .auth import COOKIE_NAME, Credentials, LoginThrottle, Sessions
+from .auth import COOKIE_NAME, Credentials, LoginThrottle, Sessions, Throttled
 from .openapi import OPENAPI
 
 MAX_BODY = 1 << 20
 PUBLIC_PATHS = frozenset({"/login", "/openapi.json"})
+#: methods a forged cross-site request could use to change something
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: where the auth middleware leaves the session token for the endpoints
 SESSION_KEY = "moonship.session"
 _COOKIE_ATTRIBUTES = "HttpOnly; Path=/; SameSite=Strict; Secure"
@@ -69,14 +73,43 @@ def error_response(message: str, status: int, headers: Mapping[str, str] | None 
 
 def request_token(headers: Headers) -> str | None:
     """The session token: `Authorization: Bearer` first, else the session cookie."""
+    return session_token(headers)[0]
+
+
+def session_token(headers: Headers) -> tuple[str | None, bool]:
+    """The session token (`Authorization: Bearer` first, else the session cookie) and whether it came from
+    the cookie, i.e. whether a browser may have attached it on its own."""
     scheme, _, token = headers.get("authorization", "").partition(" ")
     if scheme.lower() == "bearer":
-        return token.strip() or None
+        return token.strip() or None, False
     for cookie in headers.getlist("cookie"):
         for pair in cookie.split(";"):
             name, _, value = pair.strip().partition("=")
             if name == COOKIE_NAME and value:
-                return value
+                return value, True
+    return None, False
+
+
+def cross_site_problem(method: str, headers: Headers) -> ApiError | None:
+    """Why a request authenticated by the session cookie may have been forged by another site, or None.
+
+    State-changing methods must say `Content-Type: application/json` (a cross-site form or a CORS-simple
+    fetch cannot) and, where the browser says where the request comes from, come from this origin:
+    `Sec-Fetch-Site` same-origin or none (typed by the user), an `Origin` whose host[:port] is the `Host`."""
+    if method not in STATE_CHANGING:
+        return None
+    media_type = headers.get("content-type", "").partition(";")[0].strip().lower()
+    if media_type != "application/json":
+        return ApiError("Content-Type must be application/json with the session cookie", 415)
+    fetch_site = headers.get("sec-fetch-site")
+    if fetch_site is not None and fetch_site.strip().lower() not in ("same-origin", "none"):
+        return ApiError("Cross-site request refused", 403)
+    origin = headers.get("origin")
+    if origin is not None:
+        parts = urlsplit(origin.strip())
+        host = headers.get("host", "").strip().lower()
+        if parts.scheme not in ("http", "https") or not host or parts.netloc.lower() != host:
+            return ApiError("Cross-site request refused", 403)
     return None
 
 
@@ -150,6 +183,29 @@ class ErrorGuard:
         return error_response("Internal server error", 500)
 
 
+class ClientAddressCheck:
+    """400 for a request whose client address is not an IP address: uvicorn takes the client from a trusted
+    proxy's X-Forwarded-For as it stands, and login throttling counts per address, so a forged string must not
+    become a fresh client."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope.get("client") and not _is_ip(scope["client"][0]):
+            await error_response("Bad X-Forwarded-For: not an IP address", 400)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
 class SessionCheck:
     """Every path but the public ones needs a live session; otherwise 401 "Access denied"."""
 
@@ -159,10 +215,15 @@ class SessionCheck:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["path"] not in PUBLIC_PATHS:
-            token = request_token(Headers(scope=scope))
+            request_headers = Headers(scope=scope)
+            token, by_cookie = session_token(request_headers)
             if token is None or not await self.sessions.touch(token):
                 headers = {"WWW-Authenticate": 'Bearer realm="moonship"'}
                 await error_response("Access denied", 401, headers)(scope, receive, send)
+                return
+            problem = cross_site_problem(scope["method"], request_headers) if by_cookie else None
+            if problem is not None:
+                await error_response(problem.message, problem.status)(scope, receive, send)
                 return
             scope[SESSION_KEY] = token
         await self.app(scope, receive, send)
@@ -185,17 +246,18 @@ class Api:
         idle_session_expiry: float,
         access_log_format: AccessLogFormat,
         logger: logging.Logger,
+        session_lifetime: float = 12,
     ) -> None:
         self.control = control
         self.credentials = credentials
-        self.sessions = Sessions(cache, idle_session_expiry)
+        self.sessions = Sessions(cache, idle_session_expiry, session_lifetime, credentials.fingerprint)
         self.throttle = LoginThrottle(cache)
         self.logger = logger
         self._openapi = orjson.dumps(OPENAPI)
         self.app = Starlette(
             routes=[
                 Route("/login", self.login, methods=["POST"]),
-                Route("/logout", self.logout, methods=["GET", "POST"]),
+                Route("/logout", self.logout, methods=["POST"]),
                 Route("/strategies", self.list_strategies, methods=["GET"]),
                 Route(
                     "/strategies/{engine}/{strategy}",
@@ -212,6 +274,7 @@ class Api:
             middleware=[
                 Middleware(AccessLogMiddleware, access_log_format, logger.getChild("access")),
                 Middleware(ErrorGuard, logger),
+                Middleware(ClientAddressCheck),
                 Middleware(SessionCheck, self.sessions),
             ],
             exception_handlers={HTTPException: _http_error},
@@ -230,15 +293,16 @@ class Api:
         user: str = _field(body, "user", str)
         password: str = _field(body, "password", str)
         client = request.client.host if request.client else "unknown"
-        async with self.throttle.lock(client):
-            retry = await self.throttle.retry_after(client)
-            if retry is not None:
-                raise ApiError("Too many failed logins: try again later", 429, {"Retry-After": str(retry)})
-            if not await self.credentials.check(user, password):
-                await self.throttle.failed(client)
-                self.logger.warning("failed login from %s", printable(client))
-                raise ApiError("Invalid user or password", 401)
-            await self.throttle.succeeded(client)
+        try:
+            async with self.throttle.attempt(user, client):
+                if not await self.credentials.check(user, password):
+                    await self.throttle.failed(user, client)
+                    self.logger.warning("failed login from %s", printable(client))
+                    raise ApiError("Invalid user or password", 401)
+                await self.throttle.succeeded(user, client)
+        except Throttled as exc:
+            headers = {"Retry-After": str(exc.retry_after)}
+            raise ApiError("Too many failed logins: try again later", 429, headers) from None
         previous = request_token(request.headers)
         if previous is not None:  # a new token at every login: no session fixation
             await self.sessions.delete(previous)

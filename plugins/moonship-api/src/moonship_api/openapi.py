@@ -31,8 +31,12 @@ _ERRORS: dict[str, dict[str, Any]] = {
                   f"{MAX_DEPTH} levels deep."),
     "401": _error("`Access denied`: no live session.",
                   {"WWW-Authenticate": {"schema": {"type": "string"}}}),
+    "403": _error("`Cross-site request refused`: authenticated by the cookie, with a `Sec-Fetch-Site` other "
+                  "than same-origin or none, or an `Origin` whose host[:port] is not the `Host`."),
     "404": _error("`No such strategy`, or the engine is not running (`Engine '<name>' is not running`)."),
     "413": _error("`Request body too large` (over 1 MiB)."),
+    "415": _error("`Content-Type must be application/json with the session cookie`: a state-changing request "
+                  "authenticated by the cookie must say `Content-Type: application/json`, body or not."),
     "500": _error("`Internal server error`, or the engine's own failure message; never a traceback."),
     "503": _error("`Shared cache or message bus unavailable`."),
     "504": _error("`Operation timeout`: the engine did not answer in time."),
@@ -56,7 +60,7 @@ def _command(summary: str, description: str, body: bool, result: dict[str, Any])
         "summary": summary,
         "description": description,
         "parameters": _NAMES,
-        "responses": {"200": result, **_errors("400", "401", "404", "500", "503", "504")},
+        "responses": {"200": result, **_errors("400", "401", "403", "404", "415", "500", "503", "504")},
     }
     if body:
         operation["requestBody"] = _CONFIG_BODY
@@ -72,14 +76,18 @@ OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {
         "title": "Moonship API",
-        "version": "1.4.0",
+        "version": "1.5.0",
         "description": (
             "Monitor and control Moonship trading engines. Compatible with the seed's API 1.3.0; additions: "
             "command replies carry the StrategyInfo, POST /logout, 429 login throttling, 503 when the shared "
             "cache or bus is down. Every error is `{\"error\": message, \"status\": code}`. Every path but "
             "/login and /openapi.json needs the session token, as `Authorization: Bearer TOKEN` (preferred) "
             "or the `__Host-session_token` cookie; without a live session the reply is 401 `Access denied`, "
-            "also for unknown paths."
+            "also for unknown paths. Since 1.5.0 (issue 15): logout is POST only, and a state-changing "
+            "request (POST, PATCH, DELETE) authenticated by the cookie must carry `Content-Type: "
+            "application/json` (else 415) and, when the browser sends `Sec-Fetch-Site` or `Origin`, come "
+            "from this origin (else 403); bearer tokens are not affected. Sessions end after "
+            "`moonship.api.session_lifetime` hours, and when the configured user or password hash changes."
         ),
     },
     "tags": [{"name": "Session"}, {"name": "Strategies"}],
@@ -92,8 +100,10 @@ OPENAPI: dict[str, Any] = {
                 "description": (
                     "Checks the user and password and starts a new session (any session the request "
                     "carries is ended). Sets the cookie `__Host-session_token=TOKEN; HttpOnly; Path=/; "
-                    "SameSite=Strict; Secure`. After 5 failures in a row from one client address, each "
-                    "further failure locks that address out for 1, 2, 4 ... seconds (at most 60)."
+                    "SameSite=Strict; Secure`. After 5 failures in a row of a user name from one client "
+                    "address (20 of any names), each further failure locks that pair (address) out for 1, 2, "
+                    "4 ... seconds (at most 60). An attempt during a lock that ends within 3 s waits for it; "
+                    "a longer lock is 429 with a Retry-After that brings the client back within those 3 s."
                 ),
                 "security": [],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Login")}}},
@@ -113,17 +123,20 @@ OPENAPI: dict[str, Any] = {
             }
         },
         "/logout": {
-            method: {
+            "post": {
                 "tags": ["Session"],
                 "summary": "Log out",
-                "description": "Ends the session everywhere and clears the cookie.",
+                "description": (
+                    "Ends the session everywhere and clears the cookie. POST only (GET is 405 since API "
+                    "1.5.0): with the cookie it needs `Content-Type: application/json`, like every "
+                    "state-changing request."
+                ),
                 "responses": {
                     "200": _json({"type": "object"}, "Logged out.",
                                  {"Set-Cookie": {"schema": {"type": "string"}}}),
-                    **_errors("401", "500", "503"),
+                    **_errors("401", "403", "415", "500", "503"),
                 },
             }
-            for method in ("get", "post")
         },
         "/strategies": {
             "get": {

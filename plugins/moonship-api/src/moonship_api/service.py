@@ -61,6 +61,8 @@ class ApiService(Service):
         self.settings = _settings(context.settings)
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
+        #: the application (its sessions and login throttle), once started
+        self.api: Api | None = None
         #: the port actually listened on (useful with `port: 0`)
         self.port: int | None = None
 
@@ -78,9 +80,11 @@ class ApiService(Service):
             cache=self.context.cache,
             credentials=Credentials(settings.user, settings.password.get_secret_value()),
             idle_session_expiry=settings.idle_session_expiry,
+            session_lifetime=settings.session_lifetime,
             access_log_format=AccessLogFormat(settings.access_log_format),
             logger=self.logger,
         )
+        self.api = api
         config = uvicorn.Config(
             api.app,
             lifespan="off",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from typing import Annotated, Any
 
@@ -40,8 +41,10 @@ class ApiSettings(BaseModel):
     ssl_key: str | None = None
     #: minutes of inactivity before a session expires; 0: never
     idle_session_expiry: float = Field(default=0, ge=0, allow_inf_nan=False)
+    #: hours after login a session ends however much it is used
+    session_lifetime: float = Field(default=12, gt=0, le=24 * 366, allow_inf_nan=False)
     access_log_format: str = DEFAULT_FORMAT
-    #: proxies whose X-Forwarded-For / X-Forwarded-Proto headers are believed (IPs, CIDRs or "*")
+    #: proxies whose X-Forwarded-For / X-Forwarded-Proto headers are believed (IP addresses or networks)
     trusted_proxies: Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)] = [
         "127.0.0.1",
         "::1",
@@ -53,6 +56,21 @@ class ApiSettings(BaseModel):
         if value is not None and not _BCRYPT_HASH.match(value.get_secret_value()):
             raise ValueError("must be a bcrypt hash (see the moonship-api README)")
         return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _addresses(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            if entry.strip() == "*":
+                raise ValueError(
+                    "'*' would believe X-Forwarded-For from any client (anyone could pick their address and "
+                    "escape login throttling): list the proxies' addresses or networks"
+                )
+            try:
+                ipaddress.ip_network(entry.strip(), strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network") from None
+        return [entry.strip() for entry in value]
 
     @field_validator("access_log_format")
     @classmethod
