@@ -99,11 +99,13 @@ def test_dotted_algo_paths_are_refused_and_nothing_is_imported(
 def test_an_algo_that_exits_does_not_end_the_engine(hard: Stack, client: httpx.Client) -> None:
     config = {"algo": "exits", "markets": ["btc"], "auto_start": True}
     reply = client.post("/strategies/main/x", json={"config": config})
-    assert error(reply) == (500, "Internal error: SystemExit")
+    # the algo's SystemExit ends only its start, not the engine
+    assert error(reply) == (500, "strategy x failed to start: SystemExit(2)")
     assert error(client.get("/strategies/main/x"))[0] == 404
     stopped = {**config, "auto_start": False}
     assert client.post("/strategies/main/x", json={"config": stopped}).status_code == 200
-    assert error(client.post("/strategies/main/x/start")) == (500, "Internal error: SystemExit")
+    started = client.post("/strategies/main/x/start")
+    assert error(started) == (500, "strategy x failed to start: SystemExit(2)")
     assert client.delete("/strategies/main/x").status_code == 200
     assert_alive(hard, client)
 
