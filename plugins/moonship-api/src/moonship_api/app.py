@@ -269,6 +269,8 @@ class Api:
                 ),
                 Route("/strategies/{engine}/{strategy}/start", self.start_strategy, methods=["POST"]),
                 Route("/strategies/{engine}/{strategy}/stop", self.stop_strategy, methods=["POST"]),
+                Route("/orders", self.list_orders, methods=["GET"]),
+                Route("/fills", self.list_fills, methods=["GET"]),
                 Route("/openapi.json", self.openapi, methods=["GET"]),
             ],
             middleware=[
@@ -348,6 +350,17 @@ class Api:
     async def stop_strategy(self, request: Request) -> Response:
         return _info(await self.control.stop(*_names(request)))
 
+    # ------------------------------------------------------------------ the journal
+    async def list_orders(self, request: Request) -> Response:
+        engine, query = _journal_query(request, ("engine", "strategy", "status", "since", "limit"))
+        if query.get("status") not in (None, "open", "closed"):
+            raise ApiError("Bad status: open or closed", 400)
+        return JsonResponse({"orders": await self.control.orders(engine, **query)})
+
+    async def list_fills(self, request: Request) -> Response:
+        engine, query = _journal_query(request, ("engine", "strategy", "since", "limit"))
+        return JsonResponse({"fills": await self.control.fills(engine, **query)})
+
     async def openapi(self, request: Request) -> Response:
         return Response(self._openapi, media_type="application/json")
 
@@ -363,6 +376,22 @@ def _names(request: Request) -> tuple[str, str]:
 async def _config(request: Request) -> dict[str, Any]:
     config: dict[str, Any] = _field(await read_json(request), "config", dict)
     return config
+
+
+def _journal_query(request: Request, allowed: tuple[str, ...]) -> tuple[str | None, dict[str, Any]]:
+    """The engine (None: every running engine) and the journal query of a GET /orders or /fills."""
+    params = request.query_params
+    unknown = sorted(set(params) - set(allowed))
+    if unknown:
+        raise ApiError(f"Unknown query parameter: {printable(unknown[0])}", 400)
+    query: dict[str, Any] = {k: params[k] for k in allowed if k in params and k != "engine"}
+    if "strategy" in query and not valid_strategy_name(query["strategy"]):
+        raise ApiError(f"Bad strategy name: it must be {STRATEGY_NAME_RULE}", 400)
+    if "limit" in query:
+        if not query["limit"].isdigit():
+            raise ApiError("Bad limit: a whole number", 400)
+        query["limit"] = int(query["limit"])
+    return params.get("engine"), query
 
 
 def _info(result: Any) -> Response:

@@ -72,6 +72,22 @@ _INFO = _json(_ref("StrategyInfo"), "The strategy as the engine reports it after
 _NULLABLE_STRING = {"type": "string", "nullable": True}
 _DECIMAL = {"type": "string", "description": "exact decimal"}
 
+_JOURNAL_PARAMS: dict[str, dict[str, Any]] = {
+    "engine": {"name": "engine", "in": "query", "schema": {"type": "string"}},
+    "strategy": {
+        "name": "strategy", "in": "query", "schema": {"type": "string", "pattern": STRATEGY_NAME_PATTERN}
+    },
+    "status": {"name": "status", "in": "query", "schema": {"type": "string", "enum": ["open", "closed"]}},
+    "since": {"name": "since", "in": "query", "schema": {"type": "string", "format": "date-time"}},
+    "limit": {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": 10000}},
+}
+
+
+
+def _journal_params(*names: str) -> list[dict[str, Any]]:
+    return [_JOURNAL_PARAMS[name] for name in names]
+
+
 OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {
@@ -90,7 +106,7 @@ OPENAPI: dict[str, Any] = {
             "`moonship.api.session_lifetime` hours, and when the configured user or password hash changes."
         ),
     },
-    "tags": [{"name": "Session"}, {"name": "Strategies"}],
+    "tags": [{"name": "Session"}, {"name": "Strategies"}, {"name": "Journal"}],
     "security": [{"bearerAuth": []}, {"cookieAuth": []}],
     "paths": {
         "/login": {
@@ -199,6 +215,38 @@ OPENAPI: dict[str, Any] = {
         "/strategies/{engine}/{strategy}/stop": {
             "post": _command("Stop a strategy", "No change if it is not active.", False, _INFO),
         },
+        "/orders": {
+            "get": {
+                "tags": ["Journal"],
+                "summary": "Journaled orders, newest first",
+                "description": (
+                    "From each engine's journal (every order it placed, with its latest state), read "
+                    "through the running engines: `engine` (default: every running one), `strategy`, "
+                    "`status` (`open` or `closed`), `since` (ISO-8601; the last update at or after it), "
+                    "`limit` (1 to 10000, default 100 per engine). Decimals are exact strings."
+                ),
+                "parameters": _journal_params("engine", "strategy", "status", "since", "limit"),
+                "responses": {
+                    "200": _json(_ref("OrderList"), "The orders."),
+                    **_errors("400", "401", "404", "500", "503", "504"),
+                },
+            }
+        },
+        "/fills": {
+            "get": {
+                "tags": ["Journal"],
+                "summary": "Journaled fills, newest first",
+                "description": (
+                    "Every fill booked to a strategy, each once: `engine` (default: every running one), "
+                    "`strategy`, `since` (ISO-8601), `limit` (1 to 10000, default 100 per engine)."
+                ),
+                "parameters": _journal_params("engine", "strategy", "since", "limit"),
+                "responses": {
+                    "200": _json(_ref("FillList"), "The fills."),
+                    **_errors("400", "401", "404", "500", "503", "504"),
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "tags": ["Session"],
@@ -287,8 +335,73 @@ OPENAPI: dict[str, Any] = {
                     "last_trade_profit": {**_DECIMAL, "nullable": True},
                     "total_profit": _DECIMAL,
                     "positions": {"type": "object", "additionalProperties": _DECIMAL},
+                    "fees": {"type": "object", "additionalProperties": _DECIMAL},
+                    "open_orders": {"type": "integer"},
+                    "waiting_for": {**_NULLABLE_STRING, "description": "what a strategy to run waits for"},
                 },
                 "additionalProperties": True,
+            },
+            "Order": {
+                "type": "object",
+                "required": ["engine", "market", "client_order_id", "side", "type", "status", "updated"],
+                "properties": {
+                    "engine": {"type": "string"},
+                    "strategy": _NULLABLE_STRING,
+                    "market": {"type": "string"},
+                    "id": {"type": "string"},
+                    "client_order_id": {"type": "string"},
+                    "symbol": {"type": "string"},
+                    "side": {"type": "string", "enum": ["BUY", "SELL"]},
+                    "type": {"type": "string", "enum": ["LIMIT", "MARKET"]},
+                    "status": {"type": "string"},
+                    "quantity": {**_DECIMAL, "nullable": True},
+                    "quote_quantity": {**_DECIMAL, "nullable": True},
+                    "price": {**_DECIMAL, "nullable": True},
+                    "time_in_force": {"type": "string"},
+                    "post_only": {"type": "boolean"},
+                    "filled_quantity": _DECIMAL,
+                    "filled_quote_quantity": _DECIMAL,
+                    "average_price": {**_DECIMAL, "nullable": True},
+                    "fees": {"type": "object", "additionalProperties": _DECIMAL},
+                    "created": {"type": "string", "format": "date-time"},
+                    "updated": {"type": "string", "format": "date-time"},
+                    "reason": _NULLABLE_STRING,
+                    "error": {**_NULLABLE_STRING, "description": "why it was REJECTED: the error's class"},
+                },
+                "additionalProperties": False,
+            },
+            "OrderList": {
+                "type": "object",
+                "required": ["orders"],
+                "properties": {"orders": {"type": "array", "items": _ref("Order")}},
+                "additionalProperties": False,
+            },
+            "Fill": {
+                "type": "object",
+                "required": [
+                    "engine", "market", "client_order_id", "side", "trade_id", "price", "quantity", "time"
+                ],
+                "properties": {
+                    "engine": {"type": "string"},
+                    "strategy": _NULLABLE_STRING,
+                    "market": {"type": "string"},
+                    "client_order_id": {"type": "string"},
+                    "side": {"type": "string", "enum": ["BUY", "SELL"]},
+                    "trade_id": {"type": "string"},
+                    "price": _DECIMAL,
+                    "quantity": _DECIMAL,
+                    "fee": _DECIMAL,
+                    "fee_asset": {"type": "string"},
+                    "is_maker": {"type": "boolean"},
+                    "time": {"type": "string", "format": "date-time"},
+                },
+                "additionalProperties": False,
+            },
+            "FillList": {
+                "type": "object",
+                "required": ["fills"],
+                "properties": {"fills": {"type": "array", "items": _ref("Fill")}},
+                "additionalProperties": False,
             },
             "StrategyList": {
                 "type": "object",
