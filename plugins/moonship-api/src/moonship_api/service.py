@@ -19,9 +19,12 @@ from .accesslog import AccessLogFormat
 from .app import Api
 from .auth import Credentials
 from .settings import ApiSettings
+from .transport import MAX_HEADER_BYTES, ConnectionLimits, GuardedH11Protocol
 
 #: seconds in-flight requests get to finish when the service stops
 GRACEFUL_SHUTDOWN = 5
+#: seconds a closing TLS connection waits for the client's close_notify
+TLS_SHUTDOWN_TIMEOUT = 5
 #: headers on every response, uvicorn's own included
 RESPONSE_HEADERS = [
     ("Server", "Moonship"),
@@ -31,14 +34,31 @@ RESPONSE_HEADERS = [
 
 
 class _Server(uvicorn.Server):
-    """A uvicorn server that leaves SIGINT/SIGTERM to the launcher and tells when it listens."""
+    """A uvicorn server that leaves SIGINT/SIGTERM to the launcher, tells when it listens, and serves the
+    guarded protocol (transport.py) with the TLS handshake limited to the header timeout."""
 
-    def __init__(self, config: uvicorn.Config) -> None:
+    def __init__(self, config: uvicorn.Config, limits: ConnectionLimits) -> None:
         super().__init__(config)
+        self.limits = limits
         self.listening = asyncio.Event()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
+        # uvicorn's startup for given sockets, with our protocol and TLS timeouts (lifespan is off)
+        config, limits = self.config, self.limits
+        loop = asyncio.get_running_loop()
+
+        def protocol() -> asyncio.Protocol:
+            return GuardedH11Protocol(config, self.server_state, self.lifespan.state, limits)
+
+        tls: dict[str, Any] = {}
+        if config.ssl is not None:
+            tls = {"ssl": config.ssl, "ssl_handshake_timeout": limits.header_timeout}
+            tls["ssl_shutdown_timeout"] = TLS_SHUTDOWN_TIMEOUT
+        self.servers = [
+            await loop.create_server(protocol, sock=sock, backlog=config.backlog, **tls)
+            for sock in sockets or ()
+        ]
+        self.started = True
         self.listening.set()
 
     @contextlib.contextmanager
@@ -112,12 +132,16 @@ class ApiService(Service):
             proxy_headers=True,
             forwarded_allow_ips=settings.trusted_proxies,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
+            http="h11",
+            timeout_keep_alive=settings.keep_alive_timeout,
+            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         )
         config.load()
         config.ssl = tls
         sock = self._listen()
         self.port = sock.getsockname()[1]
-        server = _Server(config)
+        limits = ConnectionLimits(settings.header_timeout, settings.body_timeout, settings.max_connections)
+        server = _Server(config, limits)
         task = asyncio.create_task(server.serve(sockets=[sock]), name="api-server")
         listening = asyncio.create_task(server.listening.wait())
         await asyncio.wait([task, listening], return_when=asyncio.FIRST_COMPLETED)
