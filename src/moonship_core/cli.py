@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import importlib
 import sys
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ from importlib import metadata
 from .config import MoonshipConfig, configure_logging, load_config
 from .errors import ConfigError
 from .plugins import SERVICE_DISTRIBUTIONS, Plugins
+from .preflight import check
 
 PROG = "moonship"
 COMMANDS = ("run", "config", "plugins")
@@ -100,7 +102,13 @@ def _run(config: MoonshipConfig, options: argparse.Namespace) -> int:
 
 
 def _config_check(config: MoonshipConfig) -> int:
-    Plugins.load().check(config)
+    """Validate `config`, then check what start-up would: Redis reachable and authenticated (when
+    `redis.url` is set) and each configured service's preflight (the API's certificate, key and port)."""
+    plugins = Plugins.load()
+    sections = plugins.check(config)
+    problems = asyncio.run(check(config, plugins, sections))
+    if problems:
+        return problems.report(PROG)
     print(f"OK: {len(config.markets)} markets, {len(config.strategies)} strategies")
     return 0
 

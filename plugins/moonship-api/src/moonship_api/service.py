@@ -97,20 +97,34 @@ class ApiService(Service):
         self.settings = _settings(context.settings)
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
+        #: the listening socket and TLS context preflight() prepared for start()
+        self._sock: socket.socket | None = None
+        self._tls: ssl.SSLContext | None = None
         #: the application (its sessions and login throttle), once started
         self.api: Api | None = None
         #: the port actually listened on (useful with `port: 0`)
         self.port: int | None = None
 
-    async def start(self) -> None:
+    async def preflight(self) -> None:
+        """User and password set, certificate and key loadable (ConfigError); the port free (MoonshipError):
+        the listening socket is bound now and kept for start()."""
         settings = self.settings
         missing = [f"moonship.api.{n}" for n in ("user", "password") if getattr(settings, n) is None]
         if missing:
             raise ConfigError(
                 f"the API needs a user and a bcrypt password hash: {' and '.join(missing)} not set"
             )
-        assert settings.user is not None and settings.password is not None
         tls = self._tls_context()
+        if self._sock is None:
+            self._sock = self._listen()
+        self._tls = tls
+
+    async def start(self) -> None:
+        if self._sock is None:
+            await self.preflight()
+        settings, tls, sock = self.settings, self._tls, self._sock
+        self._sock = None
+        assert settings.user is not None and settings.password is not None and sock is not None
         api = Api(
             control=self.context.control,
             cache=self.context.cache,
@@ -138,7 +152,6 @@ class ApiService(Service):
         )
         config.load()
         config.ssl = tls
-        sock = self._listen()
         self.port = sock.getsockname()[1]
         limits = ConnectionLimits(settings.header_timeout, settings.body_timeout, settings.max_connections)
         server = _Server(config, limits)
@@ -161,6 +174,9 @@ class ApiService(Service):
             )
 
     async def stop(self) -> None:
+        if self._sock is not None:  # prepared by preflight(), never started
+            self._sock.close()
+            self._sock = None
         server, task = self._server, self._task
         self._server = self._task = None
         if server is None or task is None:
@@ -183,7 +199,10 @@ class ApiService(Service):
         try:
             context.load_cert_chain(cert, key)
         except OSError as exc:  # ssl.SSLError included
-            raise ConfigError(f"moonship.api.ssl_cert/ssl_key: cannot load {cert} and {key}: {exc}") from None
+            reason = exc.strerror or exc
+            raise ConfigError(
+                f"moonship.api.ssl_cert/ssl_key: cannot load {cert} and {key}: {reason}"
+            ) from None
         return context
 
     def _listen(self) -> socket.socket:
