@@ -17,6 +17,7 @@ from .contracts.stores import Journal
 from .errors import ConfigError
 from .model import fmt_decimal
 from .plugins import SERVICE_DISTRIBUTIONS, Plugins, install_command
+from .preflight import check
 
 PROG = "moonship"
 COMMANDS = ("run", "config", "plugins", "orders", "fills")
@@ -193,7 +194,13 @@ def _run(config: MoonshipConfig, options: argparse.Namespace) -> int:
 
 
 def _config_check(config: MoonshipConfig) -> int:
-    Plugins.load().check(config)
+    """Validate `config`, then check what start-up would: Redis reachable and authenticated (when
+    `redis.url` is set) and each configured service's preflight (the API's certificate, key and port)."""
+    plugins = Plugins.load()
+    sections = plugins.check(config)
+    problems = asyncio.run(check(config, plugins, sections))
+    if problems:
+        return problems.report(PROG)
     print(f"OK: {len(config.markets)} markets, {len(config.strategies)} strategies")
     return 0
 

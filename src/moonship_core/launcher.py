@@ -13,9 +13,9 @@ from .contracts.stores import Stores
 from .control import ControlPlane
 from .errors import MoonshipError
 from .plugins import Plugins
+from .preflight import EXIT_ENVIRONMENT, Problems, preflight
 
 logger = logging.getLogger("moonship")
-
 
 def run(config: MoonshipConfig, plugins: Plugins, services: list[str]) -> int:
     """Run `services` until stopped; returns the process exit code."""
@@ -37,6 +37,7 @@ async def _run(config: MoonshipConfig, plugins: Plugins, services: list[str]) ->
     stopping = asyncio.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stopping.set)
+    made: list[Service] = []
     started: list[Service] = []
     code = 0
     stores: Stores | None = None
@@ -55,17 +56,25 @@ async def _run(config: MoonshipConfig, plugins: Plugins, services: list[str]) ->
                 stores=stores,
                 control=control,
             )
-            service = service_class(context)
+            made.append(service_class(context))
+        # everything that can be checked, before any service (and so any strategy) starts
+        problems = Problems()
+        await preflight(config, stores, made, problems)
+        if problems:
+            return problems.report()
+        for service in made:
             started.append(service)
             await service.start()
         logger.info("moonship running (%s); Ctrl-C to stop", ", ".join(services))
         await stopping.wait()
         logger.info("stopping")
-    except MoonshipError as exc:
-        logger.error("start-up failed: %s", exc)
-        code = 1
+    except (MoonshipError, OSError) as exc:  # OSError: the cache or bus failed during start-up
+        logger.error("start-up failed: %s", " ".join(str(exc).split()))
+        code = EXIT_ENVIRONMENT
     finally:
-        for service in reversed(started):
+        # the started services, and those never started whose preflight() may have reserved something
+        stopping_order = [s for s in made if s in started or type(s).preflight is not Service.preflight]
+        for service in reversed(stopping_order):
             try:
                 await service.stop()
             except Exception:

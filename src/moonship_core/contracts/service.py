@@ -67,6 +67,13 @@ class Service(ABC):
     async def start(self) -> None:
         """Start; returns once the service is up. Raise ConfigError/MoonshipError to refuse to start."""
 
+    async def preflight(self) -> None:  # noqa: B027 - optional hook
+        """Check what can be checked before anything starts (files readable, a port free, ...). Raise
+        ConfigError for a problem in the config, MoonshipError for one in the environment; the message is
+        one line. The launcher calls it for every service before it starts any, `moonship config check` for
+        the services whose section the config has; after it, `stop()` releases whatever it reserved (a
+        listening socket, say) if the service does not start. Default: nothing to check."""
+
     @abstractmethod
     async def stop(self) -> None:
-        """Stop gracefully; idempotent."""
+        """Stop gracefully; idempotent (also after `preflight()` alone)."""

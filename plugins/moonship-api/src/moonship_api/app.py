@@ -36,6 +36,7 @@ from moonship_core import (
 from .accesslog import AccessLogFormat, AccessLogMiddleware
 from .auth import COOKIE_NAME, Credentials, LoginThrottle, Sessions, Throttled
 from .openapi import OPENAPI
+from .transport import MAX_HEADER_BYTES
 
 MAX_BODY = 1 << 20
 PUBLIC_PATHS = frozenset({"/login", "/openapi.json"})
@@ -183,18 +184,23 @@ class ErrorGuard:
         return error_response("Internal server error", 500)
 
 
-class ClientAddressCheck:
-    """400 for a request whose client address is not an IP address: uvicorn takes the client from a trusted
-    proxy's X-Forwarded-For as it stands, and login throttling counts per address, so a forged string must not
+class RequestCheck:
+    """431 for headers over MAX_HEADER_BYTES in all (h11 bounds only what arrives incomplete); 400 for a
+    request whose client address is not an IP address: uvicorn takes the client from a trusted proxy's
+    X-Forwarded-For as it stands, and login throttling counts per address, so a forged string must not
     become a fresh client."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope.get("client") and not _is_ip(scope["client"][0]):
-            await error_response("Bad X-Forwarded-For: not an IP address", 400)(scope, receive, send)
-            return
+        if scope["type"] == "http":
+            if sum(len(name) + len(value) for name, value in scope["headers"]) > MAX_HEADER_BYTES:
+                await error_response("Request headers too large", 431)(scope, receive, send)
+                return
+            if scope.get("client") and not _is_ip(scope["client"][0]):
+                await error_response("Bad X-Forwarded-For: not an IP address", 400)(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
 
@@ -276,7 +282,7 @@ class Api:
             middleware=[
                 Middleware(AccessLogMiddleware, access_log_format, logger.getChild("access")),
                 Middleware(ErrorGuard, logger),
-                Middleware(ClientAddressCheck),
+                Middleware(RequestCheck),
                 Middleware(SessionCheck, self.sessions),
             ],
             exception_handlers={HTTPException: _http_error},

@@ -17,9 +17,12 @@ from .accesslog import AccessLogFormat
 from .app import Api
 from .auth import Credentials
 from .settings import ApiSettings
+from .transport import MAX_HEADER_BYTES, ConnectionLimits, GuardedH11Protocol
 
 #: seconds in-flight requests get to finish when the service stops
 GRACEFUL_SHUTDOWN = 5
+#: seconds a closing TLS connection waits for the client's close_notify
+TLS_SHUTDOWN_TIMEOUT = 5
 #: headers on every response, uvicorn's own included
 RESPONSE_HEADERS = [
     ("Server", "Moonship"),
@@ -29,14 +32,31 @@ RESPONSE_HEADERS = [
 
 
 class _Server(uvicorn.Server):
-    """A uvicorn server that leaves SIGINT/SIGTERM to the launcher and tells when it listens."""
+    """A uvicorn server that leaves SIGINT/SIGTERM to the launcher, tells when it listens, and serves the
+    guarded protocol (transport.py) with the TLS handshake limited to the header timeout."""
 
-    def __init__(self, config: uvicorn.Config) -> None:
+    def __init__(self, config: uvicorn.Config, limits: ConnectionLimits) -> None:
         super().__init__(config)
+        self.limits = limits
         self.listening = asyncio.Event()
 
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-        await super().startup(sockets)
+        # uvicorn's startup for given sockets, with our protocol and TLS timeouts (lifespan is off)
+        config, limits = self.config, self.limits
+        loop = asyncio.get_running_loop()
+
+        def protocol() -> asyncio.Protocol:
+            return GuardedH11Protocol(config, self.server_state, self.lifespan.state, limits)
+
+        tls: dict[str, Any] = {}
+        if config.ssl is not None:
+            tls = {"ssl": config.ssl, "ssl_handshake_timeout": limits.header_timeout}
+            tls["ssl_shutdown_timeout"] = TLS_SHUTDOWN_TIMEOUT
+        self.servers = [
+            await loop.create_server(protocol, sock=sock, backlog=config.backlog, **tls)
+            for sock in sockets or ()
+        ]
+        self.started = True
         self.listening.set()
 
     @contextlib.contextmanager
@@ -61,20 +81,34 @@ class ApiService(Service):
         self.settings = _settings(context.settings)
         self._server: _Server | None = None
         self._task: asyncio.Task[None] | None = None
+        #: the listening socket and TLS context preflight() prepared for start()
+        self._sock: socket.socket | None = None
+        self._tls: ssl.SSLContext | None = None
         #: the application (its sessions and login throttle), once started
         self.api: Api | None = None
         #: the port actually listened on (useful with `port: 0`)
         self.port: int | None = None
 
-    async def start(self) -> None:
+    async def preflight(self) -> None:
+        """User and password set, certificate and key loadable (ConfigError); the port free (MoonshipError):
+        the listening socket is bound now and kept for start()."""
         settings = self.settings
         missing = [f"moonship.api.{n}" for n in ("user", "password") if getattr(settings, n) is None]
         if missing:
             raise ConfigError(
                 f"the API needs a user and a bcrypt password hash: {' and '.join(missing)} not set"
             )
-        assert settings.user is not None and settings.password is not None
         tls = self._tls_context()
+        if self._sock is None:
+            self._sock = self._listen()
+        self._tls = tls
+
+    async def start(self) -> None:
+        if self._sock is None:
+            await self.preflight()
+        settings, tls, sock = self.settings, self._tls, self._sock
+        self._sock = None
+        assert settings.user is not None and settings.password is not None and sock is not None
         api = Api(
             control=self.context.control,
             cache=self.context.cache,
@@ -96,12 +130,15 @@ class ApiService(Service):
             proxy_headers=True,
             forwarded_allow_ips=settings.trusted_proxies,
             timeout_graceful_shutdown=GRACEFUL_SHUTDOWN,
+            http="h11",
+            timeout_keep_alive=settings.keep_alive_timeout,
+            h11_max_incomplete_event_size=MAX_HEADER_BYTES,
         )
         config.load()
         config.ssl = tls
-        sock = self._listen()
         self.port = sock.getsockname()[1]
-        server = _Server(config)
+        limits = ConnectionLimits(settings.header_timeout, settings.body_timeout, settings.max_connections)
+        server = _Server(config, limits)
         task = asyncio.create_task(server.serve(sockets=[sock]), name="api-server")
         listening = asyncio.create_task(server.listening.wait())
         await asyncio.wait([task, listening], return_when=asyncio.FIRST_COMPLETED)
@@ -121,6 +158,9 @@ class ApiService(Service):
             )
 
     async def stop(self) -> None:
+        if self._sock is not None:  # prepared by preflight(), never started
+            self._sock.close()
+            self._sock = None
         server, task = self._server, self._task
         self._server = self._task = None
         if server is None or task is None:
@@ -143,7 +183,10 @@ class ApiService(Service):
         try:
             context.load_cert_chain(cert, key)
         except OSError as exc:  # ssl.SSLError included
-            raise ConfigError(f"moonship.api.ssl_cert/ssl_key: cannot load {cert} and {key}: {exc}") from None
+            reason = exc.strerror or exc
+            raise ConfigError(
+                f"moonship.api.ssl_cert/ssl_key: cannot load {cert} and {key}: {reason}"
+            ) from None
         return context
 
     def _listen(self) -> socket.socket:

@@ -30,8 +30,8 @@ class ApiSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    #: interface to listen on ("::" for every IPv4 and IPv6 interface)
-    host: str = "0.0.0.0"
+    #: interface to listen on: loopback unless set ("0.0.0.0" every IPv4 interface, "::" IPv4 and IPv6)
+    host: str = "127.0.0.1"
     #: TCP port; `$PORT` in the YAML reads the environment variable; 0 picks a free port
     port: Annotated[int, BeforeValidator(_strip), Field(ge=0, le=65535)] = 8080
     user: str | None = Field(default=None, min_length=1)
@@ -44,6 +44,15 @@ class ApiSettings(BaseModel):
     #: hours after login a session ends however much it is used
     session_lifetime: float = Field(default=12, gt=0, le=24 * 366, allow_inf_nan=False)
     access_log_format: str = DEFAULT_FORMAT
+    #: seconds for a request's headers (from the connection's start or the previous response; also the TLS
+    #: handshake's limit)
+    header_timeout: float = Field(default=10, gt=0, le=3600, allow_inf_nan=False)
+    #: seconds for a request's body, from the end of its headers
+    body_timeout: float = Field(default=30, gt=0, le=3600, allow_inf_nan=False)
+    #: seconds a kept-alive connection may stay idle between requests
+    keep_alive_timeout: int = Field(default=5, ge=1, le=3600)
+    #: open connections at most (they share the process's file descriptors with the engine); more get 503
+    max_connections: int = Field(default=100, ge=1, le=100_000)
     #: proxies whose X-Forwarded-For / X-Forwarded-Proto headers are believed (IP addresses or networks)
     trusted_proxies: Annotated[list[str], BeforeValidator(lambda v: [v] if isinstance(v, str) else v)] = [
         "127.0.0.1",
