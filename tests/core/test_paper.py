@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from moonship_core.book import OrderBook
-from moonship_core.config import MarketConfig
+from moonship_core.config import MarketConfig, parse_config
 from moonship_core.contracts.client import ClientContext, MarketClient, MarketEvents
 from moonship_core.contracts.stores import Journal
 from moonship_core.errors import (
@@ -41,6 +41,7 @@ from moonship_core.sim import paper as paper_module
 from moonship_core.sim.paper import PaperClient
 from moonship_core.sim.synthetic import SimClient
 from moonship_core.stores.memory import MemoryJournal
+from moonship_core.trading.engine import TradingEngine
 
 D = Decimal
 BUY, SELL = Side.BUY, Side.SELL
@@ -826,7 +827,7 @@ def test_markets_on_one_account_combine_their_balances() -> None:
     with pytest.raises(ConfigError) as raised:
         make_paper({"USDT": D(5)}, name="xrp", symbol="XRPUSDT", shared=shared)
     assert str(raised.value).startswith(
-        "moonship.markets.xrp.balances.USDT: 5 differs from moonship.markets.btc.balances: 1000"
+        "moonship.markets.xrp.balances.USDT: 5 differs from moonship.markets.btc.balances.USDT: 1000"
     )
     # another account, or another venue, is another account
     other, _ = make_paper({"USDT": D(7)}, name="o", shared=shared, account="second")
@@ -988,3 +989,36 @@ def probe(client_order_id: str) -> Order:
     return Order(
         "", client_order_id, "BTCUSDT", BUY, OrderType.LIMIT, OrderStatus.UNKNOWN, created=T0, updated=T0
     )
+
+
+@pytest.mark.anyio
+async def test_an_engines_paper_markets_over_one_venue_trade_on_one_account() -> None:
+    sim = {"client": "paper", "real_client": "sim", "events_per_second": 200}
+    config = parse_config({"moonship": {"engine": {"name": "shared"}, "markets": {
+        "btc": {**sim, "symbol": "BTCUSDT", "seed": 1, "balances": {"USDT": 1000}},
+        "eth": {**sim, "symbol": "ETHUSDT", "seed": 2, "start_price": 2000},
+        "alone": {**sim, "symbol": "BTCUSDT", "seed": 3, "account": "sub", "balances": {"USDT": 50}},
+    }}})
+    engine = TradingEngine.embedded(config)
+    await engine.start()
+    try:
+        btc, eth, alone = (engine.markets[name] for name in ("btc", "eth", "alone"))
+        await asyncio.gather(btc.open(), eth.open(), alone.open())
+        for _ in range(200):
+            if btc.book.mid is not None and eth.book.mid is not None:
+                break
+            await asyncio.sleep(0.01)
+        order = await eth.place_order(OrderRequest.market(BUY, quote_quantity=D(100)))
+        for _ in range(200):
+            if "ETH" in btc.balances:
+                break
+            await asyncio.sleep(0.01)
+        final = await eth.get_order(order)
+        cost = sum((f.price * f.quantity + f.fee for f in final.fills), D(0))
+        assert final.status is OrderStatus.FILLED
+        assert btc.balances["USDT"].total == D(1000) - cost  # the BTC market sees the ETH market's buy
+        assert btc.balances["ETH"].total == final.filled_quantity
+        assert await btc.get_balances() == await eth.get_balances()
+        assert await alone.get_balances() == {"USDT": Balance("USDT", D(50))}
+    finally:
+        await engine.stop()

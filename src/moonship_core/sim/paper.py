@@ -109,7 +109,7 @@ class PaperAccount:
         self.locked: dict[str, Decimal] = {}
         #: what each asset was seeded with; an asset is seeded once in the account's life
         self.start: dict[str, Decimal] = {}
-        #: configured start balances: asset -> (amount, the property that gave it)
+        #: configured start balances: asset -> (amount, the `balances` property that gave it)
         self.configured: dict[str, tuple[Decimal, str]] = {}
         self.members: dict[str, PaperClient] = {}  # market name -> client
         #: journaled open orders (as stored) of markets that have not taken them up (yet)
@@ -144,7 +144,7 @@ class PaperAccount:
             given = self.configured.get(asset)
             if given is not None and given[0] != amount:
                 raise ConfigError(
-                    f"{path}.balances.{asset}: {fmt_decimal(amount)} differs from {given[1]}: "
+                    f"{path}.balances.{asset}: {fmt_decimal(amount)} differs from {given[1]}.{asset}: "
                     f"{fmt_decimal(given[0])} (the paper markets on account {self.key} share its balances: "
                     f"give an asset once, or alike)"
                 )
