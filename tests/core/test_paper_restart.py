@@ -1,7 +1,7 @@
 """A paper session carries on after kill -9: an engine process paper-trades spread_quoter over the sim with
-the default balances and a SQLite journal, is killed with SIGKILL, and restarts. The account (balances, open
-orders, ids) continues from its last journal batch, every paper fill is journaled once, and the balances
-equal the start balances plus the journal's fills, before the kill and at the end."""
+the default balances and a SQLite (or Redis) journal, is killed with SIGKILL, and restarts. The account
+(balances, open orders, ids) continues from its last journal batch, every paper fill is journaled once, and
+the balances equal the start balances plus the journal's fills, before the kill and at the end."""
 
 from __future__ import annotations
 
@@ -10,18 +10,19 @@ import json
 import signal
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from support.servers import MoonshipProcess
+from support.servers import MoonshipProcess, RedisServer
 
 from moonship_core.codec import order_from_dict
-from moonship_core.contracts.stores import FillRecord, OrderRecord
+from moonship_core.contracts.stores import FillRecord, Journal, OrderRecord
 from moonship_core.model import Side
+from moonship_core.stores.redis import RedisJournal
 from moonship_core.stores.sqlite import SqliteJournal
 from moonship_core.trading.portfolio import Portfolio
 
@@ -34,10 +35,23 @@ Exec = tuple[Side, Decimal, Decimal, Decimal]
 Fills = dict[tuple[str, str], Exec]
 
 
-def write_config(tmp_path: Path) -> Path:
-    config = {
+ENGINE = "paper-restart"
+
+
+@pytest.fixture(scope="module")
+def redis_server() -> Iterator[RedisServer]:
+    server = RedisServer()
+    server.start()
+    try:
+        yield server
+    finally:
+        server.kill()
+
+
+def write_config(tmp_path: Path, redis_url: str | None) -> Path:
+    config: dict[str, Any] = {
         "moonship": {
-            "engine": {"name": "paper-restart"},
+            "engine": {"name": ENGINE},
             "journal": {"path": str(tmp_path / "journal.sqlite")},
             "markets": {
                 "btc": {
@@ -54,9 +68,58 @@ def write_config(tmp_path: Path) -> Path:
             },
         }
     }
+    if redis_url is not None:
+        config["moonship"]["redis"] = {"url": redis_url}  # the journal goes to Redis with it
     path = tmp_path / "config.yml"
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+class Reader:
+    """Reads the journal while an engine writes it: the SQLite file directly (WAL: readers do not wait), or
+    Redis through the RedisJournal."""
+
+    def __init__(self, path: Path, redis_url: str | None) -> None:
+        self.path = path
+        self.redis_url = redis_url
+
+    def journal(self) -> Journal:
+        if self.redis_url is None:
+            return SqliteJournal(self.path)
+        return RedisJournal(self.redis_url, ENGINE)
+
+    def _redis(self) -> tuple[list[FillRecord], Any]:
+        async def go() -> tuple[list[FillRecord], Any]:
+            journal = self.journal()
+            await journal.open()
+            try:
+                return await journal.fills(), await journal.get(KEY)
+            finally:
+                await journal.close()
+
+        return asyncio.run(go())
+
+    def fills(self) -> Fills:
+        if self.redis_url is not None:
+            return {
+                (r.client_order_id, r.fill.trade_id): (r.side, r.fill.price, r.fill.quantity, r.fill.fee)
+                for r in self._redis()[0]
+            }
+        return fills_in(self.path)
+
+    def account(self) -> dict[str, Any] | None:
+        if self.redis_url is not None:
+            state: dict[str, Any] | None = self._redis()[1]
+            return state
+        return account_in(self.path)
+
+    async def final(self) -> tuple[list[FillRecord], list[OrderRecord], Any]:
+        journal = self.journal()
+        await journal.open()
+        try:
+            return await journal.fills(), await journal.orders(), await journal.get(KEY)
+        finally:
+            await journal.close()
 
 
 def read(path: Path, sql: str) -> list[tuple[Any, ...]]:
@@ -116,28 +179,23 @@ def fills_of_open_orders(state: dict[str, Any]) -> Fills:
     return result
 
 
-async def final_journal(path: Path) -> tuple[list[FillRecord], list[OrderRecord], Any]:
-    journal = SqliteJournal(path)
-    await journal.open()
-    try:
-        return await journal.fills(), await journal.orders(), await journal.get(KEY)
-    finally:
-        await journal.close()
-
-
-def test_kill_9_then_restart_carries_the_paper_account_on(tmp_path: Path) -> None:
-    config = write_config(tmp_path)
-    path = tmp_path / "journal.sqlite"
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_kill_9_then_restart_carries_the_paper_account_on(
+    tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    redis_url = request.getfixturevalue("redis_server").url if backend == "redis" else None
+    config = write_config(tmp_path, redis_url)
+    journal = Reader(tmp_path / "journal.sqlite", redis_url)
     first = MoonshipProcess("run", "-c", str(config))
     try:
-        until(lambda: len(fills_in(path)) >= 4, "four paper fills", first)
+        until(lambda: len(journal.fills()) >= 4, "four paper fills", first)
     finally:
         first.kill()  # SIGKILL
     assert first.process.returncode == -signal.SIGKILL
     assert first.count("start balances") == 1, first.output[-3000:]
-    before = account_in(path)
+    before = journal.account()
     assert before is not None
-    fills_before = fills_in(path)
+    fills_before = journal.fills()
     start = {asset: D(v) for asset, v in before["start"].items()}
     assert start["USDT"] == 10_000 and 0 < start["BTC"] < 1  # the defaults: BTC worth 10000 USDT at ~30000
     # the account is never behind the journal: it reflects every journaled fill, and any it holds beyond
@@ -153,17 +211,17 @@ def test_kill_9_then_restart_carries_the_paper_account_on(tmp_path: Path) -> Non
         assert second.count("start balances") == 0  # seeded once in the account's life
         restored = {e["order"]["client_order_id"] for e in before["orders"]}
         for _ in range(20):  # quotes are not doubled: the survivors are taken up, not quoted again
-            state = account_in(path)
+            state = journal.account()
             assert state is not None and len(state["orders"]) <= 2
             time.sleep(0.05)
-        until(lambda: len(fills_in(path)) >= len(fills_before) + len(extra) + 3, "three more fills", second)
+        until(lambda: len(journal.fills()) >= len(fills_before) + len(extra) + 3, "three more fills", second)
         second.stop(signal.SIGTERM)
     finally:
         second.kill()
     assert second.process.returncode == 0, second.output[-3000:]
     assert "Traceback" not in first.output + second.output
 
-    fills, orders, after = asyncio.run(final_journal(path))
+    fills, orders, after = asyncio.run(journal.final())
     assert after is not None and after["start"] == before["start"]
     journaled: Fills = {
         (r.client_order_id, r.fill.trade_id): (r.side, r.fill.price, r.fill.quantity, r.fill.fee)
