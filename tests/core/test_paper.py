@@ -961,7 +961,7 @@ async def test_journaled_orders_that_would_not_rest_end_cancelled_and_others_wai
     first, _, _ = await session(journal, shared=shared)
     other, _, _ = await session(journal, shared=shared, name="other")
     await first.place_order(limit(BUY, "1", "95", client_order_id="gtc"))
-    await other.place_order(limit(BUY, "1", "94", client_order_id="elsewhere"))
+    elsewhere = await other.place_order(limit(BUY, "1", "94", client_order_id="elsewhere"))
     await settle()
     state = await journal.get("paper:feed:default")
     assert state is not None
@@ -982,6 +982,13 @@ async def test_journaled_orders_that_would_not_rest_end_cancelled_and_others_wai
     assert [e["order"]["client_order_id"] for e in state["orders"]] == ["elsewhere"]
     back, _, _ = await session(journal, name="other")
     assert [o.client_order_id for o in await back.get_open_orders()] == ["elsewhere"]
+    # a market of that name in another symbol does not take them
+    await settle()
+    moved, _, _ = await session(journal, name="other", symbol="ETHUSDT")
+    assert await moved.get_open_orders() == []
+    await settle()
+    state = await journal.get("paper:feed:default")
+    assert state is not None and [e["order"]["id"] for e in state["orders"]] == [elsewhere.id]
 
 
 def probe(client_order_id: str) -> Order:

@@ -423,6 +423,13 @@ class PaperClient(MarketClient):
         """Open again the orders the journaled account holds for this market. An order that would not
         have rested (market, IOC, FOK) ends cancelled: its session ended before it completed."""
         entries = self.account.take_up(self.context.market_name)
+        if any(entry["order"]["symbol"] != self.symbol for entry in entries):  # the market was redefined
+            self.logger.warning(
+                "the journaled paper orders of market %s are not in %s: left as they are",
+                self.context.market_name, self.symbol,
+            )
+            self.account.dormant[self.context.market_name] = entries
+            return
         for entry in entries:
             order = order_from_dict(entry["order"])
             unit = entry["unit"]
