@@ -13,8 +13,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from moonship_core.book import OrderBook
-from moonship_core.config import MarketConfig
+from moonship_core.config import MarketConfig, parse_config
 from moonship_core.contracts.client import ClientContext, MarketClient, MarketEvents
+from moonship_core.contracts.stores import Journal
 from moonship_core.errors import (
     ConfigError,
     InsufficientFunds,
@@ -34,10 +35,13 @@ from moonship_core.model import (
     Ticker,
     TimeInForce,
     Trade,
+    round_to_step,
 )
 from moonship_core.sim import paper as paper_module
 from moonship_core.sim.paper import PaperClient
 from moonship_core.sim.synthetic import SimClient
+from moonship_core.stores.memory import MemoryJournal
+from moonship_core.trading.engine import TradingEngine
 
 D = Decimal
 BUY, SELL = Side.BUY, Side.SELL
@@ -161,15 +165,24 @@ def make_paper(
     balances: dict[str, Decimal] | None = None,
     sections: dict[str, Any] | None = None,
     real: str = "feed",
+    *,
+    name: str = "btc",
+    symbol: str = "BTCUSDT",
+    shared: dict[str, Any] | None = None,
+    journal: Journal | None = None,
     **extra: Any,
 ) -> tuple[PaperClient, Recorder]:
+    """A paper client (over the scripted feed by default); `balances={}` configures none (the defaults);
+    clients given one `shared` dict are markets of one engine."""
     config = MarketConfig.model_validate(
-        {"client": "paper", "symbol": "BTCUSDT", "real_client": real,
+        {"client": "paper", "symbol": symbol, "real_client": real,
          "balances": RICH if balances is None else balances, **extra}
     )
     events = Recorder()
     plugins = Plugins(feed=Feed, sim=SimClient, paper=PaperClient)
-    context = ClientContext("btc", config, {}, plugins, sections or {})
+    context = ClientContext(
+        name, config, {}, plugins, sections or {}, {} if shared is None else shared, journal=journal
+    )
     return PaperClient(context, events), events
 
 
@@ -799,3 +812,220 @@ async def test_paper_over_the_sim_market() -> None:
     fills = [(o.side, f) for o in final for f in o.fills]
     base = start["BTC"] + sum((f.quantity if s is BUY else -f.quantity for s, f in fills), D(0))
     assert balances["BTC"].total == base
+
+
+# ---------------------------------------------------------------------- accounts
+def test_markets_on_one_account_combine_their_balances() -> None:
+    shared: dict[str, Any] = {}
+    btc, _ = make_paper({"USDT": D(1000), "BTC": D(1)}, shared=shared)
+    eth, _ = make_paper({"USDT": D(1000), "ETH": D(5)}, name="eth", symbol="ETHUSDT", shared=shared)
+    assert btc.account is eth.account
+    assert btc._balances() == eth._balances() == {
+        "BTC": Balance("BTC", D(1)), "ETH": Balance("ETH", D(5)), "USDT": Balance("USDT", D(1000))
+    }
+    # the same asset with another amount on the same account names both properties
+    with pytest.raises(ConfigError) as raised:
+        make_paper({"USDT": D(5)}, name="xrp", symbol="XRPUSDT", shared=shared)
+    assert str(raised.value).startswith(
+        "moonship.markets.xrp.balances.USDT: 5 differs from moonship.markets.btc.balances.USDT: 1000"
+    )
+    # another account, or another venue, is another account
+    other, _ = make_paper({"USDT": D(7)}, name="o", shared=shared, account="second")
+    sim, _ = make_paper({"USDT": D(9)}, real="sim", name="s", shared=shared)
+    assert other.account is not btc.account and sim.account is not btc.account
+    assert (other.account.key, sim.account.key, btc.account.key) == (
+        "paper:feed:second", "paper:sim:default", "paper:feed:default"
+    )
+    assert free(other, "USDT") == D(7) and free(sim, "USDT") == D(9)
+
+
+@pytest.mark.anyio
+async def test_a_fill_on_one_market_changes_the_balance_the_other_sees() -> None:
+    shared: dict[str, Any] = {}
+    btc, btc_events = make_paper({"USDT": D(1000)}, real="sim", shared=shared, seed=1, levels=5)
+    eth, eth_events = make_paper(
+        {}, real="sim", name="eth", symbol="ETHUSDT", shared=shared, seed=2, levels=5, start_price=D(2000)
+    )
+    for paper in (btc, eth):
+        await paper.get_market_info()
+        assert isinstance(paper.real, SimClient)
+        paper.real.step()
+    # the one market buys ETH with the USDT the other could have used
+    order = await eth.place_order(OrderRequest.market(BUY, quote_quantity=D(600)))
+    await settle()
+    final = await eth.get_order(order)
+    assert final.status is OrderStatus.FILLED
+    cost = sum((f.price * f.quantity + f.fee for f in final.fills), D(0))
+    assert await btc.get_balances() == await eth.get_balances()
+    assert free(btc, "USDT") == D(1000) - cost and free(btc, "ETH") == final.filled_quantity
+    # both markets hear of it
+    for events in (btc_events, eth_events):
+        assert {b.asset: b for b in events.balance_events[-1]} == await btc.get_balances()
+    rejected = btc.place_order(OrderRequest.market(BUY, quote_quantity=D(500)))
+    with pytest.raises(InsufficientFunds, match="insufficient USDT"):
+        await rejected
+    # order ids are the account's
+    assert final.id == "paper-1"
+    again = await btc.place_order(limit(BUY, "0.001", "1"))
+    assert again.id == "paper-2"
+
+
+@pytest.mark.anyio
+async def test_default_balances_are_10000_quote_and_10000_quote_worth_of_base(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level("INFO", "moonship.paper")
+    paper, events = make_paper({}, real="sim", seed=5, levels=5)
+    await paper.get_market_info()
+    assert paper._balances() == {"USDT": Balance("USDT", D(10_000))}  # the base waits for the first mid
+    sim = paper.real
+    assert isinstance(sim, SimClient)
+    for _ in range(20):
+        sim.step()
+    lines = [r.getMessage() for r in caplog.records if "start balances" in r.getMessage()]
+    assert len(lines) == 1 and caplog.records[0].levelname == "INFO"
+    mid = D(lines[0].rsplit(" ", 1)[1].rstrip(")"))
+    btc = free(paper, "BTC")
+    assert btc == round_to_step(D(10_000) / mid, D("1e-8")) and abs(btc * mid - 10_000) < mid * D("1e-8")
+    assert lines[0] == (
+        f"paper account paper:sim:default: start balances {btc} BTC, 10000 USDT (the default: 10000 of each "
+        f"quote asset, and 10000 USDT worth of BTC at its first mid {mid})"
+    )
+    assert free(paper, "USDT") == D(10_000)
+    # a quote can be paid for at once, as the issue's new user expected
+    bid = events.book.best_bid
+    assert bid is not None
+    order = await paper.place_order(limit(SELL, "0.01", str(bid + 1000), post_only=True))
+    assert order.status is OrderStatus.PENDING
+
+
+async def session(
+    journal: Journal, bids: Levels = BOOK_BIDS, **kw: Any
+) -> tuple[PaperClient, Feed, Recorder]:
+    """A paper client as an engine (re)started on `journal` makes it: taken up at get_market_info."""
+    paper, events = make_paper(journal=journal, **kw)
+    await paper.get_market_info()
+    feed = feed_of(paper)
+    feed.snapshot(bids, BOOK_ASKS)
+    return paper, feed, events
+
+
+@pytest.mark.anyio
+async def test_a_paper_account_carries_on_from_the_journal() -> None:
+    journal = MemoryJournal()
+    first, _, _ = await session(journal, balances={"USDT": D(1000), "BTC": D(3)})
+    await first.place_order(limit(BUY, "1", "95", client_order_id="bid"))
+    await first.place_order(limit(SELL, "2", "99", client_order_id="ask"))  # 1 fills at 99, 1 rests
+    await first.place_order(OrderRequest.market(BUY, quantity=D(1), client_order_id="mkt"))
+    await settle()
+    before = first._balances()
+    opened = await first.get_open_orders()
+    assert [o.client_order_id for o in opened] == ["bid", "ask"]
+    fill_ids = {f.trade_id for o in opened for f in o.fills} | {
+        f.trade_id for f in (await first.get_order(probe("mkt"))).fills
+    }
+    state = await journal.get("paper:feed:default")
+    assert state is not None and state["order_seq"] == 3 and state["start"] == {"USDT": "1000", "BTC": "3"}
+
+    # a restart (with other configured balances: the journaled account wins)
+    # (the bid at 99 that the ask took is gone, as the paper taker left it)
+    second, feed, events = await session(journal, BOOK_BIDS[1:], balances={"USDT": D(5)})
+    assert second._balances() == before
+    assert await second.get_open_orders() == opened  # ids, client order ids, fills, all as they were
+    assert await second.get_order(probe("ask")) == opened[1]  # by client order id, as reconciliation asks
+    with pytest.raises(OrderNotFound):
+        await second.get_order(probe("mkt"))  # a closed order is the journal's business, not the account's
+    # it trades on: the rest of the ask fills, releasing exactly what it locked; ids do not repeat
+    feed.print("99", "1", BUY)
+    await settle()
+    ask = await second.get_order(probe("ask"))
+    assert ask.status is OrderStatus.FILLED and ask.filled_quantity == D(2)
+    assert ask.fills[-1].trade_id not in fill_ids
+    assert locked(second, "BTC") == 0
+    assert free(second, "USDT") == before["USDT"].free + D(99) * D("0.999")
+    assert (await second.place_order(limit(BUY, "1", "90"))).id == "paper-4"
+    await second.cancel_order(await second.get_order(probe("bid")))
+    await settle()
+    assert events.orders[-1].status is OrderStatus.CANCELLED
+    assert locked(second, "USDT") == D(90) * D("1.001")
+    # and the journal has all of it, for the next restart
+    third, _, _ = await session(journal)
+    assert third._balances() == second._balances()
+    assert [o.id for o in await third.get_open_orders()] == ["paper-4"]
+
+
+@pytest.mark.anyio
+async def test_journaled_orders_that_would_not_rest_end_cancelled_and_others_wait_for_their_market() -> None:
+    journal = MemoryJournal()
+    shared: dict[str, Any] = {}
+    first, _, _ = await session(journal, shared=shared)
+    other, _, _ = await session(journal, shared=shared, name="other")
+    await first.place_order(limit(BUY, "1", "95", client_order_id="gtc"))
+    elsewhere = await other.place_order(limit(BUY, "1", "94", client_order_id="elsewhere"))
+    await settle()
+    state = await journal.get("paper:feed:default")
+    assert state is not None
+    # as if killed while an IOC order was in flight
+    entry = next(e for e in state["orders"] if e["order"]["client_order_id"] == "gtc")
+    entry["order"]["time_in_force"] = "IOC"
+    journal.put("paper:feed:default", state)
+
+    second, _, events = await session(journal)  # the market "other" is not configured now
+    ioc = await second.get_order(probe("gtc"))
+    assert ioc.status is OrderStatus.CANCELLED and "ended before" in (ioc.reason or "")
+    await settle()
+    assert events.orders == [ioc]
+    # the other market's order keeps its funds locked, and stays in the journal for when it comes back
+    assert locked(second, "USDT") == D(94) * D("1.001")
+    state = await journal.get("paper:feed:default")
+    assert state is not None
+    assert [e["order"]["client_order_id"] for e in state["orders"]] == ["elsewhere"]
+    back, _, _ = await session(journal, name="other")
+    assert [o.client_order_id for o in await back.get_open_orders()] == ["elsewhere"]
+    # a market of that name in another symbol does not take them
+    await settle()
+    moved, _, _ = await session(journal, name="other", symbol="ETHUSDT")
+    assert await moved.get_open_orders() == []
+    await settle()
+    state = await journal.get("paper:feed:default")
+    assert state is not None and [e["order"]["id"] for e in state["orders"]] == [elsewhere.id]
+
+
+def probe(client_order_id: str) -> Order:
+    """What the order manager asks about an order it knows only by client order id."""
+    return Order(
+        "", client_order_id, "BTCUSDT", BUY, OrderType.LIMIT, OrderStatus.UNKNOWN, created=T0, updated=T0
+    )
+
+
+@pytest.mark.anyio
+async def test_an_engines_paper_markets_over_one_venue_trade_on_one_account() -> None:
+    sim = {"client": "paper", "real_client": "sim", "events_per_second": 200}
+    config = parse_config({"moonship": {"engine": {"name": "shared"}, "markets": {
+        "btc": {**sim, "symbol": "BTCUSDT", "seed": 1, "balances": {"USDT": 1000}},
+        "eth": {**sim, "symbol": "ETHUSDT", "seed": 2, "start_price": 2000},
+        "alone": {**sim, "symbol": "BTCUSDT", "seed": 3, "account": "sub", "balances": {"USDT": 50}},
+    }}})
+    engine = TradingEngine.embedded(config)
+    await engine.start()
+    try:
+        btc, eth, alone = (engine.markets[name] for name in ("btc", "eth", "alone"))
+        await asyncio.gather(btc.open(), eth.open(), alone.open())
+        for _ in range(200):
+            if btc.book.mid is not None and eth.book.mid is not None:
+                break
+            await asyncio.sleep(0.01)
+        order = await eth.place_order(OrderRequest.market(BUY, quote_quantity=D(100)))
+        for _ in range(200):
+            if "ETH" in btc.balances:
+                break
+            await asyncio.sleep(0.01)
+        final = await eth.get_order(order)
+        cost = sum((f.price * f.quantity + f.fee for f in final.fills), D(0))
+        assert final.status is OrderStatus.FILLED
+        assert btc.balances["USDT"].total == D(1000) - cost  # the BTC market sees the ETH market's buy
+        assert btc.balances["ETH"].total == final.filled_quantity
+        assert await btc.get_balances() == await eth.get_balances()
+        assert await alone.get_balances() == {"USDT": Balance("USDT", D(50))}
+    finally:
+        await engine.stop()

@@ -15,6 +15,7 @@ from ..clock import Clock, LiveClock
 from ..config import MarketConfig
 from ..model import Balance, Candle, MarketInfo, MarketStatus, Order, OrderRequest, Ticker, Trade
 from ..orderlevel import OrderLevelBook
+from .stores import Journal
 
 
 class MarketEvents(Protocol):
@@ -63,6 +64,9 @@ class ClientContext:
     #: market data only: no private streams (a real client under `paper` sends no orders of its own)
     market_data_only: bool = False
     clock: Clock = field(default_factory=LiveClock)
+    #: the engine's journal (open before any market opens), for a client that keeps state of its own across
+    #: restarts (paper accounts); None outside an engine
+    journal: Journal | None = None
 
     @property
     def symbol(self) -> str:

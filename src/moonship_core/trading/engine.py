@@ -99,6 +99,7 @@ class TradingEngine(Service):
             sections=ctx.sections,
             shared=self._shared,
             clock=self.clock,
+            journal=self.journal,
         )
         return Market(name, config, client_class, client_context, self.orders)
 
