@@ -31,20 +31,23 @@ class Position:
                 fee = fill.fee * price
         signed = qty if side is Side.BUY else -qty
         pos = self.quantity
+        # a fee makes a long's entry dearer and a short's cheaper: it always counts against the position
+        signed_fee = fee if signed > 0 else -fee
         if pos == 0 or (pos > 0) == (signed > 0):
             held = abs(pos)
-            self.average_cost = (self.average_cost * held + price * qty + fee) / (held + qty)
+            self.average_cost = (self.average_cost * held + price * qty + signed_fee) / (held + qty)
             self.quantity = pos + signed
             return None
         closing = min(qty, abs(pos))
+        closing_fee = fee * closing / qty  # the rest of the fee belongs to the part that opens anew
         direction = 1 if pos > 0 else -1
-        profit = (price - self.average_cost) * closing * direction - fee
+        profit = (price - self.average_cost) * closing * direction - closing_fee
         self.realized += profit
         self.quantity = pos + (closing if signed > 0 else -closing)
         rest = qty - closing
         if rest > 0:
             self.quantity = rest if signed > 0 else -rest
-            self.average_cost = price
+            self.average_cost = price + (signed_fee - (closing_fee if signed > 0 else -closing_fee)) / rest
         elif self.quantity == 0:
             self.average_cost = ZERO
         return profit
