@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -59,6 +59,8 @@ class Portfolio:
     def __init__(self) -> None:
         self._positions: dict[tuple[str, str], Position] = {}
         self._last_profit: dict[str, Decimal] = {}
+        #: told of every fill booked, with the profit it realised (the risk layer's daily P/L)
+        self.listeners: list[Callable[[FillRecord, Decimal | None], None]] = []
 
     def position(self, strategy: str, market: str) -> Position:
         """The strategy's position in the market (a live object: it changes as fills are booked)."""
@@ -70,6 +72,8 @@ class Portfolio:
         profit = position.apply(record.side, record.fill, record.base_asset, record.quote_asset)
         if profit is not None:
             self._last_profit[record.strategy] = profit
+        for listener in self.listeners:
+            listener(record, profit)
         return profit
 
     def restore(self, fills: Iterable[FillRecord]) -> None:
