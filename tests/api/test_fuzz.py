@@ -101,4 +101,4 @@ def test_the_document_is_valid_and_describes_every_route(fuzzed: Stack) -> None:
         for method in route.methods or () if method != "HEAD"
     }
     assert documented == served
-    assert len(served) == 10  # GET /logout is gone (issue 15 item 6)
+    assert len(served) == 13  # GET /logout is gone (issue 15 item 6); +3 for the trading state (issue 14)
