@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
+import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -17,6 +18,7 @@ from typing import Any
 
 import pytest
 from support.scripted import ScriptedClient
+from support.servers import RedisServer
 
 from moonship_core import (
     ConfigError,
@@ -32,11 +34,13 @@ from moonship_core import (
     Stores,
     StrategyMarket,
     TradingAlgo,
+    cli,
     hookimpl,
 )
 from moonship_core.config import parse_config
 from moonship_core.plugins import Plugins
-from moonship_core.stores.memory import MemoryBus, MemoryCache
+from moonship_core.stores.memory import MemoryBus, MemoryCache, MemoryJournal
+from moonship_core.stores.redis import RedisBus, RedisCache
 from moonship_core.stores.sqlite import SqliteJournal
 from moonship_core.trading.engine import TradingEngine
 from moonship_core.trading.risk import STATE_KEY, Limits, TradingState
@@ -540,3 +544,55 @@ async def test_trading_state_survives_a_restart(tmp_path: Path) -> None:
     finally:
         await r.engine.stop()
     assert TradingState("HALTED") is TradingState.HALTED
+
+
+# ------------------------------------------------------------------------------------------------ the CLI
+@pytest.mark.slow
+async def test_cli_halt_reduce_resume_over_redis(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    if shutil.which("redis-server") is None:
+        pytest.skip("redis-server is not installed")
+    server = RedisServer()
+    server.start()
+    cache, bus = RedisCache(server.url), RedisBus(server.url)
+    await cache.open()
+    await bus.open()
+    r = await rig(stores=Stores(cache, bus, MemoryJournal()), two=True)
+    path = tmp_path / "ops.yml"
+    path.write_text(f"moonship:\n  engine:\n    name: risky\n  redis:\n    url: {server.url}\n")
+    try:
+        passed(await r.place(OrderRequest.limit(BUY, D("0.1"), D("98"))))
+        halt = ["halt", "-c", str(path), "--strategy", "s", "--reason", "cli"]
+        code = await asyncio.to_thread(cli.main, halt)
+        assert (code, capsys.readouterr().out) == (0, "strategy s of engine risky: HALTED (cli)\n")
+        assert r.engine.orders.open_orders(owner="s") == []  # in force when the command returned
+        denied(await r.place(OrderRequest.limit(BUY, D("0.1"), D("98"))), "trading_state: HALTED (cli)")
+
+        code = await asyncio.to_thread(cli.main, ["reduce", "-c", str(path), "--engine", "risky"])
+        assert (code, capsys.readouterr().out) == (0, "engine risky: REDUCING\n")
+        assert r.info("t")["trading_state"] == "REDUCING"
+
+        for args in (["resume", "-c", str(path)], ["resume", "-c", str(path), "--strategy", "s"]):
+            assert await asyncio.to_thread(cli.main, args) == 0
+        assert "engine risky: ACTIVE\n" in capsys.readouterr().out
+        passed(await r.place(OrderRequest.limit(BUY, D("0.1"), D("98"))))
+
+        code = await asyncio.to_thread(cli.main, ["halt", "-c", str(path), "--strategy", "nope"])
+        assert (code, capsys.readouterr().err) == (1, "moonship halt: No such strategy\n")
+        code = await asyncio.to_thread(cli.main, ["halt", "-c", str(path), "--engine", "gone"])
+        assert (code, capsys.readouterr().err) == (1, "moonship halt: Engine 'gone' is not running\n")
+    finally:
+        await r.engine.stop()
+        await bus.close()
+        await cache.close()
+        server.kill()
+
+
+def test_cli_without_redis_says_there_is_nothing_to_reach(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "alone.yml"
+    path.write_text("moonship:\n  engine:\n    name: solo\n")
+    assert cli.main(["halt", "-c", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"moonship halt: moonship.redis.url is not set in {path}, so there is no message")
+    assert "POST /engines/solo/trading-state" in err
