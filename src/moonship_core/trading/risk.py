@@ -198,9 +198,10 @@ class Risk:
         if band is not None and request.type is OrderType.LIMIT and request.price is not None:
             bid, ask = market.book.best_bid, market.book.best_ask
             if bid is not None and ask is not None:
-                mid = (bid + ask) / 2
-                away = abs(request.price - mid) * _TEN_THOUSAND / mid
-                if away > band:
+                both = bid + ask  # |price - mid| / mid > band / 10000, without a division on the way
+                if abs(request.price + request.price - both) * _TEN_THOUSAND > band * both:
+                    mid = both / 2
+                    away = abs(request.price - mid) * _TEN_THOUSAND / mid
                     raise RiskDenied(
                         f"price {fmt_decimal(request.price)} is {away:.1f} bps from mid {fmt_decimal(mid)} "
                         f"> {fmt_decimal(band)}",
@@ -209,9 +210,10 @@ class Risk:
         if state is TradingState.REDUCING or limits.needs_open_orders:
             mine = self.orders.open_orders(market.name, key or None) if key else []
             position = self.orders.portfolio.position(key, market.name).quantity if key else ZERO
-            open_same_side = sum(
-                ((o.remaining_quantity or ZERO) for o in mine if o.side is side), ZERO
-            )
+            open_same_side = ZERO
+            for order in mine:
+                if order.side is side and order.quantity is not None:
+                    open_same_side += order.quantity - order.filled_quantity
             size = quantity or ZERO
             if state is TradingState.REDUCING:
                 reduces = position != 0 and (position > 0) == (side is Side.SELL)
