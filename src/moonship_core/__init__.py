@@ -32,6 +32,7 @@ from .errors import (
     PostOnlyRejected,
     RateLimited,
     RequestTimeout,
+    RiskDenied,
 )
 from .hookspecs import hookimpl, hookspec
 from .limits import (
@@ -125,6 +126,7 @@ __all__ = [
     "RateLimiter",
     "Registry",
     "RequestTimeout",
+    "RiskDenied",
     "Service",
     "ServiceContext",
     "SharedCache",

@@ -1,10 +1,11 @@
-"""The `moonship` command: `run`, `config check`, `plugins list`, `orders`, `fills`, and the original's bare
-flags."""
+"""The `moonship` command: `run`, `config check`, `plugins list`, `orders`, `fills`, `halt`, `reduce`,
+`resume`, and the original's bare flags."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import sys
 from collections.abc import Sequence
@@ -20,7 +21,9 @@ from .plugins import SERVICE_DISTRIBUTIONS, Plugins, install_command
 from .preflight import check
 
 PROG = "moonship"
-COMMANDS = ("run", "config", "plugins", "orders", "fills")
+COMMANDS = ("run", "config", "plugins", "orders", "fills", "halt", "reduce", "resume")
+#: the trading state each trading-state command puts an engine or a strategy in
+TRADING_STATES = {"halt": "HALTED", "reduce": "REDUCING", "resume": "ACTIVE"}
 DEFAULT_CONFIG = "config.yml"
 
 
@@ -41,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _config_check(config)
         if options.command in ("orders", "fills"):
             return asyncio.run(_journal(config, options))
+        if options.command in TRADING_STATES:
+            return asyncio.run(_trading_state(config, options))
         return _run(config, options)
     except ConfigError as exc:
         print(f"{PROG}: config error:\n{exc}", file=sys.stderr)
@@ -89,6 +94,19 @@ def _parser() -> argparse.ArgumentParser:
     orders.add_argument("--open", action="store_true", help="only open orders")
     fills = commands.add_parser("fills", parents=[journal_query], help="the journal's fills, newest first")
     fills.add_argument("--since", metavar="ISO", type=_iso_time, help="only fills at or after this time")
+    for command, state in TRADING_STATES.items():
+        change = commands.add_parser(
+            command,
+            parents=[config_file],
+            help=f"put a running engine (or one strategy) in trading state {state}",
+            description=(
+                f"Put a running engine, or one of its strategies, in trading state {state}, through the "
+                "message bus (needs moonship.redis.url). Answers once the state is in force."
+            ),
+        )
+        change.add_argument("--engine", metavar="E", help="the engine (default: moonship.engine.name)")
+        change.add_argument("--strategy", metavar="S", help="only this strategy (default: the whole engine)")
+        change.add_argument("--reason", metavar="R", default="", help="why (shown in the trading state)")
     return parser
 
 
@@ -147,6 +165,46 @@ async def _journal(config: MoonshipConfig, options: argparse.Namespace) -> int:
     else:
         cells = [[_cell(row[field]) for _, field in columns] for row in rows]
         _print_table([[heading for heading, _ in columns], *cells])
+    return 0
+
+
+async def _trading_state(config: MoonshipConfig, options: argparse.Namespace) -> int:
+    """`moonship halt|reduce|resume`: the trading-state command to the running engine, over Redis."""
+    from .control import ControlPlane
+    from .errors import ControlError
+
+    engine = options.engine or config.engine.name
+    if not config.redis.url:
+        print(
+            f"{PROG} {options.command}: moonship.redis.url is not set in {options.config}, so there is no "
+            "message bus to reach a running engine through (without Redis an engine takes commands only "
+            "inside its own process). Set redis.url, or use the API of the process that runs the engine: "
+            f"POST /engines/{engine}/trading-state",
+            file=sys.stderr,
+        )
+        return 2
+    from .stores.redis import RedisBus, RedisCache
+
+    redis, url = config.redis, config.redis.url
+    cache = RedisCache(url, verify_cert=redis.ssl_verify_cert, protocol=redis.protocol)
+    bus = RedisBus(url, verify_cert=redis.ssl_verify_cert, protocol=redis.protocol)
+    try:
+        await cache.open()
+        await bus.open()
+        control = ControlPlane(cache, bus)
+        state = TRADING_STATES[options.command]
+        result = await control.trading_state(engine, state, options.reason, options.strategy)
+    except (ControlError, ConnectionError, OSError) as exc:
+        print(f"{PROG} {options.command}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        for part in (bus, cache):
+            with contextlib.suppress(Exception):
+                await part.close()
+    who = f"strategy {options.strategy} of engine {engine}" if options.strategy else f"engine {engine}"
+    shown = result.get("trading_state") if isinstance(result, dict) else state
+    reason = result.get("trading_state_reason") if isinstance(result, dict) else None
+    print(f"{who}: {shown}" + (f" ({reason})" if reason else ""))
     return 0
 
 

@@ -17,8 +17,10 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    SerializerFunctionWrapHandler,
     ValidationError,
     field_validator,
+    model_serializer,
 )
 from pydantic_core import ErrorDetails
 
@@ -92,6 +94,31 @@ class MarketConfig(_ExtraModel):
         return value
 
 
+class RiskConfig(_Model):
+    """`moonship.risk` (engine-wide) and `moonship.strategies.NAME.risk`: pre-trade limits and circuit
+    breakers, all optional. Where both set a limit, the stricter (smaller) one applies to the strategy."""
+
+    #: largest order, in base
+    max_order_quantity: Decimal | None = Field(default=None, gt=0)
+    #: largest order value, in quote (limit price, or the book's touch for a market order, times quantity)
+    max_order_notional: Decimal | None = Field(default=None, gt=0)
+    #: largest absolute base position per market once the order and the strategy's open orders on its side
+    #: fill completely
+    max_position: Decimal | None = Field(default=None, ge=0)
+    #: most open orders per strategy per market
+    max_open_orders: int | None = Field(default=None, ge=0)
+    #: most orders sent per second: per strategy; `moonship.risk`'s also bounds the engine's total
+    max_orders_per_second: int | None = Field(default=None, gt=0)
+    #: a limit price further than this from the mid (basis points) is refused (fat finger)
+    price_band_bps: Decimal | None = Field(default=None, gt=0)
+    #: realised loss (quote, fees included) since 00:00 UTC past which the strategy is HALTED; in
+    #: `moonship.risk` also the engine's total, past which the engine is HALTED
+    max_daily_loss: Decimal | None = Field(default=None, gt=0)
+    #: this many rejected orders within `reject_window` seconds HALT the strategy
+    max_rejects: int | None = Field(default=None, gt=0)
+    reject_window: float = Field(default=60.0, gt=0)
+
+
 def _as_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
@@ -102,6 +129,8 @@ class StrategyConfig(_ExtraModel):
     algo: str
     auto_start: bool = False
     markets: Annotated[list[str], BeforeValidator(_as_list), Field(min_length=1)]
+    #: the strategy's own risk limits (declared, so never among the algo's settings in `extra`)
+    risk: RiskConfig | None = None
     #: locations (within this strategy) of the values read from `$NAME` environment variables
     _secrets: frozenset[Location] = PrivateAttr(default_factory=frozenset)
 
@@ -110,6 +139,14 @@ class StrategyConfig(_ExtraModel):
         """Where the values that came from `$NAME` environment variables are (kept secret when shown)."""
         return self._secrets
 
+    @model_serializer(mode="wrap")
+    def _without_absent_risk(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """No `risk: null` in a dump: a strategy without limits of its own dumps as it did before them."""
+        data: dict[str, Any] = handler(self)
+        if data.get("risk", ...) is None:
+            del data["risk"]
+        return data
+
     def mark_secret(self, locations: Iterable[Location]) -> None:
         self._secrets = frozenset(locations)
 
@@ -117,6 +154,8 @@ class StrategyConfig(_ExtraModel):
         """The config as JSON-able data for StrategyInfo, with each value that came from `$NAME` (and each
         property in `secret_keys`) shown as MASK."""
         data: dict[str, Any] = self.model_dump(mode="json")
+        if self.risk is not None:
+            data["risk"] = self.risk.model_dump(mode="json", exclude_unset=True)
         for location in [*self._secrets, *((key,) for key in secret_keys)]:
             _mask(data, location)
         return data
@@ -174,6 +213,7 @@ class MoonshipConfig(BaseModel):
     strategies: dict[str, StrategyConfig] = Field(default_factory=dict)
     redis: RedisConfig = Field(default_factory=RedisConfig)
     journal: JournalConfig = Field(default_factory=JournalConfig)
+    risk: RiskConfig = Field(default_factory=RiskConfig)
     logging: dict[str, Any] = Field(default_factory=dict)
 
     @property

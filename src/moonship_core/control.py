@@ -1,4 +1,5 @@
-"""ControlPlane: list, get, add, update, remove, start and stop strategies of any engine.
+"""ControlPlane: list, get, add, update, remove, start and stop strategies of any engine; set the trading
+state (ACTIVE, REDUCING, HALTED) of an engine or a strategy.
 
 The one facade both the API and the monitor use: reads come from the shared cache, changes go to the named
 engine through the message bus.
@@ -72,6 +73,25 @@ class ControlPlane:
         return [n for n in names if await self.cache.get(heartbeat_key(n)) is not None]
 
     @_reachable
+    async def engine_states(self) -> list[dict[str, Any]]:
+        """Each running engine (heartbeat alive): `name`, `instance`, `started`, `trading_state`
+        (ACTIVE, REDUCING or HALTED) and `trading_state_reason`."""
+        registrations = await self.cache.hgetall(ENGINES_KEY)
+        out: list[dict[str, Any]] = []
+        for name in sorted(registrations):
+            if await self.cache.get(heartbeat_key(name)) is None:
+                continue
+            registration = registrations[name] if isinstance(registrations[name], dict) else {}
+            out.append({
+                "name": name,
+                "instance": registration.get("instance"),
+                "started": registration.get("started"),
+                "trading_state": registration.get("trading_state", "ACTIVE"),
+                "trading_state_reason": registration.get("trading_state_reason"),
+            })
+        return out
+
+    @_reachable
     async def strategies(self, filters: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
         """StrategyInfo of every strategy of every running engine, filtered by field values."""
         out: list[dict[str, Any]] = []
@@ -102,6 +122,23 @@ class ControlPlane:
 
     async def stop(self, engine: str, name: str) -> Any:
         return await self.send(engine, "stop", name)
+
+    async def trading_state(
+        self, engine: str, state: str, reason: str = "", strategy: str | None = None
+    ) -> Any:
+        """Put the engine (or one of its strategies) in trading state `state` (ACTIVE, REDUCING, HALTED);
+        returns once it is in force: the engine's {trading_state, trading_state_reason}, or the strategy's
+        StrategyInfo."""
+        return await self.send(engine, "trading-state", strategy, {"state": state, "reason": reason})
+
+    async def halt(self, engine: str, reason: str = "", strategy: str | None = None) -> Any:
+        return await self.trading_state(engine, "HALTED", reason, strategy)
+
+    async def reduce(self, engine: str, reason: str = "", strategy: str | None = None) -> Any:
+        return await self.trading_state(engine, "REDUCING", reason, strategy)
+
+    async def resume(self, engine: str, reason: str = "", strategy: str | None = None) -> Any:
+        return await self.trading_state(engine, "ACTIVE", reason, strategy)
 
     async def orders(self, engine: str | None = None, **query: Any) -> list[dict[str, Any]]:
         """Journaled orders of one engine (or every running one), newest first; `query`: strategy, status

@@ -52,6 +52,15 @@ class MarketClosed(ExchangeError):
     """The market does not accept this request in its current status."""
 
 
+class RiskDenied(MoonshipError):
+    """The risk layer refused an order before it reached the exchange; `rule` names the limit (e.g.
+    "max_position") and the message gives the numbers."""
+
+    def __init__(self, message: str, *, rule: str) -> None:
+        super().__init__(message)
+        self.rule = rule
+
+
 class NetworkError(MoonshipError):
     """The request may not have reached the exchange."""
 

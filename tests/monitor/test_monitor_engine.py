@@ -96,9 +96,9 @@ async def test_strategy_stopping_on_its_drawdown_mails_once_per_stop(
 def test_entry_point_provides_the_service_and_the_actions() -> None:
     plugins = Plugins.load()
     assert plugins.resolve("services", "monitor") is MonitorService
-    assert set(plugins.registries["alert_actions"]) >= {"email", "webhook"}
+    assert set(plugins.registries["alert_actions"]) >= {"email", "webhook", "halt", "reduce"}
     info = next(i for i in plugins.describe() if i.distribution == "moonship-monitor")
-    assert info.provides == {"services": ["monitor"], "alert_actions": ["email", "webhook"]}
+    assert info.provides == {"services": ["monitor"], "alert_actions": ["email", "halt", "reduce", "webhook"]}
 
 
 def test_launcher_refuses_to_start_with_a_bad_condition(caplog: pytest.LogCaptureFixture) -> None:

@@ -309,7 +309,7 @@ async def test_condition_that_cannot_be_evaluated_is_logged_once(
          "moonship.monitor.alerts.stopped.condition: invalid condition 'active ==': syntax error at: EOF"),
         ({}, "moonship.monitor.alerts: field required"),
         (section("sms"), "moonship.monitor.alerts.stopped.actions: unknown action 'sms'; "
-                         "available: email, flaky, record, webhook"),
+                         "available: email, flaky, halt, record, reduce, webhook"),
         (section("email"), "moonship.monitor.email: required by alert stopped (action 'email')"),
         (section("flaky", flaky={"failure": 1}),
          "moonship.monitor.flaky.failures: field required\nmoonship.monitor.flaky.failure: unknown property"),

@@ -16,8 +16,9 @@ from ..codec import fill_record_to_dict, order_record_to_dict
 from ..config import StrategyConfig, validate_model
 from ..contracts.stores import Journal
 from ..errors import ConfigError, ControlError, MoonshipError
-from ..limits import MAX_DEPTH, STRATEGY_NAME_RULE, too_deep, valid_strategy_name
+from ..limits import MAX_DEPTH, STRATEGY_NAME_RULE, printable, too_deep, valid_strategy_name
 from .publisher import CACHE_ERRORS, StatePublisher
+from .risk import Risk, TradingState
 from .strategy import Strategy
 
 #: replies remembered for de-duplicating retried commands
@@ -44,8 +45,10 @@ class Commands:
         publisher: StatePublisher,
         logger: logging.Logger,
         journal: Journal,
+        risk: Risk | None = None,
     ) -> None:
         self.strategies = strategies
+        self.risk = risk
         self.build = build
         self.publisher = publisher
         self.journal = journal
@@ -99,6 +102,8 @@ class Commands:
             return [s.info() for s in self.strategies.values()]
         if action in ("orders", "fills"):
             return await self._journal(action, command.get("config"))
+        if action == "trading-state" and command.get("strategy") is None:
+            return await self._trading_state(None, command.get("config"))
         name = command.get("strategy")
         if not isinstance(name, str) or not name:
             raise ControlError("Missing or bad strategy field", 400)
@@ -112,6 +117,8 @@ class Commands:
             strategy = self.strategies.get(name)
             if strategy is None:
                 raise ControlError("No such strategy", 404)
+            if action == "trading-state":
+                return await self._trading_state(strategy, command.get("config"))
             if action == "start":
                 await strategy.start()
             elif action == "stop":
@@ -125,6 +132,30 @@ class Commands:
                 _forget_logger(strategy.logger)
                 self.logger.info("strategy %s removed", name)
             return self.strategies[name].info() if name in self.strategies else None
+
+    async def _trading_state(self, strategy: Strategy | None, body: Any) -> dict[str, Any]:
+        """Put the engine (or `strategy`) in the trading state `body` names ({"state", "reason"?}); answers
+        once it is in force (HALTED: the open orders it covers are cancelled) with the engine's trading state
+        or the strategy's StrategyInfo."""
+        if self.risk is None:
+            raise ControlError("This engine has no risk layer", 400)
+        body = body if isinstance(body, dict) else {}
+        unknown = sorted(set(body) - {"state", "reason"})
+        if unknown:
+            raise ControlError(f"Unknown field: {unknown[0]}", 400)
+        try:
+            state = TradingState(body.get("state"))
+        except ValueError:
+            raise ControlError("Missing or bad state field: ACTIVE, REDUCING or HALTED", 400) from None
+        reason = body.get("reason", "")
+        if not isinstance(reason, str) or len(reason) > MAX_REASON:
+            raise ControlError(f"Bad reason field: text of at most {MAX_REASON} characters", 400)
+        reason = printable(reason, MAX_REASON)
+        name = strategy.name if strategy is not None else None
+        await self.risk.set_state(state, reason, name)
+        if strategy is not None:
+            return strategy.info()
+        return self.risk.engine_info()
 
     async def _journal(self, action: str, query: Any) -> list[dict[str, Any]]:
         """Journaled orders or fills, newest first: `query` may hold strategy, status (orders: open or
@@ -223,7 +254,9 @@ def _time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
 
 
-_ACTIONS = frozenset({"add", "start", "stop", "update", "remove"})
+_ACTIONS = frozenset({"add", "start", "stop", "update", "remove", "trading-state"})
+#: the longest reason a trading-state command may give
+MAX_REASON = 500
 
 
 def _strategy_config(name: str, data: Any) -> StrategyConfig:

@@ -21,6 +21,7 @@ from .market import Market
 from .orders import OrderManager
 from .portfolio import Portfolio
 from .publisher import StatePublisher
+from .risk import Risk
 from .strategy import Strategy
 
 
@@ -46,11 +47,16 @@ class TradingEngine(Service):
         self.orders = OrderManager(
             self.journal, Portfolio(), self.clock, self.publisher.changed, config.journal.unknown_orders
         )
+        self.risk = Risk(
+            config.risk, self.orders, self.journal, self.clock, self.publisher.changed,
+            self.publisher.engine_changed,
+        )
+        self.publisher.engine_info = self.risk.engine_info
         self.markets = {name: self._build_market(name, mc) for name, mc in config.markets.items()}
         for name, strategy_config in config.strategies.items():
             self.strategies[name] = self._build_strategy(name, strategy_config)
         self.commands = Commands(
-            self.strategies, self._build_strategy, self.publisher, self.logger, self.journal
+            self.strategies, self._build_strategy, self.publisher, self.logger, self.journal, self.risk
         )
 
     @classmethod
@@ -101,7 +107,7 @@ class TradingEngine(Service):
             clock=self.clock,
             journal=self.journal,
         )
-        return Market(name, config, client_class, client_context, self.orders)
+        return Market(name, config, client_class, client_context, self.orders, self.risk)
 
     def _build_strategy(self, name: str, config: StrategyConfig, *, dotted: bool = True) -> Strategy:
         """The strategy `name`; its algo may be a dotted class path only if `dotted` (the operator's config
@@ -114,9 +120,12 @@ class TradingEngine(Service):
         if unknown:
             raise ConfigError(f"moonship.strategies.{name}.markets: unknown market {unknown[0]!r}")
         markets = {m: self.markets[m] for m in config.markets}
-        return Strategy(
-            name, self.engine_name, config, algo_class, markets, self._changed, self.clock, self.orders
+        strategy = Strategy(
+            name, self.engine_name, config, algo_class, markets, self._changed, self.clock, self.orders,
+            self.risk,
         )
+        self.risk.configure(name, config.risk)
+        return strategy
 
     def _changed(self, strategy: Strategy) -> None:
         self.publisher.changed(strategy.name)
@@ -128,7 +137,9 @@ class TradingEngine(Service):
         after kill -9 and a clean start are the same path)."""
         await self.publisher.claim_name()
         await self.journal.open()
-        await self.orders.restore(self.markets)
+        await self.risk.restore()
+        with self.risk.restoring():
+            await self.orders.restore(self.markets)
         pending = [m for m in self.markets.values() if self.orders.open_orders(m.name)]
         results = await asyncio.gather(*(m.open() for m in pending), return_exceptions=True)
         for market, result in zip(pending, results, strict=True):
@@ -152,6 +163,7 @@ class TradingEngine(Service):
     async def stop(self) -> None:
         await self.context.bus.unserve(self.engine_name)
         await asyncio.gather(*(s.stop("engine stopped") for s in self.strategies.values()))
+        await self.risk.close()
         results = await asyncio.gather(*(m.close() for m in self.markets.values()), return_exceptions=True)
         for market, result in zip(self.markets.values(), results, strict=True):
             if isinstance(result, BaseException):

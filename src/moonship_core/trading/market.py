@@ -43,6 +43,7 @@ from ..orderlevel import OrderLevelBook
 from ..stores.memory import MemoryJournal
 from .orders import OrderManager
 from .portfolio import Portfolio, Position
+from .risk import Risk
 
 _QUOTE_STEP = Decimal("1e-8")
 
@@ -63,6 +64,7 @@ class Market:
         client_class: type[MarketClient],
         context: ClientContext,
         orders: OrderManager | None = None,
+        risk: Risk | None = None,
     ) -> None:
         self.name = name
         self.config = config
@@ -80,6 +82,8 @@ class Market:
         self._subscribers: list[Subscriber] = []
         #: the engine's order manager (a market of its own when built alone)
         self.orders = orders or OrderManager(MemoryJournal(), Portfolio(), context.clock)
+        #: the engine's risk layer: every order passes its checks after rounding (none when built alone)
+        self.risk = risk
         self._opened = False
         self._open_lock = asyncio.Lock()
         self.clock = context.clock
@@ -197,10 +201,13 @@ class Market:
 
         Never raises for what the market, the exchange or the network decides: the order comes back REJECTED
         (with `error` and `reason`), or UNKNOWN while a sent order is unconfirmed; UNKNOWN resolves later,
-        once, through the owner's order updates. A REJECTED order is also sent to the owner as an update."""
+        once, through the owner's order updates. A REJECTED order is also sent to the owner as an update.
+        An order the risk layer refuses never reaches the client (REJECTED, `error` "RiskDenied")."""
         try:
             self._check_open(request)
             request = self.prepare(request)
+            if self.risk is not None:
+                self.risk.check(self, request, owner)
         except MoonshipError as exc:
             return self.orders.reject(self, request, exc, owner)
         return await self.orders.place(self, request, owner)

@@ -21,7 +21,7 @@ from typing import Any, Literal, Protocol
 from ..clock import Clock
 from ..contracts.client import MarketClient
 from ..contracts.stores import FillRecord, Journal
-from ..errors import MoonshipError, OrderNotFound, OrderStatusUnknown, PostOnlyRejected
+from ..errors import MoonshipError, OrderNotFound, OrderStatusUnknown, PostOnlyRejected, RiskDenied
 from ..model import (
     CLIENT_ORDER_ID_PREFIX,
     ZERO,
@@ -88,6 +88,8 @@ class OrderManager:
         self._closed_set: set[str] = set()
         self._listeners: dict[str, OrderListener] = {}
         self._tasks: dict[str, set[asyncio.Task[None]]] = {}
+        #: told of every order that ends REJECTED, with its owner (the risk layer's reject breaker)
+        self.on_reject: Callable[[str | None, Order], None] | None = None
 
     # ------------------------------------------------------------------ owners
     def attach(self, owner: str, listener: OrderListener) -> None:
@@ -107,6 +109,16 @@ class OrderManager:
             and (market is None or t.market.name == market)
             and (owner is None or t.owner == owner)
         ]
+
+    async def cancel_all(self, owner: str | None = None) -> list[Order]:
+        """Cancel every live order (of `owner`, if given; all, unowned ones too, if not); returns their
+        states after the cancels (CANCELLATION_PENDING where unconfirmed). Never raises."""
+        live = [
+            (t.market, t.order)
+            for t in list(self._orders.values())
+            if t.order is not None and (owner is None or t.owner == owner)
+        ]
+        return list(await asyncio.gather(*(self.cancel(market, order) for market, order in live)))
 
     def owner_of(self, client_order_id: str) -> str | None:
         tracked = self._orders.get(client_order_id)
@@ -222,6 +234,8 @@ class OrderManager:
         listener = self._listeners.get(owner) if owner is not None else None
         if listener is not None:
             listener.notify("order", market, order)
+        if self.on_reject is not None:
+            self.on_reject(owner, order)
         return order
 
     async def cancel(self, market: OrderVenue, order: Order) -> Order:
@@ -260,6 +274,8 @@ class OrderManager:
             del self._orders[coid]
             self._remember_closed(coid)
             _log_final(market, order)
+            if order.status is OrderStatus.REJECTED and self.on_reject is not None:
+                self.on_reject(tracked.owner, order)
         if tracked.owner is not None:
             listener = self._listeners.get(tracked.owner)
             if listener is not None:
@@ -423,8 +439,10 @@ def _describe(request: OrderRequest) -> str:
 
 
 def _log_final(market: OrderVenue, order: Order) -> None:
-    if order.status is OrderStatus.REJECTED:  # a post-only order the book moved through is routine
-        level = logging.DEBUG if order.error == PostOnlyRejected.__name__ else logging.WARNING
+    if order.status is OrderStatus.REJECTED:  # a post-only order the book moved through is routine; the
+        # risk layer logs its own denials (at most once a minute per rule and strategy)
+        quiet = (PostOnlyRejected.__name__, RiskDenied.__name__)
+        level = logging.DEBUG if order.error in quiet else logging.WARNING
     else:  # fills are what an operator wants to see; an unfilled quote being pulled is routine
         level = logging.INFO if order.filled_quantity else logging.DEBUG
     avg = order.average_price

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -62,10 +62,16 @@ class Portfolio:
     def __init__(self) -> None:
         self._positions: dict[tuple[str, str], Position] = {}
         self._last_profit: dict[str, Decimal] = {}
+        #: told of every fill booked, with the profit it realised (the risk layer's daily P/L)
+        self.listeners: list[Callable[[FillRecord, Decimal | None], None]] = []
 
     def position(self, strategy: str, market: str) -> Position:
         """The strategy's position in the market (a live object: it changes as fills are booked)."""
-        return self._positions.setdefault((strategy, market), Position())
+        key = (strategy, market)
+        position = self._positions.get(key)
+        if position is None:  # not setdefault: a Position made on every call costs ~1 us (the risk checks)
+            position = self._positions[key] = Position()
+        return position
 
     def book(self, record: FillRecord) -> Decimal | None:
         """Book one fill to its strategy; returns the profit it realised (None when it only opened)."""
@@ -73,6 +79,8 @@ class Portfolio:
         profit = position.apply(record.side, record.fill, record.base_asset, record.quote_asset)
         if profit is not None:
             self._last_profit[record.strategy] = profit
+        for listener in self.listeners:
+            listener(record, profit)
         return profit
 
     def restore(self, fills: Iterable[FillRecord]) -> None:

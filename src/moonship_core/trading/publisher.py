@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -58,9 +58,17 @@ class StatePublisher:
         self._task: asyncio.Task[None] | None = None
         self._cache_ok = True
         self._stopping = False
+        #: what the engine's registration shows beside its instance and start time (its trading state)
+        self.engine_info: Callable[[], dict[str, Any]] = dict
+        self._engine_dirty = False
 
     def changed(self, name: str) -> None:
         self._dirty.add(name)
+        self._wake.set()
+
+    def engine_changed(self) -> None:
+        """The engine's own state (its registration) changed."""
+        self._engine_dirty = True
         self._wake.set()
 
     def removed(self, name: str) -> None:
@@ -114,7 +122,10 @@ class StatePublisher:
         """Write every pending change now."""
         dirty, self._dirty = self._dirty, set()
         removed, self._removed = self._removed, set()
+        engine, self._engine_dirty = self._engine_dirty, False
         try:
+            if engine and self._task is not None:
+                await self._register()
             key = strategies_key(self.engine)
             current = self._strategies
             infos = {n: current[n].info() for n in dirty if n in current}
@@ -125,10 +136,11 @@ class StatePublisher:
         except BaseException:
             self._dirty |= dirty
             self._removed |= removed
+            self._engine_dirty |= engine
             raise
 
     async def _register(self) -> None:
-        registration = {"instance": self.instance, "started": self.started}
+        registration = {"instance": self.instance, "started": self.started, **self.engine_info()}
         await self.cache.hset(ENGINES_KEY, {self.engine: registration})
         beat = {"instance": self.instance, "time": self.clock.now()}
         await self.cache.set(heartbeat_key(self.engine), beat, ttl=HEARTBEAT_TTL)

@@ -19,6 +19,7 @@ from ..errors import ConfigError, MoonshipError, NetworkError
 from ..limits import number_problems
 from .market import Market, MarketView
 from .orders import OrderManager
+from .risk import Risk
 
 #: public trades a strategy may fall behind by; past it, newly arriving trades are dropped and counted
 #: (books never queue up: they conflate)
@@ -79,6 +80,7 @@ class Strategy:
         on_change: Callable[[Strategy], None],
         clock: Clock,
         orders: OrderManager,
+        risk: Risk | None = None,
     ) -> None:
         self.name = name
         self.engine = engine
@@ -97,6 +99,7 @@ class Strategy:
         self.update_time: datetime = clock.now()
         self.stop_reason: str | None = None
         self.orders = orders
+        self.risk = risk
         #: positions by market: live objects the order manager books this strategy's fills into
         self.positions = {m: orders.portfolio.position(name, m) for m in markets}
         self.views = {m: MarketView(market, name, self.positions[m]) for m, market in markets.items()}
@@ -264,6 +267,8 @@ class Strategy:
             fees=self.orders.portfolio.fees(self.name),
             open_orders=len(self.orders.open_orders(owner=self.name)),
         )
+        if self.risk is not None:
+            info.update(self.risk.info(self.name))
         if len(self.markets) > 1:
             info["positions"] = {name: p.quantity for name, p in self.positions.items()}
         return info

@@ -264,6 +264,8 @@ class Api:
             routes=[
                 Route("/login", self.login, methods=["POST"]),
                 Route("/logout", self.logout, methods=["POST"]),
+                Route("/engines", self.list_engines, methods=["GET"]),
+                Route("/engines/{engine}/trading-state", self.engine_trading_state, methods=["POST"]),
                 Route("/strategies", self.list_strategies, methods=["GET"]),
                 Route(
                     "/strategies/{engine}/{strategy}",
@@ -277,6 +279,10 @@ class Api:
                 Route("/strategies/{engine}/{strategy}/stop", self.stop_strategy, methods=["POST"]),
                 Route("/orders", self.list_orders, methods=["GET"]),
                 Route("/fills", self.list_fills, methods=["GET"]),
+                Route(
+                    "/strategies/{engine}/{strategy}/trading-state", self.strategy_trading_state,
+                    methods=["POST"],
+                ),
                 Route("/openapi.json", self.openapi, methods=["GET"]),
             ],
             middleware=[
@@ -367,6 +373,26 @@ class Api:
         engine, query = _journal_query(request, ("engine", "strategy", "since", "limit"))
         return JsonResponse({"fills": await self.control.fills(engine, **query)})
 
+    # ------------------------------------------------------------------ trading state
+    async def list_engines(self, request: Request) -> Response:
+        return JsonResponse({"engines": await self.control.engine_states()})
+
+    async def engine_trading_state(self, request: Request) -> Response:
+        state, reason = await _trading_state(request)
+        engine: str = request.path_params["engine"]
+        result = await self.control.trading_state(engine, state, reason)
+        self.logger.warning("engine %s trading state %s by API: %s", printable(engine, 80), state,
+                            printable(reason))
+        return JsonResponse({"name": engine, **(result if isinstance(result, dict) else {})})
+
+    async def strategy_trading_state(self, request: Request) -> Response:
+        engine, name = _names(request)
+        state, reason = await _trading_state(request)
+        result = await self.control.trading_state(engine, state, reason, name)
+        self.logger.warning("strategy %s of engine %s trading state %s by API: %s", name,
+                            printable(engine, 80), state, printable(reason))
+        return _info(result)
+
     async def openapi(self, request: Request) -> Response:
         return Response(self._openapi, media_type="application/json")
 
@@ -398,6 +424,25 @@ def _journal_query(request: Request, allowed: tuple[str, ...]) -> tuple[str | No
             raise ApiError("Bad limit: a whole number", 400)
         query["limit"] = int(query["limit"])
     return params.get("engine"), query
+
+
+#: the trading states a client may ask for
+TRADING_STATES = ("ACTIVE", "REDUCING", "HALTED")
+
+
+async def _trading_state(request: Request) -> tuple[str, str]:
+    """The `{"state", "reason"?}` body of a trading-state request."""
+    body = await read_json(request)
+    unknown = sorted(set(body) - {"state", "reason"})
+    if unknown:
+        raise ApiError(f"Unknown field: {printable(unknown[0], 80)}", 400)
+    state = body.get("state")
+    if state not in TRADING_STATES:
+        raise ApiError("Missing or bad state field: ACTIVE, REDUCING or HALTED", 400)
+    reason = body.get("reason", "")
+    if not isinstance(reason, str):
+        raise ApiError("Missing or bad reason field", 400)
+    return state, reason
 
 
 def _info(result: Any) -> Response:

@@ -69,6 +69,11 @@ def _command(summary: str, description: str, body: bool, result: dict[str, Any])
 
 
 _INFO = _json(_ref("StrategyInfo"), "The strategy as the engine reports it after the command.")
+_STATE_BODY = {
+    "required": True,
+    "content": {"application/json": {"schema": _ref("TradingStateBody")}},
+}
+_TRADING_STATE = {"type": "string", "enum": ["ACTIVE", "REDUCING", "HALTED"]}
 _NULLABLE_STRING = {"type": "string", "nullable": True}
 _DECIMAL = {"type": "string", "description": "exact decimal"}
 
@@ -92,7 +97,7 @@ OPENAPI: dict[str, Any] = {
     "openapi": "3.0.3",
     "info": {
         "title": "Moonship API",
-        "version": "1.5.0",
+        "version": "1.6.0",
         "description": (
             "Monitor and control Moonship trading engines. Compatible with the seed's API 1.3.0; additions: "
             "command replies carry the StrategyInfo, POST /logout, 429 login throttling, 503 when the shared "
@@ -103,10 +108,13 @@ OPENAPI: dict[str, Any] = {
             "request (POST, PATCH, DELETE) authenticated by the cookie must carry `Content-Type: "
             "application/json` (else 415) and, when the browser sends `Sec-Fetch-Site` or `Origin`, come "
             "from this origin (else 403); bearer tokens are not affected. Sessions end after "
-            "`moonship.api.session_lifetime` hours, and when the configured user or password hash changes."
+            "`moonship.api.session_lifetime` hours, and when the configured user or password hash changes. "
+            "Since 1.6.0 (issue 14, the risk layer): GET /engines, and POST .../trading-state on an engine "
+            "or a strategy (ACTIVE, REDUCING, HALTED); StrategyInfo has `trading_state`, "
+            "`trading_state_reason`, `risk_denials` and `daily_profit`."
         ),
     },
-    "tags": [{"name": "Session"}, {"name": "Strategies"}, {"name": "Journal"}],
+    "tags": [{"name": "Session"}, {"name": "Strategies"}, {"name": "Engines"}, {"name": "Journal"}],
     "security": [{"bearerAuth": []}, {"cookieAuth": []}],
     "paths": {
         "/login": {
@@ -247,6 +255,47 @@ OPENAPI: dict[str, Any] = {
                 },
             }
         },
+        "/strategies/{engine}/{strategy}/trading-state": {
+            "post": {
+                **_command(
+                    "Set a strategy's trading state",
+                    "ACTIVE: trades normally. REDUCING: only orders that reduce its absolute position pass "
+                    "(cancels always do). HALTED: its open orders are cancelled and new ones refused. "
+                    "Answered once the state is in force (HALTED: the cancels are done or pending). The "
+                    "StrategyInfo shows the state in force: the stricter of the strategy's and its engine's. "
+                    "The state is kept in the engine's journal across restarts.",
+                    False,
+                    _INFO,
+                ),
+                "requestBody": _STATE_BODY,
+            },
+        },
+        "/engines": {
+            "get": {
+                "tags": ["Engines"],
+                "summary": "List the running engines with their trading state",
+                "responses": {
+                    "200": _json(_ref("EngineList"), "The engines whose heartbeat is alive."),
+                    **_errors("401", "500", "503"),
+                },
+            }
+        },
+        "/engines/{engine}/trading-state": {
+            "post": {
+                "tags": ["Engines"],
+                "summary": "Set an engine's trading state",
+                "description": (
+                    "As for a strategy, for every strategy of the engine: HALTED cancels every open order of "
+                    "the engine. Answered once the state is in force."
+                ),
+                "parameters": [{"$ref": "#/components/parameters/engine"}],
+                "requestBody": _STATE_BODY,
+                "responses": {
+                    "200": _json(_ref("EngineTradingState"), "The engine's trading state now."),
+                    **_errors("400", "401", "403", "404", "413", "415", "500", "503", "504"),
+                },
+            }
+        },
         "/openapi.json": {
             "get": {
                 "tags": ["Session"],
@@ -296,8 +345,61 @@ OPENAPI: dict[str, Any] = {
                     "algo": {"type": "string"},
                     "auto_start": {"type": "boolean"},
                     "markets": {"type": "array", "items": {"type": "string"}},
+                    "risk": _ref("RiskConfig"),
                 },
                 "additionalProperties": True,
+            },
+            "RiskConfig": {
+                "type": "object",
+                "description": "The strategy's risk limits (see the README's Risk section); the stricter of "
+                               "these and `moonship.risk` apply.",
+                "properties": {
+                    "max_order_quantity": _DECIMAL,
+                    "max_order_notional": _DECIMAL,
+                    "max_position": _DECIMAL,
+                    "max_open_orders": {"type": "integer", "minimum": 0},
+                    "max_orders_per_second": {"type": "integer", "minimum": 1},
+                    "price_band_bps": _DECIMAL,
+                    "max_daily_loss": _DECIMAL,
+                    "max_rejects": {"type": "integer", "minimum": 1},
+                    "reject_window": {"type": "number"},
+                },
+                "additionalProperties": False,
+            },
+            "TradingStateBody": {
+                "type": "object",
+                "required": ["state"],
+                "properties": {
+                    "state": _TRADING_STATE,
+                    "reason": {"type": "string", "maxLength": 500},
+                },
+                "additionalProperties": False,
+            },
+            "EngineTradingState": {
+                "type": "object",
+                "required": ["name", "trading_state"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "trading_state": _TRADING_STATE,
+                    "trading_state_reason": _NULLABLE_STRING,
+                },
+            },
+            "Engine": {
+                "type": "object",
+                "required": ["name", "trading_state"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "instance": {"type": "string"},
+                    "started": {"type": "string", "format": "date-time"},
+                    "trading_state": _TRADING_STATE,
+                    "trading_state_reason": _NULLABLE_STRING,
+                },
+            },
+            "EngineList": {
+                "type": "object",
+                "required": ["engines"],
+                "properties": {"engines": {"type": "array", "items": _ref("Engine")}},
+                "additionalProperties": False,
             },
             "ConfigBody": {
                 "type": "object",
@@ -338,6 +440,16 @@ OPENAPI: dict[str, Any] = {
                     "fees": {"type": "object", "additionalProperties": _DECIMAL},
                     "open_orders": {"type": "integer"},
                     "waiting_for": {**_NULLABLE_STRING, "description": "what a strategy to run waits for"},
+                    "trading_state": _TRADING_STATE,
+                    "trading_state_reason": {
+                        **_NULLABLE_STRING,
+                        "description": "why (prefixed `engine:` when the engine's state is the one in force)",
+                    },
+                    "risk_denials": {
+                        "type": "object", "additionalProperties": {"type": "integer"},
+                        "description": "orders the risk layer refused, by rule",
+                    },
+                    "daily_profit": {**_DECIMAL, "description": "realised P/L since 00:00 UTC (quote)"},
                 },
                 "additionalProperties": True,
             },

@@ -11,7 +11,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel
 
-from moonship_core import MoonshipError
+from moonship_core import MoonshipError, ServiceContext
 
 #: field names whose values are masked wherever they appear in an alert's state
 SECRET_NAME = re.compile(r"key|secret|passw|token|credential|auth", re.IGNORECASE)
@@ -77,6 +77,10 @@ class AlertAction(ABC):
 
     def __init__(self, settings: Any) -> None:
         self.settings = settings
+
+    def bind(self, context: ServiceContext) -> None:  # noqa: B027 - optional hook
+        """Called once by the monitor after creating the action: `context.control` reaches the engines
+        (the `halt` and `reduce` actions use it)."""
 
     @abstractmethod
     async def send(self, alert: Alert) -> None:

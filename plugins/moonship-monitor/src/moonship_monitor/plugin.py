@@ -20,4 +20,9 @@ def moonship_services() -> dict[str, str]:
 
 @hookimpl
 def moonship_alert_actions() -> dict[str, str]:
-    return {"email": "moonship_monitor.mail:EmailAction", "webhook": "moonship_monitor.webhook:WebhookAction"}
+    return {
+        "email": "moonship_monitor.mail:EmailAction",
+        "webhook": "moonship_monitor.webhook:WebhookAction",
+        "halt": "moonship_monitor.trading_state:HaltAction",
+        "reduce": "moonship_monitor.trading_state:ReduceAction",
+    }

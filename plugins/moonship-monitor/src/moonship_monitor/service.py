@@ -99,10 +99,16 @@ class MonitorService(Service):
                 section = settings.action_section(name)
                 model = action_class.settings_model
                 if model is not None and section is None:
-                    raise ConfigError(f"{SECTION}.{name}: required by alert {alert.name} (action {name!r})")
+                    try:  # a model with a default for everything needs no section
+                        section = validate_model(model, {}, f"{SECTION}.{name}")
+                    except ConfigError:
+                        raise ConfigError(
+                            f"{SECTION}.{name}: required by alert {alert.name} (action {name!r})"
+                        ) from None
                 if model is not None and not isinstance(section, model):
                     section = validate_model(model, section, f"{SECTION}.{name}")
                 actions[name] = action_class(section)
+                actions[name].bind(self.context)
         return actions
 
     async def stop(self) -> None:
