@@ -1,4 +1,5 @@
-"""The plugins moonship-core ships: paper and sim clients, the engine service, memory and Redis backends."""
+"""The plugins moonship-core ships: paper and sim clients, the engine service, memory and Redis backends, and
+the reference algorithms (log_market_info, spread_quoter)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,15 @@ from .trading.engine import TradingEngine
 @hookimpl
 def moonship_market_clients() -> dict[str, type[MarketClient]]:
     return {"paper": PaperClient, "sim": SimClient}
+
+
+@hookimpl
+def moonship_algos() -> dict[str, str]:
+    # by reference: imported only by an engine whose strategies use them
+    return {
+        "log_market_info": "moonship_core.algos.log_market_info:LogMarketInfo",
+        "spread_quoter": "moonship_core.algos.spread_quoter:SpreadQuoter",
+    }
 
 
 @hookimpl

@@ -37,7 +37,7 @@ SEED_ALIASES = {
     "moonship.client.luno.LunoClient": ("luno", "moonship-luno"),
     "moonship.client.valr.ValrClient": ("valr", "moonship-valr"),
     "moonship.client.paper.PaperTradingClient": ("paper", CORE_DISTRIBUTION),
-    "moonship.algo.test.LogMarketInfo": ("log_market_info", "moonship-example-algos"),
+    "moonship.algo.test.LogMarketInfo": ("log_market_info", CORE_DISTRIBUTION),
 }
 
 #: how to install a distribution that is not on a package index (any other: `pip install <distribution>`)

@@ -124,8 +124,7 @@ def test_seed_algo_without_its_plugin_says_how_to_install_it(
     assert cli.main(["config", "check"]) == 2
     assert (
         "moonship.strategies.s1.algo: unknown algo 'moonship.algo.test.LogMarketInfo': it needs the "
-        "moonship-example-algos plugin (pip install -e examples/moonship-example-algos, in a Moonship "
-        "checkout); available: none"
+        "moonship-core plugin (pip install moonship-core); available: none"
     ) in capsys.readouterr().err
     assert app.calls == []
 

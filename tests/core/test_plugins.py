@@ -163,8 +163,8 @@ def test_resolve_unknown_names(plugins: Plugins) -> None:
     with pytest.raises(ConfigError) as info:
         plugins.resolve("algos", "moonship.algo.test.LogMarketInfo")
     assert str(info.value) == (
-        "unknown algo 'moonship.algo.test.LogMarketInfo': it needs the moonship-example-algos plugin "
-        "(pip install -e examples/moonship-example-algos, in a Moonship checkout); available: a"
+        "unknown algo 'moonship.algo.test.LogMarketInfo': it needs the moonship-core plugin "
+        "(pip install moonship-core); available: a"
     )
     with pytest.raises(ConfigError, match="unknown service 'monitor'; available: api"):
         plugins.resolve("services", "monitor")
