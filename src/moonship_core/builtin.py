@@ -11,6 +11,7 @@ from .hookspecs import hookimpl
 from .sim.paper import PaperClient
 from .sim.synthetic import SimClient
 from .stores.memory import memory_backend
+from .templates import templates
 from .trading.engine import TradingEngine
 
 
@@ -37,3 +38,8 @@ def moonship_services() -> dict[str, type[Service]]:
 def moonship_backends() -> dict[str, Any]:
     redis = "moonship_core.stores.redis:redis_backend"  # redis-py is imported only by those who use it
     return {"memory": memory_backend, "redis": redis, "rediss": redis, "unix": redis}
+
+
+@hookimpl
+def moonship_config_templates() -> dict[str, str]:
+    return templates()

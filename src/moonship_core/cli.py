@@ -1,16 +1,18 @@
-"""The `moonship` command: `run`, `config check`, `plugins list`, `orders`, `fills`, and the original's bare
-flags."""
+"""The `moonship` command: `run`, `init`, `config check`, `plugins list`, `orders`, `fills`, and the
+original's bare flags."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import metadata
+from pathlib import Path
 
 from .config import MoonshipConfig, configure_logging, load_config
 from .contracts.stores import Journal
@@ -19,14 +21,19 @@ from .model import fmt_decimal
 from .plugins import SERVICE_DISTRIBUTIONS, Plugins, install_command
 
 PROG = "moonship"
-COMMANDS = ("run", "config", "plugins", "orders", "fills")
+COMMANDS = ("run", "init", "config", "plugins", "orders", "fills")
 DEFAULT_CONFIG = "config.yml"
+INIT_HINT = f"run `{PROG} init` to write a starter config (paper trading, no keys needed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line `argv` (default: `sys.argv[1:]`); returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or (args[0] not in COMMANDS and args[0] not in ("-h", "--help", "-v", "--version")):
+    if not args and not Path(DEFAULT_CONFIG).exists():
+        _parser().print_usage(sys.stderr)
+        print(f"{PROG}: no {DEFAULT_CONFIG} here: {INIT_HINT}, then `{PROG} run`", file=sys.stderr)
+        return 2
+    if not args or (args[0] not in COMMANDS and args[0] not in ("-h", "--help", "-V", "--version")):
         args.insert(0, "run")  # the original's bare form: `moonship [-a] [-m] [-e] -c FILE`
     try:
         options = _parser().parse_args(args)
@@ -35,7 +42,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if options.command == "plugins":
             return _plugins_list()
-        config = load_config(options.config)
+        if options.command == "init":
+            return _init(options)
+        config = _load(options.config)
         if options.command == "config":
             return _config_check(config)
         if options.command in ("orders", "fills"):
@@ -46,10 +55,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
 
 
+def _load(path: str) -> MoonshipConfig:
+    if not Path(path).exists():
+        raise ConfigError(f"config file not found: {path} ({INIT_HINT})")
+    return load_config(path)
+
+
 def _parser() -> argparse.ArgumentParser:
     version = argparse.ArgumentParser(add_help=False)
     version.add_argument(
-        "-v", "--version", action="version", version=f"{PROG}-core {metadata.version('moonship-core')}"
+        "-V", "--version", action="version", version=f"{PROG}-core {metadata.version('moonship-core')}"
+    )
+    # given before or after the command: SUPPRESS keeps a subcommand from resetting the top level's value
+    verbosity = argparse.ArgumentParser(add_help=False)
+    verbosity.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log at DEBUG"
+    )
+    verbosity.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="log warnings and errors only"
     )
     config_file = argparse.ArgumentParser(add_help=False)
     config_file.add_argument(
@@ -60,18 +83,31 @@ def _parser() -> argparse.ArgumentParser:
         help=f"the YAML config (default {DEFAULT_CONFIG})",
     )
     parser = argparse.ArgumentParser(
-        prog=PROG, parents=[version], description="Moonship crypto trading: engine, API and monitor services."
+        prog=PROG,
+        parents=[version, verbosity],
+        description="Moonship crypto trading: engine, API and monitor services. "
+        f"New here? `{PROG} init`, then `{PROG} run`.",
     )
+    parser.set_defaults(verbose=False, quiet=False)
     commands = parser.add_subparsers(dest="command", required=True)
     run = commands.add_parser(
         "run",
-        parents=[version, config_file],
+        parents=[version, verbosity, config_file],
         help="run services (default: the engine alone)",
         description="Run services in one process. Without -a or -m the engine runs alone.",
     )
     run.add_argument("-e", "--engine", action="store_true", help="run the trading engine")
     run.add_argument("-a", "--api", action="store_true", help="run the API service")
     run.add_argument("-m", "--monitor", action="store_true", help="run the monitor service")
+    init = commands.add_parser(
+        "init",
+        parents=[config_file],
+        help="write a commented starter config",
+        description="Write a commented starter config: paper trading over the offline sim market, or with "
+        "--exchange over that exchange's live market data (no keys needed).",
+    )
+    init.add_argument("--exchange", metavar="NAME", help="an installed exchange plugin's client (e.g. valr)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
     config = commands.add_parser("config", help="configuration tools")
     config_commands = config.add_subparsers(dest="config_command", required=True)
     config_commands.add_parser("check", parents=[config_file], help="validate a config without running it")
@@ -89,6 +125,26 @@ def _parser() -> argparse.ArgumentParser:
     fills = commands.add_parser("fills", parents=[journal_query], help="the journal's fills, newest first")
     fills.add_argument("--since", metavar="ISO", type=_iso_time, help="only fills at or after this time")
     return parser
+
+
+def _init(options: argparse.Namespace) -> int:
+    from .scaffold import starter_config, write_starter_config
+
+    try:
+        text = starter_config(Plugins.load(), options.exchange)
+    except ConfigError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    path = Path(options.config)
+    try:
+        write_starter_config(path, text, force=options.force)
+    except FileExistsError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    what = f"{options.exchange}'s live market data" if options.exchange else "the offline sim market"
+    run = f"{PROG} run" + ("" if options.config == DEFAULT_CONFIG else f" -c {options.config}")
+    print(f"wrote {path}: paper trading over {what}. Next: {run}")
+    return 0
 
 
 def _iso_time(text: str) -> datetime:
@@ -176,6 +232,8 @@ def _run(config: MoonshipConfig, options: argparse.Namespace) -> int:
         if wanted
     ]
     configure_logging(config)
+    if options.verbose or options.quiet:
+        logging.getLogger("moonship").setLevel(logging.DEBUG if options.verbose else logging.WARNING)
     plugins = Plugins.load()
     for name in services:
         if name != "engine" and name not in plugins.names("services"):

@@ -48,6 +48,13 @@ INSTALL_COMMANDS = {
 #: the plugin that provides each optional service
 SERVICE_DISTRIBUTIONS = {"api": "moonship-api", "monitor": "moonship-monitor"}
 
+#: the distributions known to provide a name, by registry kind: named when the name is not installed
+KNOWN_PROVIDERS: dict[str, dict[str, str]] = {
+    "market_clients": {"binance": "moonship-binance", "luno": "moonship-luno", "valr": "moonship-valr"},
+    "services": SERVICE_DISTRIBUTIONS,
+    "algos": {"price_alert": "moonship-example-algos"},
+}
+
 
 @dataclass(frozen=True)
 class PluginFailure:
@@ -187,6 +194,12 @@ class Plugins:
             raise ConfigError(
                 f"unknown {label} {name!r}: it needs the {distribution} plugin "
                 f"({install_command(distribution)}); {available}"
+            )
+        known = KNOWN_PROVIDERS.get(kind, {}).get(name)
+        if known is not None:
+            raise ConfigError(
+                f"unknown {label} {name!r}: it needs the {known} plugin ({install_command(known)}); "
+                f"{available}"
             )
         if "." not in name:
             raise ConfigError(f"unknown {label} {name!r}; {available}")

@@ -234,14 +234,17 @@ def test_unset_environment_variable(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_missing_config_file(tmp_path: Path) -> None:
-    assert_config_error(moonship(tmp_path), "config file not found: config.yml")
+    assert_config_error(moonship(tmp_path, "run"), "config file not found: config.yml")
+    bare = moonship(tmp_path)  # no command and no config.yml: the usage and what to do first
+    assert bare.returncode == 2 and bare.stderr.startswith("usage: moonship")
+    assert "run `moonship init` to write a starter config" in bare.stderr
     assert_config_error(
         moonship(tmp_path, "config", "check", "-c", "other.yml"), "config file not found: other.yml"
     )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("flag", ["--version", "-v"])
+@pytest.mark.parametrize("flag", ["--version", "-V"])
 @pytest.mark.parametrize("module", ["moonship", "moonship_core"])
 def test_version(tmp_path: Path, flag: str, module: str) -> None:
     result = moonship(tmp_path, flag, module=module)

@@ -328,13 +328,18 @@ class OrderManager:
         the cancel is looked up; one it does not know at all after UNKNOWN_GRACE seconds is taken as
         cancelled."""
         coid = pending.client_order_id
-        market.logger.warning("cancel of %s not confirmed (%s): retrying", coid, first)
+        # routinely the order has just filled and its update is on the way: a warning only if it is not
+        market.logger.debug("cancel of %s not confirmed (%s): retrying", coid, first)
         clock = self.clock
         give_up = clock.monotonic() + UNKNOWN_GRACE
         delay = 0.5
+        warned = False
         try:
             while self._still(coid, OrderStatus.CANCELLATION_PENDING):
                 await clock.sleep(delay)
+                if not warned and self._still(coid, OrderStatus.CANCELLATION_PENDING):
+                    warned = True
+                    market.logger.warning("cancel of %s not confirmed (%s): retrying", coid, first)
                 delay = min(delay * 2, _MAX_DELAY)
                 try:
                     self.update(market, await market.client.cancel_order(pending))

@@ -150,8 +150,10 @@ class Strategy:
                     raise exc  # not a passing outage (a bad symbol, refused keys): no use retrying
             name, exc = failed[0]
             waiting_for = f"market {name}: {type(exc).__name__}: {exc}"
-            if waiting_for != self.waiting_for:  # one line per change, not per retry
+            # one line per change of market or kind of error, not per retry (nor per request that failed)
+            if not (self.waiting_for or "").startswith(f"market {name}: {type(exc).__name__}: "):
                 self.logger.warning("waiting for %s (retrying)", waiting_for)
+            if waiting_for != self.waiting_for:
                 self.waiting_for = waiting_for
                 self.changed()
             self._waiting.set()
