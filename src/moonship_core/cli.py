@@ -14,7 +14,7 @@ from decimal import Decimal
 from importlib import metadata
 from pathlib import Path
 
-from .config import MoonshipConfig, configure_logging, load_config
+from .config import MoonshipConfig, configure_logging, load_config_checked
 from .contracts.stores import Journal
 from .errors import ConfigError
 from .model import fmt_decimal
@@ -44,21 +44,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _plugins_list()
         if options.command == "init":
             return _init(options)
-        config = _load(options.config)
-        if options.command == "config":
-            return _config_check(config)
         if options.command in ("orders", "fills"):
-            return asyncio.run(_journal(config, options))
-        return _run(config, options)
+            return asyncio.run(_journal(_load(options.config), options))
+        config, problems = _load_checked(options.config)
+        if options.command == "config":
+            return _config_check(config, problems, options)
+        return _run(config, problems, options)
     except ConfigError as exc:
         print(f"{PROG}: config error:\n{exc}", file=sys.stderr)
         return 2
 
 
 def _load(path: str) -> MoonshipConfig:
+    config, problems = _load_checked(path)
+    if problems or config is None:
+        raise ConfigError("\n".join(problems))
+    return config
+
+
+def _load_checked(path: str) -> tuple[MoonshipConfig | None, list[str]]:
     if not Path(path).exists():
         raise ConfigError(f"config file not found: {path} ({INIT_HINT})")
-    return load_config(path)
+    return load_config_checked(path)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -90,15 +97,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.set_defaults(verbose=False, quiet=False)
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser(
+    service_flags = argparse.ArgumentParser(add_help=False)
+    service_flags.add_argument("-e", "--engine", action="store_true", help="the trading engine")
+    service_flags.add_argument("-a", "--api", action="store_true", help="the API service")
+    service_flags.add_argument("-m", "--monitor", action="store_true", help="the monitor service")
+    commands.add_parser(
         "run",
-        parents=[version, verbosity, config_file],
+        parents=[version, verbosity, config_file, service_flags],
         help="run services (default: the engine alone)",
         description="Run services in one process. Without -a or -m the engine runs alone.",
     )
-    run.add_argument("-e", "--engine", action="store_true", help="run the trading engine")
-    run.add_argument("-a", "--api", action="store_true", help="run the API service")
-    run.add_argument("-m", "--monitor", action="store_true", help="run the monitor service")
     init = commands.add_parser(
         "init",
         parents=[config_file],
@@ -110,7 +118,13 @@ def _parser() -> argparse.ArgumentParser:
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
     config = commands.add_parser("config", help="configuration tools")
     config_commands = config.add_subparsers(dest="config_command", required=True)
-    config_commands.add_parser("check", parents=[config_file], help="validate a config without running it")
+    config_commands.add_parser(
+        "check",
+        parents=[config_file, service_flags],
+        help="validate a config without running it",
+        description="Run every validation `run` with the same -e/-a/-m does, start nothing, and list every "
+        "problem (exit 2).",
+    )
     plugin = commands.add_parser("plugins", help="plugin tools")
     plugin_commands = plugin.add_subparsers(dest="plugins_command", required=True)
     plugin_commands.add_parser("list", help="list the installed plugins and what they provide")
@@ -221,8 +235,9 @@ def _print_table(rows: list[list[str]]) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
-def _run(config: MoonshipConfig, options: argparse.Namespace) -> int:
-    services = [
+def _services(options: argparse.Namespace) -> list[str]:
+    """The services -e/-a/-m select (the engine alone without any)."""
+    return [
         name
         for name, wanted in (
             ("engine", options.engine or not (options.api or options.monitor)),
@@ -231,6 +246,12 @@ def _run(config: MoonshipConfig, options: argparse.Namespace) -> int:
         )
         if wanted
     ]
+
+
+def _run(config: MoonshipConfig | None, problems: list[str], options: argparse.Namespace) -> int:
+    services = _services(options)
+    if config is None:
+        raise ConfigError("\n".join(problems))
     configure_logging(config)
     if options.verbose or options.quiet:
         logging.getLogger("moonship").setLevel(logging.DEBUG if options.verbose else logging.WARNING)
@@ -244,27 +265,47 @@ def _run(config: MoonshipConfig, options: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-    plugins.check(config, resolve="engine" in services)
+    from .checks import check
+
+    problems = problems + check(config, plugins, services)  # every problem, before anything starts
+    if problems:
+        raise ConfigError("\n".join(problems))
     launcher = importlib.import_module("moonship_core.launcher")  # imported late: it pulls in the engine
     exit_code: int = launcher.run(config, plugins, services)
     return exit_code
 
 
-def _config_check(config: MoonshipConfig) -> int:
-    Plugins.load().check(config)
+def _config_check(config: MoonshipConfig | None, problems: list[str], options: argparse.Namespace) -> int:
+    from .checks import check
+
+    if config is not None:
+        problems = problems + check(config, Plugins.load(), _services(options))
+    if problems or config is None:
+        raise ConfigError("\n".join(problems))
     print(f"OK: {len(config.markets)} markets, {len(config.strategies)} strategies")
     return 0
 
 
 def _plugins_list() -> int:
+    """Every plugin and what it provides, each reference imported: a broken one is marked, and a plugin
+    that failed to load or a broken reference exits 1."""
     plugins = Plugins.load()
+    broken = plugins.broken()
     rows = [["PLUGIN", "DISTRIBUTION", "VERSION", "PROVIDES"]]
     for info in plugins.describe():
-        provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.provides.items() if names)
+        provides = "; ".join(
+            f"{kind}: {', '.join(n + (' (BROKEN)' if (kind, n) in broken else '') for n in names)}"
+            for kind, names in info.provides.items()
+            if names
+        )
         rows.append([info.name, info.distribution or "-", info.version or "-", provides or "-"])
     _print_table(rows)
+    if broken:
+        print("\nBroken:")
+        for (kind, name), error in sorted(broken.items()):
+            print(f"  {kind} {name}: {error}")
     if plugins.failures:
         print("\nFailed plugins:")
         for failure in plugins.failures:
             print(f"  {failure.name} ({failure.distribution or '-'}): {failure.error}")
-    return 0
+    return 1 if plugins.failures or broken else 0

@@ -224,6 +224,20 @@ class Plugins:
             for name, (distribution, version) in self._origins.items()
         ]
 
+    def broken(self) -> dict[tuple[str, str], str]:
+        """Import every entry registered by reference; (kind, name) -> the error of each that fails. Kinds
+        whose entries are data, not references (config templates), are left alone."""
+        found: dict[tuple[str, str], str] = {}
+        for kind, registry in self.registries.items():
+            if kind in DATA_KINDS:
+                continue
+            for name in list(registry):
+                try:
+                    _loaded(registry, name, kind.removesuffix("s").replace("_", " "))
+                except ConfigError as exc:
+                    found[(kind, name)] = str(exc)
+        return found
+
     def section_models(self) -> Mapping[str, type[BaseModel] | None]:
         """The settings model (or None) of each market client and service, by registry name; a plugin's
         classes are imported only when its section is looked up."""
@@ -293,6 +307,9 @@ class _SectionModels(Mapping[str, "type[BaseModel] | None"]):
     def _names(self) -> set[str]:
         return {name for kind in _SECTION_KINDS for name in self._plugins.registries.get(kind, ())}
 
+
+#: the registry kinds whose entries are data (text), not classes or "module:attr" references
+DATA_KINDS = frozenset({"config_templates"})
 
 #: the registry kinds whose entries have a config section of their own (`moonship.<name>`)
 _SECTION_KINDS = ("market_clients", "services")

@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from moonship_core import cli
+from moonship_core import TradingAlgo, cli
 from moonship_core.config import MoonshipConfig
 from moonship_core.hookspecs import hookimpl
 from moonship_core.plugins import PluginFailure, Plugins
+from moonship_core.sim.synthetic import SimClient
 
 CONFIG = """\
 moonship:
@@ -36,12 +37,20 @@ class FakeService:
     settings_model = None
 
 
+class FakeClient(SimClient):  # a real client class: the check builds each market's client
+    pass
+
+
+class FakeAlgo(TradingAlgo):
+    pass
+
+
 def fake_plugins() -> Plugins:
     plugins = Plugins()
     plugins.register(
         SimpleNamespace(
-            moonship_market_clients=hookimpl(lambda: {"fake": object}),
-            moonship_algos=hookimpl(lambda: {"fake_algo": object}),
+            moonship_market_clients=hookimpl(lambda: {"fake": FakeClient}),
+            moonship_algos=hookimpl(lambda: {"fake_algo": FakeAlgo}),
             moonship_services=hookimpl(
                 lambda: {"engine": FakeService, "api": FakeService, "monitor": FakeService}
             ),
@@ -155,7 +164,7 @@ def test_plugins_list(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFix
     plugins = fake_plugins()
     plugins.failures.append(PluginFailure("broken", "moonship-broken", "ImportError: needs libfoo"))
     monkeypatch.setattr(Plugins, "load", classmethod(lambda cls, entry_points=True: plugins))
-    assert cli.main(["plugins", "list"]) == 0
+    assert cli.main(["plugins", "list"]) == 1  # a plugin failed to load
     assert capsys.readouterr().out.splitlines() == [
         "PLUGIN  DISTRIBUTION    VERSION  PROVIDES",
         "fakes   moonship-fakes  9.9      "
@@ -178,11 +187,15 @@ def test_argparse_exits_become_return_codes(
 # --- the real command, as a subprocess ----------------------------------------------------------------------
 
 FAKES = """\
-class Client:
+from moonship_core import TradingAlgo
+from moonship_core.sim.synthetic import SimClient
+
+
+class Client(SimClient):
     pass
 
 
-class Algo:
+class Algo(TradingAlgo):
     pass
 """
 

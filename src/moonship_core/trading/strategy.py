@@ -315,7 +315,7 @@ def validate_settings(name: str, algo_class: type[TradingAlgo], extra: dict[str,
     Numbers must be finite and of sane magnitude (see `limits.number_problems`): `1e999999999` would pass
     as a Decimal and overflow in the first calculation."""
     prefix = f"moonship.strategies.{name}"
-    settings = validate_model(algo_class.settings_model, extra, prefix)
+    settings = validate_model(algo_class.settings_model, extra, prefix, StrategyConfig.model_fields)
     problems = list(number_problems(settings, prefix))
     if problems:
         raise ConfigError("\n".join(problems))
