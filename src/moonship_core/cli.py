@@ -21,7 +21,7 @@ from .model import fmt_decimal
 from .plugins import SERVICE_DISTRIBUTIONS, Plugins, install_command
 
 PROG = "moonship"
-COMMANDS = ("run", "init", "config", "plugins", "orders", "fills")
+COMMANDS = ("run", "init", "config", "plugins", "orders", "fills", "new-algo", "hash-password")
 DEFAULT_CONFIG = "config.yml"
 INIT_HINT = f"run `{PROG} init` to write a starter config (paper trading, no keys needed)"
 
@@ -44,6 +44,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _plugins_list()
         if options.command == "init":
             return _init(options)
+        if options.command == "new-algo":
+            return _new_algo(options)
         if options.command in ("orders", "fills"):
             return asyncio.run(_journal(_load(options.config), options))
         config, problems = _load_checked(options.config)
@@ -116,6 +118,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     init.add_argument("--exchange", metavar="NAME", help="an installed exchange plugin's client (e.g. valr)")
     init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    new_algo = commands.add_parser(
+        "new-algo",
+        help="scaffold an installable algo plugin project",
+        description="Write DIR/NAME: an algo plugin project (pyproject with the entry point, the package, a "
+        "settings model, a test, a config) that `pip install` installs and `moonship run` runs.",
+    )
+    new_algo.add_argument("name", metavar="NAME", help="the algo's (and its package's) name, e.g. dipper")
+    new_algo.add_argument("--dir", metavar="DIR", default=".", help="where to create it (default: here)")
     config = commands.add_parser("config", help="configuration tools")
     config_commands = config.add_subparsers(dest="config_command", required=True)
     config_commands.add_parser(
@@ -158,6 +168,21 @@ def _init(options: argparse.Namespace) -> int:
     what = f"{options.exchange}'s live market data" if options.exchange else "the offline sim market"
     run = f"{PROG} run" + ("" if options.config == DEFAULT_CONFIG else f" -c {options.config}")
     print(f"wrote {path}: paper trading over {what}. Next: {run}")
+    return 0
+
+
+def _new_algo(options: argparse.Namespace) -> int:
+    from .scaffold import write_algo_project
+
+    try:
+        root = write_algo_project(options.name, Path(options.dir))
+    except (ValueError, FileExistsError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {root}. Next:\n  cd {root}\n  pip install -e '.[test]'\n  pytest\n"
+        f"  moonship run -c config.yml"
+    )
     return 0
 
 
