@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_the_readme_guide_shows_the_generated_files() -> None:
     readme = (ROOT / "README.md").read_text()
-    section = readme[readme.index("### Writing an algorithm plugin"):readme.index("### Distributed deployment")]
+    start, end = readme.index("### Writing an algorithm plugin"), readme.index("### Distributed deployment")
+    section = readme[start:end]
     shown = dict(re.findall(r"^`dipper/([^`]+)`:\n\n```\w*\n(.*?)^```$", section, re.MULTILINE | re.DOTALL))
     generated = algo_project("dipper")
     assert set(shown) == set(generated) - {"README.md"}
