@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import getpass
 import importlib
 import logging
 import sys
@@ -13,6 +14,7 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from .config import MoonshipConfig, configure_logging, load_config_checked
 from .contracts.stores import Journal
@@ -46,6 +48,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _init(options)
         if options.command == "new-algo":
             return _new_algo(options)
+        if options.command == "hash-password":
+            return _hash_password()
         if options.command in ("orders", "fills"):
             return asyncio.run(_journal(_load(options.config), options))
         config, problems = _load_checked(options.config)
@@ -126,6 +130,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     new_algo.add_argument("name", metavar="NAME", help="the algo's (and its package's) name, e.g. dipper")
     new_algo.add_argument("--dir", metavar="DIR", default=".", help="where to create it (default: here)")
+    commands.add_parser(
+        "hash-password",
+        help="print the bcrypt hash of a password, for moonship.api.password",
+        description="Read a password (asked twice on a terminal, else one line of stdin) and print its "
+        "bcrypt hash for moonship.api.password.",
+    )
     config = commands.add_parser("config", help="configuration tools")
     config_commands = config.add_subparsers(dest="config_command", required=True)
     config_commands.add_parser(
@@ -183,6 +193,31 @@ def _new_algo(options: argparse.Namespace) -> int:
         f"wrote {root}. Next:\n  cd {root}\n  pip install -e '.[test]'\n  pytest\n"
         f"  moonship run -c config.yml"
     )
+    return 0
+
+
+def _hash_password() -> int:
+    try:  # bcrypt comes with the API plugin, the one that checks the hash
+        bcrypt: Any = importlib.import_module("bcrypt")
+    except ImportError:
+        print(f"{PROG}: hash-password needs bcrypt: pip install moonship-api", file=sys.stderr)
+        return 2
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat it: ") != password:
+            print(f"{PROG}: the two passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print(f"{PROG}: empty password", file=sys.stderr)
+        return 1
+    secret = password.encode()
+    if len(secret) > 72:  # bcrypt uses the first 72 bytes only (and newer versions refuse more)
+        print(f"{PROG}: the password is longer than bcrypt's 72 bytes", file=sys.stderr)
+        return 1
+    hashed: bytes = bcrypt.hashpw(secret, bcrypt.gensalt())
+    print(hashed.decode())
     return 0
 
 
