@@ -66,6 +66,9 @@ class EngineConfig(_Model):
     """`moonship.engine`."""
 
     name: str = "engine"
+    #: seconds between two summary lines (position, P/L, fees, orders, fills) of each running strategy;
+    #: 0 logs none (the table at stop is always logged)
+    summary_interval: float = Field(default=60, ge=0, le=86400)
 
 
 class _ExtraModel(BaseModel):

@@ -31,6 +31,7 @@ HEADER = """\
 {root}:
   engine:
     name: paper                       # this engine's name (unique among running engines)
+    summary_interval: 60              # seconds between each strategy's summary line (position, P/L, ...)
 """
 
 FOOTER = """\

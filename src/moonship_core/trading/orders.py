@@ -88,6 +88,9 @@ class OrderManager:
         self._closed_set: set[str] = set()
         self._listeners: dict[str, OrderListener] = {}
         self._tasks: dict[str, set[asyncio.Task[None]]] = {}
+        #: orders sent and fills booked in this run, by owning strategy (for the log's summaries)
+        self.placed: dict[str, int] = {}
+        self.filled: dict[str, int] = {}
 
     # ------------------------------------------------------------------ owners
     def attach(self, owner: str, listener: OrderListener) -> None:
@@ -185,6 +188,8 @@ class OrderManager:
         network's decisions (see Market.place_order)."""
         coid = request.client_order_id
         tracked = self._orders[coid] = _Tracked(market, owner)
+        if owner is not None:
+            self.placed[owner] = self.placed.get(owner, 0) + 1
         requested = self._request_order(market, request, OrderStatus.PENDING, "")
         self.journal.record_order(owner or "", market.name, requested)
         sent = self.clock.monotonic()
@@ -291,6 +296,8 @@ class OrderManager:
             self.journal.record_fill(record)
             if tracked.owner is not None:
                 self.portfolio.book(record)
+                self.filled[tracked.owner] = self.filled.get(tracked.owner, 0) + 1
+                _log_fill(tracked.owner, record, self.portfolio)
         return True
 
     # ------------------------------------------------------------------ unknown outcomes
@@ -425,6 +432,38 @@ def _describe(request: OrderRequest) -> str:
     price = fmt_decimal(request.price) if request.price is not None else "market"
     post = " post-only" if request.post_only else ""
     return f"{request.side.value} {size} @ {price} {request.time_in_force.value}{post}"
+
+
+def _log_fill(owner: str, record: FillRecord, portfolio: Portfolio) -> None:
+    """One line per fill, in the owning strategy's log: what filled, and its position and P/L after it."""
+    logger = logging.getLogger(f"moonship.strategy.{owner}")
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    fill = record.fill
+    position = portfolio.position(owner, record.market)
+    fee = f" fee {fmt_decimal(fill.fee)} {fill.fee_asset}" if fill.fee else ""
+    unrealized = position.unrealized(fill.price)
+    logger.info(
+        "fill %s %s %s @ %s on %s%s | position %s%s | P/L %s%s (realized %s, unrealized %s)",
+        record.side.value,
+        fmt_decimal(fill.quantity),
+        record.base_asset,
+        fmt_decimal(fill.price),
+        record.market,
+        fee,
+        fmt_decimal(position.quantity),
+        f" @ {fmt_decimal(_round(position.average_cost))}" if position.quantity else "",
+        fmt_decimal(_round(position.realized + unrealized)),
+        f" {record.quote_asset}" if record.quote_asset else "",
+        fmt_decimal(_round(position.realized)),
+        fmt_decimal(_round(unrealized)),
+    )
+
+
+def _round(value: Decimal) -> Decimal:
+    """A money figure for a log line: at most 8 decimals."""
+    exponent = value.as_tuple().exponent
+    return value.quantize(Decimal("1e-8")) if isinstance(exponent, int) and exponent < -8 else value
 
 
 def _log_final(market: OrderVenue, order: Order) -> None:
