@@ -1,4 +1,5 @@
-"""The plugins moonship-core ships: paper and sim clients, the engine service, memory and Redis backends."""
+"""The plugins moonship-core ships: paper and sim clients, the engine service, memory and Redis backends, and
+the reference algorithms (log_market_info, spread_quoter)."""
 
 from __future__ import annotations
 
@@ -10,12 +11,22 @@ from .hookspecs import hookimpl
 from .sim.paper import PaperClient
 from .sim.synthetic import SimClient
 from .stores.memory import memory_backend
+from .templates import templates
 from .trading.engine import TradingEngine
 
 
 @hookimpl
 def moonship_market_clients() -> dict[str, type[MarketClient]]:
     return {"paper": PaperClient, "sim": SimClient}
+
+
+@hookimpl
+def moonship_algos() -> dict[str, str]:
+    # by reference: imported only by an engine whose strategies use them
+    return {
+        "log_market_info": "moonship_core.algos.log_market_info:LogMarketInfo",
+        "spread_quoter": "moonship_core.algos.spread_quoter:SpreadQuoter",
+    }
 
 
 @hookimpl
@@ -27,3 +38,8 @@ def moonship_services() -> dict[str, type[Service]]:
 def moonship_backends() -> dict[str, Any]:
     redis = "moonship_core.stores.redis:redis_backend"  # redis-py is imported only by those who use it
     return {"memory": memory_backend, "redis": redis, "rediss": redis, "unix": redis}
+
+
+@hookimpl
+def moonship_config_templates() -> dict[str, str]:
+    return templates()

@@ -1,19 +1,23 @@
-"""The `moonship` command: `run`, `config check`, `plugins list`, `orders`, `fills`, `halt`, `reduce`,
-`resume`, and the original's bare flags."""
+"""The `moonship` command: `run`, `init`, `config check`, `plugins list`, `orders`, `fills`, `halt`,
+`reduce`, `resume`, `new-algo`, `hash-password`, and the original's bare flags."""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 import contextlib
+import getpass
 import importlib
+import logging
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import metadata
+from pathlib import Path
+from typing import Any
 
-from .config import MoonshipConfig, configure_logging, load_config
+from .config import MoonshipConfig, configure_logging, load_config_checked, validate_sections
 from .contracts.stores import Journal
 from .errors import ConfigError
 from .model import fmt_decimal
@@ -21,16 +25,24 @@ from .plugins import SERVICE_DISTRIBUTIONS, Plugins, install_command
 from .preflight import check
 
 PROG = "moonship"
-COMMANDS = ("run", "config", "plugins", "orders", "fills", "halt", "reduce", "resume")
+COMMANDS = (
+    "run", "init", "config", "plugins", "orders", "fills", "halt", "reduce", "resume", "new-algo",
+    "hash-password",
+)
 #: the trading state each trading-state command puts an engine or a strategy in
 TRADING_STATES = {"halt": "HALTED", "reduce": "REDUCING", "resume": "ACTIVE"}
 DEFAULT_CONFIG = "config.yml"
+INIT_HINT = f"run `{PROG} init` to write a starter config (paper trading, no keys needed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line `argv` (default: `sys.argv[1:]`); returns the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
-    if not args or (args[0] not in COMMANDS and args[0] not in ("-h", "--help", "-v", "--version")):
+    if not args and not Path(DEFAULT_CONFIG).exists():
+        _parser().print_usage(sys.stderr)
+        print(f"{PROG}: no {DEFAULT_CONFIG} here: {INIT_HINT}, then `{PROG} run`", file=sys.stderr)
+        return 2
+    if not args or (args[0] not in COMMANDS and args[0] not in ("-h", "--help", "-V", "--version")):
         args.insert(0, "run")  # the original's bare form: `moonship [-a] [-m] [-e] -c FILE`
     try:
         options = _parser().parse_args(args)
@@ -39,23 +51,50 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if options.command == "plugins":
             return _plugins_list()
-        config = load_config(options.config)
-        if options.command == "config":
-            return _config_check(config)
+        if options.command == "init":
+            return _init(options)
+        if options.command == "new-algo":
+            return _new_algo(options)
+        if options.command == "hash-password":
+            return _hash_password()
         if options.command in ("orders", "fills"):
-            return asyncio.run(_journal(config, options))
+            return asyncio.run(_journal(_load(options.config), options))
         if options.command in TRADING_STATES:
-            return asyncio.run(_trading_state(config, options))
-        return _run(config, options)
+            return asyncio.run(_trading_state(_load(options.config), options))
+        config, problems = _load_checked(options.config)
+        if options.command == "config":
+            return _config_check(config, problems, options)
+        return _run(config, problems, options)
     except ConfigError as exc:
         print(f"{PROG}: config error:\n{exc}", file=sys.stderr)
         return 2
 
 
+def _load(path: str) -> MoonshipConfig:
+    config, problems = _load_checked(path)
+    if problems or config is None:
+        raise ConfigError("\n".join(problems))
+    return config
+
+
+def _load_checked(path: str) -> tuple[MoonshipConfig | None, list[str]]:
+    if not Path(path).exists():
+        raise ConfigError(f"config file not found: {path} ({INIT_HINT})")
+    return load_config_checked(path)
+
+
 def _parser() -> argparse.ArgumentParser:
     version = argparse.ArgumentParser(add_help=False)
     version.add_argument(
-        "-v", "--version", action="version", version=f"{PROG}-core {metadata.version('moonship-core')}"
+        "-V", "--version", action="version", version=f"{PROG}-core {metadata.version('moonship-core')}"
+    )
+    # given before or after the command: SUPPRESS keeps a subcommand from resetting the top level's value
+    verbosity = argparse.ArgumentParser(add_help=False)
+    verbosity.add_argument(
+        "-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log at DEBUG"
+    )
+    verbosity.add_argument(
+        "-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="log warnings and errors only"
     )
     config_file = argparse.ArgumentParser(add_help=False)
     config_file.add_argument(
@@ -66,21 +105,55 @@ def _parser() -> argparse.ArgumentParser:
         help=f"the YAML config (default {DEFAULT_CONFIG})",
     )
     parser = argparse.ArgumentParser(
-        prog=PROG, parents=[version], description="Moonship crypto trading: engine, API and monitor services."
+        prog=PROG,
+        parents=[version, verbosity],
+        description="Moonship crypto trading: engine, API and monitor services. "
+        f"New here? `{PROG} init`, then `{PROG} run`.",
     )
+    parser.set_defaults(verbose=False, quiet=False)
     commands = parser.add_subparsers(dest="command", required=True)
-    run = commands.add_parser(
+    service_flags = argparse.ArgumentParser(add_help=False)
+    service_flags.add_argument("-e", "--engine", action="store_true", help="the trading engine")
+    service_flags.add_argument("-a", "--api", action="store_true", help="the API service")
+    service_flags.add_argument("-m", "--monitor", action="store_true", help="the monitor service")
+    commands.add_parser(
         "run",
-        parents=[version, config_file],
+        parents=[version, verbosity, config_file, service_flags],
         help="run services (default: the engine alone)",
         description="Run services in one process. Without -a or -m the engine runs alone.",
     )
-    run.add_argument("-e", "--engine", action="store_true", help="run the trading engine")
-    run.add_argument("-a", "--api", action="store_true", help="run the API service")
-    run.add_argument("-m", "--monitor", action="store_true", help="run the monitor service")
+    init = commands.add_parser(
+        "init",
+        parents=[config_file],
+        help="write a commented starter config",
+        description="Write a commented starter config: paper trading over the offline sim market, or with "
+        "--exchange over that exchange's live market data (no keys needed).",
+    )
+    init.add_argument("--exchange", metavar="NAME", help="an installed exchange plugin's client (e.g. valr)")
+    init.add_argument("--force", action="store_true", help="overwrite an existing file")
+    new_algo = commands.add_parser(
+        "new-algo",
+        help="scaffold an installable algo plugin project",
+        description="Write DIR/NAME: an algo plugin project (pyproject with the entry point, the package, a "
+        "settings model, a test, a config) that `pip install` installs and `moonship run` runs.",
+    )
+    new_algo.add_argument("name", metavar="NAME", help="the algo's (and its package's) name, e.g. dipper")
+    new_algo.add_argument("--dir", metavar="DIR", default=".", help="where to create it (default: here)")
+    commands.add_parser(
+        "hash-password",
+        help="print the bcrypt hash of a password, for moonship.api.password",
+        description="Read a password (asked twice on a terminal, else one line of stdin) and print its "
+        "bcrypt hash for moonship.api.password.",
+    )
     config = commands.add_parser("config", help="configuration tools")
     config_commands = config.add_subparsers(dest="config_command", required=True)
-    config_commands.add_parser("check", parents=[config_file], help="validate a config without running it")
+    config_commands.add_parser(
+        "check",
+        parents=[config_file, service_flags],
+        help="validate a config without running it",
+        description="Run every validation `run` with the same -e/-a/-m does, start nothing, and list every "
+        "problem (exit 2).",
+    )
     plugin = commands.add_parser("plugins", help="plugin tools")
     plugin_commands = plugin.add_subparsers(dest="plugins_command", required=True)
     plugin_commands.add_parser("list", help="list the installed plugins and what they provide")
@@ -108,6 +181,66 @@ def _parser() -> argparse.ArgumentParser:
         change.add_argument("--strategy", metavar="S", help="only this strategy (default: the whole engine)")
         change.add_argument("--reason", metavar="R", default="", help="why (shown in the trading state)")
     return parser
+
+
+def _init(options: argparse.Namespace) -> int:
+    from .scaffold import starter_config, write_starter_config
+
+    try:
+        text = starter_config(Plugins.load(), options.exchange)
+    except ConfigError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    path = Path(options.config)
+    try:
+        write_starter_config(path, text, force=options.force)
+    except FileExistsError as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 1
+    what = f"{options.exchange}'s live market data" if options.exchange else "the offline sim market"
+    run = f"{PROG} run" + ("" if options.config == DEFAULT_CONFIG else f" -c {options.config}")
+    print(f"wrote {path}: paper trading over {what}. Next: {run}")
+    return 0
+
+
+def _new_algo(options: argparse.Namespace) -> int:
+    from .scaffold import write_algo_project
+
+    try:
+        root = write_algo_project(options.name, Path(options.dir))
+    except (ValueError, FileExistsError) as exc:
+        print(f"{PROG}: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"wrote {root}. Next:\n  cd {root}\n  pip install -e '.[test]'\n  pytest\n"
+        f"  moonship run -c config.yml"
+    )
+    return 0
+
+
+def _hash_password() -> int:
+    try:  # bcrypt comes with the API plugin, the one that checks the hash
+        bcrypt: Any = importlib.import_module("bcrypt")
+    except ImportError:
+        print(f"{PROG}: hash-password needs bcrypt: pip install moonship-api", file=sys.stderr)
+        return 2
+    if sys.stdin.isatty():
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat it: ") != password:
+            print(f"{PROG}: the two passwords differ", file=sys.stderr)
+            return 1
+    else:
+        password = sys.stdin.readline().rstrip("\r\n")
+    if not password:
+        print(f"{PROG}: empty password", file=sys.stderr)
+        return 1
+    secret = password.encode()
+    if len(secret) > 72:  # bcrypt uses the first 72 bytes only (and newer versions refuse more)
+        print(f"{PROG}: the password is longer than bcrypt's 72 bytes", file=sys.stderr)
+        return 1
+    hashed: bytes = bcrypt.hashpw(secret, bcrypt.gensalt())
+    print(hashed.decode())
+    return 0
 
 
 def _iso_time(text: str) -> datetime:
@@ -224,8 +357,9 @@ def _print_table(rows: list[list[str]]) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
-def _run(config: MoonshipConfig, options: argparse.Namespace) -> int:
-    services = [
+def _services(options: argparse.Namespace) -> list[str]:
+    """The services -e/-a/-m select (the engine alone without any)."""
+    return [
         name
         for name, wanted in (
             ("engine", options.engine or not (options.api or options.monitor)),
@@ -234,7 +368,15 @@ def _run(config: MoonshipConfig, options: argparse.Namespace) -> int:
         )
         if wanted
     ]
+
+
+def _run(config: MoonshipConfig | None, problems: list[str], options: argparse.Namespace) -> int:
+    services = _services(options)
+    if config is None:
+        raise ConfigError("\n".join(problems))
     configure_logging(config)
+    if options.verbose or options.quiet:
+        logging.getLogger("moonship").setLevel(logging.DEBUG if options.verbose else logging.WARNING)
     plugins = Plugins.load()
     for name in services:
         if name != "engine" and name not in plugins.names("services"):
@@ -245,33 +387,54 @@ def _run(config: MoonshipConfig, options: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return 2
-    plugins.check(config, resolve="engine" in services)
+    from .checks import check
+
+    problems = problems + check(config, plugins, services)  # every problem, before anything starts
+    if problems:
+        raise ConfigError("\n".join(problems))
     launcher = importlib.import_module("moonship_core.launcher")  # imported late: it pulls in the engine
     exit_code: int = launcher.run(config, plugins, services)
     return exit_code
 
 
-def _config_check(config: MoonshipConfig) -> int:
-    """Validate `config`, then check what start-up would: Redis reachable and authenticated (when
-    `redis.url` is set) and each configured service's preflight (the API's certificate, key and port)."""
+def _config_check(config: MoonshipConfig | None, problems: list[str], options: argparse.Namespace) -> int:
+    """Every validation `run` makes (exit 2 on any), then what start-up would check: Redis reachable and
+    authenticated (when `redis.url` is set) and each configured service's preflight (the API's certificate,
+    key and port)."""
+    from .checks import check as validate
+
     plugins = Plugins.load()
-    sections = plugins.check(config)
-    problems = asyncio.run(check(config, plugins, sections))
-    if problems:
-        return problems.report(PROG)
+    if config is not None:
+        problems = problems + validate(config, plugins, _services(options))
+    if problems or config is None:
+        raise ConfigError("\n".join(problems))
+    environment = asyncio.run(check(config, plugins, validate_sections(config, plugins.section_models())))
+    if environment:
+        return environment.report(PROG)
     print(f"OK: {len(config.markets)} markets, {len(config.strategies)} strategies")
     return 0
 
 
 def _plugins_list() -> int:
+    """Every plugin and what it provides, each reference imported: a broken one is marked, and a plugin
+    that failed to load or a broken reference exits 1."""
     plugins = Plugins.load()
+    broken = plugins.broken()
     rows = [["PLUGIN", "DISTRIBUTION", "VERSION", "PROVIDES"]]
     for info in plugins.describe():
-        provides = "; ".join(f"{kind}: {', '.join(names)}" for kind, names in info.provides.items() if names)
+        provides = "; ".join(
+            f"{kind}: {', '.join(n + (' (BROKEN)' if (kind, n) in broken else '') for n in names)}"
+            for kind, names in info.provides.items()
+            if names
+        )
         rows.append([info.name, info.distribution or "-", info.version or "-", provides or "-"])
     _print_table(rows)
+    if broken:
+        print("\nBroken:")
+        for (kind, name), error in sorted(broken.items()):
+            print(f"  {kind} {name}: {error}")
     if plugins.failures:
         print("\nFailed plugins:")
         for failure in plugins.failures:
             print(f"  {failure.name} ({failure.distribution or '-'}): {failure.error}")
-    return 0
+    return 1 if plugins.failures or broken else 0

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import difflib
 import logging.config
 import os
 import re
+import types
+import typing
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar, Union
 
 import yaml
 from pydantic import (
@@ -65,6 +68,9 @@ class EngineConfig(_Model):
     """`moonship.engine`."""
 
     name: str = "engine"
+    #: seconds between two summary lines (position, P/L, fees, orders, fills) of each running strategy;
+    #: 0 logs none (the table at stop is always logged)
+    summary_interval: float = Field(default=60, ge=0, le=86400)
 
 
 class _ExtraModel(BaseModel):
@@ -240,6 +246,15 @@ class MoonshipConfig(BaseModel):
 
 def load_config(path: str | Path) -> MoonshipConfig:
     """Read, substitute and validate the YAML config file at `path`."""
+    config, problems = load_config_checked(path)
+    if problems or config is None:
+        raise ConfigError("\n".join(problems))
+    return config
+
+
+def load_config_checked(path: str | Path) -> tuple[MoonshipConfig | None, list[str]]:
+    """Read the YAML config file at `path`: the config as far as it is valid and every problem (see
+    `parse_config_checked`); a file that cannot be read or parsed raises ConfigError naming it."""
     try:
         text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -252,7 +267,7 @@ def load_config(path: str | Path) -> MoonshipConfig:
         raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
     if not _has_root(data):
         raise ConfigError(f"config file {path} has no '{ROOT}:' mapping at its root")
-    return parse_config(data)
+    return parse_config_checked(data)
 
 
 def load_yaml(text: str) -> Any:
@@ -270,17 +285,39 @@ def parse_config(data: Mapping[str, Any], *, substitute_env: bool = True) -> Moo
     `substitute_env=False` leaves `$NAME` values alone: use it for input from outside (e.g. the API), which
     must not be able to read the process environment.
     """
+    config, problems = parse_config_checked(data, substitute_env=substitute_env)
+    if problems or config is None:
+        raise ConfigError("\n".join(problems))
+    return config
+
+
+def parse_config_checked(
+    data: Mapping[str, Any], *, substitute_env: bool = True
+) -> tuple[MoonshipConfig | None, list[str]]:
+    """Like `parse_config`, but returns every problem with the config as far as it is valid (the parts with a
+    problem left out, so that the rest can be checked further), or None when nothing of it is usable."""
     if not _has_root(data):
-        raise ConfigError(f"the config has no '{ROOT}:' mapping at its root")
+        return None, [f"the config has no '{ROOT}:' mapping at its root"]
     root = dict(data[ROOT])
     secrets: set[Location] = set()
     if substitute_env:
-        root = substitute_env_vars(root, secrets=secrets)
-    try:
-        config = MoonshipConfig.model_validate(root)
-    except ValidationError as exc:
-        raise ConfigError(format_errors(exc.errors(), ROOT)) from None
-    problems = [
+        try:
+            root = substitute_env_vars(root, secrets=secrets)
+        except ConfigError as exc:
+            return None, str(exc).splitlines()
+    problems: list[str] = []
+    config: MoonshipConfig | None = None
+    for _ in range(5):  # each round leaves out what failed; what is left is validated again
+        try:
+            config = MoonshipConfig.model_validate(root)
+            break
+        except ValidationError as exc:
+            lines = format_errors(exc.errors(), ROOT, MoonshipConfig).splitlines()
+            problems += [line for line in lines if line not in problems]
+            root = _without_errors(root, exc)
+    if config is None:
+        return None, problems
+    problems += [
         f"{ROOT}.strategies.{printable(name, 80)}: bad strategy name: it must be {STRATEGY_NAME_RULE}"
         for name in config.strategies
         if not valid_strategy_name(name)
@@ -293,11 +330,24 @@ def parse_config(data: Mapping[str, Any], *, substitute_env: bool = True) -> Moo
     ]
     if config.journal.backend == "redis" and not config.redis.url:
         problems.append(f"{ROOT}.journal.backend: redis needs moonship.redis.url")
-    if problems:
-        raise ConfigError("\n".join(problems))
     for name, strategy in config.strategies.items():
         strategy.mark_secret(loc[2:] for loc in secrets if loc[:2] == ("strategies", name) and len(loc) > 2)
-    return config
+    return config, problems
+
+
+def _without_errors(root: dict[str, Any], exc: ValidationError) -> dict[str, Any]:
+    """`root` without the parts the errors are in: the one market or strategy, or the whole other key."""
+    pruned = dict(root)
+    for error in exc.errors():
+        loc = error["loc"]
+        if not loc:
+            return {}
+        key = str(loc[0])
+        if key in ("markets", "strategies") and len(loc) > 1 and isinstance(pruned.get(key), dict):
+            pruned[key] = {k: v for k, v in pruned[key].items() if k != loc[1]}
+        else:
+            pruned.pop(key, None)
+    return pruned
 
 
 def substitute_env_vars(
@@ -330,15 +380,81 @@ def substitute_env_vars(
     return result
 
 
-def format_errors(errors: Iterable[ErrorDetails], prefix: str) -> str:
-    """pydantic errors as `prefix.dotted.path: problem` lines."""
+def format_errors(
+    errors: Iterable[ErrorDetails],
+    prefix: str,
+    model: type[BaseModel] | None = None,
+    known: Iterable[str] = (),
+) -> str:
+    """pydantic errors as `prefix.dotted.path: problem` lines. Given the `model` that was validated (and
+    `known`: other keys valid beside the model's own at its top level), an unknown property says which known
+    one it is close to: `unknown property; did you mean fee_rate?`."""
     lines = []
     for error in errors:
         path = prefix
         for part in error["loc"]:
             path += f"[{part}]" if isinstance(part, int) else f".{part}"
-        lines.append(f"{path}: {_problem(error)}")
+        problem = _problem(error)
+        loc = error["loc"]
+        if error["type"] == "extra_forbidden" and model is not None and loc and isinstance(loc[-1], str):
+            candidates = _fields_at(model, loc[:-1]) | (set(known) if len(loc) == 1 else set())
+            problem += did_you_mean(loc[-1], candidates)
+        lines.append(f"{path}: {problem}")
     return "\n".join(lines)
+
+
+def did_you_mean(key: str, candidates: Iterable[str]) -> str:
+    """`; did you mean X?` for the candidate closest to a misspelled `key`, or "" when none is close."""
+    close = difflib.get_close_matches(key, sorted(set(candidates) - {key}), n=1, cutoff=0.65)
+    return f"; did you mean {close[0]}?" if close else ""
+
+
+def _fields_at(model: type[BaseModel], loc: tuple[int | str, ...]) -> set[str]:
+    """The property names of the model found at `loc` inside `model` (through fields, dicts, lists and
+    optionals), or an empty set."""
+    current: Any = model
+    for part in loc:
+        current = _step(current, part)
+        if current is None:
+            return set()
+    found = _as_model(current)
+    if found is None:
+        return set()
+    return {field.alias or name for name, field in found.model_fields.items()}
+
+
+def _step(annotation: Any, part: int | str) -> Any:
+    found = _as_model(annotation)
+    if found is not None:
+        field = found.model_fields.get(str(part))
+        return field.annotation if field is not None else None
+    for arg in _unwrap(annotation):
+        origin = typing.get_origin(arg)
+        if origin in (dict, Mapping) or (origin is not None and isinstance(origin, type)
+                                        and issubclass(origin, Mapping)):
+            args = typing.get_args(arg)
+            return args[1] if len(args) == 2 else None
+        if origin in (list, tuple, set, frozenset) and isinstance(part, int):
+            args = typing.get_args(arg)
+            return args[0] if args else None
+    return None
+
+
+def _unwrap(annotation: Any) -> list[Any]:
+    """The alternatives of an Optional/Union and the type inside Annotated."""
+    origin = typing.get_origin(annotation)
+    if origin is Annotated:
+        return _unwrap(typing.get_args(annotation)[0])
+    if origin is Union or origin is types.UnionType:
+        return [alt for arg in typing.get_args(annotation) for alt in _unwrap(arg)]
+    return [annotation]
+
+
+def _as_model(annotation: Any) -> type[BaseModel] | None:
+    for arg in _unwrap(annotation):
+        if isinstance(arg, type) and issubclass(arg, BaseModel):
+            return arg
+    return None
 
 
 def _problem(error: ErrorDetails) -> str:
@@ -354,12 +470,13 @@ def _problem(error: ErrorDetails) -> str:
 M = TypeVar("M", bound=BaseModel)
 
 
-def validate_model(model: type[M], data: Any, prefix: str) -> M:
-    """Validate `data` with `model`; errors become one ConfigError naming each property under `prefix`."""
+def validate_model(model: type[M], data: Any, prefix: str, known: Iterable[str] = ()) -> M:
+    """Validate `data` with `model`; errors become one ConfigError naming each property under `prefix` (an
+    unknown one with the model's property, or one of `known`, that it is close to)."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(format_errors(exc.errors(), prefix)) from None
+        raise ConfigError(format_errors(exc.errors(), prefix, model, known)) from None
 
 
 def section_settings(sections: Mapping[str, Any], name: str, model: type[BaseModel] | None) -> Any:
@@ -371,14 +488,20 @@ def section_settings(sections: Mapping[str, Any], name: str, model: type[BaseMod
 
 
 def validate_sections(
-    config: MoonshipConfig, known: Mapping[str, type[BaseModel] | None]
+    config: MoonshipConfig,
+    known: Mapping[str, type[BaseModel] | None],
+    problems: list[str] | None = None,
 ) -> dict[str, BaseModel | dict[str, Any]]:
-    """Validate each plugin section present in `config` with its plugin's settings model (None: kept raw)."""
+    """Validate each plugin section present in `config` with its plugin's settings model (None: kept raw).
+    Problems raise one ConfigError, or are added to `problems` if given (the valid sections are returned)."""
     result: dict[str, BaseModel | dict[str, Any]] = {}
-    problems: list[str] = []
+    collect = problems is not None
+    problems = [] if problems is None else problems
     for name, section in config.sections.items():
         if name not in known:
-            problems.append(f"{ROOT}.{name}: unknown property (no installed plugin uses it)")
+            roots = set(known) | set(MoonshipConfig.model_fields)
+            hint = did_you_mean(name, roots) or " (no installed plugin uses it)"
+            problems.append(f"{ROOT}.{name}: unknown property{hint}")
             continue
         model = known[name]
         if model is None:
@@ -387,8 +510,8 @@ def validate_sections(
         try:
             result[name] = model.model_validate(section)
         except ValidationError as exc:
-            problems.append(format_errors(exc.errors(), f"{ROOT}.{name}"))
-    if problems:
+            problems.append(format_errors(exc.errors(), f"{ROOT}.{name}", model))
+    if problems and not collect:
         raise ConfigError("\n".join(problems))
     return result
 

@@ -43,3 +43,12 @@ def moonship_services() -> dict[str, type[Service] | str]:  # type: ignore[empty
 @hookspec
 def moonship_backends() -> dict[str, Callable[[Any], Stores] | str]:  # type: ignore[empty-body]
     """Store factories (config -> Stores) by `moonship.redis.url` scheme, e.g. `{"redis": ...}`."""
+
+
+@hookspec
+def moonship_config_templates() -> dict[str, str]:  # type: ignore[empty-body]
+    """Commented starter-config fragments for `moonship init`, by name. A venue's template is named after
+    its market client (`moonship init --exchange valr`): YAML at the level of the `moonship:` root's
+    children (init indents it), defining one market under `markets:` that paper-trades the venue's live
+    data without keys, with the live-trading settings (keys as `$VENUE_API_KEY` references) commented out.
+    The core contributes `sim` (the offline market) and `strategies` (the starter strategies)."""

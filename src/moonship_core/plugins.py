@@ -37,7 +37,7 @@ SEED_ALIASES = {
     "moonship.client.luno.LunoClient": ("luno", "moonship-luno"),
     "moonship.client.valr.ValrClient": ("valr", "moonship-valr"),
     "moonship.client.paper.PaperTradingClient": ("paper", CORE_DISTRIBUTION),
-    "moonship.algo.test.LogMarketInfo": ("log_market_info", "moonship-example-algos"),
+    "moonship.algo.test.LogMarketInfo": ("log_market_info", CORE_DISTRIBUTION),
 }
 
 #: how to install a distribution that is not on a package index (any other: `pip install <distribution>`)
@@ -47,6 +47,13 @@ INSTALL_COMMANDS = {
 
 #: the plugin that provides each optional service
 SERVICE_DISTRIBUTIONS = {"api": "moonship-api", "monitor": "moonship-monitor"}
+
+#: the distributions known to provide a name, by registry kind: named when the name is not installed
+KNOWN_PROVIDERS: dict[str, dict[str, str]] = {
+    "market_clients": {"binance": "moonship-binance", "luno": "moonship-luno", "valr": "moonship-valr"},
+    "services": SERVICE_DISTRIBUTIONS,
+    "algos": {"price_alert": "moonship-example-algos"},
+}
 
 
 @dataclass(frozen=True)
@@ -188,6 +195,12 @@ class Plugins:
                 f"unknown {label} {name!r}: it needs the {distribution} plugin "
                 f"({install_command(distribution)}); {available}"
             )
+        known = KNOWN_PROVIDERS.get(kind, {}).get(name)
+        if known is not None:
+            raise ConfigError(
+                f"unknown {label} {name!r}: it needs the {known} plugin ({install_command(known)}); "
+                f"{available}"
+            )
         if "." not in name:
             raise ConfigError(f"unknown {label} {name!r}; {available}")
         if not dotted:
@@ -210,6 +223,20 @@ class Plugins:
             PluginInfo(name, distribution, version, {k: sorted(v) for k, v in self._provides[name].items()})
             for name, (distribution, version) in self._origins.items()
         ]
+
+    def broken(self) -> dict[tuple[str, str], str]:
+        """Import every entry registered by reference; (kind, name) -> the error of each that fails. Kinds
+        whose entries are data, not references (config templates), are left alone."""
+        found: dict[tuple[str, str], str] = {}
+        for kind, registry in self.registries.items():
+            if kind in DATA_KINDS:
+                continue
+            for name in list(registry):
+                try:
+                    _loaded(registry, name, kind.removesuffix("s").replace("_", " "))
+                except ConfigError as exc:
+                    found[(kind, name)] = str(exc)
+        return found
 
     def section_models(self) -> Mapping[str, type[BaseModel] | None]:
         """The settings model (or None) of each market client and service, by registry name; a plugin's
@@ -280,6 +307,9 @@ class _SectionModels(Mapping[str, "type[BaseModel] | None"]):
     def _names(self) -> set[str]:
         return {name for kind in _SECTION_KINDS for name in self._plugins.registries.get(kind, ())}
 
+
+#: the registry kinds whose entries are data (text), not classes or "module:attr" references
+DATA_KINDS = frozenset({"config_templates"})
 
 #: the registry kinds whose entries have a config section of their own (`moonship.<name>`)
 _SECTION_KINDS = ("market_clients", "services")

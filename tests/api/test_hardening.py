@@ -87,7 +87,7 @@ def test_dotted_algo_paths_are_refused_and_nothing_is_imported(
     assert status == 400
     assert message.startswith(f"moonship.strategies.x.algo: unknown algo {algo!r}: only registered names")
     assert "dotted class paths only in the config file" in message
-    assert "available: exits, fails, marker" in message
+    assert "available: exits, fails, log_market_info, marker, spread_quoter" in message
     assert "Traceback" not in reply.text
     # the same through an update that would switch alpha's algo
     status, message = error(client.patch("/strategies/main/alpha", json={"config": {"algo": algo}}))

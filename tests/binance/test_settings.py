@@ -46,5 +46,5 @@ def test_a_raw_section_given_to_the_client_is_a_config_error_worded_by_the_core(
         BinanceClient(context, None)  # type: ignore[arg-type]
     assert str(err.value) == (
         "moonship.binance.recv_window: input should be greater than 0\n"
-        "moonship.binance.api_kye: unknown property"
+        "moonship.binance.api_kye: unknown property; did you mean api_key?"
     )

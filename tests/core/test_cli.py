@@ -12,10 +12,11 @@ from typing import Any
 
 import pytest
 
-from moonship_core import cli
+from moonship_core import TradingAlgo, cli
 from moonship_core.config import MoonshipConfig
 from moonship_core.hookspecs import hookimpl
 from moonship_core.plugins import PluginFailure, Plugins
+from moonship_core.sim.synthetic import SimClient
 
 CONFIG = """\
 moonship:
@@ -36,12 +37,20 @@ class FakeService:
     settings_model = None
 
 
+class FakeClient(SimClient):  # a real client class: the check builds each market's client
+    pass
+
+
+class FakeAlgo(TradingAlgo):
+    pass
+
+
 def fake_plugins() -> Plugins:
     plugins = Plugins()
     plugins.register(
         SimpleNamespace(
-            moonship_market_clients=hookimpl(lambda: {"fake": object}),
-            moonship_algos=hookimpl(lambda: {"fake_algo": object}),
+            moonship_market_clients=hookimpl(lambda: {"fake": FakeClient}),
+            moonship_algos=hookimpl(lambda: {"fake_algo": FakeAlgo}),
             moonship_services=hookimpl(
                 lambda: {"engine": FakeService, "api": FakeService, "monitor": FakeService}
             ),
@@ -124,8 +133,7 @@ def test_seed_algo_without_its_plugin_says_how_to_install_it(
     assert cli.main(["config", "check"]) == 2
     assert (
         "moonship.strategies.s1.algo: unknown algo 'moonship.algo.test.LogMarketInfo': it needs the "
-        "moonship-example-algos plugin (pip install -e examples/moonship-example-algos, in a Moonship "
-        "checkout); available: none"
+        "moonship-core plugin (pip install moonship-core); available: none"
     ) in capsys.readouterr().err
     assert app.calls == []
 
@@ -156,7 +164,7 @@ def test_plugins_list(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFix
     plugins = fake_plugins()
     plugins.failures.append(PluginFailure("broken", "moonship-broken", "ImportError: needs libfoo"))
     monkeypatch.setattr(Plugins, "load", classmethod(lambda cls, entry_points=True: plugins))
-    assert cli.main(["plugins", "list"]) == 0
+    assert cli.main(["plugins", "list"]) == 1  # a plugin failed to load
     assert capsys.readouterr().out.splitlines() == [
         "PLUGIN  DISTRIBUTION    VERSION  PROVIDES",
         "fakes   moonship-fakes  9.9      "
@@ -179,11 +187,15 @@ def test_argparse_exits_become_return_codes(
 # --- the real command, as a subprocess ----------------------------------------------------------------------
 
 FAKES = """\
-class Client:
+from moonship_core import TradingAlgo
+from moonship_core.sim.synthetic import SimClient
+
+
+class Client(SimClient):
     pass
 
 
-class Algo:
+class Algo(TradingAlgo):
     pass
 """
 
@@ -235,14 +247,17 @@ def test_unset_environment_variable(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_missing_config_file(tmp_path: Path) -> None:
-    assert_config_error(moonship(tmp_path), "config file not found: config.yml")
+    assert_config_error(moonship(tmp_path, "run"), "config file not found: config.yml")
+    bare = moonship(tmp_path)  # no command and no config.yml: the usage and what to do first
+    assert bare.returncode == 2 and bare.stderr.startswith("usage: moonship")
+    assert "run `moonship init` to write a starter config" in bare.stderr
     assert_config_error(
         moonship(tmp_path, "config", "check", "-c", "other.yml"), "config file not found: other.yml"
     )
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("flag", ["--version", "-v"])
+@pytest.mark.parametrize("flag", ["--version", "-V"])
 @pytest.mark.parametrize("module", ["moonship", "moonship_core"])
 def test_version(tmp_path: Path, flag: str, module: str) -> None:
     result = moonship(tmp_path, flag, module=module)

@@ -151,7 +151,8 @@ def test_a_command_never_imports_a_dotted_algo(algo: str) -> None:
     async def test(engine: TradingEngine, control: ControlPlane) -> None:
         message = await refused(control.add("main", "s1", {"algo": algo, "markets": ["btc"]}), 400)
         assert message.startswith(f"moonship.strategies.s1.algo: unknown algo {algo!r}: only registered")
-        assert "available: exits, fails, interrupts, keyed, quiet, sized" in message
+        names = "exits, fails, interrupts, keyed, log_market_info, quiet, sized, spread_quoter"
+        assert f"available: {names}" in message
         # nor through an update that switches the algo
         await control.add("main", "s2", {"algo": "quiet", "markets": ["btc"]})
         await refused(control.update("main", "s2", {"algo": algo}), 400)

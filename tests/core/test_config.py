@@ -192,7 +192,7 @@ def test_every_problem_is_one_line_of_one_error() -> None:
     )
     assert sorted(message.splitlines()) == sorted(
         [
-            "moonship.engine.nam: unknown property",
+            "moonship.engine.nam: unknown property; did you mean name?",
             "moonship.markets.btc.client: field required",
             "moonship.markets.btc.symbol: string should have at least 1 character",
             "moonship.markets.btc.max_recent_trade_list_size: input should be greater than or equal to 0",
@@ -275,7 +275,7 @@ def test_validate_sections_reports_full_paths() -> None:
     assert str(info.value).splitlines() == [
         "moonship.api.port: input should be a valid integer, unable to parse string as an integer",
         "moonship.api.user: field required",
-        "moonship.api.usr: unknown property",
+        "moonship.api.usr: unknown property; did you mean user?",
         "moonship.foo: unknown property (no installed plugin uses it)",
     ]
 
@@ -411,7 +411,7 @@ def test_journal_settings_are_checked() -> None:
         parse_config({"moonship": {"journal": {"backend": "redis", "unknown_orders": "keep", "pth": "x"}}})
     assert str(err.value).splitlines() == [
         "moonship.journal.unknown_orders: input should be 'cancel', 'adopt' or 'ignore'",
-        "moonship.journal.pth: unknown property",
+        "moonship.journal.pth: unknown property; did you mean path?",
     ]
     with pytest.raises(ConfigError, match=r"moonship.journal.backend: redis needs moonship.redis.url"):
         parse_config({"moonship": {"journal": {"backend": "redis"}}})

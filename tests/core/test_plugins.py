@@ -163,10 +163,11 @@ def test_resolve_unknown_names(plugins: Plugins) -> None:
     with pytest.raises(ConfigError) as info:
         plugins.resolve("algos", "moonship.algo.test.LogMarketInfo")
     assert str(info.value) == (
-        "unknown algo 'moonship.algo.test.LogMarketInfo': it needs the moonship-example-algos plugin "
-        "(pip install -e examples/moonship-example-algos, in a Moonship checkout); available: a"
+        "unknown algo 'moonship.algo.test.LogMarketInfo': it needs the moonship-core plugin "
+        "(pip install moonship-core); available: a"
     )
-    with pytest.raises(ConfigError, match="unknown service 'monitor'; available: api"):
+    needs = r"it needs the moonship-monitor plugin \(pip install moonship-monitor\); available: api"
+    with pytest.raises(ConfigError, match=r"unknown service .monitor.: " + needs):
         plugins.resolve("services", "monitor")
     with pytest.raises(ConfigError, match="available: none"):
         Plugins().resolve("algos", "x")

@@ -60,7 +60,8 @@ def test_a_raw_section_given_to_the_client_is_validated_not_dropped() -> None:
     with pytest.raises(ConfigError) as error:
         client({"rate_limit": 0, "api_kye": "k"})
     assert str(error.value) == (
-        "moonship.luno.rate_limit: input should be greater than 0\nmoonship.luno.api_kye: unknown property"
+        "moonship.luno.rate_limit: input should be greater than 0\n"
+        "moonship.luno.api_kye: unknown property; did you mean api_key?"
     )
 
 

@@ -8,7 +8,6 @@ import json
 import logging
 from typing import Any
 
-import moonship_example_algos.plugin
 import pytest
 from monitor_support import SMTP_PASSWORD, SMTP_USER, SmtpServer, email_section, monitor_plugins, until
 from moonship_monitor.service import MonitorService
@@ -49,7 +48,7 @@ async def test_strategy_stopping_on_its_drawdown_mails_once_per_stop(
         "email": email_section(smtp.port),
     }
     moonship = parse_config(config(monitor_section))
-    plugins = monitor_plugins(moonship_example_algos.plugin)
+    plugins = monitor_plugins()
     sections = plugins.check(moonship)
     cache, bus = backend
     control = ControlPlane(cache, bus)

@@ -151,5 +151,5 @@ def test_a_raw_section_given_to_the_client_is_worded_by_the_core() -> None:
     assert str(unchecked.value) == (
         "moonship.valr.rest_url: must be https or http://host[:port] without a path\n"
         "moonship.valr.ws_url: input should be a valid string\n"
-        "moonship.valr.api_kye: unknown property"
+        "moonship.valr.api_kye: unknown property; did you mean api_key?"
     )

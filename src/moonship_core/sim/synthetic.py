@@ -43,6 +43,11 @@ def split_symbol(symbol: str) -> tuple[str, str]:
     return symbol[:3], symbol[3:]
 
 
+#: the keys a sim market's section may hold beside the sim's own: the market's and the paper client's
+MARKET_KEYS = ("client", "symbol", "account", "enable_margin", "max_recent_trade_list_size", "candle_period",
+               "real_client", "balances", "fee_rate", "maker_fee_rate")
+
+
 class SimSettings(BaseModel):
     """The sim's keys of `moonship.markets.NAME`."""
 
@@ -92,7 +97,9 @@ class SimClient(MarketClient):
         try:
             settings = SimSettings.model_validate(context.config.extra)
         except ValidationError as exc:
-            raise ConfigError(format_errors(exc.errors(), f"{ROOT}.markets.{context.market_name}")) from None
+            path = f"{ROOT}.markets.{context.market_name}"
+            # a misspelled key may be meant for the market itself or for the paper client trading over sim
+            raise ConfigError(format_errors(exc.errors(), path, SimSettings, MARKET_KEYS)) from None
         self.settings = settings
         symbol = context.symbol
         base, quote = split_symbol(symbol)

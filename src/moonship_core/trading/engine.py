@@ -23,6 +23,7 @@ from .portfolio import Portfolio
 from .publisher import StatePublisher
 from .risk import Risk
 from .strategy import Strategy
+from .summary import figures, line, table
 
 
 class TradingEngine(Service):
@@ -58,6 +59,8 @@ class TradingEngine(Service):
         self.commands = Commands(
             self.strategies, self._build_strategy, self.publisher, self.logger, self.journal, self.risk
         )
+        self.summary_interval = config.engine.summary_interval
+        self._summaries: asyncio.Task[None] | None = None
 
     @classmethod
     def embedded(
@@ -159,11 +162,30 @@ class TradingEngine(Service):
             if isinstance(result, BaseException):
                 self.logger.error("strategy %s did not start: %s", strategy.name, result)
         self.commands.ready.set()  # commands received meanwhile run now, on the started strategies
+        if self.summary_interval > 0:
+            self._summaries = asyncio.create_task(self._log_summaries(), name="engine:summaries")
+
+    async def _log_summaries(self) -> None:
+        """Every summary_interval seconds, one line per running strategy in its own log."""
+        while True:
+            await self.clock.sleep(self.summary_interval)
+            for strategy in list(self.strategies.values()):
+                if strategy.active:
+                    strategy.logger.info("%s", line(figures(strategy, self.orders)))
+
+    def summary_table(self) -> str:
+        """Every strategy's position, P/L, fees, orders and fills as an aligned table."""
+        return table([figures(s, self.orders) for s in self.strategies.values()])
 
     async def stop(self) -> None:
         await self.context.bus.unserve(self.engine_name)
+        if self._summaries is not None:
+            self._summaries.cancel()
+            await asyncio.gather(self._summaries, return_exceptions=True)
         await asyncio.gather(*(s.stop("engine stopped") for s in self.strategies.values()))
         await self.risk.close()
+        if self.strategies:  # marked at the books as they were at stop, before the markets close
+            self.logger.info("summary at stop:\n%s", self.summary_table())
         results = await asyncio.gather(*(m.close() for m in self.markets.values()), return_exceptions=True)
         for market, result in zip(self.markets.values(), results, strict=True):
             if isinstance(result, BaseException):

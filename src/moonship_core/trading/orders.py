@@ -90,6 +90,9 @@ class OrderManager:
         self._tasks: dict[str, set[asyncio.Task[None]]] = {}
         #: told of every order that ends REJECTED, with its owner (the risk layer's reject breaker)
         self.on_reject: Callable[[str | None, Order], None] | None = None
+        #: orders sent and fills booked in this run, by owning strategy (for the log's summaries)
+        self.placed: dict[str, int] = {}
+        self.filled: dict[str, int] = {}
 
     # ------------------------------------------------------------------ owners
     def attach(self, owner: str, listener: OrderListener) -> None:
@@ -197,6 +200,8 @@ class OrderManager:
         network's decisions (see Market.place_order)."""
         coid = request.client_order_id
         tracked = self._orders[coid] = _Tracked(market, owner)
+        if owner is not None:
+            self.placed[owner] = self.placed.get(owner, 0) + 1
         requested = self._request_order(market, request, OrderStatus.PENDING, "")
         self.journal.record_order(owner or "", market.name, requested)
         sent = self.clock.monotonic()
@@ -307,6 +312,8 @@ class OrderManager:
             self.journal.record_fill(record)
             if tracked.owner is not None:
                 self.portfolio.book(record)
+                self.filled[tracked.owner] = self.filled.get(tracked.owner, 0) + 1
+                _log_fill(tracked.owner, record, self.portfolio)
         return True
 
     # ------------------------------------------------------------------ unknown outcomes
@@ -344,13 +351,18 @@ class OrderManager:
         the cancel is looked up; one it does not know at all after UNKNOWN_GRACE seconds is taken as
         cancelled."""
         coid = pending.client_order_id
-        market.logger.warning("cancel of %s not confirmed (%s): retrying", coid, first)
+        # routinely the order has just filled and its update is on the way: a warning only if it is not
+        market.logger.debug("cancel of %s not confirmed (%s): retrying", coid, first)
         clock = self.clock
         give_up = clock.monotonic() + UNKNOWN_GRACE
         delay = 0.5
+        warned = False
         try:
             while self._still(coid, OrderStatus.CANCELLATION_PENDING):
                 await clock.sleep(delay)
+                if not warned and self._still(coid, OrderStatus.CANCELLATION_PENDING):
+                    warned = True
+                    market.logger.warning("cancel of %s not confirmed (%s): retrying", coid, first)
                 delay = min(delay * 2, _MAX_DELAY)
                 try:
                     self.update(market, await market.client.cancel_order(pending))
@@ -436,6 +448,38 @@ def _describe(request: OrderRequest) -> str:
     price = fmt_decimal(request.price) if request.price is not None else "market"
     post = " post-only" if request.post_only else ""
     return f"{request.side.value} {size} @ {price} {request.time_in_force.value}{post}"
+
+
+def _log_fill(owner: str, record: FillRecord, portfolio: Portfolio) -> None:
+    """One line per fill, in the owning strategy's log: what filled, and its position and P/L after it."""
+    logger = logging.getLogger(f"moonship.strategy.{owner}")
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    fill = record.fill
+    position = portfolio.position(owner, record.market)
+    fee = f" fee {fmt_decimal(fill.fee)} {fill.fee_asset}" if fill.fee else ""
+    unrealized = position.unrealized(fill.price)
+    logger.info(
+        "fill %s %s %s @ %s on %s%s | position %s%s | P/L %s%s (realized %s, unrealized %s)",
+        record.side.value,
+        fmt_decimal(fill.quantity),
+        record.base_asset,
+        fmt_decimal(fill.price),
+        record.market,
+        fee,
+        fmt_decimal(position.quantity),
+        f" @ {fmt_decimal(_round(position.average_cost))}" if position.quantity else "",
+        fmt_decimal(_round(position.realized + unrealized)),
+        f" {record.quote_asset}" if record.quote_asset else "",
+        fmt_decimal(_round(position.realized)),
+        fmt_decimal(_round(unrealized)),
+    )
+
+
+def _round(value: Decimal) -> Decimal:
+    """A money figure for a log line: at most 8 decimals."""
+    exponent = value.as_tuple().exponent
+    return value.quantize(Decimal("1e-8")) if isinstance(exponent, int) and exponent < -8 else value
 
 
 def _log_final(market: OrderVenue, order: Order) -> None:

@@ -153,8 +153,10 @@ class Strategy:
                     raise exc  # not a passing outage (a bad symbol, refused keys): no use retrying
             name, exc = failed[0]
             waiting_for = f"market {name}: {type(exc).__name__}: {exc}"
-            if waiting_for != self.waiting_for:  # one line per change, not per retry
+            # one line per change of market or kind of error, not per retry (nor per request that failed)
+            if not (self.waiting_for or "").startswith(f"market {name}: {type(exc).__name__}: "):
                 self.logger.warning("waiting for %s (retrying)", waiting_for)
+            if waiting_for != self.waiting_for:
                 self.waiting_for = waiting_for
                 self.changed()
             self._waiting.set()
@@ -318,7 +320,7 @@ def validate_settings(name: str, algo_class: type[TradingAlgo], extra: dict[str,
     Numbers must be finite and of sane magnitude (see `limits.number_problems`): `1e999999999` would pass
     as a Decimal and overflow in the first calculation."""
     prefix = f"moonship.strategies.{name}"
-    settings = validate_model(algo_class.settings_model, extra, prefix)
+    settings = validate_model(algo_class.settings_model, extra, prefix, StrategyConfig.model_fields)
     problems = list(number_problems(settings, prefix))
     if problems:
         raise ConfigError("\n".join(problems))

@@ -1,1 +1,2 @@
-"""Example algorithms: log_market_info and spread_quoter."""
+"""An example third-party algo distribution: the `price_alert` algo, packaged the way a private algo
+plugin is."""

@@ -1,4 +1,4 @@
-"""Entry point module: registers the example algos with Moonship (imported lazily, by reference)."""
+"""Entry point module: registers this distribution's algos with Moonship (imported lazily, by reference)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,4 @@ from moonship_core import hookimpl
 
 @hookimpl
 def moonship_algos() -> dict[str, str]:
-    return {
-        "log_market_info": "moonship_example_algos.log_market_info:LogMarketInfo",
-        "spread_quoter": "moonship_example_algos.spread_quoter:SpreadQuoter",
-    }
+    return {"price_alert": "moonship_example_algos.price_alert:PriceAlert"}

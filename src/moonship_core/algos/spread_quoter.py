@@ -10,14 +10,8 @@ from decimal import Decimal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from moonship_core import (
-    MarketStatus,
-    Order,
-    OrderRequest,
-    Side,
-    StrategyMarket,
-    TradingAlgo,
-)
+from ..contracts.algo import StrategyMarket, TradingAlgo
+from ..model import MarketStatus, Order, OrderRequest, Side
 
 
 class SpreadQuoterSettings(BaseModel):
