@@ -37,6 +37,7 @@ from moonship_core import (
     OrderStatus,
     OrderStatusUnknown,
     OrderType,
+    RateLimited,
     RateLimiter,
     Side,
     Ticker,
@@ -254,6 +255,7 @@ class LunoClient(MarketClient):
             raise MarketClosed(f"luno {self.pair}: market accepts only post-only orders")
         coid = request.client_order_id
         tracked = self._orders.get(coid)
+        fresh = tracked is None  # not an earlier request's retry, whose outcome may be in doubt
         if tracked is None:
             tracked = self._orders[coid] = _Tracked(
                 coid, request.side, request.type, request.quantity, request.quote_quantity, request.price,
@@ -268,6 +270,11 @@ class LunoClient(MarketClient):
                 # an earlier attempt went through: find that order, never place it twice
                 return await self.get_order(self._order(tracked))
             except NetworkError as exc:  # 5xx, timeout, transport: the order may exist
+                if isinstance(exc, RateLimited) and last is None and fresh:
+                    # Luno answers 429 to calls over its rate limit (API docs, "Rate Limiting"; luno-api-node:
+                    # such calls are "failed/unprocessed"): with no earlier attempt in doubt, no order exists
+                    self._orders.pop(coid, None)
+                    raise
                 last = exc
                 self.logger.warning(
                     "luno order %s: %s (attempt %d of %d)", coid, exc, attempt + 1, attempts
