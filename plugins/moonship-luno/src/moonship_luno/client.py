@@ -310,8 +310,34 @@ class LunoClient(MarketClient):
 
     async def get_order(self, order: Order) -> Order:
         luno = await self.rest.order(order_id=order.id, client_order_id=order.client_order_id)
+        if self._lookup(luno.order_id, luno.client_order_id) is None and order.client_order_id and (
+            order.client_order_id == luno.client_order_id
+        ):
+            # an order of an earlier process (taken up from the journal after a restart, or an unconfirmed
+            # placement): start from the fills it knew, and add those made since trade by trade, with their
+            # fees, from listtrades (GET /api/1/listtrades: our trades with order_id, sequence, fee_base
+            # and fee_counter), not as one lump of the cumulative base/counter the order carries
+            tracked = self._adopt(luno, order)
+            if luno.base > tracked.base:
+                await self._reconcile_trades([tracked])
         tracked = self._merge(luno, order)
         return self._order(tracked)
+
+    def _adopt(self, luno: LunoOrder, known: Order) -> _Tracked:
+        """Track `luno`, an order this process did not place, as far as `known` (the caller's copy) says it
+        has filled."""
+        base_asset, counter_asset = (self.market.base, self.market.counter) if self.market else ("", "")
+        tracked = _Tracked(
+            known.client_order_id, luno.side, known.type, known.quantity, known.quote_quantity, known.price,
+            known.time_in_force, known.post_only,
+            base=known.filled_quantity, counter=known.filled_quote_quantity,
+            fee_base=sum((f.fee for f in known.fills if f.fee_asset == base_asset), ZERO),
+            fee_counter=sum((f.fee for f in known.fills if f.fee_asset == counter_asset), ZERO),
+            fills=list(known.fills), created=luno.created or _now_ms(),
+        )
+        self._orders[tracked.client_order_id] = tracked
+        self._bind(tracked, luno.order_id)
+        return tracked
 
     async def get_open_orders(self) -> list[Order]:
         return [self._order(self._merge(o)) for o in await self.rest.list_orders(self.pair)]
