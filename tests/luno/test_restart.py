@@ -28,7 +28,7 @@ D = Decimal
 OTHER = "other"
 
 
-def write_config(sim: LunoSimulator, tmp_path: Path) -> Path:
+def write_config(sim: LunoSimulator, tmp_path: Path, *, auto_start: bool = True) -> Path:
     config = {
         "moonship": {
             "engine": {"name": "luno-restarted"},
@@ -40,7 +40,7 @@ def write_config(sim: LunoSimulator, tmp_path: Path) -> Path:
             "markets": {"xbt": {"client": "luno", "symbol": PAIR}},
             "strategies": {
                 "q": {
-                    "algo": "spread_quoter", "auto_start": True, "markets": ["xbt"],
+                    "algo": "spread_quoter", "auto_start": auto_start, "markets": ["xbt"],
                     "trade_quantity": "0.01", "spread_bps": 20, "requote_bps": 1000,
                 }
             },
@@ -158,3 +158,63 @@ async def test_kill_9_then_restart_books_every_fill_once(sim: LunoSimulator, tmp
     assert sum(f.fill.fee for f in booked) == sum(D(t["fee_base"]) for t in trades) == D("0.00001")
     assert position.fees == {"XBT": D("0.00001")}
     assert not [f for f in fills if f.client_order_id == ask.client_order_id]  # the ask never traded
+
+
+async def test_restart_books_once_when_the_journal_has_fills_in_other_pieces(
+    sim: LunoSimulator, tmp_path: Path
+) -> None:
+    """The journal may hold an order's fills in other pieces than Luno's trades (two trades the user stream
+    missed, learnt as one from a look-up); a restart adds exactly what traded after them."""
+    from moonship_core import OrderRequest, Side
+    from moonship_core.contracts.stores import Stores
+    from moonship_core.plugins import Plugins
+    from moonship_core.stores.memory import MemoryBus, MemoryCache
+    from moonship_core.trading.engine import TradingEngine
+
+    seed(sim)
+    config = write_config(sim, tmp_path, auto_start=False)
+    journal_file = tmp_path / "journal.sqlite"
+
+    def engine() -> TradingEngine:
+        from moonship_core.config import load_config
+
+        stores = Stores(MemoryCache(), MemoryBus(), SqliteJournal(journal_file))
+        return TradingEngine.embedded(load_config(config), Plugins.load(), stores=stores, timeout=2)
+
+    first = engine()
+    await first.start()
+    try:
+        market = first.markets["xbt"]
+        await market.open()
+        price = D("998000")
+        order = await market.place_order(OrderRequest.limit(Side.BUY, D("0.01"), price), owner="q")
+        (resting,) = open_orders(sim).values()
+        sim.faults.user_stream_down = True
+        sim.drop_user_streams()
+        take(sim, "0.002", price)
+        take(sim, "0.003", price)
+        looked_up = await market.get_order(order)  # the two trades, learnt as one
+        assert looked_up.filled_quantity == D("0.005") and len(looked_up.fills) == 1
+    finally:
+        await first.stop()
+    take(sim, "0.004", price)
+    sim.faults.user_stream_down = False
+    await asyncio.sleep(2.5)  # past the user stream's replay window: the restart learns it over REST
+
+    second = engine()
+    await second.start()
+    try:
+        manager = second.orders
+        await until(lambda: manager.portfolio.position("q", "xbt").quantity == D("0.009"), "fills booked")
+        await asyncio.sleep(1.0)  # time to book something twice, if it were going to
+        (live,) = manager.open_orders("xbt", "q")
+        assert live.filled_quantity == D("0.009") and live.id == resting.order_id
+    finally:
+        await second.stop()
+    journal = SqliteJournal(journal_file)
+    await journal.open()
+    try:
+        fills = [f for f in await journal.fills() if f.client_order_id == order.client_order_id]
+    finally:
+        await journal.close()
+    assert sum(f.fill.quantity for f in fills) == D("0.009") == resting.base
