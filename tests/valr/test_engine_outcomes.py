@@ -1,6 +1,6 @@
 """Order outcomes are events, not exceptions: a strategy in a real engine trading on the VALR simulator keeps
-running through a 5xx after the order executed, a refusal for funds and a post-only order that would have
-crossed; the unconfirmed order resolves once, and nothing is sent twice."""
+running through a 5xx after the order executed, a refusal for funds, a post-only order that would have
+crossed and a 429; the unconfirmed order resolves once, and nothing is sent twice."""
 
 from __future__ import annotations
 
@@ -141,7 +141,14 @@ async def test_a_strategy_keeps_trading_through_exchange_errors() -> None:
         assert (crossed.status, crossed.error) == (OrderStatus.REJECTED, "PostOnlyRejected")
         assert crossed in algo.updates and not [o for o in at_sim(sim, crossed.client_order_id) if o.is_open]
 
-        # still trading: a new post-only quote rests; the resolved order cancels; the strategy never stopped
+        # 429 (x-valr-ratelimited): refused before anything executed, so REJECTED as RateLimited, not UNKNOWN
+        sim.faults.rate_limited_next = 1
+        limited = await place(sim, house, algo, OrderRequest.limit(Side.BUY, D("0.01"), D(980_000)))
+        assert (limited.status, limited.error) == (OrderStatus.REJECTED, "RateLimited")
+        assert limited in algo.updates and not at_sim(sim, limited.client_order_id)
+
+        # still trading (once the key's pause is over): a new post-only quote rests, the resolved order
+        # cancels, the strategy never stopped
         quote = await place(
             sim, house, algo, OrderRequest.limit(Side.SELL, D("0.01"), D(1_010_000), post_only=True)
         )
