@@ -49,6 +49,9 @@ class Faults:
     def __init__(self) -> None:
         #: order requests (postorder, marketorder, stoporder) that execute and then answer 500
         self.fail_after_execute = 0
+        #: after such a 500, this many further order requests are answered 503 unexecuted (the exchange
+        #: stays down through the client's own retries, so the outcome stays unknown to it)
+        self.unavailable_after_execute = 0
         #: order requests answered 503 without being executed
         self.fail_before_execute = 0
         #: requests answered 429 before doing anything
@@ -355,6 +358,8 @@ class LunoSimulator:
                 return _json(exc.body(), exc.status)
             if order and self.faults.fail_after_execute > 0:
                 self.faults.fail_after_execute -= 1
+                self.faults.fail_before_execute += self.faults.unavailable_after_execute
+                self.faults.unavailable_after_execute = 0
                 return _json({"error": "Internal error", "error_code": "ErrInternal"}, 500)
             return _json(body)
 

@@ -37,6 +37,7 @@ from moonship_core import (
     OrderStatus,
     OrderStatusUnknown,
     OrderType,
+    RateLimited,
     RateLimiter,
     Side,
     Ticker,
@@ -254,6 +255,7 @@ class LunoClient(MarketClient):
             raise MarketClosed(f"luno {self.pair}: market accepts only post-only orders")
         coid = request.client_order_id
         tracked = self._orders.get(coid)
+        fresh = tracked is None  # not an earlier request's retry, whose outcome may be in doubt
         if tracked is None:
             tracked = self._orders[coid] = _Tracked(
                 coid, request.side, request.type, request.quantity, request.quote_quantity, request.price,
@@ -268,6 +270,11 @@ class LunoClient(MarketClient):
                 # an earlier attempt went through: find that order, never place it twice
                 return await self.get_order(self._order(tracked))
             except NetworkError as exc:  # 5xx, timeout, transport: the order may exist
+                if isinstance(exc, RateLimited) and last is None and fresh:
+                    # Luno answers 429 to calls over its rate limit (API docs, "Rate Limiting"; luno-api-node:
+                    # such calls are "failed/unprocessed"): with no earlier attempt in doubt, no order exists
+                    self._orders.pop(coid, None)
+                    raise
                 last = exc
                 self.logger.warning(
                     "luno order %s: %s (attempt %d of %d)", coid, exc, attempt + 1, attempts
@@ -303,8 +310,34 @@ class LunoClient(MarketClient):
 
     async def get_order(self, order: Order) -> Order:
         luno = await self.rest.order(order_id=order.id, client_order_id=order.client_order_id)
+        if self._lookup(luno.order_id, luno.client_order_id) is None and order.client_order_id and (
+            order.client_order_id == luno.client_order_id
+        ):
+            # an order of an earlier process (taken up from the journal after a restart, or an unconfirmed
+            # placement): start from the fills it knew, and add those made since trade by trade, with their
+            # fees, from listtrades (GET /api/1/listtrades: our trades with order_id, sequence, fee_base
+            # and fee_counter), not as one lump of the cumulative base/counter the order carries
+            tracked = self._adopt(luno, order)
+            if luno.base > tracked.base:
+                await self._reconcile_trades([tracked])
         tracked = self._merge(luno, order)
         return self._order(tracked)
+
+    def _adopt(self, luno: LunoOrder, known: Order) -> _Tracked:
+        """Track `luno`, an order this process did not place, as far as `known` (the caller's copy) says it
+        has filled."""
+        base_asset, counter_asset = (self.market.base, self.market.counter) if self.market else ("", "")
+        tracked = _Tracked(
+            known.client_order_id, luno.side, known.type, known.quantity, known.quote_quantity, known.price,
+            known.time_in_force, known.post_only,
+            base=known.filled_quantity, counter=known.filled_quote_quantity,
+            fee_base=sum((f.fee for f in known.fills if f.fee_asset == base_asset), ZERO),
+            fee_counter=sum((f.fee for f in known.fills if f.fee_asset == counter_asset), ZERO),
+            fills=list(known.fills), created=luno.created or _now_ms(),
+        )
+        self._orders[tracked.client_order_id] = tracked
+        self._bind(tracked, luno.order_id)
+        return tracked
 
     async def get_open_orders(self) -> list[Order]:
         return [self._order(self._merge(o)) for o in await self.rest.list_orders(self.pair)]

@@ -1,0 +1,219 @@
+"""Order outcomes are events, not exceptions: a strategy in a real engine trading on the Luno simulator keeps
+running through a market disabled for a few seconds, a 500 after the order executed and 429s with
+Retry-After; each unconfirmed order resolves once, and nothing is placed twice."""
+
+from __future__ import annotations
+
+import asyncio
+from decimal import Decimal
+from typing import Any
+
+import moonship_luno.plugin
+import pytest
+from exchanges.luno import LunoSimulator
+from moonship_luno import constants
+
+from moonship_core import (
+    MarketStatus,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    Side,
+    StrategyMarket,
+    TradingAlgo,
+    hookimpl,
+)
+from moonship_core.config import parse_config
+from moonship_core.plugins import Plugins
+from moonship_core.trading.engine import TradingEngine
+
+from .conftest import KEY, PAIR, SECRET, until
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+D = Decimal
+OTHER = "other"
+
+
+class Prober(TradingAlgo):
+    """Places the orders `requests` holds, one per callback (book or market status, whatever the status),
+    and records what comes back."""
+
+    seen: dict[str, Prober] = {}
+
+    async def on_start(self) -> None:
+        self.requests: list[OrderRequest] = []
+        self.placed: list[Order] = []
+        self.updates: list[Order] = []
+        Prober.seen[self.name] = self
+
+    async def _next(self, market: StrategyMarket) -> None:
+        if self.requests:
+            self.placed.append(await market.place_order(self.requests.pop(0)))
+
+    async def on_order_book(self, market: StrategyMarket) -> None:
+        await self._next(market)
+
+    async def on_market_status(self, market: StrategyMarket, status: MarketStatus) -> None:
+        await self._next(market)
+
+    async def on_order_update(self, market: StrategyMarket, order: Order) -> None:
+        self.updates.append(order)
+
+
+class AlgoPlugin:
+    @hookimpl
+    def moonship_algos(self) -> dict[str, type[TradingAlgo]]:
+        return {"prober": Prober}
+
+
+async def started(sim: LunoSimulator) -> tuple[TradingEngine, Prober]:
+    luno: dict[str, Any] = {
+        "api_key": KEY, "api_secret": SECRET, "rest_url": sim.rest_url, "ws_url": sim.ws_url,
+        "stale_timeout": 3, "replay_window": 2, "request_timeout": 2,
+    }
+    config = parse_config(
+        {
+            "moonship": {
+                "engine": {"name": "luno-outcomes"},
+                "luno": luno,
+                "markets": {"xbt": {"client": "luno", "symbol": PAIR}},
+                "strategies": {"s": {"algo": "prober", "auto_start": True, "markets": ["xbt"]}},
+            }
+        }
+    )
+    plugins = Plugins.load(entry_points=False)
+    plugins.register(moonship_luno.plugin, "luno", "moonship-luno")
+    plugins.register(AlgoPlugin(), "test")
+    Prober.seen.clear()
+    engine = TradingEngine.embedded(config, plugins, timeout=2)
+    await engine.start()
+    await until(lambda: "s" in Prober.seen, what="strategy started")
+    await until(lambda: engine.markets["xbt"].status is MarketStatus.OPEN, what="market open")
+    return engine, Prober.seen["s"]
+
+
+def seed(sim: LunoSimulator) -> None:
+    """Another user's liquidity: a bid at 990 000, an ask at 1 010 000, and small bids far below to pull."""
+    other = sim.exchange.add_user(OTHER, "o", {"XBT": "100", "ZAR": "1000000000"})
+    sim.exchange.post_limit(other, PAIR, "BID", "1", "990000.00")
+    sim.exchange.post_limit(other, PAIR, "ASK", "1", "1010000.00")
+    for _ in range(8):
+        sim.exchange.post_limit(other, PAIR, "BID", "0.001", "500000.00")
+
+
+def nudge(sim: LunoSimulator) -> None:
+    """A book update, so the algo gets a callback: another user pulls one of its far bids (a disabled
+    market takes cancels) or places one."""
+    user = sim.exchange.users[OTHER]
+    if sim.exchange.markets[PAIR].status == "DISABLED":
+        far = [o for o in sim.exchange.orders.values()
+               if o.user is user and o.status != "COMPLETE" and o.limit_price == D("500000")]
+        sim.exchange.stop(user, far[0].order_id)
+    else:
+        sim.exchange.post_limit(user, PAIR, "BID", "0.001", "500000.00")
+
+
+async def place(sim: LunoSimulator, algo: Prober, request: OrderRequest) -> Order:
+    count = len(algo.placed)
+    algo.requests.append(request)
+    nudge(sim)
+    await until(lambda: len(algo.placed) > count, what="order placed")
+    return algo.placed[-1]
+
+
+def at_sim(sim: LunoSimulator, client_order_id: str) -> list[Any]:
+    return [o for o in sim.exchange.orders.values() if o.client_order_id == client_order_id]
+
+
+def updates_of(algo: Prober, order: Order) -> list[Order]:
+    return [u for u in algo.updates if u.client_order_id == order.client_order_id]
+
+
+async def test_a_strategy_keeps_trading_through_a_disabled_market(sim: LunoSimulator) -> None:
+    seed(sim)
+    engine, algo = await started(sim)
+    strategy = engine.strategies["s"]
+    market = engine.markets["xbt"]
+    try:
+        # Luno disables the market: the status arrives on the market stream, the strategy is told, and the
+        # order it places on that very callback comes back REJECTED, naming MarketClosed
+        algo.requests.append(OrderRequest.limit(Side.BUY, D("0.01"), D("980000")))
+        sim.exchange.set_status(PAIR, "DISABLED")
+        await until(lambda: len(algo.placed) == 1, what="order placed on the status change")
+        assert market.status is MarketStatus.CLOSED
+        closed = algo.placed[0]
+        assert (closed.status, closed.error) == (OrderStatus.REJECTED, "MarketClosed")
+        assert closed in algo.updates
+
+        # a few seconds disabled: every attempt is refused the same way, nothing reaches Luno
+        posts = sim.stats["/api/1/postorder"]
+        for _ in range(3):
+            await asyncio.sleep(0.5)
+            again = await place(sim, algo, OrderRequest.limit(Side.BUY, D("0.01"), D("980000")))
+            assert (again.status, again.error) == (OrderStatus.REJECTED, "MarketClosed")
+        assert sim.stats["/api/1/postorder"] == posts
+        assert strategy.active and strategy.stop_reason is None
+
+        # enabled again: the next order rests at Luno
+        algo.requests.append(OrderRequest.limit(Side.BUY, D("0.01"), D("980000")))
+        sim.exchange.set_status(PAIR, "ACTIVE")
+        await until(lambda: len(algo.placed) == 5, what="order placed once active")
+        resting = algo.placed[-1]
+        assert market.status is MarketStatus.OPEN
+        assert resting.status is OrderStatus.PENDING and resting.id
+        assert len(at_sim(sim, resting.client_order_id)) == 1
+        assert strategy.active and strategy.stop_reason is None
+    finally:
+        await engine.stop()
+
+
+async def test_a_strategy_keeps_trading_through_5xx_after_execute_and_429(sim: LunoSimulator) -> None:
+    seed(sim)
+    engine, algo = await started(sim)
+    strategy = engine.strategies["s"]
+    try:
+        # Luno executes the order, then answers 500; the client's retry meets 409 (the client order id is
+        # taken) and finds the order: known at once, placed once
+        sim.faults.fail_after_execute = 1
+        first = await place(sim, algo, OrderRequest.limit(Side.BUY, D("0.01"), D("980000")))
+        assert first.status is OrderStatus.PENDING and first.id
+        assert len(at_sim(sim, first.client_order_id)) == 1
+
+        # executed, 500, and Luno stays down through the client's retries: UNKNOWN, then found by its client
+        # order id and resolved exactly once
+        sim.faults.fail_after_execute = 1
+        sim.faults.unavailable_after_execute = constants.ORDER_RETRIES
+        lost = await place(sim, algo, OrderRequest.limit(Side.BUY, D("0.02"), D("970000")))
+        assert lost.status is OrderStatus.UNKNOWN
+        await until(lambda: updates_of(algo, lost), what="unknown order resolved")
+        await asyncio.sleep(0.5)  # time for a second resolution, were there going to be one
+        (resolved,) = updates_of(algo, lost)
+        (real,) = at_sim(sim, lost.client_order_id)  # queried, never sent again
+        assert resolved.status is OrderStatus.PENDING and resolved.id == real.order_id
+        assert sim.faults.fail_before_execute == 0
+
+        # one 429 with Retry-After: the client waits as told and sends again; the order rests
+        sim.faults.rate_limit, sim.faults.retry_after = 1, "0.2"
+        loop = asyncio.get_running_loop()
+        begun = loop.time()
+        paced = await place(sim, algo, OrderRequest.limit(Side.SELL, D("0.01"), D("1020000")))
+        assert paced.status is OrderStatus.PENDING and len(at_sim(sim, paced.client_order_id)) == 1
+        assert loop.time() - begun >= 0.2
+
+        # 429 on every attempt: the order never executed, so it is REJECTED as RateLimited (not UNKNOWN)
+        sim.faults.rate_limit, sim.faults.retry_after = 1000, "0.05"
+        limited = await place(sim, algo, OrderRequest.limit(Side.SELL, D("0.01"), D("1030000")))
+        sim.faults.rate_limit = 0
+        assert (limited.status, limited.error) == (OrderStatus.REJECTED, "RateLimited")
+        assert limited in algo.updates and not at_sim(sim, limited.client_order_id)
+
+        # still trading: the resting orders are ours, a new one rests, the strategy never stopped
+        after = await place(sim, algo, OrderRequest.limit(Side.BUY, D("0.01"), D("960000")))
+        assert after.status is OrderStatus.PENDING
+        open_now = {o.client_order_id for o in engine.markets["xbt"].open_orders("s")}
+        assert open_now == {o.client_order_id for o in (first, lost, paced, after)}
+        assert strategy.active and strategy.stop_reason is None
+        later = [u for u in algo.updates if u.client_order_id == lost.client_order_id]
+        assert not any(u.status is OrderStatus.UNKNOWN for u in later)  # UNKNOWN resolved, never repeated
+    finally:
+        await engine.stop()

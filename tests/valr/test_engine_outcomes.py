@@ -1,0 +1,165 @@
+"""Order outcomes are events, not exceptions: a strategy in a real engine trading on the VALR simulator keeps
+running through a 5xx after the order executed, a refusal for funds, a post-only order that would have
+crossed and a 429; the unconfirmed order resolves once, and nothing is sent twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import moonship_valr.plugin
+import pytest
+from exchanges.valr import Participants, SimServer, ValrSimulator
+
+from moonship_core import (
+    MarketStatus,
+    Order,
+    OrderRequest,
+    OrderStatus,
+    Side,
+    StrategyMarket,
+    TradingAlgo,
+    hookimpl,
+)
+from moonship_core.config import parse_config
+from moonship_core.plugins import Plugins
+from moonship_core.trading.engine import TradingEngine
+
+from .harness import API_KEY, SECRET, D, until, venue
+
+pytestmark = [pytest.mark.anyio, pytest.mark.slow]
+MID = D(1_000_000)
+
+
+class Prober(TradingAlgo):
+    """Places the orders `requests` holds, one per book update, and records what comes back."""
+
+    seen: dict[str, Prober] = {}
+
+    async def on_start(self) -> None:
+        self.requests: list[OrderRequest] = []
+        self.placed: list[Order] = []
+        self.updates: list[Order] = []
+        Prober.seen[self.name] = self
+
+    async def on_order_book(self, market: StrategyMarket) -> None:
+        if self.requests and market.status is MarketStatus.OPEN:
+            self.placed.append(await market.place_order(self.requests.pop(0)))
+
+    async def on_order_update(self, market: StrategyMarket, order: Order) -> None:
+        self.updates.append(order)
+
+
+class AlgoPlugin:
+    @hookimpl
+    def moonship_algos(self) -> dict[str, type[TradingAlgo]]:
+        return {"prober": Prober}
+
+
+def valr_settings(server: SimServer) -> dict[str, Any]:
+    return {
+        "api_key": API_KEY, "api_secret": SECRET, "rest_url": server.rest_url, "ws_url": server.ws_url,
+        "fill_wait": 0.3, "cancel_wait": 1.0, "reconnect_max_delay": 0.5, "request_timeout": 2.0,
+    }
+
+
+@asynccontextmanager
+async def engine_on_valr() -> AsyncIterator[tuple[ValrSimulator, TradingEngine, Prober, Participants]]:
+    async with venue() as (sim, server):
+        house = Participants(sim.exchange, "BTCZAR", mid=MID)
+        house.seed_book(10)
+        config = parse_config(
+            {
+                "moonship": {
+                    "engine": {"name": "valr-outcomes"},
+                    "valr": valr_settings(server),
+                    "markets": {"btc": {"client": "valr", "symbol": "BTCZAR"}},
+                    "strategies": {"s": {"algo": "prober", "auto_start": True, "markets": ["btc"]}},
+                }
+            }
+        )
+        plugins = Plugins.load(entry_points=False)
+        plugins.register(moonship_valr.plugin, "valr", "moonship-valr")
+        plugins.register(AlgoPlugin(), "test")
+        Prober.seen.clear()
+        engine = TradingEngine.embedded(config, plugins, timeout=2)
+        await engine.start()
+        try:
+            await until(lambda: "s" in Prober.seen, what="strategy started")
+            await until(lambda: engine.markets["btc"].status is MarketStatus.OPEN, what="market open")
+            yield sim, engine, Prober.seen["s"], house
+        finally:
+            await engine.stop()
+
+
+def nudge(sim: ValrSimulator, house: Participants) -> None:
+    """A book update (a house quote far from the mid), so the algo gets a callback."""
+    sim.exchange.place(house.account, "BTCZAR", "buy", kind="limit", quantity=D("0.001"), price=MID / 2)
+
+
+async def place(sim: ValrSimulator, house: Participants, algo: Prober, request: OrderRequest) -> Order:
+    count = len(algo.placed)
+    algo.requests.append(request)
+    nudge(sim, house)
+    await until(lambda: len(algo.placed) > count, what="order placed")
+    return algo.placed[-1]
+
+
+def at_sim(sim: ValrSimulator, client_order_id: str) -> list[Any]:
+    return [o for o in sim.exchange.orders.values() if o.customer_order_id == client_order_id]
+
+
+async def test_a_strategy_keeps_trading_through_exchange_errors() -> None:
+    async with engine_on_valr() as (sim, engine, algo, house):
+        strategy = engine.strategies["s"]
+        market = engine.markets["btc"]
+
+        # VALR places the order, then answers 500: the order is UNKNOWN, then known, once
+        sim.faults.fail_after_execute = 1
+        resting = await place(sim, house, algo, OrderRequest.limit(Side.BUY, D("0.01"), D(990_000)))
+        assert resting.status is OrderStatus.UNKNOWN
+        coid = resting.client_order_id
+        await until(lambda: any(u.client_order_id == coid for u in algo.updates), what="resolved")
+        await asyncio.sleep(0.5)  # time for a second resolution, were there going to be one
+        (real,) = at_sim(sim, coid)  # queried, never sent again
+        mine = [u for u in algo.updates if u.client_order_id == coid]
+        assert mine[0].status is OrderStatus.PENDING and mine[0].id == real.id
+        assert not any(u.status is OrderStatus.UNKNOWN for u in mine)
+
+        # refused for funds: REJECTED with the taxonomy's name, and the strategy hears of it
+        broke = await place(sim, house, algo, OrderRequest.limit(Side.BUY, D("5"), D(990_000)))
+        assert (broke.status, broke.error) == (OrderStatus.REJECTED, "InsufficientFunds")
+        assert broke in algo.updates
+
+        # a post-only bid at the best ask would have crossed: REJECTED as PostOnlyRejected
+        best_ask = market.book.best_ask
+        assert best_ask is not None
+        crossing = OrderRequest.limit(Side.BUY, D("0.01"), best_ask, post_only=True)
+        crossed = await place(sim, house, algo, crossing)
+        assert (crossed.status, crossed.error) == (OrderStatus.REJECTED, "PostOnlyRejected")
+        assert crossed in algo.updates and not [o for o in at_sim(sim, crossed.client_order_id) if o.is_open]
+
+        # 429 (x-valr-ratelimited): refused before anything executed, so REJECTED as RateLimited, not UNKNOWN
+        sim.faults.rate_limited_next = 1
+        limited = await place(sim, house, algo, OrderRequest.limit(Side.BUY, D("0.01"), D(980_000)))
+        assert (limited.status, limited.error) == (OrderStatus.REJECTED, "RateLimited")
+        assert limited in algo.updates and not at_sim(sim, limited.client_order_id)
+
+        # still trading (once the key's pause is over): a new post-only quote rests, the resolved order
+        # cancels, the strategy never stopped
+        quote = await place(
+            sim, house, algo, OrderRequest.limit(Side.SELL, D("0.01"), D(1_010_000), post_only=True)
+        )
+        assert quote.status is OrderStatus.PENDING and len(at_sim(sim, quote.client_order_id)) == 1
+        (live,) = [o for o in market.open_orders() if o.client_order_id == coid]
+        cancelled = await market.cancel_order(live)
+        assert cancelled.status is OrderStatus.CANCELLED
+        await until(
+            lambda: algo.updates[-1].client_order_id == coid
+            and algo.updates[-1].status is OrderStatus.CANCELLED,
+            what="the cancel reaches the strategy",
+        )
+        assert {o.client_order_id for o in market.open_orders("s")} == {quote.client_order_id}
+        assert strategy.active and strategy.stop_reason is None
