@@ -402,3 +402,28 @@ def test_paper_quoter_without_funds_keeps_running_on_rejections(caplog: pytest.L
 
     with caplog.at_level("WARNING", "moonship.market"):
         run(main)
+
+
+def test_fills_after_a_stop_are_still_booked() -> None:
+    """A strategy stops while its order rests; the order fills afterwards: the fill is booked to the stopped
+    strategy's position and journaled (it used to be lost with the mailbox)."""
+
+    async def main() -> None:
+        engine, control = make_engine({"s1": {"algo": "recorder", "auto_start": True, "markets": ["btc"]}})
+        await engine.start()
+        try:
+            algo = Recorder.seen["s1"]
+            await until(lambda: algo.placed is not None and len(algo.orders) == 1)
+            assert algo.placed is not None
+            await control.stop("main", "s1")
+            client = ScriptedClient.instances[0]
+            client.fill(algo.placed, "100.00", "0.5", fee="0.05")
+            strategy = engine.strategies["s1"]
+            assert not strategy.active and strategy.positions["btc"].quantity == D("0.5")
+            assert strategy.info()["fees"] == {"USDT": D("0.05")} and len(algo.orders) == 1  # not delivered
+            fills = await control.fills("main", strategy="s1")
+            assert [(f["quantity"], f["price"]) for f in fills] == [("0.5", "100.00")]
+        finally:
+            await engine.stop()
+
+    run(main)
