@@ -4,6 +4,8 @@ each unconfirmed order resolves once, and nothing is sent twice."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from decimal import Decimal
 
 import moonship_binance.plugin
@@ -175,3 +177,46 @@ async def test_an_exchange_down_at_start_up_is_waited_for() -> None:
     finally:
         await engine.stop()
         await sim.stop()
+
+
+async def test_a_strategy_keeps_trading_through_rate_limits_bans_and_dropped_connections() -> None:
+    """429 (over the request weight) and 418 (banned) refuse an order without executing it: REJECTED as
+    RateLimited; every socket dropped: the market resyncs and the strategy trades on. It never stops."""
+    async with BinanceSim(weight_seconds=2) as sim:  # a short weight window: the 429's Retry-After is short
+        seed_book(sim)
+        await trade_through_limits(sim)
+
+
+async def trade_through_limits(sim: BinanceSim) -> None:
+    engine, algo = await started(sim)
+    strategy = engine.strategies["s"]
+    market = engine.markets["btc"]
+    try:
+        limit = sim.weight.limit
+        sim.weight.limit = sim.weight.used  # the next request is over the limit: 429 with Retry-After
+        slowed = await place(sim, algo, OrderRequest.limit(Side.BUY, D("0.01"), D("29000")))
+        sim.weight.limit = limit
+        assert (slowed.status, slowed.error) == (OrderStatus.REJECTED, "RateLimited"), slowed
+        await asyncio.sleep(2.5)  # the Retry-After the client honours
+        assert not [o for o in sim.exchange.accounts[KEY].orders.values() if o.coid == slowed.client_order_id]
+
+        sim.banned_until = time.monotonic() + 1.5  # 418: banned for a while
+        banned = await place(sim, algo, OrderRequest.limit(Side.BUY, D("0.01"), D("29000")))
+        assert (banned.status, banned.error) == (OrderStatus.REJECTED, "RateLimited"), banned
+
+        sim.drop_connections()  # market stream and WebSocket API (the user stream) both go
+        await until(lambda: market.status is MarketStatus.UNSYNCED, what="unsynced")
+        await until(lambda: market.status is MarketStatus.OPEN, timeout=10, what="resynced")
+        await asyncio.sleep(max(0.0, sim.banned_until - time.monotonic()))
+        resting = await place(sim, algo, OrderRequest.limit(Side.BUY, D("0.01"), D("29000")))
+        assert resting.status is OrderStatus.PENDING, resting
+        # through every bid down to ours (the nudges left some at its price, ahead of it in time)
+        sim.exchange.take("BTCUSDT", "SELL", D(100), D("29000"))
+        await until(
+            lambda: any(u.client_order_id == resting.client_order_id and u.status is OrderStatus.FILLED
+                        for u in algo.updates),
+            timeout=10, what="fill after the reconnect",
+        )
+        assert strategy.active and strategy.stop_reason is None
+    finally:
+        await engine.stop()
