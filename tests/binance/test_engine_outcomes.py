@@ -11,6 +11,7 @@ from decimal import Decimal
 import moonship_binance.plugin
 import pytest
 from exchanges.binance import KEY, BinanceSim
+from support.prober import Prober, ProberPlugin
 from support.servers import free_port
 
 from moonship_core import (
@@ -19,9 +20,6 @@ from moonship_core import (
     OrderRequest,
     OrderStatus,
     Side,
-    StrategyMarket,
-    TradingAlgo,
-    hookimpl,
 )
 from moonship_core.config import parse_config
 from moonship_core.plugins import Plugins
@@ -32,31 +30,6 @@ from .conftest import fast, seed_book, until
 pytestmark = pytest.mark.anyio
 D = Decimal
 ORDER_PATH = "/api/v3/order"
-
-
-class Prober(TradingAlgo):
-    """Places the orders `requests` holds, one per synced book update, and records what comes back."""
-
-    seen: dict[str, Prober] = {}
-
-    async def on_start(self) -> None:
-        self.requests: list[OrderRequest] = []
-        self.placed: list[Order] = []
-        self.updates: list[Order] = []
-        Prober.seen[self.name] = self
-
-    async def on_order_book(self, market: StrategyMarket) -> None:
-        if self.requests and market.status is MarketStatus.OPEN:
-            self.placed.append(await market.place_order(self.requests.pop(0)))
-
-    async def on_order_update(self, market: StrategyMarket, order: Order) -> None:
-        self.updates.append(order)
-
-
-class AlgoPlugin:
-    @hookimpl
-    def moonship_algos(self) -> dict[str, type[TradingAlgo]]:
-        return {"prober": Prober}
 
 
 async def started(sim: BinanceSim) -> tuple[TradingEngine, Prober]:
@@ -72,7 +45,7 @@ async def started(sim: BinanceSim) -> tuple[TradingEngine, Prober]:
     )
     plugins = Plugins.load(entry_points=False)
     plugins.register(moonship_binance.plugin, "binance", "moonship-binance")
-    plugins.register(AlgoPlugin(), "test")
+    plugins.register(ProberPlugin(), "test")
     Prober.seen.clear()
     engine = TradingEngine.embedded(config, plugins, timeout=2)
     await engine.start()
@@ -159,7 +132,7 @@ async def test_an_exchange_down_at_start_up_is_waited_for() -> None:
     )
     plugins = Plugins.load(entry_points=False)
     plugins.register(moonship_binance.plugin, "binance", "moonship-binance")
-    plugins.register(AlgoPlugin(), "test")
+    plugins.register(ProberPlugin(), "test")
     engine = TradingEngine.embedded(config, plugins, timeout=2)
     await engine.start()  # returns although the market cannot open
     strategy = engine.strategies["s"]

@@ -12,6 +12,7 @@ import moonship_luno.plugin
 import pytest
 from exchanges.luno import LunoSimulator
 from moonship_luno import constants
+from support.prober import AnyStatusProber, Prober, ProberPlugin
 
 from moonship_core import (
     MarketStatus,
@@ -19,9 +20,6 @@ from moonship_core import (
     OrderRequest,
     OrderStatus,
     Side,
-    StrategyMarket,
-    TradingAlgo,
-    hookimpl,
 )
 from moonship_core.config import parse_config
 from moonship_core.plugins import Plugins
@@ -32,38 +30,6 @@ from .conftest import KEY, PAIR, SECRET, until
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 D = Decimal
 OTHER = "other"
-
-
-class Prober(TradingAlgo):
-    """Places the orders `requests` holds, one per callback (book or market status, whatever the status),
-    and records what comes back."""
-
-    seen: dict[str, Prober] = {}
-
-    async def on_start(self) -> None:
-        self.requests: list[OrderRequest] = []
-        self.placed: list[Order] = []
-        self.updates: list[Order] = []
-        Prober.seen[self.name] = self
-
-    async def _next(self, market: StrategyMarket) -> None:
-        if self.requests:
-            self.placed.append(await market.place_order(self.requests.pop(0)))
-
-    async def on_order_book(self, market: StrategyMarket) -> None:
-        await self._next(market)
-
-    async def on_market_status(self, market: StrategyMarket, status: MarketStatus) -> None:
-        await self._next(market)
-
-    async def on_order_update(self, market: StrategyMarket, order: Order) -> None:
-        self.updates.append(order)
-
-
-class AlgoPlugin:
-    @hookimpl
-    def moonship_algos(self) -> dict[str, type[TradingAlgo]]:
-        return {"prober": Prober}
 
 
 async def started(sim: LunoSimulator) -> tuple[TradingEngine, Prober]:
@@ -83,7 +49,7 @@ async def started(sim: LunoSimulator) -> tuple[TradingEngine, Prober]:
     )
     plugins = Plugins.load(entry_points=False)
     plugins.register(moonship_luno.plugin, "luno", "moonship-luno")
-    plugins.register(AlgoPlugin(), "test")
+    plugins.register(ProberPlugin(AnyStatusProber), "test")
     Prober.seen.clear()
     engine = TradingEngine.embedded(config, plugins, timeout=2)
     await engine.start()

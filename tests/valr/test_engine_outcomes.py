@@ -12,6 +12,7 @@ from typing import Any
 import moonship_valr.plugin
 import pytest
 from exchanges.valr import Participants, SimServer, ValrSimulator
+from support.prober import Prober, ProberPlugin
 
 from moonship_core import (
     MarketStatus,
@@ -19,9 +20,6 @@ from moonship_core import (
     OrderRequest,
     OrderStatus,
     Side,
-    StrategyMarket,
-    TradingAlgo,
-    hookimpl,
 )
 from moonship_core.config import parse_config
 from moonship_core.plugins import Plugins
@@ -31,31 +29,6 @@ from .harness import API_KEY, SECRET, D, until, venue
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 MID = D(1_000_000)
-
-
-class Prober(TradingAlgo):
-    """Places the orders `requests` holds, one per book update, and records what comes back."""
-
-    seen: dict[str, Prober] = {}
-
-    async def on_start(self) -> None:
-        self.requests: list[OrderRequest] = []
-        self.placed: list[Order] = []
-        self.updates: list[Order] = []
-        Prober.seen[self.name] = self
-
-    async def on_order_book(self, market: StrategyMarket) -> None:
-        if self.requests and market.status is MarketStatus.OPEN:
-            self.placed.append(await market.place_order(self.requests.pop(0)))
-
-    async def on_order_update(self, market: StrategyMarket, order: Order) -> None:
-        self.updates.append(order)
-
-
-class AlgoPlugin:
-    @hookimpl
-    def moonship_algos(self) -> dict[str, type[TradingAlgo]]:
-        return {"prober": Prober}
 
 
 def valr_settings(server: SimServer) -> dict[str, Any]:
@@ -82,7 +55,7 @@ async def engine_on_valr() -> AsyncIterator[tuple[ValrSimulator, TradingEngine, 
         )
         plugins = Plugins.load(entry_points=False)
         plugins.register(moonship_valr.plugin, "valr", "moonship-valr")
-        plugins.register(AlgoPlugin(), "test")
+        plugins.register(ProberPlugin(), "test")
         Prober.seen.clear()
         engine = TradingEngine.embedded(config, plugins, timeout=2)
         await engine.start()
