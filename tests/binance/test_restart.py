@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from exchanges.binance import KEY, BinanceSim
+from support.restart import stop, until
 from support.servers import MoonshipProcess, RedisServer
 
 from moonship_core.contracts.stores import Journal
@@ -83,23 +84,6 @@ async def journaled(tmp_path: Path, redis_url: str | None, client_order_id: str)
     finally:
         await journal.close()
     return sum((f.fill.quantity for f in fills if f.client_order_id == client_order_id), D(0))
-
-
-async def until(
-    check: Callable[[], Any], what: str, engine: MoonshipProcess | None = None, timeout: float = 20.0
-) -> None:
-    """Poll without blocking the loop the simulator runs on."""
-    for _ in range(int(timeout / 0.05)):
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    output = engine.output[-4000:] if engine is not None else ""
-    raise AssertionError(f"{what} not reached within {timeout} s\n{output}")
-
-
-async def stop(engine: MoonshipProcess, sig: int) -> None:
-    engine.process.send_signal(sig)
-    await until(lambda: engine.process.poll() is not None, "engine exit")
 
 
 async def test_kill_9_then_restart_books_every_fill_once(

@@ -5,17 +5,14 @@ doubled quotes) and its position equals the simulator's fills."""
 from __future__ import annotations
 
 import asyncio
-import json
 import signal
-import sqlite3
-from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
 import pytest
 import yaml
 from exchanges.luno import LunoSimulator, SimOrder
+from support.restart import journaled, stop, until
 from support.servers import MoonshipProcess
 
 from moonship_core.stores.sqlite import SqliteJournal
@@ -70,34 +67,6 @@ def open_orders(sim: LunoSimulator) -> dict[str, SimOrder]:
 def take(sim: LunoSimulator, volume: str, price: Decimal) -> None:
     """Another user sells `volume` at `price` (our bid is the best bid: only it trades)."""
     sim.exchange.post_limit(sim.exchange.users[OTHER], PAIR, "ASK", volume, f"{price:.2f}")
-
-
-def journaled(path: Path, client_order_id: str) -> Decimal:
-    """The quantity the journal holds as filled for one order (read while the engine writes it)."""
-    try:
-        with sqlite3.connect(path) as db:
-            query = "SELECT data FROM fills WHERE client_order_id = ?"
-            rows = db.execute(query, (client_order_id,)).fetchall()
-    except sqlite3.Error:
-        return D(0)
-    return sum((D(json.loads(data)["fill"]["quantity"]) for (data,) in rows), D(0))
-
-
-async def until(
-    check: Callable[[], Any], what: str, engine: MoonshipProcess | None = None, timeout: float = 20.0
-) -> None:
-    """Poll without blocking the loop the simulator runs on."""
-    for _ in range(int(timeout / 0.05)):
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    output = engine.output[-4000:] if engine is not None else ""
-    raise AssertionError(f"{what} not reached within {timeout} s\n{output}")
-
-
-async def stop(engine: MoonshipProcess, sig: int) -> None:
-    engine.process.send_signal(sig)
-    await until(lambda: engine.process.poll() is not None, "engine exit")
 
 
 async def test_kill_9_then_restart_books_every_fill_once(sim: LunoSimulator, tmp_path: Path) -> None:
