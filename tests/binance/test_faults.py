@@ -4,6 +4,7 @@ missed fills."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator
 from decimal import Decimal
@@ -176,6 +177,7 @@ async def test_requests_are_paced_under_the_weight_limit() -> None:
 async def test_429_retry_after_holds_every_request_back() -> None:
     async with BinanceSim(weight_limit=100, weight_seconds=2) as sim:
         client, _ = make_client(fast(sim))
+        await asyncio.sleep(2 - time.monotonic() % 2 + 0.05)  # early in an interval: it cannot reset under us
         sim.weight.add(time.monotonic(), 100)  # another process on our IP spent the window's weight
         with pytest.raises(RateLimited) as limited:
             await client.get_recent_trades(5)
