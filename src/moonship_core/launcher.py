@@ -25,13 +25,6 @@ def run(config: MoonshipConfig, plugins: Plugins, services: list[str]) -> int:
         return 130
 
 
-def open_backend(config: MoonshipConfig, plugins: Plugins) -> Stores:
-    """The shared cache and message bus chosen by `moonship.redis.url` (in-memory when unset), not opened."""
-    url = config.redis.url
-    stores: Stores = plugins.backend(url.split(":", 1)[0] if url else "memory")(config)
-    return stores
-
-
 async def _run(config: MoonshipConfig, plugins: Plugins, services: list[str]) -> int:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
@@ -43,7 +36,7 @@ async def _run(config: MoonshipConfig, plugins: Plugins, services: list[str]) ->
     stores: Stores | None = None
     try:
         sections: dict[str, Any] = validate_sections(config, plugins.section_models())
-        stores = open_backend(config, plugins)
+        stores = plugins.stores(config)
         await stores.open()
         control = ControlPlane(stores.cache, stores.bus)
         for name in services:

@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from . import hookspecs
 from .config import ROOT, MoonshipConfig, validate_sections
+from .contracts.stores import Stores
 from .errors import ConfigError
 
 log = logging.getLogger("moonship.plugins")
@@ -166,13 +167,17 @@ class Plugins:
                 merged[kind].update(entries)
         self.registries = merged
 
-    def backend(self, scheme: str) -> Any:
-        """The stores factory (config -> Stores) for a `moonship.redis.url` scheme ("memory" without one)."""
+    def stores(self, config: MoonshipConfig) -> Stores:
+        """The shared cache, bus and journal that `moonship.redis.url` chooses (in-memory without one), made
+        by the backend registered for its scheme; not opened."""
+        url = config.redis.url
+        scheme = url.split(":", 1)[0] if url else "memory"
         backends = self.registries.get("backends", {})
         if scheme not in backends:
             available = ", ".join(sorted(backends))
             raise ConfigError(f"no cache/bus backend for {scheme!r}; available: {available}")
-        return _loaded(backends, scheme, "backend")
+        stores: Stores = _loaded(backends, scheme, "backend")(config)
+        return stores
 
     def names(self, kind: str) -> list[str]:
         """Every registered name of `kind`, sorted."""

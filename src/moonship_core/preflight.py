@@ -108,8 +108,7 @@ async def check(config: MoonshipConfig, plugins: Plugins, sections: dict[str, An
         names = [name for name in plugins.names("services") if name in sections]
         if not names and not config.redis.url:
             return problems  # nothing to reach, nothing to bind
-        url = config.redis.url
-        stores = plugins.backend(url.split(":", 1)[0] if url else "memory")(config)
+        stores = plugins.stores(config)
         await stores.open()
         control = ControlPlane(stores.cache, stores.bus)
         for name in names:

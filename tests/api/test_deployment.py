@@ -20,7 +20,6 @@ from moonship_core import Stores
 from moonship_core.config import parse_config
 from moonship_core.contracts.service import ServiceContext
 from moonship_core.control import ControlPlane
-from moonship_core.launcher import open_backend
 from moonship_core.plugins import Plugins
 
 from .harness import (
@@ -49,7 +48,7 @@ def redis_url() -> Iterator[str]:
 
 
 def redis_backend(url: str) -> Stores:
-    return open_backend(parse_config({"moonship": {"redis": {"url": url}}}), Plugins.load(entry_points=False))
+    return Plugins.load(entry_points=False).stores(parse_config({"moonship": {"redis": {"url": url}}}))
 
 
 @pytest.fixture
