@@ -23,6 +23,7 @@ from .errors import ConfigError
 from .model import fmt_decimal
 from .plugins import SERVICE_DISTRIBUTIONS, Plugins, install_command
 from .preflight import check
+from .tables import aligned
 
 PROG = "moonship"
 COMMANDS = (
@@ -297,7 +298,7 @@ async def _journal(config: MoonshipConfig, options: argparse.Namespace) -> int:
             print(json_dumps(row).decode())
     else:
         cells = [[_cell(row[field]) for _, field in columns] for row in rows]
-        _print_table([[heading for heading, _ in columns], *cells])
+        print(aligned([[heading for heading, _ in columns], *cells]))
     return 0
 
 
@@ -349,12 +350,6 @@ def _cell(value: object) -> str:
     if isinstance(value, datetime):
         return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S")
     return str(value)
-
-
-def _print_table(rows: list[list[str]]) -> None:
-    widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
-    for row in rows:
-        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
 def _services(options: argparse.Namespace) -> list[str]:
@@ -428,7 +423,7 @@ def _plugins_list() -> int:
             if names
         )
         rows.append([info.name, info.distribution or "-", info.version or "-", provides or "-"])
-    _print_table(rows)
+    print(aligned(rows))
     if broken:
         print("\nBroken:")
         for (kind, name), error in sorted(broken.items()):

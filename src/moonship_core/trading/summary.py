@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from decimal import Decimal
 
 from ..model import ZERO, fmt_decimal
+from ..tables import aligned
 from .orders import OrderManager
 from .strategy import Strategy
 
@@ -100,5 +101,4 @@ def table(all_figures: list[Figures]) -> str:
             f"{money(f.profit)}{' ' + f.quote if f.quote else ''}", money(f.realized), money(f.unrealized),
             _fees(f), str(f.orders), str(f.fills),
         ])
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS))]
-    return "\n".join("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows)
+    return aligned(rows)
