@@ -3,7 +3,6 @@ process over Redis with its port from `$PORT`."""
 
 from __future__ import annotations
 
-import shutil
 import signal
 import time
 from collections.abc import Iterator
@@ -33,8 +32,6 @@ from .harness import (
     api_settings,
     build_stack,
 )
-
-pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server")
 
 
 @pytest.fixture(scope="module")

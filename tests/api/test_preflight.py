@@ -4,7 +4,6 @@ so in one line on stderr with exit 2 (config) or 1 (environment), never a traceb
 
 from __future__ import annotations
 
-import shutil
 import socket
 import subprocess
 import sys
@@ -13,6 +12,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from support.provision import ensure
 from support.servers import ROOT, free_port
 
 from .harness import PASSWORD_HASH, USER, Certs
@@ -107,9 +107,7 @@ def test_redis_on_a_closed_port(tmp_path: Path, certs: Certs, command: list[str]
 
 @pytest.fixture
 def redis_with_password() -> Iterator[tuple[int, str]]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        pytest.skip("needs redis-server")
+    binary = ensure("redis-server")
     port, password = free_port(), "s3cret-redis"
     process = subprocess.Popen(
         [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",

@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-import shutil
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -549,8 +548,6 @@ async def test_trading_state_survives_a_restart(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ the CLI
 @pytest.mark.slow
 async def test_cli_halt_reduce_resume_over_redis(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
     server = RedisServer()
     server.start()
     cache, bus = RedisCache(server.url), RedisBus(server.url)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator
 
@@ -54,8 +53,6 @@ def smtp(smtp_factory: Callable[..., SmtpServer]) -> SmtpServer:
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    if shutil.which("redis-server") is None:
-        pytest.skip("redis-server is not installed")
     server = RedisServer()
     server.start()
     yield server.url

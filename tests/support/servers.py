@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import queue
-import shutil
 import signal
 import socket
 import subprocess
@@ -12,6 +11,8 @@ import sys
 import threading
 import time
 from pathlib import Path
+
+from support.provision import ensure
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,10 +27,7 @@ class RedisServer:
     """A throwaway redis-server (no persistence) on 127.0.0.1; stop and start it again on the same port."""
 
     def __init__(self) -> None:
-        binary = shutil.which("redis-server")
-        if binary is None:
-            raise RuntimeError("redis-server is not installed (apt-get install -y redis-server)")
-        self.binary = binary
+        self.binary = ensure("redis-server")
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 
