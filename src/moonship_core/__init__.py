@@ -10,7 +10,7 @@ from .clock import Clock, LiveClock, SimClock
 from .codec import json_dumps, json_loads
 from .config import MarketConfig, MoonshipConfig, StrategyConfig, format_errors, validate_model
 from .contracts.algo import AlgoContext, NoSettings, PositionView, StrategyMarket, TradingAlgo
-from .contracts.client import ClientContext, MarketClient, MarketEvents
+from .contracts.client import ClientContext, Features, MarketClient, MarketEvents, Sessions
 from .contracts.service import Registry, Service, ServiceContext
 from .contracts.stores import MessageBus, SharedCache, Stores
 from .control import ControlPlane
@@ -20,6 +20,7 @@ from .errors import (
     CommandTimeout,
     ConfigError,
     ControlError,
+    DuplicateClientOrderId,
     EngineUnavailable,
     ExchangeError,
     InsufficientFunds,
@@ -27,6 +28,7 @@ from .errors import (
     MarketClosed,
     MoonshipError,
     NetworkError,
+    NotSupported,
     OrderNotFound,
     OrderStatusUnknown,
     PostOnlyRejected,
@@ -67,7 +69,12 @@ from .orderlevel import LevelOrder, OrderLevelBook
 from .plugins import Plugins
 from .stores.memory import MemoryBus, MemoryCache
 from .trading.engine import TradingEngine
-from .venues.ratelimit import RateLimiter
+from .venues.errors import ErrorRule, ErrorTable
+from .venues.ratelimit import Ban, Pool, RateLimiter, RateLimits, RateTable, parse_retry_after
+from .venues.servertime import ServerClock
+from .venues.session import VenueSession
+from .venues.settings import VenueSettings
+from .venues.websocket import Connection, ReconnectingWebSocket, SilenceWatch, Transport, WebsocketsTransport
 
 try:
     __version__ = version("moonship-core")
@@ -83,16 +90,22 @@ __all__ = [
     "AuthenticationError",
     "Backoff",
     "Balance",
+    "Ban",
     "BookGap",
     "Candle",
     "ClientContext",
     "Clock",
     "CommandTimeout",
     "ConfigError",
+    "Connection",
     "ControlError",
     "ControlPlane",
+    "DuplicateClientOrderId",
     "EngineUnavailable",
+    "ErrorRule",
+    "ErrorTable",
     "ExchangeError",
+    "Features",
     "Fill",
     "InsufficientFunds",
     "InvalidOrder",
@@ -111,6 +124,7 @@ __all__ = [
     "MoonshipError",
     "NetworkError",
     "NoSettings",
+    "NotSupported",
     "Order",
     "OrderBook",
     "OrderLevelBook",
@@ -120,17 +134,24 @@ __all__ = [
     "OrderStatusUnknown",
     "OrderType",
     "Plugins",
+    "Pool",
     "PositionView",
     "PostOnlyRejected",
     "RateLimited",
     "RateLimiter",
+    "RateLimits",
+    "RateTable",
+    "ReconnectingWebSocket",
     "Registry",
     "RequestTimeout",
     "RiskDenied",
+    "ServerClock",
     "Service",
     "ServiceContext",
+    "Sessions",
     "SharedCache",
     "Side",
+    "SilenceWatch",
     "SimClock",
     "Stores",
     "StrategyConfig",
@@ -140,6 +161,10 @@ __all__ = [
     "Trade",
     "TradingAlgo",
     "TradingEngine",
+    "Transport",
+    "VenueSession",
+    "VenueSettings",
+    "WebsocketsTransport",
     "__version__",
     "fmt_decimal",
     "format_errors",
@@ -148,6 +173,7 @@ __all__ = [
     "hookspec",
     "json_dumps",
     "json_loads",
+    "parse_retry_after",
     "printable",
     "round_to_step",
     "too_deep",

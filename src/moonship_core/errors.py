@@ -52,6 +52,18 @@ class MarketClosed(ExchangeError):
     """The market does not accept this request in its current status."""
 
 
+class DuplicateClientOrderId(ExchangeError):
+    """The venue already has an order with this client order id (a retried request, or a reused id)."""
+
+
+class NotSupported(ExchangeError):
+    """The venue (or this client of it) lacks `feature`, e.g. "post_only" or "time_in_force:FOK"."""
+
+    def __init__(self, message: str, *, feature: str, code: int | str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.feature = feature
+
+
 class RiskDenied(MoonshipError):
     """The risk layer refused an order before it reached the exchange; `rule` names the limit (e.g.
     "max_position") and the message gives the numbers."""

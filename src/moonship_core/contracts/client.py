@@ -6,14 +6,26 @@ import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol, TypeVar, cast
 
 from pydantic import BaseModel
 
 from ..book import OrderBook
 from ..clock import Clock, LiveClock
 from ..config import MarketConfig
-from ..model import Balance, Candle, MarketInfo, MarketStatus, Order, OrderRequest, Ticker, Trade
+from ..errors import NotSupported
+from ..model import (
+    Balance,
+    Candle,
+    MarketInfo,
+    MarketStatus,
+    Order,
+    OrderRequest,
+    OrderType,
+    Ticker,
+    TimeInForce,
+    Trade,
+)
 from ..orderlevel import OrderLevelBook
 from .stores import Journal
 
@@ -46,6 +58,63 @@ class MarketEvents(Protocol):
     def balances(self, balances: Sequence[Balance]) -> None: ...
 
 
+class Closeable(Protocol):
+    async def aclose(self) -> None: ...
+
+
+S = TypeVar("S", bound=Closeable)
+
+
+class Sessions:
+    """The engine's venue sessions by key (e.g. "binance https://api.binance.com"); it closes them all at
+    stop, after the markets. Clients reach it through `ClientContext.session`."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, Closeable] = {}
+
+    def get(self, key: str, factory: Callable[[], S]) -> S:
+        session = self._sessions.get(key)
+        if session is None:
+            session = self._sessions[key] = factory()
+        return cast(S, session)
+
+    async def aclose(self) -> None:
+        sessions, self._sessions = list(self._sessions.values()), {}
+        for session in sessions:
+            await session.aclose()
+
+
+@dataclass(frozen=True)
+class Features:
+    """What a venue's client can do; the market refuses other orders before they leave (REJECTED with
+    NotSupported). The defaults allow every order the model can express."""
+
+    order_types: frozenset[OrderType] = frozenset(OrderType)
+    time_in_force: frozenset[TimeInForce] = frozenset(TimeInForce)
+    post_only: bool = True
+    #: market orders sized in the quote asset (`quote_quantity`)
+    quote_quantity_market: bool = True
+    margin: bool = True
+    #: individual orders behind the book (`MarketClient.order_level_book`)
+    l3_book: bool = False
+
+    def check(self, request: OrderRequest, venue: str = "the venue") -> None:
+        """Raise NotSupported naming the first feature `request` needs and this venue lacks."""
+        missing: str | None = None
+        if request.type not in self.order_types:
+            missing = f"order_type:{request.type.value}"
+        elif request.type is OrderType.LIMIT and request.time_in_force not in self.time_in_force:
+            missing = f"time_in_force:{request.time_in_force.value}"
+        elif request.post_only and not self.post_only:
+            missing = "post_only"
+        elif request.type is OrderType.MARKET and request.quote_quantity is not None:
+            missing = None if self.quote_quantity_market else "quote_quantity_market"
+        if missing is None and request.margin and not self.margin:
+            missing = "margin"
+        if missing is not None:
+            raise NotSupported(f"{venue} does not support {missing}", feature=missing)
+
+
 @dataclass
 class ClientContext:
     """Everything a client is built from."""
@@ -67,10 +136,16 @@ class ClientContext:
     #: the engine's journal (open before any market opens), for a client that keeps state of its own across
     #: restarts (paper accounts); None outside an engine
     journal: Journal | None = None
+    #: the engine's venue sessions (closed by the engine at stop)
+    sessions: Sessions = field(default_factory=Sessions)
 
     @property
     def symbol(self) -> str:
         return self.config.symbol
+
+    def session(self, key: str, factory: Callable[[], S]) -> S:
+        """The engine's session `key` (venue and account or base URL), built by `factory` the first time."""
+        return self.sessions.get(key, factory)
 
 
 class MarketClient(ABC):
@@ -85,6 +160,8 @@ class MarketClient(ABC):
     name: ClassVar[str] = ""
     #: pydantic model validating the `moonship.<name>` config section (None: the client takes no settings)
     settings_model: ClassVar[type[BaseModel] | None] = None
+    #: what the venue accepts; the market checks every order against it before it reaches the client
+    features: ClassVar[Features] = Features()
 
     def __init__(self, context: ClientContext, events: MarketEvents) -> None:
         self.context = context

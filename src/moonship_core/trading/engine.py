@@ -9,7 +9,7 @@ from typing import Any
 
 from ..clock import Clock, LiveClock
 from ..config import MarketConfig, MoonshipConfig, StrategyConfig, section_settings, validate_sections
-from ..contracts.client import ClientContext, MarketClient
+from ..contracts.client import ClientContext, MarketClient, Sessions
 from ..contracts.service import Service, ServiceContext
 from ..contracts.stores import Stores
 from ..control import ControlPlane
@@ -37,6 +37,7 @@ class TradingEngine(Service):
         self.instance = uuid.uuid4().hex[:12]
         self.started = self.clock.now()
         self._shared: dict[str, Any] = {}
+        self.sessions = Sessions()
         self.strategies: dict[str, Strategy] = {}
         # the heartbeat is the engine's liveness in the shared cache, whose TTLs run on real time: the
         # publisher paces it (and its writes) on the system clock even when the engine runs on a SimClock
@@ -107,6 +108,7 @@ class TradingEngine(Service):
             resolve_client=self._client_class,
             sections=ctx.sections,
             shared=self._shared,
+            sessions=self.sessions,
             clock=self.clock,
             journal=self.journal,
         )
@@ -190,6 +192,10 @@ class TradingEngine(Service):
         for market, result in zip(self.markets.values(), results, strict=True):
             if isinstance(result, BaseException):
                 self.logger.warning("closing market %s failed: %s", market.name, result)
+        try:
+            await self.sessions.aclose()
+        except Exception as exc:
+            self.logger.warning("closing the venue sessions failed: %s", exc)
         await self.publisher.stop()
         try:
             await self.journal.close()

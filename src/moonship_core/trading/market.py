@@ -206,6 +206,7 @@ class Market:
         try:
             self._check_open(request)
             request = self.prepare(request)
+            self.client.features.check(request, self.name)
             if self.risk is not None:
                 self.risk.check(self, request, owner)
         except MoonshipError as exc:

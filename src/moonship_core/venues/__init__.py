@@ -1,2 +1,4 @@
-"""The toolkit exchange plugins assemble their clients from (rate limiting today). Internal: plugins import
-from `moonship_core`."""
+"""The toolkit exchange plugins assemble their clients from: websocket (ReconnectingWebSocket,
+SilenceWatch, Transport), session (VenueSession), settings (VenueSettings), ratelimit (RateLimits, RateTable,
+Pool, Ban, parse_retry_after), servertime (ServerClock), errors (ErrorTable, ErrorRule). Plugins import them
+from `moonship_core`; docs/architecture.md ("The venue toolkit") gives the signatures and config keys."""

@@ -1,0 +1,352 @@
+"""ReconnectingWebSocket: one venue connection kept alive (keepalive ping/pong, data watchdog, jittered
+backoff, pre-emptive reconnect), over a small Transport protocol so another websocket library can replace
+`websockets`."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Protocol
+
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import WebSocketException
+
+from ..backoff import Backoff
+from ..clock import Clock, LiveClock
+
+Frame = str | bytes
+#: a raw frame and its receive time (ns since the epoch, from the injected clock)
+FrameTap = Callable[[Frame, int], None]
+
+
+class Connection(Protocol):
+    """One open websocket. Every method raises ConnectionError once the socket is gone."""
+
+    async def send(self, message: str) -> None: ...
+
+    async def recv(self) -> Frame: ...
+
+    async def ping(self) -> Awaitable[object]:
+        """Send a ping; the returned awaitable completes when its pong arrives."""
+        ...
+
+    async def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    """Opens connections (websockets by default; picows or another library behind the same protocol)."""
+
+    async def connect(self, url: str, *, open_timeout: float) -> Connection: ...
+
+
+class WebsocketsConnection:
+    """A `websockets` client connection behind the Connection protocol."""
+
+    def __init__(self, ws: ClientConnection) -> None:
+        self._ws = ws
+
+    async def send(self, message: str) -> None:
+        try:
+            await self._ws.send(message)
+        except WebSocketException as exc:
+            raise ConnectionError(str(exc)) from exc
+
+    async def recv(self) -> Frame:
+        try:
+            return await self._ws.recv()
+        except WebSocketException as exc:
+            raise ConnectionError(str(exc) or type(exc).__name__) from exc
+
+    async def ping(self) -> Awaitable[object]:
+        try:
+            return await self._ws.ping()
+        except WebSocketException as exc:
+            raise ConnectionError(str(exc)) from exc
+
+    async def close(self) -> None:
+        await self._ws.close()
+
+
+class WebsocketsTransport:
+    """The default transport: the `websockets` library, its keepalive off (ReconnectingWebSocket pings)."""
+
+    def __init__(self, *, max_size: int = 2**24) -> None:
+        self.max_size = max_size
+
+    async def connect(self, url: str, *, open_timeout: float) -> Connection:
+        try:
+            ws = await connect(
+                url,
+                open_timeout=open_timeout,
+                ping_interval=None,
+                close_timeout=1,
+                max_size=self.max_size,
+                max_queue=None,
+            )
+        except WebSocketException as exc:
+            raise ConnectionError(f"websocket handshake failed: {exc}") from exc
+        return WebsocketsConnection(ws)
+
+
+class SilenceWatch:
+    """Calls `on_silent(seconds)` once when nothing has `touch`ed it for `timeout` seconds while armed.
+
+    `touch()` is the hot path (one clock read). After firing it stays quiet until touched or re-armed;
+    `arm(timeout)` restarts the count from now, optionally with a longer timeout (probing backoff)."""
+
+    def __init__(
+        self, timeout: float, on_silent: Callable[[float], None], *, clock: Clock | None = None
+    ) -> None:
+        self.base_timeout = timeout
+        self.timeout = timeout
+        self.on_silent = on_silent
+        self.clock = clock or LiveClock()
+        self.last = self.clock.monotonic()
+        self.fired = False
+        self._task: asyncio.Task[None] | None = None
+
+    def touch(self) -> None:
+        self.last = self.clock.monotonic()
+        if self.fired:
+            self.fired = False
+            self.timeout = self.base_timeout
+
+    def arm(self, timeout: float | None = None) -> None:
+        """Start (or restart) watching from now, with `timeout` (the base timeout by default)."""
+        self.timeout = timeout if timeout is not None else self.base_timeout
+        self.last = self.clock.monotonic()
+        self.fired = False
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._watch())
+
+    def disarm(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    async def _watch(self) -> None:
+        clock = self.clock
+        while True:
+            wait = self.last + self.timeout - clock.monotonic()
+            if wait > 0 or self.fired:
+                await clock.sleep(wait if wait > 0 else self.timeout)
+                continue
+            self.fired = True
+            self.on_silent(clock.monotonic() - self.last)
+
+
+class ReconnectingWebSocket:
+    """One websocket kept open: connect (open timeout), `on_open` subscribes, frames go to `on_message`.
+
+    - keepalive: a ping every `ping_interval` s; no pong within `pong_timeout` s drops the connection;
+    - data watchdog: with `silence_timeout`, `on_silent(seconds)` is called when no frame arrived for that
+      long (the client probes: `probe()` and its REST sequence); without `on_silent` the connection is
+      recycled;
+    - reconnects with jittered exponential backoff up to `reconnect_max_delay` (reset after a healthy
+      connection), and pre-emptively after `max_lifetime` s (without backoff);
+    - `on_drop(reason)` on every drop (the client marks its markets UNSYNCED), `on_reconnect(reason)` when a
+      connection opens again after a drop (metrics), `on_frame(raw, receive_ns)` taps every frame (recorder).
+    """
+
+    def __init__(
+        self,
+        url: str | Callable[[], str],
+        on_message: Callable[[Frame], None],
+        *,
+        name: str,
+        on_open: Callable[[Connection], Awaitable[None]] | None = None,
+        on_drop: Callable[[str], None] | None = None,
+        on_reconnect: Callable[[str], None] | None = None,
+        on_frame: FrameTap | None = None,
+        on_silent: Callable[[float], None] | None = None,
+        open_timeout: float = 10.0,
+        ping_interval: float = 20.0,
+        pong_timeout: float = 10.0,
+        silence_timeout: float | None = None,
+        reconnect_initial_delay: float = 0.2,
+        reconnect_max_delay: float = 30.0,
+        max_lifetime: float | None = None,
+        transport: Transport | None = None,
+        clock: Clock | None = None,
+        logger: logging.Logger | None = None,
+    ) -> None:
+        self._url = url
+        self.on_message = on_message
+        self.name = name
+        self.on_open = on_open
+        self.on_drop = on_drop
+        self.on_reconnect = on_reconnect
+        self.on_frame = on_frame
+        self.open_timeout = open_timeout
+        self.ping_interval = ping_interval
+        self.pong_timeout = pong_timeout
+        self.max_lifetime = max_lifetime
+        self.transport: Transport = transport or WebsocketsTransport()
+        self.clock = clock or LiveClock()
+        self.logger = logger or logging.getLogger("moonship.venue")
+        self.backoff = Backoff(reconnect_initial_delay, reconnect_max_delay, clock=self.clock)
+        self.watch = (
+            SilenceWatch(silence_timeout, on_silent or self._recycle_silent, clock=self.clock)
+            if silence_timeout is not None
+            else None
+        )
+        #: connections opened, frames received and drops since start (metrics)
+        self.connects = 0
+        self.frames = 0
+        self.drops = 0
+        self.connected = asyncio.Event()
+        self._conn: Connection | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._close_reason = ""
+        self._last_drop = ""
+
+    @property
+    def url(self) -> str:
+        return self._url() if callable(self._url) else self._url
+
+    @property
+    def connection(self) -> Connection | None:
+        """The open connection (None between connections)."""
+        return self._conn
+
+    def start(self) -> None:
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"ws-{self.name}")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def send(self, message: str) -> bool:
+        """Send on the open connection; False when there is none (the next `on_open` covers it)."""
+        conn = self._conn
+        if conn is None:
+            return False
+        try:
+            await conn.send(message)
+        except ConnectionError:
+            return False
+        return True
+
+    def reconnect(self, reason: str) -> None:
+        """Close the open connection now; the loop reconnects at once (a planned reconnect)."""
+        conn = self._conn
+        if conn is not None and not self._close_reason:
+            self._close_reason = reason
+            asyncio.get_running_loop().create_task(conn.close())
+
+    async def probe(self) -> bool:
+        """A ping/pong round trip now: True if the pong came within `pong_timeout`."""
+        conn = self._conn
+        if conn is None:
+            return False
+        try:
+            waiter = await conn.ping()
+            await self.clock.wait_for(waiter, self.pong_timeout)
+        except (ConnectionError, TimeoutError):
+            return False
+        return True
+
+    # ------------------------------------------------------------------ the connection loop
+    async def _run(self) -> None:
+        while True:
+            healthy, planned = False, False
+            try:
+                conn = await self.clock.wait_for(
+                    self.transport.connect(self.url, open_timeout=self.open_timeout), self.open_timeout
+                )
+            except (OSError, TimeoutError) as exc:
+                reason = f"connect failed: {exc!r}"
+            else:
+                healthy, planned, reason = await self._serve(conn)
+            self._dropped(reason)
+            if healthy:
+                self.backoff.reset()
+            if not planned:
+                await self.backoff.wait()
+
+    async def _serve(self, conn: Connection) -> tuple[bool, bool, str]:
+        """Run one connection to its end: (it was healthy, the close was planned, why it ended)."""
+        self._conn, self._close_reason = conn, ""
+        self.connects += 1
+        helpers: list[asyncio.Task[None]] = []
+        frames = self.frames
+        try:
+            if self.on_open is not None:
+                await self.on_open(conn)
+            self.connected.set()
+            if self._last_drop:
+                self.logger.info("%s reconnected after: %s", self.name, self._last_drop)
+                if self.on_reconnect is not None:
+                    self.on_reconnect(self._last_drop)
+            else:
+                self.logger.info("%s connected", self.name)
+            loop = asyncio.get_running_loop()
+            helpers.append(loop.create_task(self._keepalive(conn)))
+            if self.max_lifetime is not None:
+                helpers.append(loop.create_task(self._retire(self.max_lifetime)))
+            if self.watch is not None:
+                self.watch.arm()
+            await self._receive(conn)
+            reason = "closed by the venue"
+        except asyncio.CancelledError:
+            self._conn = None
+            self.connected.clear()
+            raise
+        except (OSError, TimeoutError) as exc:
+            reason = self._close_reason or f"connection lost: {exc}"
+        except Exception as exc:  # on_open refused (e.g. a subscription error): back off and retry
+            reason = self._close_reason or f"{type(exc).__name__}: {exc}"
+        finally:
+            if self.watch is not None:
+                self.watch.disarm()
+            for task in helpers:
+                task.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await conn.close()
+        healthy = self.connected.is_set() and self.frames > frames  # opened and carried data
+        return healthy, bool(self._close_reason), reason
+
+    async def _receive(self, conn: Connection) -> None:
+        on_message, watch, clock = self.on_message, self.watch, self.clock
+        while True:
+            raw = await conn.recv()
+            self.frames += 1
+            if watch is not None:
+                watch.touch()
+            if self.on_frame is not None:
+                now = clock.now()
+                self.on_frame(raw, int(now.timestamp()) * 1_000_000_000 + now.microsecond * 1000)
+            on_message(raw)
+
+    def _dropped(self, reason: str) -> None:
+        self._conn = None
+        was_open = self.connected.is_set()
+        self.connected.clear()
+        if was_open or not self._last_drop:
+            self.drops += 1
+            self.logger.warning("%s dropped: %s", self.name, reason)
+        self._last_drop = reason
+        if self.on_drop is not None:
+            self.on_drop(reason)
+
+    async def _keepalive(self, conn: Connection) -> None:
+        while True:
+            await self.clock.sleep(self.ping_interval)
+            if not await self.probe():
+                self._close_reason = f"no pong within {self.pong_timeout:g} s"
+                await conn.close()
+                return
+
+    async def _retire(self, lifetime: float) -> None:
+        await self.clock.sleep(lifetime)
+        self.reconnect(f"scheduled reconnect after {lifetime:g} s")
+
+    def _recycle_silent(self, seconds: float) -> None:
+        self.reconnect(f"silent feed: no frame for {seconds:.1f} s")

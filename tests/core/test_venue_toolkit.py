@@ -1,0 +1,540 @@
+"""The venue toolkit on real sockets: ReconnectingWebSocket (reconnect, backoff, keepalive, silence watch,
+pre-emptive reconnect), RateLimits (tables, Retry-After, 418 bans), ServerClock, ErrorTable, Features,
+VenueSession."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from email.utils import format_datetime
+from typing import Any, ClassVar
+
+import httpx
+import pytest
+from pydantic import ValidationError
+from support.scripted import ScriptedClient
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.datastructures import Headers
+from websockets.http11 import Request, Response
+
+from moonship_core import (
+    AuthenticationError,
+    Ban,
+    ClientContext,
+    Connection,
+    DuplicateClientOrderId,
+    ErrorRule,
+    ErrorTable,
+    ExchangeError,
+    Features,
+    InvalidOrder,
+    MarketConfig,
+    NotSupported,
+    OrderRequest,
+    OrderStatus,
+    OrderType,
+    Pool,
+    PostOnlyRejected,
+    RateLimited,
+    RateLimits,
+    RateTable,
+    ReconnectingWebSocket,
+    ServerClock,
+    Sessions,
+    Side,
+    SilenceWatch,
+    TimeInForce,
+    VenueSession,
+    VenueSettings,
+    parse_retry_after,
+)
+from moonship_core.trading.market import Market
+
+D = Decimal
+Handler = Callable[[ServerConnection], Awaitable[None]]
+
+
+@asynccontextmanager
+async def ws_server(handler: Handler, **kw: Any) -> AsyncIterator[str]:
+    async with serve(handler, "127.0.0.1", 0, **kw) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        yield f"ws://127.0.0.1:{port}"
+
+
+async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.01)
+
+
+class Recorder:
+    """Collects what a ReconnectingWebSocket tells its owner."""
+
+    def __init__(self) -> None:
+        self.messages: list[str | bytes] = []
+        self.drops: list[str] = []
+        self.opens: list[float] = []
+        self.reconnects: list[str] = []
+        self.frames: list[tuple[str | bytes, int]] = []
+        self.silences: list[float] = []
+
+    async def on_open(self, conn: Connection) -> None:
+        self.opens.append(time.monotonic())
+        await conn.send('{"method": "SUBSCRIBE"}')
+
+    def socket(self, url: str, **kw: Any) -> ReconnectingWebSocket:
+        return ReconnectingWebSocket(
+            url,
+            self.messages.append,
+            name="test",
+            on_open=self.on_open,
+            on_drop=self.drops.append,
+            on_reconnect=self.reconnects.append,
+            on_frame=lambda raw, ns: self.frames.append((raw, ns)),
+            **kw,
+        )
+
+
+# ---------------------------------------------------------------------- websocket
+def test_reconnects_after_every_drop_and_subscribes_again() -> None:
+    subscriptions: list[str] = []
+
+    async def handler(ws: ServerConnection) -> None:
+        subscriptions.append(str(await ws.recv()))
+        await ws.send("hello")
+        await ws.close()  # the venue drops us after one frame
+
+    async def main() -> None:
+        rec = Recorder()
+        async with ws_server(handler) as url:
+            sock = rec.socket(url, reconnect_initial_delay=0.02, reconnect_max_delay=0.05)
+            sock.start()
+            await until(lambda: len(rec.opens) >= 3)
+            await sock.stop()
+        assert len(subscriptions) >= 3  # on_open ran on every connection
+        assert rec.messages[:3] == ["hello"] * 3
+        assert len(rec.drops) >= 2 and all("closed" in r or "lost" in r for r in rec.drops)
+        assert len(rec.reconnects) >= 2  # the metrics callback heard of each reconnect
+        before, after = time.time_ns() - 10**10, time.time_ns()
+        assert all(raw == "hello" and before < ns <= after for raw, ns in rec.frames)
+
+    asyncio.run(main())
+
+
+def test_backoff_grows_with_jitter_up_to_the_maximum_while_the_venue_refuses() -> None:
+    attempts: list[float] = []
+
+    def refuse(conn: ServerConnection, request: Request) -> Response:
+        attempts.append(time.monotonic())
+        return Response(503, "Service Unavailable", Headers(), b"down")
+
+    async def handler(ws: ServerConnection) -> None:
+        raise AssertionError("never accepted")
+
+    async def main() -> None:
+        rec = Recorder()
+        async with ws_server(handler, process_request=refuse) as url:
+            sock = rec.socket(url, reconnect_initial_delay=0.05, reconnect_max_delay=0.4)
+            sock.start()
+            await until(lambda: len(attempts) >= 7, timeout=10)
+            await sock.stop()
+        gaps = [b - a for a, b in itertools.pairwise(attempts)]
+        # ceilings 0.05, 0.1, 0.2, 0.4, 0.4, ...; each delay is within [ceiling/2, ceiling]
+        assert gaps[0] < 0.15
+        assert all(0.2 - 0.02 <= g <= 0.4 + 0.15 for g in gaps[3:])
+        assert rec.opens == [] and all("connect failed" in r for r in rec.drops)
+
+    asyncio.run(main())
+
+
+def test_silence_is_reported_within_the_timeout_while_the_socket_stays_open() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()
+        for i in range(5):
+            await ws.send(str(i))
+            await asyncio.sleep(0.02)
+        await ws.wait_closed()  # open, answering pings, but the feed has stopped
+
+    async def main() -> None:
+        rec = Recorder()
+        silent_at: list[float] = []
+
+        def on_silent(seconds: float) -> None:
+            silent_at.append(time.monotonic())
+            rec.silences.append(seconds)
+
+        async with ws_server(handler) as url:
+            sock = rec.socket(url, silence_timeout=0.3, on_silent=on_silent, ping_interval=0.1)
+            sock.start()
+            await until(lambda: len(rec.messages) == 5)
+            last_frame = time.monotonic()
+            await until(lambda: bool(silent_at), timeout=2)
+            assert 0.25 <= silent_at[0] - last_frame <= 0.6
+            assert rec.silences[0] >= 0.3
+            assert await sock.probe()  # the socket itself is fine: ping/pong answers
+            await asyncio.sleep(0.5)
+            assert len(silent_at) == 1  # reported once per silence, until re-armed or touched
+            assert sock.connects == 1 and rec.drops == []
+            await sock.stop()
+
+    asyncio.run(main())
+
+
+def test_a_quiet_market_backs_off_its_probes_and_never_reconnects() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()
+        await ws.wait_closed()  # nothing trades
+
+    async def main() -> None:
+        rec = Recorder()
+        probes: list[float] = []
+        sock: ReconnectingWebSocket
+
+        def on_silent(seconds: float) -> None:
+            async def probe() -> None:
+                probes.append(time.monotonic())
+                assert sock.watch is not None
+                if await sock.probe():  # alive and quiet (a venue also asks REST): look again later
+                    sock.watch.arm(min(sock.watch.timeout * 2, 2.0))
+                else:
+                    sock.reconnect("probe failed")
+
+            asyncio.get_running_loop().create_task(probe())
+
+        async with ws_server(handler) as url:
+            sock = rec.socket(url, silence_timeout=0.1, on_silent=on_silent)
+            sock.start()
+            await asyncio.sleep(1.6)
+            await sock.stop()
+        assert sock.connects == 1 and rec.drops == []
+        # probes at ~0.1, 0.3, 0.7, 1.5 s: doubling, not one every 0.1 s
+        assert 3 <= len(probes) <= 5
+        gaps = [b - a for a, b in itertools.pairwise(probes)]
+        assert all(later > earlier * 1.5 for earlier, later in itertools.pairwise(gaps))
+
+    asyncio.run(main())
+
+
+def test_without_an_on_silent_callback_a_silent_feed_is_recycled() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()
+        await ws.send("one")
+        await ws.wait_closed()
+
+    async def main() -> None:
+        rec = Recorder()
+        async with ws_server(handler) as url:
+            sock = rec.socket(url, silence_timeout=0.2)
+            sock.start()
+            await until(lambda: len(rec.opens) >= 2, timeout=3)
+            await sock.stop()
+        assert "silent feed" in rec.drops[0]
+        assert rec.opens[1] - rec.opens[0] < 0.6  # a planned reconnect: no backoff
+
+    asyncio.run(main())
+
+
+def test_no_pong_in_time_drops_the_connection() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()
+        await ws.send("subscribed")
+        ws.transport.pause_reading()  # a hung peer: reads nothing, so never answers a ping
+        await ws.wait_closed()
+
+    async def main() -> None:
+        rec = Recorder()
+        async with ws_server(handler, close_timeout=0.2) as url:
+            sock = rec.socket(url, ping_interval=0.1, pong_timeout=0.2, reconnect_initial_delay=0.02)
+            sock.start()
+            started = time.monotonic()
+            await until(lambda: bool(rec.drops), timeout=3)
+            assert time.monotonic() - started < 1.5
+            await until(lambda: len(rec.opens) >= 2)
+            await sock.stop()
+        assert "no pong within 0.2 s" in rec.drops[0]
+
+    asyncio.run(main())
+
+
+def test_connection_is_replaced_ahead_of_its_maximum_lifetime() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()
+        while True:
+            await ws.send("tick")
+            await asyncio.sleep(0.02)
+
+    async def main() -> None:
+        rec = Recorder()
+        async with ws_server(handler) as url:
+            sock = rec.socket(url, max_lifetime=0.3, reconnect_initial_delay=5.0)
+            sock.start()
+            await until(lambda: len(rec.opens) >= 2, timeout=3)
+            await sock.stop()
+        assert rec.drops[0] == "scheduled reconnect after 0.3 s"
+        assert 0.25 <= rec.opens[1] - rec.opens[0] < 1.0  # no backoff wait for a planned reconnect
+
+    asyncio.run(main())
+
+
+def test_silence_watch_fires_once_and_rearms_on_touch() -> None:
+    async def main() -> None:
+        fired: list[float] = []
+        watch = SilenceWatch(0.1, fired.append)
+        watch.arm()
+        await asyncio.sleep(0.35)
+        assert len(fired) == 1
+        watch.touch()
+        await asyncio.sleep(0.05)
+        watch.touch()  # data flowing: no report
+        await asyncio.sleep(0.05)
+        assert len(fired) == 1
+        await asyncio.sleep(0.15)
+        assert len(fired) == 2
+        watch.disarm()
+        await asyncio.sleep(0.2)
+        assert len(fired) == 2
+
+    asyncio.run(main())
+
+
+# ---------------------------------------------------------------------- rate limits
+TABLE = RateTable(
+    pools=[
+        Pool("weight", 10, 1.0, header="x-used-weight"),
+        Pool("orders", 2, 1.0, per_account=True),
+    ],
+    endpoints={"GET /depth": {"weight": 5}, "POST /order": {"weight": 1, "orders": 1}},
+    default={"weight": 1},
+)
+
+
+def test_retry_after_in_seconds_or_as_an_http_date() -> None:
+    now = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    assert parse_retry_after("7", now) == 7.0
+    assert parse_retry_after(" 2.5 ", now) == 2.5
+    assert parse_retry_after(format_datetime(now + timedelta(seconds=30), usegmt=True), now) == 30.0
+    assert parse_retry_after("Thu, 01 Jan 2026 11:59:00 GMT", now) == 0.0  # already past
+    assert parse_retry_after("soon", now, default=3.0) == 3.0
+    assert parse_retry_after(None, now) == 1.0
+
+
+def test_http_date_retry_after_from_a_real_server_pauses_the_session() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await asyncio.sleep(0)
+
+    def answer(conn: ServerConnection, request: Request) -> Response:
+        when = datetime.now(UTC) + timedelta(seconds=2)
+        headers = Headers({"Retry-After": format_datetime(when, usegmt=True)})
+        return Response(429, "Too Many Requests", headers)
+
+    async def main() -> None:
+        async with ws_server(handler, process_request=answer) as url:
+            http_url = url.replace("ws://", "http://")
+            async with httpx.AsyncClient() as http:
+                response = await http.get(http_url)
+        assert response.status_code == 429
+        seconds = parse_retry_after(response.headers.get("retry-after"), datetime.now(UTC))
+        assert 0.5 <= seconds <= 2.0  # the HTTP-date has whole seconds
+        limits = RateLimits(TABLE)
+        limits.refused(429, seconds)
+        assert limits.wait_time("GET /depth") == pytest.approx(seconds, abs=0.05)
+
+    asyncio.run(main())
+
+
+def test_weights_by_table_per_pool_and_per_account() -> None:
+    async def main() -> None:
+        waits: list[tuple[str, float]] = []
+        limits = RateLimits(TABLE, on_wait=lambda e, s: waits.append((e, s)))
+        await limits.acquire("GET /depth")
+        await limits.acquire("POST /order", account="a")
+        await limits.acquire("POST /order", account="a")
+        assert limits.wait_time("POST /order", account="b") == 0  # b's order count is its own
+        assert limits.wait_time("POST /order", account="a") > 0.8  # a spent 2 orders this second
+        assert limits.wait_time("GET /time") == 0  # weight 7 of 10 spent
+        limits.observe({"x-used-weight": "10"})  # the venue counts more than we did
+        assert limits.wait_time("GET /time") > 0.8
+        started = time.monotonic()
+        await limits.acquire("POST /order", account="b")
+        assert time.monotonic() - started > 0.8
+        assert waits and waits[0][0] == "POST /order"
+
+    asyncio.run(main())
+
+
+def test_a_wait_longer_than_max_wait_raises_rate_limited_at_once() -> None:
+    async def main() -> None:
+        limits = RateLimits(TABLE, max_wait=0.5)
+        limits.refused(429, 5.0)
+        started = time.monotonic()
+        with pytest.raises(RateLimited) as caught:
+            await limits.acquire("GET /depth")
+        assert time.monotonic() - started < 0.1
+        assert caught.value.retry_after is not None and 4.9 < caught.value.retry_after <= 5.0
+
+    asyncio.run(main())
+
+
+def test_a_418_ban_holds_every_session_of_the_venue_and_a_429_only_its_own() -> None:
+    async def main() -> None:
+        ban = Ban()
+        spot, margin = RateLimits(TABLE, ban=ban), RateLimits(TABLE, ban=ban)
+        spot.refused(429, 0.3)
+        assert margin.wait_time("GET /depth") == 0
+        margin.refused(418, 0.4)
+        assert spot.wait_time("GET /depth") > 0.35
+        started = time.monotonic()
+        await spot.acquire("GET /depth")
+        assert time.monotonic() - started >= 0.38
+        assert RateLimits(TABLE).wait_time("GET /depth") == 0  # another engine's venue is not banned
+
+    asyncio.run(main())
+
+
+# ---------------------------------------------------------------------- server clock
+def test_server_clock_offset_from_the_round_trip_midpoint_and_resync() -> None:
+    async def main() -> None:
+        fetches = 0
+
+        async def fetch_ms() -> int:
+            nonlocal fetches
+            fetches += 1
+            await asyncio.sleep(0.05)
+            served = int(time.time() * 1000) + 5000  # the venue is 5 s ahead, answers mid-flight
+            await asyncio.sleep(0.05)
+            return served
+
+        clock = ServerClock(fetch_ms, max_age=60)
+        await asyncio.gather(clock.ensure(), clock.ensure(), clock.ensure())
+        assert fetches == 1  # concurrent callers share one fetch
+        assert abs(clock.offset_ms - 5000) <= 15
+        assert clock.rtt_ms >= 95
+        assert abs(clock.now_ms() - (int(time.time() * 1000) + 5000)) <= 20
+        await clock.ensure()
+        assert fetches == 1
+        clock.invalidate()  # the venue rejected a timestamp
+        await clock.ensure()
+        assert fetches == 2
+
+    asyncio.run(main())
+
+
+# ---------------------------------------------------------------------- errors
+def test_error_table_maps_status_code_and_message_onto_the_taxonomy() -> None:
+    table = ErrorTable(
+        "Venue",
+        [
+            ErrorRule(PostOnlyRejected, code=-2010, message="would immediately match"),
+            ErrorRule(DuplicateClientOrderId, code=-2010, message="duplicate order"),
+            ErrorRule(InvalidOrder, code=-1013, rule=lambda m: m.split(": ")[-1].lower()),
+            ErrorRule(NotSupported, code=-1116, rule="order_type"),
+            ErrorRule(AuthenticationError, status=401),
+            ErrorRule(AuthenticationError, code=(-2014, -2015)),
+        ],
+    )
+    assert isinstance(table.error(400, -2010, "Order would immediately match and take."), PostOnlyRejected)
+    dup = table.error(400, -2010, "Duplicate order sent.")
+    assert type(dup) is DuplicateClientOrderId and dup.code == -2010
+    bad = table.error(400, -1013, "Filter failure: LOT_SIZE")
+    assert isinstance(bad, InvalidOrder) and bad.rule == "lot_size"
+    unsupported = table.error(400, -1116, "Invalid orderType.")
+    assert isinstance(unsupported, NotSupported) and unsupported.feature == "order_type"
+    assert isinstance(table.error(401, None, "no key"), AuthenticationError)
+    assert isinstance(table.error(400, -2015, "Invalid API-key"), AuthenticationError)
+    other = table.error(400, -9999, "something")
+    assert type(other) is ExchangeError and str(other) == "Venue -9999: something"
+
+
+# ---------------------------------------------------------------------- features
+class SpotOnly(ScriptedClient):
+    features = Features(
+        time_in_force=frozenset({TimeInForce.GTC, TimeInForce.IOC}),
+        post_only=False,
+        quote_quantity_market=False,
+        margin=False,
+    )
+
+
+def test_features_refuse_what_the_venue_cannot_do() -> None:
+    features = SpotOnly.features
+    with pytest.raises(NotSupported) as caught:
+        features.check(OrderRequest.limit(Side.BUY, D(1), D(100), time_in_force=TimeInForce.FOK), "v")
+    assert caught.value.feature == "time_in_force:FOK"
+    for request, feature in [
+        (OrderRequest.limit(Side.BUY, D(1), D(100), post_only=True), "post_only"),
+        (OrderRequest.market(Side.BUY, quote_quantity=D(10)), "quote_quantity_market"),
+        (OrderRequest.limit(Side.BUY, D(1), D(100), margin=True), "margin"),
+    ]:
+        with pytest.raises(NotSupported, match=feature):
+            features.check(request)
+    features.check(OrderRequest.market(Side.BUY, quantity=D(1)))
+    limit_only = Features(order_types=frozenset({OrderType.LIMIT}))
+    with pytest.raises(NotSupported, match="order_type:MARKET"):
+        limit_only.check(OrderRequest.market(Side.BUY, quantity=D(1)))
+
+
+def test_the_market_rejects_an_unsupported_order_before_it_reaches_the_client() -> None:
+    async def main() -> None:
+        cfg = MarketConfig.model_validate({"client": "scripted", "symbol": "BTCUSDT"})
+        market = Market("btc", cfg, SpotOnly, ClientContext("btc", cfg, {}, lambda name: SpotOnly))
+        await market.open()
+        refused = await market.place_order(OrderRequest.limit(Side.BUY, D(1), D(100), post_only=True))
+        assert (refused.status, refused.error) == (OrderStatus.REJECTED, "NotSupported")
+        assert refused.reason is not None and "post_only" in refused.reason
+        accepted = await market.place_order(OrderRequest.limit(Side.BUY, D(1), D(100)))
+        assert accepted.status is OrderStatus.PENDING
+        client = market.client
+        assert isinstance(client, SpotOnly) and len(client.placed) == 1
+
+    asyncio.run(main())
+
+
+# ---------------------------------------------------------------------- sessions
+def test_sessions_are_shared_by_key_and_closed_with_their_parts() -> None:
+    async def main() -> None:
+        stopped: list[str] = []
+
+        class Part:
+            def __init__(self, name: str) -> None:
+                self.name = name
+
+            async def stop(self) -> None:
+                stopped.append(self.name)
+
+        sessions = Sessions()
+        cfg = MarketConfig.model_validate({"client": "scripted", "symbol": "BTCUSDT"})
+        one = ClientContext("a", cfg, {}, lambda name: SpotOnly, sessions=sessions)
+        two = ClientContext("b", cfg, {}, lambda name: SpotOnly, sessions=sessions)
+        session = one.session("venue http://x", lambda: VenueSession("venue", "http://x"))
+        assert two.session("venue http://x", lambda: VenueSession("venue", "http://y")) is session
+        assert session.part("stream", lambda: Part("stream")) is session.part("stream", lambda: Part("other"))
+        session.part("user", lambda: Part("user"))
+        http = session.http
+        await sessions.aclose()
+        assert stopped == ["user", "stream"] and http.is_closed and session.closed
+
+    asyncio.run(main())
+
+
+# ---------------------------------------------------------------------- settings
+class OldNames(VenueSettings):
+    renamed: ClassVar[dict[str, str]] = {
+        "stale_after": "silence_timeout",
+        "max_reconnect_delay": "reconnect_max_delay",
+    }
+
+
+def test_venue_settings_read_old_key_names_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    settings = OldNames.model_validate({"stale_after": 4, "max_reconnect_delay": 7, "pong_timeout": 3})
+    assert (settings.silence_timeout, settings.reconnect_max_delay, settings.pong_timeout) == (4, 7, 3)
+    assert "'stale_after' is deprecated: use 'silence_timeout'" in caplog.text
+    assert OldNames().silence_timeout == 10.0
+    with pytest.raises(ValidationError):
+        OldNames.model_validate({"stale_timeout": 4})  # not an old name of this venue: unknown key
