@@ -58,6 +58,14 @@ def bench(session: nox.Session) -> None:
 
 
 @nox.session(reuse_venv=True)
+def docs(session: nox.Session) -> None:
+    """The documentation site into site/: `mkdocs build --strict` (`nox -s docs -- serve` to preview)."""
+    groups = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]
+    session.install(*editables(test_extras=False), *groups["docs"])
+    session.run("mkdocs", *(session.posargs or ["build", "--strict"]))
+
+
+@nox.session(reuse_venv=True)
 def demo(session: nox.Session) -> None:
     """Paper trading on the offline simulator, until interrupted (Ctrl-C)."""
     session.install(*editables(test_extras=False))

@@ -67,6 +67,7 @@ class _Model(BaseModel):
 class EngineConfig(_Model):
     """`moonship.engine`."""
 
+    #: this engine's name, unique among running engines (its keys in the shared cache and journal)
     name: str = "engine"
     #: seconds between two summary lines (position, P/L, fees, orders, fills) of each running strategy;
     #: 0 logs none (the table at stop is always logged)
@@ -85,11 +86,17 @@ class _ExtraModel(BaseModel):
 class MarketConfig(_ExtraModel):
     """`moonship.markets.NAME`; client-specific keys (api_key, real_client, fee_rate, ...) are in `extra`."""
 
+    #: market client: `binance`, `luno`, `valr`, `paper`, `sim` or a plugin's name (or a dotted class path)
     client: str
+    #: the exchange's symbol, e.g. `BTCUSDT`
     symbol: str = Field(min_length=1)
+    #: the account orders are placed on by default (a venue's sub-account; the paper account's name)
     account: str | None = None
+    #: orders are margin orders by default (where the venue has margin)
     enable_margin: bool = False
+    #: recent public trades kept in memory
     max_recent_trade_list_size: int = Field(default=10000, ge=0)
+    #: candle length in seconds built from trades: 0, 60, 300, 900, 1800, 3600 or 86400 (0: none)
     candle_period: int = 300
 
     @field_validator("candle_period")
@@ -122,6 +129,7 @@ class RiskConfig(_Model):
     max_daily_loss: Decimal | None = Field(default=None, gt=0)
     #: this many rejected orders within `reject_window` seconds HALT the strategy
     max_rejects: int | None = Field(default=None, gt=0)
+    #: seconds over which `max_rejects` counts rejected orders
     reject_window: float = Field(default=60.0, gt=0)
 
 
@@ -132,8 +140,11 @@ def _as_list(value: Any) -> Any:
 class StrategyConfig(_ExtraModel):
     """`moonship.strategies.NAME`; the algo's own properties are in `extra`."""
 
+    #: algorithm plugin name (or a dotted class path: in the config file only)
     algo: str
+    #: start the strategy when the engine starts
     auto_start: bool = False
+    #: the markets (names under `moonship.markets`) the strategy trades; one name or a list
     markets: Annotated[list[str], BeforeValidator(_as_list), Field(min_length=1)]
     #: the strategy's own risk limits (declared, so never among the algo's settings in `extra`)
     risk: RiskConfig | None = None
@@ -183,7 +194,10 @@ def _mask(data: Any, location: Location) -> None:
 class RedisConfig(_Model):
     """`moonship.redis`: the shared cache and message bus (absent `url`: no Redis)."""
 
+    #: `redis://[:password@]host[:port]/db`, `rediss://` (TLS) or `unix://`; set: every process shares state,
+    #: commands (and by default the journal) through Redis
     url: str | None = None
+    #: verify the server's certificate (rediss://)
     ssl_verify_cert: bool = True
     #: RESP protocol version (the original's `redis.protocol`); None leaves the client default
     protocol: Literal[2, 3] | None = None
@@ -220,6 +234,8 @@ class MoonshipConfig(BaseModel):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     journal: JournalConfig = Field(default_factory=JournalConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
+    #: `logging.config.dictConfig` entries merged over the defaults (INFO to stderr): formatters, filters,
+    #: handlers and loggers merge per name, `root` key by key
     logging: dict[str, Any] = Field(default_factory=dict)
 
     @property

@@ -17,6 +17,7 @@ from ..model import MarketStatus, Order, OrderRequest, Side
 class SpreadQuoterSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
+    #: base quantity of each bid and ask
     trade_quantity: Decimal = Field(gt=0)
     #: distance between our bid and ask, in basis points of the mid
     spread_bps: Decimal = Field(default=Decimal(20), gt=0)

@@ -55,10 +55,15 @@ class SimSettings(BaseModel):
 
     #: default: a stable hash of the symbol
     seed: int | None = None
+    #: the mid the random walk starts at
     start_price: Decimal = Field(Decimal(30000), gt=0)
+    #: price step
     tick_size: Decimal = Field(Decimal("0.01"), gt=0)
+    #: quantity step
     lot_size: Decimal = Field(Decimal("0.00001"), gt=0)
+    #: smallest order value, in quote
     min_notional: Decimal = Field(Decimal(5), ge=0)
+    #: market events per second
     events_per_second: Decimal = Field(Decimal(20), gt=0)
     #: levels per side
     levels: int = Field(50, ge=1)

@@ -34,15 +34,20 @@ class ApiSettings(BaseModel):
     host: str = "127.0.0.1"
     #: TCP port; `$PORT` in the YAML reads the environment variable; 0 picks a free port
     port: Annotated[int, BeforeValidator(_strip), Field(ge=0, le=65535)] = 8080
+    #: the one user's name (required to start the API)
     user: str | None = Field(default=None, min_length=1)
     #: bcrypt hash of the password
     password: SecretStr | None = None
+    #: PEM certificate (chain) file: serve HTTPS (with `ssl_key`)
     ssl_cert: str | None = None
+    #: PEM private key file of `ssl_cert`
     ssl_key: str | None = None
     #: minutes of inactivity before a session expires; 0: never
     idle_session_expiry: float = Field(default=0, ge=0, allow_inf_nan=False)
     #: hours after login a session ends however much it is used
     session_lifetime: float = Field(default=12, gt=0, le=24 * 366, allow_inf_nan=False)
+    #: access log line (aiohttp's tokens: %a %t %P %r %s %b %T %Tf %D %{Header}i %{Header}o %%), logged on
+    #: `moonship.api.access` at INFO
     access_log_format: str = DEFAULT_FORMAT
     #: seconds for a request's headers (from the connection's start or the previous response; also the TLS
     #: handshake's limit)

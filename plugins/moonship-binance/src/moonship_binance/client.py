@@ -58,7 +58,9 @@ class BinanceSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    #: API key for live trading (a market's `api_key` overrides it)
     api_key: str | None = None
+    #: its secret
     api_secret: SecretStr | None = None
     #: Binance's spot testnet for every URL not given explicitly
     testnet: bool = False
@@ -68,11 +70,13 @@ class BinanceSettings(BaseModel):
     ws_url: str | None = None
     #: the full WebSocket API URL
     ws_api_url: str | None = None
+    #: milliseconds a signed request stays valid after its timestamp
     recv_window: int = Field(5000, gt=0, le=60000)
     #: seconds for any REST call or websocket handshake
     request_timeout: float = Field(10.0, gt=0)
     #: levels in the book snapshot (weight 5/25/50/250 up to 100/500/1000/5000)
     depth_limit: int = Field(1000, ge=5, le=5000)
+    #: how often the diff-depth stream sends book updates
     depth_speed: Literal["100ms", "1000ms"] = "100ms"
     #: reconnect the market stream when no frame arrived for this many seconds
     stale_after: float = Field(60.0, gt=0)

@@ -63,10 +63,15 @@ class LunoSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    #: API key id for live trading (a market's `api_key` overrides it)
     api_key: str | None = None
+    #: its secret
     api_secret: Annotated[str | None, Field(repr=False)] = None
+    #: REST endpoint
     rest_url: str = c.REST_URL
+    #: streaming endpoint
     ws_url: str = c.WS_URL
+    #: seconds for any REST call or websocket handshake
     request_timeout: Annotated[float, Field(gt=0)] = c.REQUEST_TIMEOUT
     #: seconds of silence (no update, no keepalive) after which a stream is reconnected
     stale_timeout: Annotated[float, Field(gt=0)] = c.STALE_TIMEOUT

@@ -27,11 +27,17 @@ class EmailSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    #: SMTP server (always STARTTLS, then login)
     smtp_host: str = Field(min_length=1)
+    #: its port
     smtp_port: int = Field(default=587, gt=0, lt=65536)
+    #: SMTP login
     username: str
+    #: SMTP password
     password: SecretStr
+    #: the From address
     sender: str = Field(alias="from", min_length=3)
+    #: recipients: one address or a list
     to: Annotated[list[str], BeforeValidator(as_list), Field(min_length=1)]
 
 

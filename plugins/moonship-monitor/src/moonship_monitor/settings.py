@@ -18,7 +18,9 @@ class AlertSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    #: a rule-engine expression over a strategy's StrategyInfo, e.g. `total_profit < -50`
     condition: str
+    #: action names (`email`, `webhook`, `halt`, `reduce`, a plugin's); one name or a list; none: logged only
     actions: Annotated[list[str], BeforeValidator(as_list)] = Field(default_factory=list)
 
     @field_validator("condition")
@@ -40,6 +42,7 @@ class MonitorSettings(BaseModel):
 
     #: seconds between two polls of the shared cache
     poll_interval: float = Field(default=5.0, gt=0)
+    #: alerts by name
     alerts: dict[str, AlertSettings] = Field(min_length=1)
     email: EmailSettings | None = None
     webhook: WebhookSettings | None = None

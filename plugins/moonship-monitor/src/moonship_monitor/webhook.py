@@ -13,9 +13,11 @@ class WebhookSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    #: http(s) URL the alert is POSTed to as JSON
     url: SecretStr
     #: seconds to wait for the connection and for the response
     timeout: float = Field(default=10.0, gt=0)
+    #: extra request headers (e.g. Authorization)
     headers: dict[str, SecretStr] = Field(default_factory=dict)
 
     @field_validator("url")

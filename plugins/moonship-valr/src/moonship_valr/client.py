@@ -72,7 +72,9 @@ class ValrSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    #: API key for live trading (a market's `api_key` overrides it)
     api_key: str | None = None
+    #: its secret
     api_secret: SecretStr | None = None
     #: VALR sub-account id every request is signed for (a market's `account` overrides it)
     sub_account_id: str | None = None
@@ -80,10 +82,15 @@ class ValrSettings(BaseModel):
     rest_url: str = c.REST_URL
     #: scheme://host[:port]; the client appends /ws/trade and /ws/account
     ws_url: str = c.WS_URL
+    #: seconds for any REST call or websocket handshake
     request_timeout: float = Field(c.REQUEST_TIMEOUT, gt=0)
+    #: seconds between two PINGs on each socket
     ping_interval: float = Field(c.PING_INTERVAL, gt=0, le=25)
+    #: reconnect a socket whose PONG is this many seconds late
     pong_timeout: float = Field(c.PONG_TIMEOUT, gt=0)
+    #: reconnect a socket whose feed was silent this many seconds
     stale_timeout: float = Field(c.STALE_TIMEOUT, gt=0)
+    #: longest wait between reconnect attempts (exponential backoff with jitter up to it)
     reconnect_max_delay: float = Field(30.0, gt=0)
     #: how long a final status may wait for its trades before they are fetched over REST
     fill_wait: float = Field(1.0, ge=0)
@@ -91,6 +98,7 @@ class ValrSettings(BaseModel):
     cancel_wait: float = Field(2.0, ge=0)
     #: requests per minute per API key / to /v1/public/*
     rate_limit: int = Field(c.KEY_LIMIT_PER_MIN, gt=0)
+    #: requests per minute to /v1/public/* (without a key)
     public_rate_limit: int = Field(c.PUBLIC_LIMIT_PER_MIN, gt=0)
 
     @field_validator("rest_url")
