@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -113,3 +115,26 @@ def test_debian_packages_unpacked_without_root_by_one_of_two_sessions(tmp_path: 
         server.kill()
         server.wait(10)
     assert os.access(wrapper, os.X_OK)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(os.geteuid() != 0 or shutil.which("setpriv") is None, reason="drops root with setpriv")
+def test_a_user_without_root_gets_the_unpacked_packages() -> None:
+    """As `nobody` (no root, no sudo), with nothing on the PATH: not apt-get install but the download."""
+    with tempfile.TemporaryDirectory() as home:
+        os.chmod(home, 0o777)
+        script = (
+            "import os; from pathlib import Path; from support.provision import ensure; "
+            "print(os.geteuid(), ensure('redis-server', search_path=''))"
+        )
+        result = subprocess.run(
+            ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", script],
+            cwd=TESTS, capture_output=True, text=True, timeout=600,
+            env={"HOME": home, "PATH": os.environ["PATH"], "MOONSHIP_TEST_TOOLS": f"{home}/tools"},
+        )
+        assert result.returncode == 0, result.stderr
+        wrapper = Path(home) / "tools" / "bin" / "redis-server"
+        assert result.stdout.split() == ["65534", str(wrapper)]
+        assert "provision: redis-server unpacked from Debian packages" in result.stderr
+        version = subprocess.run([wrapper, "--version"], capture_output=True, text=True, timeout=30)
+        assert version.stdout.startswith("Redis server v=")
