@@ -182,7 +182,12 @@ def _unpack(spec: Tool, root: Path, tried: list[str]) -> None:
 def _needed(package: str, tried: list[str]) -> list[str]:
     """`package` and its recursive dependencies that dpkg does not list as installed."""
     flags = ["--no-recommends", "--no-suggests", "--no-conflicts", "--no-breaks", "--no-replaces"]
-    result = _run(["apt-cache", "depends", "--recurse", *flags, "--no-enhances", package], tried)
+    depends = ["apt-cache", "depends", "--recurse", *flags, "--no-enhances", package]
+    result = _run(depends, tried)
+    fresh = not any(Path("/var/lib/apt/lists").glob("*_Packages*"))  # apt-get update never ran
+    if result is None and fresh and _may_install():
+        updated = _run([*_sudo(), "apt-get", "update", "-q"], tried) is not None
+        result = _run(depends, tried) if updated else None
     if result is None:
         raise ProvisionError(_report(tried))
     lines = result.stdout.splitlines()
