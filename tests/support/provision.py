@@ -32,12 +32,16 @@ class ProvisionError(RuntimeError):
 class Tool:
     package: str  # the Debian package
     program: str  # the executable inside it, relative to its root
+    #: packages unpacked beside it even when this machine has them: the program finds their files next to it
+    companions: tuple[str, ...] = ()
 
 
 TOOLS = {
-    "redis-server": Tool("redis-server", "usr/bin/redis-server"),
-    # /usr/bin/chromium is a shell script that reads /etc/chromium.d; unpacked, the binary is run directly
-    "chromium": Tool("chromium", "usr/lib/chromium/chromium"),
+    # redis-server's binary is a link to redis-check-rdb in redis-tools
+    "redis-server": Tool("redis-server", "usr/bin/redis-server", ("redis-tools",)),
+    # /usr/bin/chromium is a shell script that reads /etc/chromium.d; unpacked, the binary is run directly,
+    # and it reads its data (icudtl.dat, resources) from chromium-common's files beside it
+    "chromium": Tool("chromium", "usr/lib/chromium/chromium", ("chromium-common",)),
     "chromedriver": Tool("chromium-driver", "usr/bin/chromedriver"),
 }
 
@@ -162,7 +166,7 @@ def _unpack(spec: Tool, root: Path, tried: list[str]) -> None:
     if shutil.which("apt-get") is None or shutil.which("dpkg") is None:
         tried.append("apt-get download: no apt-get or dpkg on this machine")
         raise ProvisionError(_report(tried))
-    names = _needed(spec.package, tried)
+    names = _needed(spec, tried)
     with tempfile.TemporaryDirectory(dir=root.parent, prefix=".download-") as scratch:
         downloads = Path(scratch)
         if _run(["apt-get", "download", "-q", *names], tried, cwd=downloads) is None:
@@ -179,8 +183,10 @@ def _unpack(spec: Tool, root: Path, tried: list[str]) -> None:
         unpacked.rename(root)
 
 
-def _needed(package: str, tried: list[str]) -> list[str]:
-    """`package` and its recursive dependencies that dpkg does not list as installed."""
+def _needed(spec: Tool, tried: list[str]) -> list[str]:
+    """The tool's package, its companions and its recursive dependencies that dpkg does not list as
+    installed."""
+    package = spec.package
     flags = ["--no-recommends", "--no-suggests", "--no-conflicts", "--no-breaks", "--no-replaces"]
     depends = ["apt-cache", "depends", "--recurse", *flags, "--no-enhances", package]
     result = _run(depends, tried)
@@ -199,12 +205,12 @@ def _needed(package: str, tried: list[str]) -> list[str]:
     )
     rows = [line.split("\t") for line in query.stdout.splitlines()]
     installed = {row[0].split(":")[0] for row in rows if row[-1].startswith("ii")}
-    return [name for name in names if name == package or name not in installed]
+    return [name for name in names if name in (package, *spec.companions) or name not in installed]
 
 
 def _rebase_links(root: Path) -> None:
-    """Points each symlink of the unpacked tree at its target in the tree, or else on this machine (a package
-    this machine has installed was not unpacked: redis-server's binary is a link into redis-tools)."""
+    """Points each symlink of the unpacked tree at its target in the tree, or else on this machine (where a
+    package this machine has installed was not unpacked)."""
     for link in root.rglob("*"):
         if not link.is_symlink():
             continue
