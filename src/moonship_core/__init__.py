@@ -10,9 +10,9 @@ from .clock import Clock, LiveClock, SimClock
 from .codec import json_dumps, json_loads
 from .config import MarketConfig, MoonshipConfig, StrategyConfig, format_errors, validate_model
 from .contracts.algo import AlgoContext, NoSettings, PositionView, StrategyMarket, TradingAlgo
-from .contracts.client import ClientContext, Features, MarketClient, MarketEvents, Sessions
+from .contracts.client import ClientContext, Features, MarketClient, MarketEvents, Sessions, VenueCounters
 from .contracts.service import Registry, Service, ServiceContext
-from .contracts.stores import MessageBus, SharedCache, Stores
+from .contracts.stores import FIRED_ALERTS_KEY, MessageBus, SharedCache, Stores
 from .control import ControlPlane
 from .errors import (
     AuthenticationError,
@@ -45,6 +45,9 @@ from .limits import (
     too_deep,
     valid_strategy_name,
 )
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .metrics import EngineMetrics
+from .metrics import render as render_metrics
 from .model import (
     ZERO,
     Balance,
@@ -82,7 +85,9 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
     __version__ = "0+unknown"
 
 __all__ = [
+    "FIRED_ALERTS_KEY",
     "MAX_DEPTH",
+    "METRICS_CONTENT_TYPE",
     "STRATEGY_NAME_PATTERN",
     "STRATEGY_NAME_RULE",
     "ZERO",
@@ -101,6 +106,7 @@ __all__ = [
     "ControlError",
     "ControlPlane",
     "DuplicateClientOrderId",
+    "EngineMetrics",
     "EngineUnavailable",
     "ErrorRule",
     "ErrorTable",
@@ -165,6 +171,7 @@ __all__ = [
     "VenueSession",
     "VenueSettings",
     "WebsocketsTransport",
+    "VenueCounters",
     "__version__",
     "fmt_decimal",
     "format_errors",
@@ -175,6 +182,7 @@ __all__ = [
     "json_loads",
     "parse_retry_after",
     "printable",
+    "render_metrics",
     "round_to_step",
     "too_deep",
     "utc_now",

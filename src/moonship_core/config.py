@@ -222,6 +222,13 @@ class JournalConfig(_Model):
     unknown_orders: Literal["cancel", "adopt", "ignore"] = "cancel"
 
 
+class MetricsConfig(_Model):
+    """`moonship.metrics`: the engine's own Prometheus listener (GET /metrics); no `port`, none."""
+
+    port: int | None = Field(default=None, ge=0, le=65535)
+    host: str = "127.0.0.1"
+
+
 class MoonshipConfig(BaseModel):
     """The `moonship` root. Any other root key is a plugin section (a raw mapping, see `sections`)."""
 
@@ -234,6 +241,7 @@ class MoonshipConfig(BaseModel):
     redis: RedisConfig = Field(default_factory=RedisConfig)
     journal: JournalConfig = Field(default_factory=JournalConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     #: `logging.config.dictConfig` entries merged over the defaults (INFO to stderr): formatters, filters,
     #: handlers and loggers merge per name, `root` key by key
     logging: dict[str, Any] = Field(default_factory=dict)

@@ -14,9 +14,20 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any, ParamSpec, TypeVar
 
-from .contracts.stores import ENGINES_KEY, MessageBus, SharedCache, heartbeat_key, strategies_key
+import orjson
+
+from .contracts.stores import (
+    ENGINES_KEY,
+    FIRED_ALERTS_KEY,
+    MessageBus,
+    SharedCache,
+    heartbeat_key,
+    metrics_key,
+    strategies_key,
+)
 from .errors import ControlError
 from .limits import MAX_DEPTH, too_deep
+from .metrics import EngineMetrics
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -89,6 +100,38 @@ class ControlPlane:
                 "trading_state": registration.get("trading_state", "ACTIVE"),
                 "trading_state_reason": registration.get("trading_state_reason"),
             })
+        return out
+
+    @_reachable
+    async def metrics(self) -> list[EngineMetrics]:
+        """Every registered engine's metrics: up while its heartbeat lives, with its published counters and
+        strategies (an engine whose heartbeat ran out, after a crash, shows only as down)."""
+        registrations = await self.cache.hgetall(ENGINES_KEY)
+        out: list[EngineMetrics] = []
+        for name in sorted(registrations):
+            if await self.cache.get(heartbeat_key(name)) is None:
+                out.append(EngineMetrics(name, False))
+                continue
+            counters = await self.cache.get(metrics_key(name))
+            infos = await self.cache.hgetall(strategies_key(name))
+            strategies = [info for _, info in sorted(infos.items())]
+            out.append(EngineMetrics(name, True, counters if isinstance(counters, dict) else {}, strategies))
+        return out
+
+    @_reachable
+    async def alerts(self) -> list[dict[str, Any]]:
+        """The monitor's alerts that fired and have not re-armed, newest first: alert, engine, strategy,
+        time."""
+        fired = await self.cache.hgetall(FIRED_ALERTS_KEY)
+        out: list[dict[str, Any]] = []
+        for key, value in fired.items():
+            try:
+                alert, engine, strategy = orjson.loads(key)
+            except (orjson.JSONDecodeError, TypeError, ValueError):
+                continue
+            time = value.get("time") if isinstance(value, dict) else None
+            out.append({"alert": alert, "engine": engine, "strategy": strategy, "time": time})
+        out.sort(key=lambda a: str(a["time"]), reverse=True)
         return out
 
     @_reachable

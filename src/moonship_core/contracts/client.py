@@ -113,6 +113,22 @@ class Features:
             missing = "margin"
         if missing is not None:
             raise NotSupported(f"{venue} does not support {missing}", feature=missing)
+class VenueCounters:
+    """What clients count per venue for the engine's metrics: reconnects and rate-limit waits."""
+
+    __slots__ = ("rate_limit_waits", "reconnects")
+
+    def __init__(self) -> None:
+        self.reconnects: dict[str, int] = {}
+        self.rate_limit_waits: dict[str, int] = {}
+
+    def reconnected(self, venue: str) -> None:
+        """A connection to `venue` (a websocket) was established again after it was lost or cut."""
+        self.reconnects[venue] = self.reconnects.get(venue, 0) + 1
+
+    def rate_limit_waited(self, venue: str) -> None:
+        """A request to `venue` waited for its rate limit (or a pause the venue imposed)."""
+        self.rate_limit_waits[venue] = self.rate_limit_waits.get(venue, 0) + 1
 
 
 @dataclass
@@ -138,6 +154,8 @@ class ClientContext:
     journal: Journal | None = None
     #: the engine's venue sessions (closed by the engine at stop)
     sessions: Sessions = field(default_factory=Sessions)
+    #: the engine's per-venue counters (its metrics): call `reconnected` and `rate_limit_waited`
+    counters: VenueCounters = field(default_factory=VenueCounters)
 
     @property
     def symbol(self) -> str:

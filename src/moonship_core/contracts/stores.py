@@ -32,6 +32,16 @@ def heartbeat_key(engine: str) -> str:
     return f"moonship:{engine}:heartbeat"
 
 
+def metrics_key(engine: str) -> str:
+    """The engine's counters (`EngineCounters.snapshot()`) and market prices, with the heartbeat's TTL."""
+    return f"moonship:{engine}:metrics"
+
+
+#: the monitor's alerts that fired and have not re-armed: JSON `["alert", "engine", "strategy"]` ->
+#: {"time", "start_time"}
+FIRED_ALERTS_KEY = "moonship:monitor:fired"
+
+
 class SharedCache(ABC):
     """Key/value and hash storage with expiry. Every call may raise ConnectionError on backend failure."""
 

@@ -14,9 +14,11 @@ from ..contracts.service import Service, ServiceContext
 from ..contracts.stores import Stores
 from ..control import ControlPlane
 from ..errors import ConfigError
+from ..metrics import EngineMetrics, MetricsServer, render
 from ..plugins import Plugins
 from ..stores.memory import MemoryBus, MemoryCache, MemoryJournal
 from .commands import Commands
+from .counters import EngineCounters
 from .market import Market
 from .orders import OrderManager
 from .portfolio import Portfolio
@@ -39,15 +41,19 @@ class TradingEngine(Service):
         self._shared: dict[str, Any] = {}
         self.sessions = Sessions()
         self.strategies: dict[str, Strategy] = {}
+        #: what the engine counts for its metrics (`moonship_core.metrics`)
+        self.counters = EngineCounters()
         # the heartbeat is the engine's liveness in the shared cache, whose TTLs run on real time: the
         # publisher paces it (and its writes) on the system clock even when the engine runs on a SimClock
         self.publisher = StatePublisher(
             self.engine_name, self.instance, self.started, context.cache, LiveClock(), self.strategies,
-            self.logger,
+            self.logger, self.counters,
         )
+        self.publisher.metrics = self.metrics
         self.journal = context.stores.journal or MemoryJournal()
         self.orders = OrderManager(
-            self.journal, Portfolio(), self.clock, self.publisher.changed, config.journal.unknown_orders
+            self.journal, Portfolio(), self.clock, self.publisher.changed, config.journal.unknown_orders,
+            self.counters,
         )
         self.risk = Risk(
             config.risk, self.orders, self.journal, self.clock, self.publisher.changed,
@@ -62,6 +68,9 @@ class TradingEngine(Service):
         )
         self.summary_interval = config.engine.summary_interval
         self._summaries: asyncio.Task[None] | None = None
+        #: the engine's own GET /metrics listener (`moonship.metrics.port`), bound by preflight()
+        self.metrics_server: MetricsServer | None = None
+        self._started = False
 
     @classmethod
     def embedded(
@@ -111,8 +120,9 @@ class TradingEngine(Service):
             sessions=self.sessions,
             clock=self.clock,
             journal=self.journal,
+            counters=self.counters.venues,
         )
-        return Market(name, config, client_class, client_context, self.orders, self.risk)
+        return Market(name, config, client_class, client_context, self.orders, self.risk, self.counters)
 
     def _build_strategy(self, name: str, config: StrategyConfig, *, dotted: bool = True) -> Strategy:
         """The strategy `name`; its algo may be a dotted class path only if `dotted` (the operator's config
@@ -132,14 +142,36 @@ class TradingEngine(Service):
         self.risk.configure(name, config.risk)
         return strategy
 
+    def metrics(self) -> dict[str, Any]:
+        """What the engine publishes for its metrics: its counters and each market's mid (else last) price."""
+        prices: dict[str, Any] = {}
+        for name, market in self.markets.items():
+            bid, ask = market.book.best_bid, market.book.best_ask
+            price = (bid + ask) / 2 if bid is not None and ask is not None else market.last_price
+            if price is not None:
+                prices[name] = price
+        return {**self.counters.snapshot(), "prices": prices}
+
     def _changed(self, strategy: Strategy) -> None:
         self.publisher.changed(strategy.name)
 
+    def prometheus(self) -> bytes:
+        """This engine's metrics in the Prometheus text format."""
+        strategies = [s.info() for s in self.strategies.values()]
+        return render([EngineMetrics(self.engine_name, True, self.metrics(), strategies)])
+
     # ------------------------------------------------------------------ lifecycle
+    async def preflight(self) -> None:
+        """The metrics port is free (`moonship.metrics.port`): bound now, kept for start()."""
+        metrics = self.context.config.metrics
+        if metrics.port is not None and self.metrics_server is None:
+            self.metrics_server = MetricsServer.bind(metrics.host, metrics.port, self.prometheus)
+
     async def start(self) -> None:
         """Claim the name, take up the journal, reconcile the markets that had open orders with their
         exchanges, and only then serve commands and start the auto-started strategies (crash-only: a start
         after kill -9 and a clean start are the same path)."""
+        self._started = True
         await self.publisher.claim_name()
         await self.journal.open()
         await self.risk.restore()
@@ -151,6 +183,9 @@ class TradingEngine(Service):
             if isinstance(result, BaseException):
                 self.logger.error("market %s did not open to reconcile its orders: %s", market.name, result)
         await self.publisher.start()
+        await self.preflight()
+        if self.metrics_server is not None:
+            await self.metrics_server.start()
         await self.context.bus.serve(self.engine_name, self.commands.handle)
         self.logger.info(
             "engine %s started: %d markets, %d strategies",
@@ -180,6 +215,11 @@ class TradingEngine(Service):
         return table([figures(s, self.orders) for s in self.strategies.values()])
 
     async def stop(self) -> None:
+        if self.metrics_server is not None:
+            await self.metrics_server.close()
+            self.metrics_server = None
+        if not self._started:  # only preflight() ran (another service's check failed)
+            return
         await self.context.bus.unserve(self.engine_name)
         if self._summaries is not None:
             self._summaries.cancel()

@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from functools import partial
+from time import perf_counter
 from typing import Any, Protocol
 
 from ..book import OrderBook
@@ -41,6 +41,7 @@ from ..model import (
 )
 from ..orderlevel import OrderLevelBook
 from ..stores.memory import MemoryJournal
+from .counters import EngineCounters
 from .orders import OrderManager
 from .portfolio import Portfolio, Position
 from .risk import Risk
@@ -65,6 +66,7 @@ class Market:
         context: ClientContext,
         orders: OrderManager | None = None,
         risk: Risk | None = None,
+        counters: EngineCounters | None = None,
     ) -> None:
         self.name = name
         self.config = config
@@ -84,6 +86,10 @@ class Market:
         self.orders = orders or OrderManager(MemoryJournal(), Portfolio(), context.clock)
         #: the engine's risk layer: every order passes its checks after rounding (none when built alone)
         self.risk = risk
+        #: this market's events and resyncs (the engine's metrics)
+        self.counts = (counters or EngineCounters()).market(name)
+        #: perf_counter() time of the latest book, trade or ticker event (the start of tick-to-order)
+        self.event_in = 0.0
         self._opened = False
         self._open_lock = asyncio.Lock()
         self.clock = context.clock
@@ -155,10 +161,14 @@ class Market:
 
     # ------------------------------------------------------------------ events from the client (via _Feed)
     def _on_book(self) -> None:
+        self.event_in = perf_counter()
+        self.counts.book += 1
         for sub in self._subscribers:
             sub.notify_book(self)
 
     def _on_trade(self, trade: Trade) -> None:
+        self.event_in = perf_counter()
+        self.counts.trade += 1
         self.trades.append(trade)
         self.last_price = trade.price
         period = self.config.candle_period
@@ -168,6 +178,8 @@ class Market:
             sub.notify("trade", self, trade)
 
     def _on_ticker(self, ticker: Ticker) -> None:
+        self.event_in = perf_counter()
+        self.counts.ticker += 1
         self._ticker = ticker
         if ticker.last is not None:
             self.last_price = ticker.last
@@ -186,9 +198,15 @@ class Market:
             logging.INFO if status in (MarketStatus.OPEN, MarketStatus.OPEN_POST_ONLY) else logging.WARNING
         )
         self.logger.log(level, "market %s%s", status.value, f": {reason}" if reason else "")
+        if status is MarketStatus.UNSYNCED and self.is_open:
+            self.counts.resyncs += 1
         self.status = status
         for sub in self._subscribers:
             sub.notify("status", self, status)
+
+    def _on_order_update(self, order: Order) -> None:
+        self.counts.order += 1
+        self.orders.update(self, order)
 
     def _on_balances(self, balances: Sequence[Balance]) -> None:
         for b in balances:
@@ -328,7 +346,7 @@ class _Feed:
         self.ticker = market._on_ticker
         self.candle = market._on_candle
         self.status = market._on_status
-        self.order_update = partial(market.orders.update, market)
+        self.order_update = market._on_order_update
         self.balances = market._on_balances
 
     @property

@@ -32,6 +32,7 @@ from ..model import (
     OrderStatus,
     fmt_decimal,
 )
+from .counters import EngineCounters
 from .portfolio import Portfolio
 
 logger = logging.getLogger("moonship.orders")
@@ -77,8 +78,11 @@ class OrderManager:
         clock: Clock,
         on_booked: Callable[[str], None] | None = None,
         unknown_orders: Literal["cancel", "adopt", "ignore"] = "cancel",
+        counters: EngineCounters | None = None,
     ) -> None:
         self.journal = journal
+        #: the engine's metrics: tick-to-order, orders that ended, fills
+        self.counters = counters or EngineCounters()
         self.portfolio = portfolio
         self.clock = clock
         self.unknown_orders = unknown_orders
@@ -205,6 +209,7 @@ class OrderManager:
         requested = self._request_order(market, request, OrderStatus.PENDING, "")
         self.journal.record_order(owner or "", market.name, requested)
         sent = self.clock.monotonic()
+        self.counters.order_sent()
         try:
             order = await market.client.place_order(request)
         except OrderStatusUnknown:
@@ -235,6 +240,7 @@ class OrderManager:
         )
         self._remember_closed(order.client_order_id)
         self.journal.record_order(owner or "", market.name, order)
+        self.counters.order_ended(owner or "", market.name, order.status.name, order.error or "")
         _log_final(market, order)
         listener = self._listeners.get(owner) if owner is not None else None
         if listener is not None:
@@ -278,6 +284,7 @@ class OrderManager:
         if order.status.is_final:
             del self._orders[coid]
             self._remember_closed(coid)
+            self.counters.order_ended(tracked.owner or "", market.name, order.status.name, order.error or "")
             _log_final(market, order)
             if order.status is OrderStatus.REJECTED and self.on_reject is not None:
                 self.on_reject(tracked.owner, order)
@@ -310,6 +317,7 @@ class OrderManager:
                 quote_asset,
             )
             self.journal.record_fill(record)
+            self.counters.filled(tracked.owner or "", tracked.market.name)
             if tracked.owner is not None:
                 self.portfolio.book(record)
                 self.filled[tracked.owner] = self.filled.get(tracked.owner, 0) + 1

@@ -15,13 +15,16 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from ..clock import Clock
-from ..contracts.stores import ENGINES_KEY, SharedCache, heartbeat_key, strategies_key
+from ..contracts.stores import ENGINES_KEY, SharedCache, heartbeat_key, metrics_key, strategies_key
 from ..errors import MoonshipError
+from .counters import EngineCounters
 
 HEARTBEAT_INTERVAL = 5.0
 HEARTBEAT_TTL = 15.0
 #: state changes are written at most this often (they coalesce in between)
 PUBLISH_INTERVAL = 0.25
+#: seconds between two writes of the engine's metrics
+METRICS_INTERVAL = 1.0
 #: the errors a cache backend raises when it cannot be reached
 CACHE_ERRORS = (OSError, ConnectionError, TimeoutError)
 
@@ -44,6 +47,7 @@ class StatePublisher:
         clock: Clock,
         strategies: Mapping[str, Publishable],
         logger: logging.Logger,
+        counters: EngineCounters | None = None,
     ) -> None:
         self.engine = engine
         self.instance = instance
@@ -61,6 +65,10 @@ class StatePublisher:
         #: what the engine's registration shows beside its instance and start time (its trading state)
         self.engine_info: Callable[[], dict[str, Any]] = dict
         self._engine_dirty = False
+        #: the engine's metrics (counters and prices), written every METRICS_INTERVAL; None: none
+        self.metrics: Callable[[], dict[str, Any]] | None = None
+        #: the engine's counters (cache outages are counted here)
+        self.counters = counters or EngineCounters()
 
     def changed(self, name: str) -> None:
         self._dirty.add(name)
@@ -113,7 +121,7 @@ class StatePublisher:
         try:
             async with asyncio.timeout(5):
                 await self.flush()
-                await self.cache.delete(heartbeat_key(self.engine))
+                await self.cache.delete(heartbeat_key(self.engine), metrics_key(self.engine))
                 await self.cache.hdel(ENGINES_KEY, self.engine)
         except CACHE_ERRORS as exc:
             self.logger.warning("could not write the final state to the shared cache: %s", exc)
@@ -149,10 +157,11 @@ class StatePublisher:
         """Write state changes (coalesced) and the heartbeat; ride out cache outages and then republish."""
         clock = self.clock
         next_beat = clock.monotonic() + HEARTBEAT_INTERVAL
+        next_metrics = clock.monotonic()
         backoff = 0.5
         while not self._stopping:
             with contextlib.suppress(TimeoutError):
-                await clock.wait_for(self._wake.wait(), next_beat - clock.monotonic())
+                await clock.wait_for(self._wake.wait(), min(next_beat, next_metrics) - clock.monotonic())
             self._wake.clear()
             try:
                 if not self._cache_ok:
@@ -161,6 +170,10 @@ class StatePublisher:
                 if clock.monotonic() >= next_beat:
                     await self._register()
                     next_beat = clock.monotonic() + HEARTBEAT_INTERVAL
+                if clock.monotonic() >= next_metrics:
+                    if self.metrics is not None:
+                        await self.cache.set(metrics_key(self.engine), self.metrics(), ttl=HEARTBEAT_TTL)
+                    next_metrics = clock.monotonic() + METRICS_INTERVAL
                 await self.flush()
                 if not self._cache_ok:
                     self.logger.info("shared cache reachable again: state republished")
@@ -171,6 +184,7 @@ class StatePublisher:
                 if self._cache_ok:
                     self.logger.error("shared cache unreachable (%s); trading goes on, retrying", exc)
                     self._cache_ok = False
+                    self.counters.cache_outages += 1
                 await clock.sleep(backoff)
                 backoff = min(backoff * 2, 10.0)
                 self._wake.set()

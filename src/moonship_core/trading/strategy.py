@@ -17,6 +17,7 @@ from ..config import StrategyConfig, validate_model
 from ..contracts.algo import AlgoContext, TradingAlgo
 from ..errors import ConfigError, MoonshipError, NetworkError
 from ..limits import number_problems
+from .counters import event_in
 from .market import Market, MarketView
 from .orders import OrderManager
 from .risk import Risk
@@ -283,6 +284,7 @@ class Strategy:
         queue, books, wake = mailbox.queue, mailbox.books, mailbox.wake
         views = {self.markets[name]: view for name, view in self.views.items()}
         kind = "?"
+        set_event_in = event_in.set
         try:
             while self._stop_requested is None:
                 await wake.wait()
@@ -290,6 +292,8 @@ class Strategy:
                 while queue and self._stop_requested is None:
                     kind, market, payload = queue.popleft()
                     view = views[market]
+                    # tick-to-order runs from the market's latest event (not from an order update)
+                    set_event_in(market.event_in if kind != "order" and kind != "status" else None)
                     if kind == "book":
                         books.discard(market)
                         await algo.on_order_book(view)

@@ -17,13 +17,22 @@ from ..errors import RateLimited
 class RateLimiter:
     """Paces requests so at most `limit` weight is spent in any `period` seconds, and holds every request
     back until a server-imposed pause (429/418 Retry-After) has passed. Share one per exchange per process.
-    Windows and pauses are measured, and waited out, on `clock` (the system clock by default).
+    Windows and pauses are measured, and waited out, on `clock` (the system clock by default). `on_wait` is
+    called once for each request that has to wait (the engine's metrics: `ClientContext.counters`).
     """
 
-    def __init__(self, limit: int, period: float, *, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        limit: int,
+        period: float,
+        *,
+        clock: Clock | None = None,
+        on_wait: Callable[[], None] | None = None,
+    ) -> None:
         self.limit = limit
         self.period = period
         self.clock = clock or LiveClock()
+        self.on_wait = on_wait
         self._spent: deque[tuple[float, int]] = deque()  # (time, weight)
         self._used = 0
         self._paused_until = 0.0
@@ -59,18 +68,23 @@ class RateLimiter:
     async def acquire(self, weight: int = 1) -> None:
         """Wait until `weight` may be spent without exceeding the limit or breaking a pause."""
         weight = min(weight, self.limit)
+        waited = False
         async with self._lock:
             while True:
                 now = self.clock.monotonic()
                 if now < self._paused_until:
-                    await self.clock.sleep(self._paused_until - now)
-                    continue
-                self._expire(now)
-                if self._used + weight <= self.limit:
-                    self._spent.append((now, weight))
-                    self._used += weight
-                    return
-                await self.clock.sleep(self._spent[0][0] + self.period - now)
+                    delay = self._paused_until - now
+                else:
+                    self._expire(now)
+                    if self._used + weight <= self.limit:
+                        self._spent.append((now, weight))
+                        self._used += weight
+                        return
+                    delay = self._spent[0][0] + self.period - now
+                if not waited and self.on_wait is not None:
+                    self.on_wait()
+                waited = True
+                await self.clock.sleep(delay)
 
     def pause(self, seconds: float) -> None:
         """No request leaves for `seconds` (the exchange said Retry-After)."""

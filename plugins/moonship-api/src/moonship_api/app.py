@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import hmac
 import http
 import ipaddress
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -15,12 +19,14 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from moonship_core import (
     MAX_DEPTH,
+    METRICS_CONTENT_TYPE,
     STRATEGY_NAME_RULE,
     CommandTimeout,
     ControlError,
@@ -29,7 +35,9 @@ from moonship_core import (
     SharedCache,
     json_dumps,
     printable,
+    render_metrics,
     too_deep,
+    utc_now,
     valid_strategy_name,
 )
 
@@ -39,7 +47,19 @@ from .openapi import OPENAPI
 from .transport import MAX_HEADER_BYTES
 
 MAX_BODY = 1 << 20
-PUBLIC_PATHS = frozenset({"/login", "/openapi.json"})
+PUBLIC_PATHS = frozenset({"/login", "/openapi.json", "/", "/health"})
+#: the dashboard's files (public: the data they show needs the session)
+STATIC = Path(__file__).parent / "static"
+STATIC_PREFIX = "/static/"
+#: seconds between two updates of the dashboard's event stream
+DASHBOARD_INTERVAL = 1.0
+#: seconds /health gives the shared cache to answer
+HEALTH_TIMEOUT = 3.0
+#: the dashboard's page: its own scripts and styles only, never framed
+DASHBOARD_HEADERS = {
+    "Content-Security-Policy": "default-src 'self'; style-src 'self' 'unsafe-inline'; frame-ancestors 'none'",
+    "X-Frame-Options": "DENY",
+}
 #: methods a forged cross-site request could use to change something
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: where the auth middleware leaves the session token for the endpoints
@@ -213,16 +233,28 @@ def _is_ip(host: str) -> bool:
 
 
 class SessionCheck:
-    """Every path but the public ones needs a live session; otherwise 401 "Access denied"."""
+    """Every path but the public ones needs a live session; otherwise 401 "Access denied". GET /metrics also
+    takes the bearer token `metrics_token`."""
 
-    def __init__(self, app: ASGIApp, sessions: Sessions) -> None:
+    def __init__(self, app: ASGIApp, sessions: Sessions, metrics_token: str | None = None) -> None:
         self.app = app
         self.sessions = sessions
+        self.metrics_token = metrics_token.encode() if metrics_token else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"] not in PUBLIC_PATHS:
+        path = scope.get("path", "")
+        if scope["type"] == "http" and path not in PUBLIC_PATHS and not path.startswith(STATIC_PREFIX):
             request_headers = Headers(scope=scope)
             token, by_cookie = session_token(request_headers)
+            if (
+                path == "/metrics"
+                and self.metrics_token is not None
+                and token is not None
+                and not by_cookie
+                and hmac.compare_digest(token.encode(), self.metrics_token)
+            ):
+                await self.app(scope, receive, send)
+                return
             if token is None or not await self.sessions.touch(token):
                 headers = {"WWW-Authenticate": 'Bearer realm="moonship"'}
                 await error_response("Access denied", 401, headers)(scope, receive, send)
@@ -253,6 +285,7 @@ class Api:
         access_log_format: AccessLogFormat,
         logger: logging.Logger,
         session_lifetime: float = 12,
+        metrics_token: str | None = None,
     ) -> None:
         self.control = control
         self.credentials = credentials
@@ -260,6 +293,9 @@ class Api:
         self.throttle = LoginThrottle(cache)
         self.logger = logger
         self._openapi = orjson.dumps(OPENAPI)
+        self._index = (STATIC / "index.html").read_bytes()
+        #: set when the service stops: the dashboard's streams end
+        self.closing = asyncio.Event()
         self.app = Starlette(
             routes=[
                 Route("/login", self.login, methods=["POST"]),
@@ -284,12 +320,18 @@ class Api:
                     methods=["POST"],
                 ),
                 Route("/openapi.json", self.openapi, methods=["GET"]),
+                Route("/metrics", self.metrics, methods=["GET"]),
+                Route("/health", self.health, methods=["GET"]),
+                Route("/alerts", self.list_alerts, methods=["GET"]),
+                Route("/events", self.events, methods=["GET"]),
+                Route("/", self.dashboard, methods=["GET"]),
+                Mount("/static", StaticFiles(directory=STATIC), name="static"),
             ],
             middleware=[
                 Middleware(AccessLogMiddleware, access_log_format, logger.getChild("access")),
                 Middleware(ErrorGuard, logger),
                 Middleware(RequestCheck),
-                Middleware(SessionCheck, self.sessions),
+                Middleware(SessionCheck, self.sessions, metrics_token),
             ],
             exception_handlers={HTTPException: _http_error},
         )
@@ -395,6 +437,54 @@ class Api:
 
     async def openapi(self, request: Request) -> Response:
         return Response(self._openapi, media_type="application/json")
+
+    # ------------------------------------------------------------------ observability
+    async def metrics(self, request: Request) -> Response:
+        """Every engine's metrics in the Prometheus text format."""
+        return Response(render_metrics(await self.control.metrics()), media_type=METRICS_CONTENT_TYPE)
+
+    async def health(self, request: Request) -> Response:
+        """200 with the running engines while the shared cache answers, else 503 (no session needed)."""
+        try:
+            async with asyncio.timeout(HEALTH_TIMEOUT):
+                engines = await self.control.engine_states()
+        except (ControlError, OSError) as exc:
+            self.logger.warning("health check: shared cache unavailable: %s", exc)
+            return JsonResponse({"status": "unavailable", "error": "Shared cache unavailable"}, 503)
+        states = {e["name"]: {"trading_state": e["trading_state"], "started": e["started"]} for e in engines}
+        return JsonResponse({"status": "ok", "engines": states})
+
+    async def list_alerts(self, request: Request) -> Response:
+        return JsonResponse({"alerts": await self.control.alerts()})
+
+    async def dashboard(self, request: Request) -> Response:
+        return Response(self._index, media_type="text/html; charset=utf-8", headers=DASHBOARD_HEADERS)
+
+    async def events(self, request: Request) -> Response:
+        """Server-sent events for the dashboard: the whole picture (engines, strategies, prices, alerts)
+        every DASHBOARD_INTERVAL seconds while the session lives."""
+        token = request.scope[SESSION_KEY]
+
+        async def stream() -> AsyncIterator[bytes]:
+            while not self.closing.is_set() and await self.sessions.alive(token):
+                try:
+                    yield b"data: " + json_dumps(await self._picture()) + b"\n\n"
+                except (ControlError, OSError):
+                    yield b'event: unavailable\ndata: "Shared cache unavailable"\n\n'
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.closing.wait(), DASHBOARD_INTERVAL)
+
+        return StreamingResponse(stream(), media_type="text/event-stream")
+
+    async def _picture(self) -> dict[str, Any]:
+        metrics = await self.control.metrics()
+        return {
+            "time": utc_now(),
+            "engines": await self.control.engine_states(),
+            "strategies": await self.control.strategies(),
+            "prices": {m.name: m.counters.get("prices", {}) for m in metrics if m.up},
+            "alerts": await self.control.alerts(),
+        }
 
 
 def _names(request: Request) -> tuple[str, str]:

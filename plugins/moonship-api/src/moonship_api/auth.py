@@ -105,6 +105,18 @@ class Sessions:
             return True  # the TTL set at login is the lifetime
         return await self.cache.expire(key, self._ttl(ends))
 
+    async def alive(self, token: str) -> bool:
+        """True while `token` is a live session, without restarting its idle timer (a dashboard's stream)."""
+        if not _TOKEN.match(token):
+            return False
+        session = await self.cache.get(self.key(token))
+        return (
+            isinstance(session, dict)
+            and hmac.compare_digest(str(session.get("credentials", "")), self.credentials)
+            and isinstance(session.get("ends"), int | float)
+            and self._ttl(session["ends"]) > 0
+        )
+
     async def delete(self, token: str) -> None:
         if _TOKEN.match(token):
             await self.cache.delete(self.key(token))

@@ -117,6 +117,7 @@ class ApiService(Service):
             session_lifetime=settings.session_lifetime,
             access_log_format=AccessLogFormat(settings.access_log_format),
             logger=self.logger,
+            metrics_token=settings.metrics_token.get_secret_value() if settings.metrics_token else None,
         )
         self.api = api
         config = uvicorn.Config(
@@ -161,6 +162,8 @@ class ApiService(Service):
         if self._sock is not None:  # prepared by preflight(), never started
             self._sock.close()
             self._sock = None
+        if self.api is not None:
+            self.api.closing.set()  # the dashboard's event streams end
         server, task = self._server, self._task
         self._server = self._task = None
         if server is None or task is None:

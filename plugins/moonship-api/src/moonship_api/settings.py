@@ -38,6 +38,8 @@ class ApiSettings(BaseModel):
     user: str | None = Field(default=None, min_length=1)
     #: bcrypt hash of the password
     password: SecretStr | None = None
+    #: a bearer token GET /metrics accepts besides a session (for Prometheus); at least 16 characters
+    metrics_token: SecretStr | None = None
     #: PEM certificate (chain) file: serve HTTPS (with `ssl_key`)
     ssl_cert: str | None = None
     #: PEM private key file of `ssl_cert`
@@ -69,6 +71,13 @@ class ApiSettings(BaseModel):
     def _bcrypt_hash(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None and not _BCRYPT_HASH.match(value.get_secret_value()):
             raise ValueError("must be a bcrypt hash (see the moonship-api README)")
+        return value
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value()) < 16:
+            raise ValueError("must be at least 16 characters")
         return value
 
     @field_validator("trusted_proxies")

@@ -10,6 +10,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
 from decimal import Decimal
+from functools import partial
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
@@ -37,6 +38,7 @@ from moonship_core import (
     Ticker,
     TimeInForce,
     Trade,
+    VenueCounters,
     fmt_decimal,
     from_ms,
     round_to_step,
@@ -106,7 +108,11 @@ class BinanceHub:
     """Everything the Binance markets of one engine share."""
 
     def __init__(
-        self, settings: BinanceSettings, logger: logging.Logger, pacing: CoreClock | None = None
+        self,
+        settings: BinanceSettings,
+        logger: logging.Logger,
+        pacing: CoreClock | None = None,
+        counters: VenueCounters | None = None,
     ) -> None:
         self.settings = settings
         self.logger = logger
@@ -115,7 +121,9 @@ class BinanceHub:
         self.clock = Clock()
         #: the engine's clock: rate limits and reconnect backoff wait on it
         self.pacing = pacing or LiveClock()
-        self.limits = Limits(self.pacing)
+        #: the engine's reconnect and rate-limit-wait counters
+        self.counters = counters or VenueCounters()
+        self.limits = Limits(self.pacing, on_wait=partial(self.counters.rate_limit_waited, c.NAME))
         self.users = 0
         self._rest: BinanceRest | None = None
         self.stream = MarketStream(
@@ -127,6 +135,7 @@ class BinanceHub:
             logger=logger,
             clock=self.pacing,
         )
+        self.stream.on_reconnect = partial(self.counters.reconnected, c.NAME)
         self.user_streams: dict[str, UserStream] = {}
         self._rules: dict[str, SymbolRules] = {}
         self._rules_lock = asyncio.Lock()
@@ -165,6 +174,7 @@ class BinanceHub:
                 logger=self.logger,
                 pacing=self.pacing,
             )
+            stream.on_reconnect = partial(self.counters.reconnected, c.NAME)
         return stream
 
     async def release(self) -> None:
@@ -196,7 +206,7 @@ class BinanceClient(MarketClient):
         self.creds = _credentials(context, self.settings)
         self.margin = context.config.enable_margin
         self.hub: BinanceHub = context.shared.setdefault(
-            c.NAME, BinanceHub(self.settings, self.logger, context.clock)
+            c.NAME, BinanceHub(self.settings, self.logger, context.clock, context.counters)
         )
         self.feed = BookFeed(
             self.symbol,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import re
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -82,11 +82,12 @@ class Limits:
     )
     orders: dict[str, list[_Window]] = field(default_factory=dict)
     configured: bool = False
+    #: called for each request that waits for a window (the engine's metrics)
+    on_wait: Callable[[], None] | None = None
 
     def __post_init__(self) -> None:
-        self.weight = _Window(
-            RateLimiter(*c.DEFAULT_WEIGHT_LIMIT, clock=self.pacing), "x-mbx-used-weight-1m"
-        )
+        limiter = RateLimiter(*c.DEFAULT_WEIGHT_LIMIT, clock=self.pacing, on_wait=self.on_wait)
+        self.weight = _Window(limiter, "x-mbx-used-weight-1m")
 
     def configure(self, rate_limits: Sequence[Mapping[str, Any]]) -> None:
         """Adopt exchangeInfo's `rateLimits` (once; later calls are ignored)."""
@@ -102,7 +103,7 @@ class Limits:
             limit = int(entry["limit"])
             kind = entry.get("rateLimitType")
             if kind == "REQUEST_WEIGHT":
-                window = RateLimiter(limit, seconds + LATENCY_MARGIN, clock=self.pacing)
+                window = RateLimiter(limit, seconds + LATENCY_MARGIN, clock=self.pacing, on_wait=self.on_wait)
                 self.weight = _Window(window, f"x-mbx-used-weight-{suffix}")
             elif kind == "ORDERS":
                 table.append((limit, seconds + LATENCY_MARGIN, f"x-mbx-order-count-{suffix}"))
@@ -114,7 +115,8 @@ class Limits:
         windows = self.orders.get(api_key)
         if windows is None:
             windows = self.orders[api_key] = [
-                _Window(RateLimiter(n, s, clock=self.pacing), header) for n, s, header in self.order_table
+                _Window(RateLimiter(n, s, clock=self.pacing, on_wait=self.on_wait), header)
+                for n, s, header in self.order_table
             ]
         return windows
 

@@ -208,6 +208,8 @@ class MarketStream:
         self.logger = logger
         self.feeds: list[BookFeed] = []
         self.connects = 0
+        #: called when a connection is made again (the engine's metrics)
+        self.on_reconnect: Callable[[], None] | None = None
         self.malformed = 0
         self._routes: dict[str, tuple[Handler, ...]] = {}
         self._subscribed: set[str] = set()
@@ -303,6 +305,8 @@ class MarketStream:
                     max_queue=None,
                 ) as ws:
                     self.connects += 1
+                    if self.connects > 1 and self.on_reconnect is not None:
+                        self.on_reconnect()
                     self._ws, self._subscribed, self._close_reason = ws, set(streams), ""
                     self.logger.info("Binance market stream connected (%d streams)", len(streams))
                     for feed in self.feeds:

@@ -63,6 +63,8 @@ class UserStream:
         self.listeners: list[UserListener] = []
         self.subscribed = asyncio.Event()
         self.subscribes = 0
+        #: called when a connection is made again (the engine's metrics)
+        self.on_reconnect: Callable[[], None] | None = None
         self._backoff = Backoff(0.2, max_delay, clock=pacing)
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -109,6 +111,8 @@ class UserStream:
                     await self._subscribe(ws)
                     healthy = True
                     self.subscribes += 1
+                    if self.subscribes > 1 and self.on_reconnect is not None:
+                        self.on_reconnect()
                     self.subscribed.set()
                     self.logger.info("Binance user stream subscribed (%s...)", self.creds.api_key[:6])
                     for listener in list(self.listeners):

@@ -13,6 +13,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from functools import partial
 from typing import Annotated, Any
 
 import httpx
@@ -43,6 +44,7 @@ from moonship_core import (
     Ticker,
     TimeInForce,
     Trade,
+    VenueCounters,
     from_ms,
     validate_model,
 )
@@ -84,9 +86,14 @@ class LunoSettings(BaseModel):
 class Hub:
     """What every Luno market of one engine shares."""
 
-    def __init__(self, settings: LunoSettings, clock: Clock | None = None) -> None:
+    def __init__(
+        self, settings: LunoSettings, clock: Clock | None = None, counters: VenueCounters | None = None
+    ) -> None:
         per_window = max(1, round(settings.rate_limit * c.PACE_WINDOW / 60))
-        self.limiter = RateLimiter(per_window, c.PACE_WINDOW, clock=clock)
+        #: the engine's reconnect and rate-limit-wait counters
+        self.counters = counters or VenueCounters()
+        on_wait = partial(self.counters.rate_limit_waited, "luno")
+        self.limiter = RateLimiter(per_window, c.PACE_WINDOW, clock=clock, on_wait=on_wait)
         self.timeout = settings.request_timeout
         self.user_streams: dict[tuple[str, str], UserStream] = {}
         self.accounts: dict[str, str] = {}  # account id -> asset
@@ -157,7 +164,7 @@ class LunoClient(MarketClient):
         self.pair = context.symbol
         self.credentials: Credentials | None = resolve(settings, context.config.extra)
         if "luno" not in context.shared:
-            context.shared["luno"] = Hub(settings, context.clock)
+            context.shared["luno"] = Hub(settings, context.clock, context.counters)
         self.hub: Hub = context.shared["luno"]
         self.rest = LunoRest(
             self.hub.session, settings.rest_url, self.credentials, self.hub.limiter, self.logger
@@ -198,6 +205,7 @@ class LunoClient(MarketClient):
             tick=info.tick_size, on_status=self._on_stream_status, stale_timeout=self.settings.stale_timeout,
             open_timeout=self.settings.request_timeout, clock=self.context.clock,
         )
+        self.stream.on_reconnect = partial(self.hub.counters.reconnected, "luno")
         self.stream.start()
         if self.context.market_data_only:
             return
@@ -209,6 +217,7 @@ class LunoClient(MarketClient):
                 replay_window=self.settings.replay_window, stale_timeout=self.settings.stale_timeout,
                 open_timeout=self.settings.request_timeout, clock=self.context.clock,
             )
+            user_stream.on_reconnect = partial(self.hub.counters.reconnected, "luno")
         self.user_stream = user_stream
         user_stream.add(self)
 

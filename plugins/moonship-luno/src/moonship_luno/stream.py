@@ -75,6 +75,9 @@ class MarketStream:
         self.trading_status: str | None = None
         #: snapshots received (each connection starts with one)
         self.snapshots = 0
+        self.connects = 0
+        #: called when a connection is made again (the engine's metrics)
+        self.on_reconnect: Callable[[], None] | None = None
         self.backoff = Backoff(initial=0.5, maximum=30.0, clock=clock)
         self._task: asyncio.Task[None] | None = None
         self._last = 0.0
@@ -103,6 +106,9 @@ class MarketStream:
                     max_size=c.MAX_FRAME,
                     compression=None,
                 ) as ws:
+                    self.connects += 1
+                    if self.connects > 1 and self.on_reconnect is not None:
+                        self.on_reconnect()
                     await ws.send(self.credentials.ws_frame)
                     await self._consume(ws)
             except asyncio.CancelledError:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import orjson
@@ -61,6 +62,8 @@ class UserStream:
         self.listeners: list[UserListener] = []
         #: connections made so far
         self.connects = 0
+        #: called when a connection is made again (the engine's metrics)
+        self.on_reconnect: Callable[[], None] | None = None
         #: set while connected
         self.connected = asyncio.Event()
         self.backoff = Backoff(initial=0.5, maximum=30.0, clock=clock)
@@ -119,6 +122,8 @@ class UserStream:
         loop = asyncio.get_running_loop()
         self._heard = False
         self.connects += 1
+        if self.connects > 1 and self.on_reconnect is not None:
+            self.on_reconnect()
         self.connected.set()
         down = None if self._down_since is None else loop.time() - self._down_since
         self.logger.info(

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from moonship_core import (
+    FIRED_ALERTS_KEY,
     ConfigError,
     MoonshipError,
     Registry,
@@ -33,7 +34,7 @@ from .settings import SECTION, MonitorSettings
 
 #: the registry kind of alert actions (filled by the `moonship_alert_actions` hook, see hooks.py)
 ACTIONS = "alert_actions"
-FIRED_KEY = "moonship:monitor:fired"
+FIRED_KEY = FIRED_ALERTS_KEY
 OUTBOX_KEY = "moonship:monitor:outbox"
 #: the longest wait between two attempts of a failing delivery (the first wait is one poll interval)
 MAX_BACKOFF = 300.0

@@ -9,6 +9,7 @@ import time
 from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -38,6 +39,7 @@ from moonship_core import (
     RateLimiter,
     Ticker,
     Trade,
+    VenueCounters,
     fmt_decimal,
     validate_model,
 )
@@ -125,8 +127,17 @@ class _MarketKeys(BaseModel):
 class ValrHub:
     """What every VALR market of one engine shares."""
 
-    def __init__(self, settings: ValrSettings, logger: logging.Logger, clock: Clock | None = None) -> None:
+    def __init__(
+        self,
+        settings: ValrSettings,
+        logger: logging.Logger,
+        clock: Clock | None = None,
+        counters: VenueCounters | None = None,
+    ) -> None:
         self.settings = settings
+        #: the engine's reconnect and rate-limit-wait counters
+        self.counters = counters or VenueCounters()
+        self._on_wait = partial(self.counters.rate_limit_waited, "valr")
         self.logger = logger
         #: the engine's clock: rate limits and reconnect backoff wait on it
         self.clock = clock or LiveClock()
@@ -139,7 +150,9 @@ class ValrHub:
             clock=self.clock,
         )
         self._http: httpx.AsyncClient | None = None
-        self.public_limiter = RateLimiter(settings.public_rate_limit, 60.0, clock=self.clock)
+        self.public_limiter = RateLimiter(
+            settings.public_rate_limit, 60.0, clock=self.clock, on_wait=self._on_wait
+        )
         self._key_limiters: dict[str, RateLimiter] = {}
         self._rests: dict[tuple[str, str], ValrRest] = {}
         self._accounts: dict[tuple[str, str], AccountStream] = {}
@@ -163,7 +176,8 @@ class ValrHub:
             limiter = self.public_limiter
             if signer is not None:
                 limiter = self._key_limiters.setdefault(
-                    signer.api_key, RateLimiter(self.settings.rate_limit, 60.0, clock=self.clock)
+                    signer.api_key,
+                    RateLimiter(self.settings.rate_limit, 60.0, clock=self.clock, on_wait=self._on_wait),
                 )
                 if self.offset_ms is not None:
                     signer.offset_ms = self.offset_ms
@@ -209,6 +223,7 @@ class ValrHub:
                 self.logger.getChild("trade"),
                 rest.sync_time if rest.signer is not None else None,
             )
+            self.trade.on_reconnect = partial(self.counters.reconnected, "valr")
         return self.trade
 
     def account(self, rest: ValrRest) -> AccountStream:
@@ -224,6 +239,7 @@ class ValrHub:
                 self.settings.fill_wait,
                 self.logger.getChild("account"),
             )
+            stream.on_reconnect = partial(self.counters.reconnected, "valr")
         return stream
 
     async def release(self) -> None:
@@ -255,7 +271,7 @@ class ValrClient(MarketClient):
         keys = validate_model(_MarketKeys, context.config.extra, f"moonship.markets.{context.market_name}")
         hub = context.shared.get("valr")
         if not isinstance(hub, ValrHub):
-            hub = ValrHub(settings, logging.getLogger("moonship.valr"), context.clock)
+            hub = ValrHub(settings, logging.getLogger("moonship.valr"), context.clock, context.counters)
             context.shared["valr"] = hub
         self.hub: ValrHub = hub
         self.pair = self.symbol.upper()

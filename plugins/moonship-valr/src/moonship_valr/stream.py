@@ -75,6 +75,9 @@ class Socket:
         self.logger = logger
         self.ws: ClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
+        self.connects = 0
+        #: called when a connection is made again (the engine's metrics)
+        self.on_reconnect: Callable[[], None] | None = None
         self._last_feed = 0.0
         self._ping_sent: float | None = None  # when the unanswered PING left
 
@@ -128,6 +131,9 @@ class Socket:
                     max_size=2**23,
                 ) as ws:
                     self.ws = ws
+                    self.connects += 1
+                    if self.connects > 1 and self.on_reconnect is not None:
+                        self.on_reconnect()
                     self.logger.info("connected to %s", self.url)
                     reason = await self._session(ws, backoff)
             except asyncio.CancelledError:
