@@ -107,7 +107,7 @@ function strategyCard(info, section) {
     width: 440, height: 160,
     series: [{}, {label: "price", stroke: "#1f5fbf", scale: "price"},
       {label: "P/L", stroke: "#0a7c2f", scale: "pl"}],
-    axes: [{}, {scale: "price"}, {scale: "pl", side: 1, grid: {show: false}}],
+    axes: [{}, {scale: "price", size: 80}, {scale: "pl", side: 1, size: 60, grid: {show: false}}],
   }, data, chart);
   charts.set(key, {plot, data});
   return card;
