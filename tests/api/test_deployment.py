@@ -13,13 +13,14 @@ import httpx
 import pytest
 from moonship_api.auth import Sessions
 from moonship_api.service import ApiService
-from support.servers import MoonshipProcess, RedisServer, free_port
+from support.servers import moonship, redis
 
 from moonship_core import Stores
 from moonship_core.config import parse_config
 from moonship_core.contracts.service import ServiceContext
 from moonship_core.control import ControlPlane
 from moonship_core.plugins import Plugins
+from moonship_core.testing import free_port
 
 from .harness import (
     MAIN_STRATEGIES,
@@ -36,7 +37,7 @@ from .harness import (
 
 @pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
-    server = RedisServer()
+    server = redis()
     server.start()
     try:
         yield server.url
@@ -167,8 +168,8 @@ moonship:
     idle_session_expiry: 30
 """)
     port = free_port()
-    engine = MoonshipProcess("run", "-e", "-c", str(engine_config))
-    api = MoonshipProcess("run", "-a", "-c", str(api_config), env={"PORT": str(port)})
+    engine = moonship("run", "-e", "-c", str(engine_config))
+    api = moonship("run", "-a", "-c", str(api_config), env={"PORT": str(port)})
     try:
         api.wait_for(f"API listening on https://127.0.0.1:{port}")
         engine.wait_for("engine e1 started")

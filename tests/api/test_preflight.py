@@ -13,7 +13,9 @@ from pathlib import Path
 
 import pytest
 from support.provision import ensure
-from support.servers import ROOT, free_port
+from support.servers import ROOT
+
+from moonship_core.testing import free_port
 
 from .harness import PASSWORD_HASH, USER, Certs
 

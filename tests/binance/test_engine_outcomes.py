@@ -7,12 +7,11 @@ from __future__ import annotations
 import asyncio
 import time
 from decimal import Decimal
+from typing import Any
 
 import moonship_binance.plugin
 import pytest
 from exchanges.binance import KEY, BinanceSim
-from support.prober import Prober, ProberPlugin
-from support.servers import free_port
 
 from moonship_core import (
     MarketStatus,
@@ -20,37 +19,32 @@ from moonship_core import (
     OrderRequest,
     OrderStatus,
     Side,
+    testing,
 )
-from moonship_core.config import parse_config
-from moonship_core.plugins import Plugins
+from moonship_core.testing import ScriptedAlgo, build_engine, free_port, until
 from moonship_core.trading.engine import TradingEngine
 
-from .conftest import fast, seed_book, until
+from .conftest import fast, seed_book
 
 pytestmark = pytest.mark.anyio
 D = Decimal
 ORDER_PATH = "/api/v3/order"
 
 
-async def started(sim: BinanceSim) -> tuple[TradingEngine, Prober]:
-    config = parse_config(
-        {
-            "moonship": {
-                "engine": {"name": "outcomes"},
-                "markets": {"btc": {"client": "binance", "symbol": "BTCUSDT"}},
-                "strategies": {"s": {"algo": "prober", "auto_start": True, "markets": ["btc"]}},
-                "binance": fast(sim),
-            }
-        }
-    )
-    plugins = Plugins.load(entry_points=False)
-    plugins.register(moonship_binance.plugin, "binance", "moonship-binance")
-    plugins.register(ProberPlugin(), "test")
-    Prober.seen.clear()
-    engine = TradingEngine.embedded(config, plugins, timeout=2)
-    await engine.start()
-    await until(lambda: "s" in Prober.seen, what="strategy started")
-    return engine, Prober.seen["s"]
+def engine_on(settings: dict[str, Any], name: str) -> TradingEngine:
+    moonship = {
+        "engine": {"name": name},
+        "markets": {"btc": {"client": "binance", "symbol": "BTCUSDT"}},
+        "strategies": {"s": {"algo": "scripted", "auto_start": True, "markets": ["btc"]}},
+        "binance": settings,
+    }
+    return build_engine(moonship, moonship_binance.plugin)
+
+
+async def started(sim: BinanceSim) -> tuple[TradingEngine, ScriptedAlgo]:
+    engine = engine_on(fast(sim), "outcomes")
+    (algo,) = await testing.started(engine, "s")
+    return engine, algo
 
 
 def nudge(sim: BinanceSim) -> None:
@@ -58,12 +52,8 @@ def nudge(sim: BinanceSim) -> None:
     sim.exchange.set_level("BTCUSDT", "b", "29000.00", str(len(sim.requests) % 7 + 1))
 
 
-async def place(sim: BinanceSim, algo: Prober, request: OrderRequest) -> Order:
-    count = len(algo.placed)
-    algo.requests.append(request)
-    nudge(sim)
-    await until(lambda: len(algo.placed) > count, what="order placed")
-    return algo.placed[-1]
+async def place(sim: BinanceSim, algo: ScriptedAlgo, request: OrderRequest) -> Order:
+    return await algo.place(request, lambda: nudge(sim))
 
 
 async def test_a_strategy_keeps_trading_through_exchange_errors(sim: BinanceSim) -> None:
@@ -120,20 +110,7 @@ async def test_an_exchange_down_at_start_up_is_waited_for() -> None:
     url = f"127.0.0.1:{port}"
     urls = {"rest_url": f"http://{url}", "ws_url": f"ws://{url}", "ws_api_url": f"ws://{url}/ws-api/v3"}
     settings = {**fast(sim), **urls}
-    config = parse_config(
-        {
-            "moonship": {
-                "engine": {"name": "late"},
-                "markets": {"btc": {"client": "binance", "symbol": "BTCUSDT"}},
-                "strategies": {"s": {"algo": "prober", "auto_start": True, "markets": ["btc"]}},
-                "binance": settings,
-            }
-        }
-    )
-    plugins = Plugins.load(entry_points=False)
-    plugins.register(moonship_binance.plugin, "binance", "moonship-binance")
-    plugins.register(ProberPlugin(), "test")
-    engine = TradingEngine.embedded(config, plugins, timeout=2)
+    engine = engine_on(settings, "late")
     await engine.start()  # returns although the market cannot open
     strategy = engine.strategies["s"]
     try:

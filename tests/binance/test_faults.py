@@ -22,15 +22,16 @@ from moonship_core import (
     RateLimited,
     Side,
 )
+from moonship_core.testing import RecordingEvents, until
 
-from .conftest import Events, fast, make_client, seed_book, until
+from .conftest import fast, make_client, seed_book
 from .test_market_data import assert_book_matches
 
 pytestmark = pytest.mark.anyio
 D = Decimal
 
 
-async def connected(sim: BinanceSim, **settings: object) -> tuple[BinanceClient, Events]:
+async def connected(sim: BinanceSim, **settings: object) -> tuple[BinanceClient, RecordingEvents]:
     client, events = make_client(fast(sim, **settings))
     await client.get_market_info()
     await client.connect()
@@ -38,19 +39,21 @@ async def connected(sim: BinanceSim, **settings: object) -> tuple[BinanceClient,
     return client, events
 
 
-def unsynced_count(events: Events) -> int:
+def unsynced_count(events: RecordingEvents) -> int:
     return sum(1 for status, _ in events.statuses if status is MarketStatus.UNSYNCED)
 
 
 @pytest.fixture
-async def live(sim: BinanceSim) -> AsyncIterator[tuple[BinanceClient, Events]]:
+async def live(sim: BinanceSim) -> AsyncIterator[tuple[BinanceClient, RecordingEvents]]:
     client, events = await connected(sim)
     await until(lambda: client.hub.user_streams[KEY].subscribed.is_set(), what="user stream")
     yield client, events
     await client.close()
 
 
-async def test_skipped_update_ids_force_a_resync(sim: BinanceSim, live: tuple[BinanceClient, Events]) -> None:
+async def test_skipped_update_ids_force_a_resync(
+    sim: BinanceSim, live: tuple[BinanceClient, RecordingEvents]
+) -> None:
     client, events = live
     before, snapshots = unsynced_count(events), sim.depth_requests
     sim.skip_update_ids("BTCUSDT", 7)
@@ -63,7 +66,7 @@ async def test_skipped_update_ids_force_a_resync(sim: BinanceSim, live: tuple[Bi
 
 
 async def test_dropped_connection_reconnects_and_resyncs(
-    sim: BinanceSim, live: tuple[BinanceClient, Events]
+    sim: BinanceSim, live: tuple[BinanceClient, RecordingEvents]
 ) -> None:
     _, events = live
     before = unsynced_count(events)
@@ -75,7 +78,9 @@ async def test_dropped_connection_reconnects_and_resyncs(
     assert_book_matches(sim, events)
 
 
-async def test_malformed_frame_is_survived(sim: BinanceSim, live: tuple[BinanceClient, Events]) -> None:
+async def test_malformed_frame_is_survived(
+    sim: BinanceSim, live: tuple[BinanceClient, RecordingEvents]
+) -> None:
     client, events = live
     sim.send_malformed("stream")
     sim.send_malformed("api")
@@ -86,7 +91,7 @@ async def test_malformed_frame_is_survived(sim: BinanceSim, live: tuple[BinanceC
 
 
 async def test_server_shutdown_reconnects_promptly(
-    sim: BinanceSim, live: tuple[BinanceClient, Events]
+    sim: BinanceSim, live: tuple[BinanceClient, RecordingEvents]
 ) -> None:
     client, events = live
     sim.server_shutdown()
@@ -123,7 +128,7 @@ async def test_server_cut_is_survived() -> None:
 
 
 async def test_5xx_after_executing_leaves_the_order_unknown_until_queried(
-    sim: BinanceSim, live: tuple[BinanceClient, Events]
+    sim: BinanceSim, live: tuple[BinanceClient, RecordingEvents]
 ) -> None:
     client, events = live
     sim.faults.fail("/api/v3/order", 503)
@@ -203,7 +208,7 @@ async def test_418_ban_retry_after_is_honoured(sim: BinanceSim) -> None:
 
 
 async def test_fills_missed_while_the_user_stream_was_down_are_reconciled(
-    sim: BinanceSim, live: tuple[BinanceClient, Events]
+    sim: BinanceSim, live: tuple[BinanceClient, RecordingEvents]
 ) -> None:
     client, events = live
     request = OrderRequest.limit(Side.SELL, D("1"), D("30000.5"))

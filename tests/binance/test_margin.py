@@ -8,8 +8,9 @@ import pytest
 from exchanges.binance import KEY, BinanceSim
 
 from moonship_core import MarketStatus, OrderRequest, OrderStatus, Side
+from moonship_core.testing import until
 
-from .conftest import fast, make_client, until
+from .conftest import fast, make_client
 
 pytestmark = pytest.mark.anyio
 D = Decimal

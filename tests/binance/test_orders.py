@@ -22,15 +22,16 @@ from moonship_core import (
     Side,
     TimeInForce,
 )
+from moonship_core.testing import RecordingEvents, until
 
-from .conftest import Events, fast, make_client, until
+from .conftest import fast, make_client
 
 pytestmark = pytest.mark.anyio
 D = Decimal
 
 
 @pytest.fixture
-async def trader(sim: BinanceSim) -> AsyncIterator[tuple[BinanceClient, Events]]:
+async def trader(sim: BinanceSim) -> AsyncIterator[tuple[BinanceClient, RecordingEvents]]:
     client, events = make_client(fast(sim))
     await client.get_market_info()
     await client.connect()
@@ -44,7 +45,9 @@ def last_order_params(sim: BinanceSim) -> dict[str, str]:
     return [p for m, path, p in sim.requests if m == "POST" and path.endswith("/order")][-1]
 
 
-async def test_resting_limit_order_then_cancel(sim: BinanceSim, trader: tuple[BinanceClient, Events]) -> None:
+async def test_resting_limit_order_then_cancel(
+    sim: BinanceSim, trader: tuple[BinanceClient, RecordingEvents]
+) -> None:
     client, events = trader
     request = OrderRequest.limit(Side.BUY, D("0.5"), D("29000"))
     ack = await client.place_order(request)
@@ -75,7 +78,7 @@ async def test_resting_limit_order_then_cancel(sim: BinanceSim, trader: tuple[Bi
 
 
 async def test_taker_fills_come_with_fees_in_the_ack_and_the_stream(
-    sim: BinanceSim, trader: tuple[BinanceClient, Events]
+    sim: BinanceSim, trader: tuple[BinanceClient, RecordingEvents]
 ) -> None:
     client, events = trader
     request = OrderRequest.limit(Side.BUY, D("1.5"), D("30002"))
@@ -93,7 +96,7 @@ async def test_taker_fills_come_with_fees_in_the_ack_and_the_stream(
 
 
 async def test_maker_fills_from_the_user_stream(
-    sim: BinanceSim, trader: tuple[BinanceClient, Events]
+    sim: BinanceSim, trader: tuple[BinanceClient, RecordingEvents]
 ) -> None:
     client, events = trader
     request = OrderRequest.limit(Side.SELL, D("1"), D("30000.5"), post_only=True)
@@ -125,7 +128,7 @@ async def test_maker_fills_from_the_user_stream(
 
 
 async def test_post_only_that_would_take_is_rejected(
-    sim: BinanceSim, trader: tuple[BinanceClient, Events]
+    sim: BinanceSim, trader: tuple[BinanceClient, RecordingEvents]
 ) -> None:
     client, _ = trader
     with pytest.raises(PostOnlyRejected):
@@ -134,7 +137,7 @@ async def test_post_only_that_would_take_is_rejected(
 
 
 async def test_ioc_remainder_expires_and_fok_never_fills(
-    sim: BinanceSim, trader: tuple[BinanceClient, Events]
+    sim: BinanceSim, trader: tuple[BinanceClient, RecordingEvents]
 ) -> None:
     client, _ = trader
     ioc = await client.place_order(
@@ -150,7 +153,7 @@ async def test_ioc_remainder_expires_and_fok_never_fills(
 
 
 async def test_market_orders_by_quantity_and_by_quote(
-    sim: BinanceSim, trader: tuple[BinanceClient, Events]
+    sim: BinanceSim, trader: tuple[BinanceClient, RecordingEvents]
 ) -> None:
     client, _ = trader
     by_qty = await client.place_order(OrderRequest.market(Side.SELL, quantity=D("1.25")))
@@ -170,7 +173,7 @@ async def test_market_orders_by_quantity_and_by_quote(
 
 
 async def test_a_retried_client_order_id_never_creates_a_second_order(
-    sim: BinanceSim, trader: tuple[BinanceClient, Events]
+    sim: BinanceSim, trader: tuple[BinanceClient, RecordingEvents]
 ) -> None:
     client, _ = trader
     request = OrderRequest.limit(Side.BUY, D("0.1"), D("29500"))
@@ -188,7 +191,7 @@ async def test_a_retried_client_order_id_never_creates_a_second_order(
 
 
 async def test_exchange_errors_map_to_the_core_taxonomy(
-    sim: BinanceSim, trader: tuple[BinanceClient, Events]
+    sim: BinanceSim, trader: tuple[BinanceClient, RecordingEvents]
 ) -> None:
     client, _ = trader
     with pytest.raises(InsufficientFunds):

@@ -12,85 +12,63 @@ from exchanges.binance import KEY, BinanceSim
 from moonship_binance.client import BinanceClient
 
 from moonship_core import (
-    MarketStatus,
-    Order,
     OrderRequest,
     OrderStatus,
     Side,
     StrategyMarket,
-    TradingAlgo,
-    hookimpl,
 )
-from moonship_core.config import parse_config
 from moonship_core.plugins import Plugins
+from moonship_core.testing import LocalPlugin, ScriptedAlgo, build_engine, started, until
 from moonship_core.trading.engine import TradingEngine
 
-from .conftest import fast, until
+from .conftest import fast
 
 pytestmark = pytest.mark.anyio
 D = Decimal
 
 
-class BuyBelowAsk(TradingAlgo):
+class BuyBelowAsk(ScriptedAlgo):
     """On the first synced book: one limit buy at the best ask (it takes), one resting bid below."""
 
-    seen: dict[str, BuyBelowAsk] = {}
-
-    async def on_start(self) -> None:
-        self.orders: list[Order] = []
-        self.placed: list[Order] = []
-        BuyBelowAsk.seen[self.name] = self
-
-    async def on_order_book(self, market: StrategyMarket) -> None:
+    def opening(self, market: StrategyMarket) -> list[OrderRequest]:
         ask = market.book.best_ask
-        if self.placed or ask is None or market.status is not MarketStatus.OPEN:  # type: ignore[attr-defined]
-            return
-        self.placed.append(await market.place_order(OrderRequest.limit(Side.BUY, D("0.5"), ask)))
-        self.placed.append(await market.place_order(OrderRequest.limit(Side.BUY, D("0.25"), ask - 100)))
-
-    async def on_order_update(self, market: StrategyMarket, order: Order) -> None:
-        self.orders.append(order)
-
-
-class AlgoPlugin:
-    @hookimpl
-    def moonship_algos(self) -> dict[str, type[TradingAlgo]]:
-        return {"buy_below_ask": BuyBelowAsk}
+        if ask is None:
+            return []
+        return [
+            OrderRequest.limit(Side.BUY, D("0.5"), ask),
+            OrderRequest.limit(Side.BUY, D("0.25"), ask - 100),
+        ]
 
 
 def engine(sim: BinanceSim, market: dict[str, Any]) -> TradingEngine:
-    config = parse_config(
-        {
-            "moonship": {
-                "engine": {"name": "sim"},
-                "markets": {"btc": {"symbol": "BTCUSDT", **market}},
-                "strategies": {"s": {"algo": "buy_below_ask", "auto_start": True, "markets": ["btc"]}},
-                "binance": fast(sim),
-            }
-        }
-    )
-    plugins = Plugins.load(entry_points=False)
-    plugins.register(moonship_binance.plugin, "binance", "moonship-binance")
-    plugins.register(AlgoPlugin(), "test")
-    engine = TradingEngine.embedded(config, plugins, timeout=2)
-    assert isinstance(engine.context.sections["binance"], BinanceClient.settings_model)
-    return engine
+    moonship = {
+        "engine": {"name": "sim"},
+        "markets": {"btc": {"symbol": "BTCUSDT", **market}},
+        "strategies": {"s": {"algo": "buy_below_ask", "auto_start": True, "markets": ["btc"]}},
+        "binance": fast(sim),
+    }
+    trading = build_engine(moonship, moonship_binance.plugin, LocalPlugin({"buy_below_ask": BuyBelowAsk}))
+    assert isinstance(trading.context.sections["binance"], BinanceClient.settings_model)
+    return trading
+
+
+async def orders_placed(trading: TradingEngine) -> ScriptedAlgo:
+    (algo,) = await started(trading, "s")
+    await until(lambda: len(algo.placed) == 2, what="orders")
+    return algo
 
 
 async def test_paper_over_binance(sim: BinanceSim) -> None:
-    BuyBelowAsk.seen.clear()
     trading = engine(sim, {"client": "paper", "real_client": "binance", "balances": {"USDT": "100000"}})
-    await trading.start()
     try:
-        await until(lambda: "s" in BuyBelowAsk.seen and len(BuyBelowAsk.seen["s"].placed) == 2, what="orders")
-        algo = BuyBelowAsk.seen["s"]
+        algo = await orders_placed(trading)
         taker, maker = algo.placed
         await until(
             lambda: any(
                 o.client_order_id == taker.client_order_id
                 and o.status is OrderStatus.FILLED
                 and o.average_price == D("30001")
-                for o in algo.orders
+                for o in algo.updates
             ),
             what="paper taker fill",
         )
@@ -101,7 +79,7 @@ async def test_paper_over_binance(sim: BinanceSim) -> None:
         await until(
             lambda: any(
                 o.client_order_id == maker.client_order_id and o.status is OrderStatus.FILLED
-                for o in algo.orders
+                for o in algo.updates
             ),
             what="paper maker fill",
         )
@@ -111,17 +89,14 @@ async def test_paper_over_binance(sim: BinanceSim) -> None:
 
 
 async def test_engine_trades_binance_through_the_simulator(sim: BinanceSim) -> None:
-    BuyBelowAsk.seen.clear()
     trading = engine(sim, {"client": "moonship.client.binance.BinanceClient"})
-    await trading.start()
     try:
-        await until(lambda: "s" in BuyBelowAsk.seen and len(BuyBelowAsk.seen["s"].placed) == 2, what="orders")
-        algo = BuyBelowAsk.seen["s"]
+        algo = await orders_placed(trading)
         taker, maker = algo.placed
         await until(
             lambda: any(
                 o.client_order_id == taker.client_order_id and o.status is OrderStatus.FILLED and o.fills
-                for o in algo.orders
+                for o in algo.updates
             ),
             what="taker fill",
         )
@@ -129,7 +104,7 @@ async def test_engine_trades_binance_through_the_simulator(sim: BinanceSim) -> N
         await until(
             lambda: any(
                 o.client_order_id == maker.client_order_id and o.status is OrderStatus.FILLED
-                for o in algo.orders
+                for o in algo.updates
             ),
             what="maker fill from the user stream",
         )

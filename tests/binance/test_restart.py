@@ -15,7 +15,7 @@ import pytest
 import yaml
 from exchanges.binance import KEY, BinanceSim
 from support.restart import stop, until
-from support.servers import MoonshipProcess, RedisServer
+from support.servers import moonship, redis
 
 from moonship_core.contracts.stores import Journal
 from moonship_core.stores.redis import RedisJournal
@@ -61,7 +61,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[str | None]:
     if request.param == "sqlite":
         yield None
         return
-    server = RedisServer()
+    server = redis()
     server.start()
     try:
         yield server.url
@@ -90,7 +90,7 @@ async def test_kill_9_then_restart_books_every_fill_once(
     sim: BinanceSim, tmp_path: Path, backend: str | None
 ) -> None:
     config = write_config(sim, tmp_path, backend)
-    first = MoonshipProcess("run", "-c", str(config))
+    first = moonship("run", "-c", str(config))
     try:
         await until(lambda: len(open_orders(sim)) == 2, "two quotes", first)
         quotes = open_orders(sim)
@@ -114,7 +114,7 @@ async def test_kill_9_then_restart_books_every_fill_once(
     assert bid.status == "FILLED" and ask.is_open
     seed_book(sim)  # the takers emptied the bids: a two-sided book again, so the quoter has a mid
 
-    second = MoonshipProcess("run", "-c", str(config))
+    second = moonship("run", "-c", str(config))
     try:
         await until(lambda: len(open_orders(sim)) == 2, "quotes after the restart", second)
         await asyncio.sleep(1.0)  # time to double the quotes, if it were going to

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -13,6 +12,7 @@ import pytest
 from moonship_core.config import parse_config
 from moonship_core.errors import ConfigError
 from moonship_core.plugins import Plugins
+from moonship_core.testing import until
 from moonship_core.trading.engine import TradingEngine
 
 
@@ -33,12 +33,6 @@ def config(strategies: dict[str, Any], **market: Any) -> Any:
     )
 
 
-async def until(check: Callable[[], Any], timeout: float = 5.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 def test_the_core_registers_its_algos_and_the_seed_name() -> None:

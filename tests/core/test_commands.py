@@ -29,8 +29,8 @@ from moonship_core import (
 from moonship_core import (
     STRATEGY_NAME_RULE as RULE,
 )
-from moonship_core.config import parse_config
 from moonship_core.plugins import Plugins
+from moonship_core.testing import build_engine
 from moonship_core.trading.engine import TradingEngine
 
 
@@ -99,14 +99,12 @@ DOTTED_QUIET = f"{__name__}.Quiet"
 
 
 def make_engine(strategies: dict[str, Any]) -> tuple[TradingEngine, ControlPlane]:
-    config = parse_config({"moonship": {
+    moonship = {
         "engine": {"name": "main"},
         "markets": {"btc": {"client": "scripted", "symbol": "BTCUSDT"}},
         "strategies": strategies,
-    }})
-    plugins = Plugins.load(entry_points=False)
-    plugins.register(HostilePlugin(), "hostile")
-    engine = TradingEngine.embedded(config, plugins, timeout=2)
+    }
+    engine = build_engine(moonship, HostilePlugin())
     return engine, engine.context.control
 
 
@@ -151,7 +149,8 @@ def test_a_command_never_imports_a_dotted_algo(algo: str) -> None:
     async def test(engine: TradingEngine, control: ControlPlane) -> None:
         message = await refused(control.add("main", "s1", {"algo": algo, "markets": ["btc"]}), 400)
         assert message.startswith(f"moonship.strategies.s1.algo: unknown algo {algo!r}: only registered")
-        names = "exits, fails, interrupts, keyed, log_market_info, quiet, sized, spread_quoter"
+        names = "exits, fails, interrupts, keyed, log_market_info, quiet, scripted, scripted_any_status"
+        names += ", sized, spread_quoter"
         assert f"available: {names}" in message
         # nor through an update that switches the algo
         await control.add("main", "s2", {"algo": "quiet", "markets": ["btc"]})

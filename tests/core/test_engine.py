@@ -27,7 +27,7 @@ from moonship_core import (
     hookimpl,
 )
 from moonship_core.config import parse_config
-from moonship_core.plugins import Plugins
+from moonship_core.testing import build_engine, until
 from moonship_core.trading.engine import TradingEngine
 
 D = Decimal
@@ -97,27 +97,15 @@ class TestPlugin:
 
 def make_engine(strategies: dict[str, Any], name: str = "main") -> tuple[TradingEngine, ControlPlane]:
     ScriptedClient.instances.clear()
-    config = parse_config(
-        {
-            "moonship": {
-                "engine": {"name": name},
-                "markets": {"btc": {"client": "scripted", "symbol": "BTCUSDT"}},
-                "strategies": strategies,
-            }
-        }
-    )
-    plugins = Plugins.load(entry_points=False)
-    plugins.register(TestPlugin(), "test")
-    engine = TradingEngine.embedded(config, plugins, timeout=2)
+    moonship = {
+        "engine": {"name": name},
+        "markets": {"btc": {"client": "scripted", "symbol": "BTCUSDT"}},
+        "strategies": strategies,
+    }
+    engine = build_engine(moonship, TestPlugin())
     return engine, engine.context.control
 
 
-async def until(check: Callable[[], Any], timeout: float = 3.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.005)
 
 
 def run(coro: Callable[[], Awaitable[None]]) -> None:

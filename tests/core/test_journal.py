@@ -14,27 +14,23 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
-from support.servers import RedisServer, free_port
+from support.servers import redis
 
 from moonship_core import Fill, Order, OrderStatus, OrderType, Side
 from moonship_core.contracts.stores import FillRecord, Journal
 from moonship_core.stores.memory import MemoryJournal
 from moonship_core.stores.redis import RedisJournal
 from moonship_core.stores.sqlite import SqliteJournal
+from moonship_core.testing import RedisServer, free_port
 
 D = Decimal
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 pytestmark = pytest.mark.anyio
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
+    server = redis()
     server.start()
     try:
         yield server

@@ -12,7 +12,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from moonship_core.book import OrderBook
 from moonship_core.config import MarketConfig, parse_config
 from moonship_core.contracts.client import ClientContext, MarketClient, MarketEvents
 from moonship_core.contracts.stores import Journal
@@ -24,7 +23,6 @@ from moonship_core.errors import (
 )
 from moonship_core.model import (
     Balance,
-    Candle,
     MarketInfo,
     MarketStatus,
     Order,
@@ -41,6 +39,7 @@ from moonship_core.sim import paper as paper_module
 from moonship_core.sim.paper import PaperClient
 from moonship_core.sim.synthetic import SimClient
 from moonship_core.stores.memory import MemoryJournal
+from moonship_core.testing import RecordingEvents
 from moonship_core.trading.engine import TradingEngine
 
 D = Decimal
@@ -48,47 +47,6 @@ BUY, SELL = Side.BUY, Side.SELL
 RICH = {"USDT": D(1_000_000), "BTC": D(100)}
 Levels = Sequence[tuple[str | Decimal, str | Decimal]]
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    """The clients are asyncio code."""
-    return "asyncio"
-
-
-class Recorder:
-    """The market's side of MarketEvents: a real book and a log of every event."""
-
-    def __init__(self) -> None:
-        self.book = OrderBook("BTCUSDT")
-        self.log: list[tuple[str, Any]] = []
-        self.orders: list[Order] = []
-        self.trades: list[Trade] = []
-        self.balance_events: list[list[Balance]] = []
-
-    def book_changed(self) -> None:
-        self.log.append(("book", self.book.sequence))
-
-    def trade(self, trade: Trade) -> None:
-        self.log.append(("trade", trade))
-        self.trades.append(trade)
-
-    def ticker(self, ticker: Ticker) -> None:
-        self.log.append(("ticker", ticker))
-
-    def candle(self, candle: Candle) -> None:
-        self.log.append(("candle", candle))
-
-    def status(self, status: MarketStatus, reason: str = "") -> None:
-        self.log.append(("status", status))
-
-    def order_update(self, order: Order) -> None:
-        self.log.append(("order", order))
-        self.orders.append(order)
-
-    def balances(self, balances: Sequence[Balance]) -> None:
-        self.log.append(("balances", list(balances)))
-        self.balance_events.append(list(balances))
 
 
 class Feed(MarketClient):
@@ -171,14 +129,14 @@ def make_paper(
     shared: dict[str, Any] | None = None,
     journal: Journal | None = None,
     **extra: Any,
-) -> tuple[PaperClient, Recorder]:
+) -> tuple[PaperClient, RecordingEvents]:
     """A paper client (over the scripted feed by default); `balances={}` configures none (the defaults);
     clients given one `shared` dict are markets of one engine."""
     config = MarketConfig.model_validate(
         {"client": "paper", "symbol": symbol, "real_client": real,
          "balances": RICH if balances is None else balances, **extra}
     )
-    events = Recorder()
+    events = RecordingEvents("BTCUSDT")
     plugins = Plugins(feed=Feed, sim=SimClient, paper=PaperClient)
     context = ClientContext(
         name, config, {}, plugins, sections or {}, {} if shared is None else shared, journal=journal
@@ -195,7 +153,7 @@ BOOK_BIDS = [("99", "1"), ("98", "2"), ("97", "5")]
 BOOK_ASKS = [("100", "1"), ("101", "2"), ("102", "5")]
 
 
-def with_book(**kw: Any) -> tuple[PaperClient, Feed, Recorder]:
+def with_book(**kw: Any) -> tuple[PaperClient, Feed, RecordingEvents]:
     paper, events = make_paper(**kw)
     feed = feed_of(paper)
     feed.snapshot(BOOK_BIDS, BOOK_ASKS)
@@ -236,7 +194,7 @@ def test_config_errors_name_the_property() -> None:
     config = MarketConfig(client="paper", symbol="BTCUSDT")
     context = ClientContext("btc", config, {}, Plugins(feed=Feed))
     with pytest.raises(ConfigError, match=r"moonship\.markets\.btc\.real_client: field required"):
-        PaperClient(context, Recorder())
+        PaperClient(context, RecordingEvents("BTCUSDT"))
 
 
 def test_real_client_gets_its_own_config_and_settings() -> None:
@@ -901,7 +859,7 @@ async def test_default_balances_are_10000_quote_and_10000_quote_worth_of_base(
 
 async def session(
     journal: Journal, bids: Levels = BOOK_BIDS, **kw: Any
-) -> tuple[PaperClient, Feed, Recorder]:
+) -> tuple[PaperClient, Feed, RecordingEvents]:
     """A paper client as an engine (re)started on `journal` makes it: taken up at get_market_info."""
     paper, events = make_paper(journal=journal, **kw)
     await paper.get_market_info()

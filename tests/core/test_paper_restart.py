@@ -17,13 +17,14 @@ from typing import Any
 
 import pytest
 import yaml
-from support.servers import MoonshipProcess, RedisServer
+from support.servers import moonship, redis
 
 from moonship_core.codec import order_from_dict
 from moonship_core.contracts.stores import FillRecord, Journal, OrderRecord
 from moonship_core.model import Side
 from moonship_core.stores.redis import RedisJournal
 from moonship_core.stores.sqlite import SqliteJournal
+from moonship_core.testing import MoonshipProcess, RedisServer
 from moonship_core.trading.portfolio import Portfolio
 
 pytestmark = pytest.mark.slow
@@ -40,7 +41,7 @@ ENGINE = "paper-restart"
 
 @pytest.fixture(scope="module")
 def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
+    server = redis()
     server.start()
     try:
         yield server
@@ -186,7 +187,7 @@ def test_kill_9_then_restart_carries_the_paper_account_on(
     redis_url = request.getfixturevalue("redis_server").url if backend == "redis" else None
     config = write_config(tmp_path, redis_url)
     journal = Reader(tmp_path / "journal.sqlite", redis_url)
-    first = MoonshipProcess("run", "-c", str(config))
+    first = moonship("run", "-c", str(config))
     try:
         until(lambda: len(journal.fills()) >= 4, "four paper fills", first)
     finally:
@@ -205,7 +206,7 @@ def test_kill_9_then_restart_carries_the_paper_account_on(
     assert totals(before) == expected(start, [*fills_before.values(), *extra.values()])
     assert len(before["orders"]) <= 2  # one bid, one ask
 
-    second = MoonshipProcess("run", "-c", str(config))
+    second = moonship("run", "-c", str(config))
     try:
         second.wait_for("paper account paper:sim:default: taken up from the journal", 30)
         assert second.count("start balances") == 0  # seeded once in the account's life

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 from support import provision
 from support.provision import ProvisionError, ensure
-from support.servers import free_port
+
+from moonship_core.testing import free_port
 
 TESTS = Path(__file__).resolve().parents[1]
 

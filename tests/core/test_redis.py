@@ -14,19 +14,20 @@ from typing import Any
 import bcrypt
 import httpx
 import pytest
-from support.servers import MoonshipProcess, RedisServer, free_port
+from support.servers import moonship, redis
 
 from moonship_core import CommandTimeout, ControlError, ControlPlane, EngineUnavailable
 from moonship_core.contracts.stores import MessageBus, SharedCache, heartbeat_key
 from moonship_core.stores.memory import MemoryBus, MemoryCache
 from moonship_core.stores.redis import RedisBus, RedisCache, commands_key
+from moonship_core.testing import RedisServer, free_port
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer()
+    server = redis()
     server.start()
     try:
         yield server
@@ -92,7 +93,7 @@ def cache_factory(request: pytest.FixtureRequest) -> Iterator[Callable[[], Share
     if request.param == "memory":
         yield MemoryCache
         return
-    server = RedisServer()
+    server = redis()
     server.start()
     try:
         yield lambda: RedisCache(server.url)
@@ -197,7 +198,7 @@ def test_control_plane_maps_timeout_and_outage(backend: str, tmp_path: Path) -> 
     if backend == "memory":
         run(main(None))
         return
-    server = RedisServer()
+    server = redis()
     server.start()
     try:
         run(main(server.url))
@@ -237,10 +238,10 @@ moonship:
 
 
 def test_two_engine_processes_controlled_through_the_bus(redis_server: RedisServer, tmp_path: Path) -> None:
-    e1 = MoonshipProcess("run", "-c", str(engine_config(tmp_path, "e1", redis_server.url, "quoter,idle")))
-    e2 = MoonshipProcess("run", "-c", str(engine_config(tmp_path, "e2", redis_server.url, "quoter,idle")))
+    e1 = moonship("run", "-c", str(engine_config(tmp_path, "e1", redis_server.url, "quoter,idle")))
+    e2 = moonship("run", "-c", str(engine_config(tmp_path, "e2", redis_server.url, "quoter,idle")))
     port = free_port()
-    services = MoonshipProcess(
+    services = moonship(
         "run", "-a", "-m", "-c", str(services_config(tmp_path, redis_server.url, port))
     )
     try:
@@ -320,7 +321,7 @@ def test_two_engine_processes_controlled_through_the_bus(redis_server: RedisServ
 def test_engine_keeps_trading_through_a_redis_outage_and_republishes(
     redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    engine = MoonshipProcess("run", "-c", str(engine_config(tmp_path, "e1", redis_server.url, "quoter,idle")))
+    engine = moonship("run", "-c", str(engine_config(tmp_path, "e1", redis_server.url, "quoter,idle")))
     try:
         engine.wait_for("FILLED: filled", 30)
         redis_server.kill()
@@ -360,12 +361,12 @@ def test_engine_keeps_trading_through_a_redis_outage_and_republishes(
 
 
 def test_second_engine_with_the_same_name_is_refused(redis_server: RedisServer, tmp_path: Path) -> None:
-    first = MoonshipProcess("run", "-c", str(engine_config(tmp_path, "e1", redis_server.url, "idle")))
+    first = moonship("run", "-c", str(engine_config(tmp_path, "e1", redis_server.url, "idle")))
     try:
         first.wait_for("engine e1 started", 30)
         dup = engine_config(tmp_path, "dup", redis_server.url, "idle")
         dup.write_text(dup.read_text().replace("name: dup", "name: e1"))
-        second = MoonshipProcess("run", "-c", str(dup))
+        second = moonship("run", "-c", str(dup))
         assert second.process.wait(30) == 1
         assert "in use by a running engine" in second.output
         assert first.process.poll() is None
@@ -383,14 +384,14 @@ def test_restarted_engine_replaces_its_old_state(redis_server: RedisServer, tmp_
             await control.cache.close()
             await control.bus.close()
 
-    first = MoonshipProcess("run", "-c", str(engine_config(tmp_path, "e1", redis_server.url, "quoter,idle")))
+    first = moonship("run", "-c", str(engine_config(tmp_path, "e1", redis_server.url, "quoter,idle")))
     try:
         first.wait_for("engine e1 started", 30)
         assert asyncio.run(eventually(lambda: _equals(names, {"quoter", "idle"})))
         first.kill()  # a crash: no deregistration
     finally:
         first.kill()
-    again = MoonshipProcess("run", "-c", str(engine_config(tmp_path, "e1", redis_server.url, "idle")))
+    again = moonship("run", "-c", str(engine_config(tmp_path, "e1", redis_server.url, "idle")))
     try:
         again.wait_for("engine e1 started", 40)  # after the crashed engine's heartbeat expired
         assert asyncio.run(eventually(lambda: _equals(names, {"idle"})))

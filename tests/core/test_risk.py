@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
@@ -17,12 +16,11 @@ from typing import Any
 
 import pytest
 from support.scripted import ScriptedClient
-from support.servers import RedisServer
+from support.servers import redis
 
 from moonship_core import (
     ConfigError,
     ControlError,
-    MarketClient,
     MarketInfo,
     MarketStatus,
     Order,
@@ -31,16 +29,13 @@ from moonship_core import (
     Side,
     SimClock,
     Stores,
-    StrategyMarket,
-    TradingAlgo,
     cli,
-    hookimpl,
 )
 from moonship_core.config import parse_config
-from moonship_core.plugins import Plugins
 from moonship_core.stores.memory import MemoryBus, MemoryCache, MemoryJournal
 from moonship_core.stores.redis import RedisBus, RedisCache
 from moonship_core.stores.sqlite import SqliteJournal
+from moonship_core.testing import LocalPlugin, ScriptedAlgo, build_engine, started, until
 from moonship_core.trading.engine import TradingEngine
 from moonship_core.trading.risk import STATE_KEY, Limits, TradingState
 
@@ -50,30 +45,6 @@ T0 = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
 BUY, SELL = Side.BUY, Side.SELL
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
-
-
-class Placer(TradingAlgo):
-    """Places the requests the test queues, on the next book update; records what comes back."""
-
-    seen: dict[str, Placer] = {}
-
-    async def on_start(self) -> None:
-        self.requests: list[OrderRequest] = []
-        self.placed: list[Order] = []
-        self.updates: list[Order] = []
-        Placer.seen[self.name] = self
-
-    async def on_order_book(self, market: StrategyMarket) -> None:
-        while self.requests:
-            self.placed.append(await market.place_order(self.requests.pop(0)))
-
-    async def on_order_update(self, market: StrategyMarket, order: Order) -> None:
-        self.updates.append(order)
-
-
 class RiskClient(ScriptedClient):
     """The scripted market without a minimum order value."""
 
@@ -81,26 +52,10 @@ class RiskClient(ScriptedClient):
         return MarketInfo(self.symbol, "BTC", "USDT", D("0.01"), D("0.001"), D("0.001"), D("0"))
 
 
-class RiskPlugin:
-    @hookimpl
-    def moonship_market_clients(self) -> dict[str, type[MarketClient]]:
-        return {"scripted": RiskClient}
-
-    @hookimpl
-    def moonship_algos(self) -> dict[str, type[TradingAlgo]]:
-        return {"placer": Placer}
-
-
-async def until(check: Callable[[], Any], timeout: float = 3.0, what: str = "condition") -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError(f"{what} not reached in time")
-        await asyncio.sleep(0.002)
 
 
 class Rig:
-    """An engine with strategies "s" (and "t") of the Placer algo on one scripted market."""
+    """An engine with strategies "s" (and "t") of the scripted algo on one scripted market."""
 
     def __init__(self, engine: TradingEngine, clock: SimClock) -> None:
         self.engine = engine
@@ -115,12 +70,9 @@ class Rig:
         return client
 
     async def place(self, request: OrderRequest, strategy: str = "s") -> Order:
-        algo = Placer.seen[strategy]
-        count = len(algo.placed)
-        algo.requests.append(request)
-        self.client.move("99.00", "101.00", next(self.seq))
-        await until(lambda: len(algo.placed) > count, what="order placed")
-        return algo.placed[-1]
+        return await ScriptedAlgo.running[strategy].place(
+            request, lambda: self.client.move("99.00", "101.00", next(self.seq))
+        )
 
     async def fill(self, order: Order, price: str, qty: str | None = None, fee: str = "0") -> Order:
         return self.client.fill(order, price, qty or str(order.quantity), fee)
@@ -143,12 +95,12 @@ async def rig(
     stores: Stores | None = None,
     clock: SimClock | None = None,
 ) -> Rig:
-    s: dict[str, Any] = {"algo": "placer", "auto_start": True, "markets": ["btc"]}
+    s: dict[str, Any] = {"algo": "scripted_any_status", "auto_start": True, "markets": ["btc"]}
     if strategy_risk is not None:
         s["risk"] = strategy_risk
     strategies = {"s": s}
     if two:
-        strategies["t"] = {"algo": "placer", "auto_start": True, "markets": ["btc"]}
+        strategies["t"] = {"algo": "scripted_any_status", "auto_start": True, "markets": ["btc"]}
     moonship: dict[str, Any] = {
         "engine": {"name": "risky"},
         "markets": {"btc": {"client": "scripted", "symbol": "BTCUSDT", "candle_period": 0}},
@@ -156,13 +108,10 @@ async def rig(
     }
     if risk is not None:
         moonship["risk"] = risk
-    plugins = Plugins.load(entry_points=False)
-    plugins.register(RiskPlugin(), "test")
-    Placer.seen.clear()
     clock = clock or SimClock(T0)
-    engine = TradingEngine.embedded(parse_config({"moonship": moonship}), plugins, stores=stores, clock=clock)
-    await engine.start()
-    await until(lambda: all(name in Placer.seen for name in strategies), what="strategies started")
+    plugin = LocalPlugin(market_clients={"scripted": RiskClient})
+    engine = build_engine(moonship, plugin, stores=stores, clock=clock)
+    await started(engine, *strategies)
     return Rig(engine, clock)
 
 
@@ -548,7 +497,7 @@ async def test_trading_state_survives_a_restart(tmp_path: Path) -> None:
 # ------------------------------------------------------------------------------------------------ the CLI
 @pytest.mark.slow
 async def test_cli_halt_reduce_resume_over_redis(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    server = RedisServer()
+    server = redis()
     server.start()
     cache, bus = RedisCache(server.url), RedisBus(server.url)
     await cache.open()

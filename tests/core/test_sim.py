@@ -34,12 +34,6 @@ from moonship_core.sim.synthetic import SimClient, split_symbol
 TICK = Decimal("0.01")
 
 
-@pytest.fixture
-def anyio_backend() -> str:
-    """The clients are asyncio code."""
-    return "asyncio"
-
-
 class Recorder:
     """A MarketEvents that keeps a real book and logs every event; checks book invariants as they come."""
 

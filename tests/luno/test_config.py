@@ -27,8 +27,9 @@ from moonship_core import (
 )
 from moonship_core.config import parse_config
 from moonship_core.plugins import Plugins
+from moonship_core.testing import until
 
-from .conftest import PAIR, make_client, until
+from .conftest import PAIR, make_client
 
 D = Decimal
 

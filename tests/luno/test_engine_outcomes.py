@@ -12,7 +12,6 @@ import moonship_luno.plugin
 import pytest
 from exchanges.luno import LunoSimulator
 from moonship_luno import constants
-from support.prober import AnyStatusProber, Prober, ProberPlugin
 
 from moonship_core import (
     MarketStatus,
@@ -20,42 +19,33 @@ from moonship_core import (
     OrderRequest,
     OrderStatus,
     Side,
+    testing,
 )
-from moonship_core.config import parse_config
-from moonship_core.plugins import Plugins
+from moonship_core.testing import ScriptedAlgo, build_engine, until
 from moonship_core.trading.engine import TradingEngine
 
-from .conftest import KEY, PAIR, SECRET, until
+from .conftest import KEY, PAIR, SECRET
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 D = Decimal
 OTHER = "other"
 
 
-async def started(sim: LunoSimulator) -> tuple[TradingEngine, Prober]:
+async def started(sim: LunoSimulator) -> tuple[TradingEngine, ScriptedAlgo]:
     luno: dict[str, Any] = {
         "api_key": KEY, "api_secret": SECRET, "rest_url": sim.rest_url, "ws_url": sim.ws_url,
         "stale_timeout": 3, "replay_window": 2, "request_timeout": 2,
     }
-    config = parse_config(
-        {
-            "moonship": {
-                "engine": {"name": "luno-outcomes"},
-                "luno": luno,
-                "markets": {"xbt": {"client": "luno", "symbol": PAIR}},
-                "strategies": {"s": {"algo": "prober", "auto_start": True, "markets": ["xbt"]}},
-            }
-        }
-    )
-    plugins = Plugins.load(entry_points=False)
-    plugins.register(moonship_luno.plugin, "luno", "moonship-luno")
-    plugins.register(ProberPlugin(AnyStatusProber), "test")
-    Prober.seen.clear()
-    engine = TradingEngine.embedded(config, plugins, timeout=2)
-    await engine.start()
-    await until(lambda: "s" in Prober.seen, what="strategy started")
+    moonship = {
+        "engine": {"name": "luno-outcomes"},
+        "luno": luno,
+        "markets": {"xbt": {"client": "luno", "symbol": PAIR}},
+        "strategies": {"s": {"algo": "scripted_any_status", "auto_start": True, "markets": ["xbt"]}},
+    }
+    engine = build_engine(moonship, moonship_luno.plugin)
+    (algo,) = await testing.started(engine, "s")
     await until(lambda: engine.markets["xbt"].status is MarketStatus.OPEN, what="market open")
-    return engine, Prober.seen["s"]
+    return engine, algo
 
 
 def seed(sim: LunoSimulator) -> None:
@@ -79,20 +69,12 @@ def nudge(sim: LunoSimulator) -> None:
         sim.exchange.post_limit(user, PAIR, "BID", "0.001", "500000.00")
 
 
-async def place(sim: LunoSimulator, algo: Prober, request: OrderRequest) -> Order:
-    count = len(algo.placed)
-    algo.requests.append(request)
-    nudge(sim)
-    await until(lambda: len(algo.placed) > count, what="order placed")
-    return algo.placed[-1]
+async def place(sim: LunoSimulator, algo: ScriptedAlgo, request: OrderRequest) -> Order:
+    return await algo.place(request, lambda: nudge(sim))
 
 
 def at_sim(sim: LunoSimulator, client_order_id: str) -> list[Any]:
     return [o for o in sim.exchange.orders.values() if o.client_order_id == client_order_id]
-
-
-def updates_of(algo: Prober, order: Order) -> list[Order]:
-    return [u for u in algo.updates if u.client_order_id == order.client_order_id]
 
 
 async def test_a_strategy_keeps_trading_through_a_disabled_market(sim: LunoSimulator) -> None:
@@ -151,9 +133,9 @@ async def test_a_strategy_keeps_trading_through_5xx_after_execute_and_429(sim: L
         sim.faults.unavailable_after_execute = constants.ORDER_RETRIES
         lost = await place(sim, algo, OrderRequest.limit(Side.BUY, D("0.02"), D("970000")))
         assert lost.status is OrderStatus.UNKNOWN
-        await until(lambda: updates_of(algo, lost), what="unknown order resolved")
+        await until(lambda: algo.updates_of(lost), what="unknown order resolved")
         await asyncio.sleep(0.5)  # time for a second resolution, were there going to be one
-        (resolved,) = updates_of(algo, lost)
+        (resolved,) = algo.updates_of(lost)
         (real,) = at_sim(sim, lost.client_order_id)  # queried, never sent again
         assert resolved.status is OrderStatus.PENDING and resolved.id == real.order_id
         assert sim.faults.fail_before_execute == 0

@@ -8,8 +8,9 @@ import pytest
 from exchanges.luno import LunoSimulator, Participants
 
 from moonship_core import MarketStatus, Side
+from moonship_core.testing import until
 
-from .conftest import PAIR, make_client, until
+from .conftest import PAIR, make_client
 
 pytestmark = pytest.mark.anyio
 D = Decimal

@@ -27,15 +27,16 @@ from moonship_core import (
     TimeInForce,
     utc_now,
 )
+from moonship_core.testing import RecordingEvents, until
 
-from .conftest import KEY, PAIR, Events, make_client, until
+from .conftest import KEY, PAIR, make_client
 
 pytestmark = pytest.mark.anyio
 D = Decimal
 BUY, SELL = Side.BUY, Side.SELL
 
 
-async def started(sim: LunoSimulator, **overrides: object) -> tuple[LunoClient, Events]:
+async def started(sim: LunoSimulator, **overrides: object) -> tuple[LunoClient, RecordingEvents]:
     client, events = make_client(sim, **overrides)  # type: ignore[arg-type]
     await client.get_market_info()
     await client.connect()
@@ -46,7 +47,7 @@ async def started(sim: LunoSimulator, **overrides: object) -> tuple[LunoClient, 
     return client, events
 
 
-def latest(events: Events, order: Order) -> Order:
+def latest(events: RecordingEvents, order: Order) -> Order:
     """The last update pushed for `order` (the order itself before any)."""
     updates = events.updates_of(order.client_order_id)
     return updates[-1] if updates else order

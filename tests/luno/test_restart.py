@@ -13,7 +13,7 @@ import pytest
 import yaml
 from exchanges.luno import LunoSimulator, SimOrder
 from support.restart import journaled, stop, until
-from support.servers import MoonshipProcess
+from support.servers import moonship
 
 from moonship_core.stores.sqlite import SqliteJournal
 from moonship_core.trading.portfolio import Portfolio
@@ -74,7 +74,7 @@ async def test_kill_9_then_restart_books_every_fill_once(sim: LunoSimulator, tmp
     sim.exchange.users[KEY].maker_fee = D("0.001")  # our quotes pay 0.1 % as makers: fees must add up too
     config = write_config(sim, tmp_path)
     journal_file = tmp_path / "journal.sqlite"
-    first = MoonshipProcess("run", "-c", str(config))
+    first = moonship("run", "-c", str(config))
     try:
         await until(lambda: len(open_orders(sim)) == 2, "two quotes", first)
         quotes = open_orders(sim)
@@ -93,7 +93,7 @@ async def test_kill_9_then_restart_books_every_fill_once(sim: LunoSimulator, tmp
     take(sim, "0.005", bid.limit_price)
     assert bid.status == "COMPLETE" and bid.base == D("0.01") and ask.status != "COMPLETE"
 
-    second = MoonshipProcess("run", "-c", str(config))
+    second = moonship("run", "-c", str(config))
     try:
         await until(lambda: len(open_orders(sim)) == 2, "quotes after the restart", second)
         await asyncio.sleep(1.0)  # time to double the quotes, if it were going to

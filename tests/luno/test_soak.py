@@ -17,8 +17,9 @@ from exchanges.luno import LunoSimulator, Participants
 from moonship_luno.client import LunoClient
 
 from moonship_core import MarketStatus, Side
+from moonship_core.testing import RecordingEvents, until
 
-from .conftest import PAIR, Events, make_client, until
+from .conftest import PAIR, make_client
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 
@@ -42,7 +43,7 @@ def sim_l3(sim: LunoSimulator) -> dict[Side, list[tuple[str, Decimal, Decimal]]]
     }
 
 
-async def check_equal(sim: LunoSimulator, client: LunoClient, events: Events) -> None:
+async def check_equal(sim: LunoSimulator, client: LunoClient, events: RecordingEvents) -> None:
     """With the participants paused: once the client has caught up, both books are the simulator's."""
     market = sim.exchange.markets[PAIR]
     await until(

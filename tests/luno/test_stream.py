@@ -10,8 +10,9 @@ from exchanges.luno import LunoSimulator, Participants
 from exchanges.luno.engine import SimMarket
 
 from moonship_core import MarketStatus, OrderBook, Side
+from moonship_core.testing import RecordingEvents, until
 
-from .conftest import PAIR, Events, make_client, until
+from .conftest import PAIR, make_client
 
 pytestmark = pytest.mark.anyio
 
@@ -24,7 +25,9 @@ def same_book(book: OrderBook, market: SimMarket) -> bool:
     )
 
 
-async def synced(events: Events, sim: LunoSimulator, snapshots: Callable[[], int], count: int) -> None:
+async def synced(
+    events: RecordingEvents, sim: LunoSimulator, snapshots: Callable[[], int], count: int
+) -> None:
     await until(
         lambda: snapshots() >= count
         and events.status_now is MarketStatus.OPEN

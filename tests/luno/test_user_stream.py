@@ -12,14 +12,15 @@ from exchanges.luno.engine import User
 from moonship_luno.client import LunoClient
 
 from moonship_core import MarketStatus, Order, OrderRequest, OrderStatus, Side
+from moonship_core.testing import RecordingEvents, until
 
-from .conftest import KEY, PAIR, Events, make_client, until
+from .conftest import KEY, PAIR, make_client
 
 pytestmark = pytest.mark.anyio
 D = Decimal
 
 
-async def started(sim: LunoSimulator, **kw: object) -> tuple[LunoClient, Events]:
+async def started(sim: LunoSimulator, **kw: object) -> tuple[LunoClient, RecordingEvents]:
     client, events = make_client(sim, **kw)  # type: ignore[arg-type]
     await client.get_market_info()
     await client.connect()
@@ -30,7 +31,7 @@ async def started(sim: LunoSimulator, **kw: object) -> tuple[LunoClient, Events]
     return client, events
 
 
-def latest(events: Events, order: Order) -> Order:
+def latest(events: RecordingEvents, order: Order) -> Order:
     updates = events.updates_of(order.client_order_id)
     return updates[-1] if updates else order
 

@@ -8,15 +8,10 @@ from collections.abc import AsyncIterator, Callable, Iterator
 import pytest
 import trustme
 from monitor_support import SmtpServer
-from support.servers import RedisServer
+from support.servers import redis
 
 from moonship_core import MemoryBus, MemoryCache, MessageBus, SharedCache
 from moonship_core.stores.redis import RedisBus, RedisCache
-
-
-@pytest.fixture
-def anyio_backend() -> str:
-    return "asyncio"
 
 
 @pytest.fixture
@@ -53,7 +48,7 @@ def smtp(smtp_factory: Callable[..., SmtpServer]) -> SmtpServer:
 
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
-    server = RedisServer()
+    server = redis()
     server.start()
     yield server.url
     server.kill()

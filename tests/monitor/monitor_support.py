@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import ssl
 import threading
 import time
 import weakref
-from collections.abc import Callable
 from email import message_from_bytes
 from email.message import Message
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,31 +17,25 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from moonship_monitor.service import MonitorService
 from moonship_monitor.settings import MonitorSettings
-from support import servers
 
 from moonship_core import ControlPlane, MemoryBus, MemoryCache, SharedCache, Stores, utc_now
 from moonship_core.config import parse_config
 from moonship_core.contracts.service import ServiceContext
 from moonship_core.control import ENGINES_KEY, heartbeat_key, strategies_key
 from moonship_core.plugins import Plugins
+from moonship_core.testing import free_port, until
 
 SMTP_USER = "alerts@example.com"
 SMTP_PASSWORD = "smtp-pa55word"
 
 
-async def until(check: Callable[[], Any], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 class SmtpServer:
     """aiosmtpd on 127.0.0.1 that requires STARTTLS and then AUTH; keeps the messages it accepts."""
 
     def __init__(self, tls: ssl.SSLContext, port: int | None = None) -> None:
-        self.port = port or servers.free_port()
+        self.port = port or free_port()
         self.messages: list[Message] = []
         self.logins: list[tuple[str, str]] = []
         self.tls_sessions = 0

@@ -9,7 +9,7 @@ import logging
 from typing import Any
 
 import pytest
-from monitor_support import SMTP_PASSWORD, SMTP_USER, SmtpServer, email_section, monitor_plugins, until
+from monitor_support import SMTP_PASSWORD, SMTP_USER, SmtpServer, email_section, monitor_plugins
 from moonship_monitor.service import MonitorService
 
 from moonship_core import ControlPlane, MessageBus, SharedCache, Stores
@@ -17,6 +17,7 @@ from moonship_core.config import parse_config
 from moonship_core.contracts.service import ServiceContext
 from moonship_core.launcher import run
 from moonship_core.plugins import Plugins
+from moonship_core.testing import until
 from moonship_core.trading.engine import TradingEngine
 
 POLL = 0.05

@@ -24,9 +24,9 @@ from monitor_support import (
 from moonship_monitor import ActionError, Alert, AlertAction
 from moonship_monitor.service import FIRED_KEY, OUTBOX_KEY, MonitorService
 from pydantic import BaseModel, ConfigDict
-from support.servers import free_port
 
 from moonship_core import ConfigError, MemoryCache, SharedCache, hookimpl
+from moonship_core.testing import free_port
 
 pytestmark = pytest.mark.anyio
 

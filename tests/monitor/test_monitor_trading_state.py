@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from monitor_support import make_monitor, monitor_plugins, until
+from monitor_support import make_monitor, monitor_plugins
 from moonship_monitor.service import MonitorService
 from moonship_monitor.trading_state import HaltAction, TradingStateSettings
 
@@ -27,6 +27,7 @@ from moonship_core import (
 )
 from moonship_core.config import parse_config
 from moonship_core.contracts.service import ServiceContext
+from moonship_core.testing import until
 from moonship_core.trading.engine import TradingEngine
 
 POLL = 0.05

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
 from collections.abc import Callable
@@ -10,19 +9,15 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from .servers import MoonshipProcess
+from moonship_core import testing
+from moonship_core.testing import MoonshipProcess
 
 
 async def until(
     check: Callable[[], Any], what: str, engine: MoonshipProcess | None = None, timeout: float = 20.0
 ) -> None:
-    """Poll without blocking the loop the simulator runs on; on failure, show the engine's last output."""
-    for _ in range(int(timeout / 0.05)):
-        if check():
-            return
-        await asyncio.sleep(0.05)
-    output = engine.output[-4000:] if engine is not None else ""
-    raise AssertionError(f"{what} not reached within {timeout} s\n{output}")
+    """The kit's `until`, showing the engine's last output on failure."""
+    await testing.until(check, timeout, what, (lambda: engine.output[-4000:]) if engine is not None else None)
 
 
 async def stop(engine: MoonshipProcess, sig: int) -> None:

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from decimal import Decimal
 from functools import partial
@@ -52,16 +51,6 @@ class Recorder:
             self.tickers.append(payload)
         elif kind == "status":
             self.statuses.append(payload)
-
-
-async def until(check: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> None:
-    """Wait for `check()` to be truthy (polling the loop), or fail naming `what`."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not check():
-        if loop.time() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout} s")
-        await asyncio.sleep(0.005)
 
 
 @asynccontextmanager

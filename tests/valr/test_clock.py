@@ -23,19 +23,14 @@ from websockets.exceptions import InvalidStatus
 from moonship_core import (
     ExchangeError,
     MarketStatus,
-    Order,
     OrderRequest,
     OrderStatus,
     Side,
     StrategyMarket,
-    TradingAlgo,
-    hookimpl,
 )
-from moonship_core.config import parse_config
-from moonship_core.plugins import Plugins
-from moonship_core.trading.engine import TradingEngine
+from moonship_core.testing import LocalPlugin, ScriptedAlgo, build_engine, started, until
 
-from .harness import API_KEY, OWNER, SECRET, D, client_of, make_market, settings_for, until, venue
+from .harness import API_KEY, OWNER, SECRET, D, client_of, make_market, settings_for, venue
 
 pytestmark = pytest.mark.anyio
 
@@ -223,36 +218,16 @@ async def test_socket_refused_for_its_timestamp_resyncs_the_clock(path: str) -> 
 
 
 # ---------------------------------------------------------------------- a strategy in an engine
-class BidOnce(TradingAlgo):
+class BidOnce(ScriptedAlgo):
     """Bids post-only below the best ask once the market is open."""
 
-    seen: BidOnce | None = None
-
-    async def on_start(self) -> None:
-        self.placed: Order | None = None
-        self.updates: list[Order] = []
-        BidOnce.seen = self
-
-    async def on_order_book(self, market: StrategyMarket) -> None:
+    def opening(self, market: StrategyMarket) -> list[OrderRequest]:
         ask = market.book.best_ask
-        if self.placed is None and ask is not None and market.status is MarketStatus.OPEN:
-            self.placed = await market.place_order(
-                OrderRequest.limit(Side.BUY, D("0.01"), ask - 1_000, post_only=True)
-            )
-
-    async def on_order_update(self, market: StrategyMarket, order: Order) -> None:
-        self.updates.append(order)
-
-
-class _Algos:
-    @hookimpl
-    def moonship_algos(self) -> dict[str, type[TradingAlgo]]:
-        return {"bid_once_clock": BidOnce}
+        return [] if ask is None else [OrderRequest.limit(Side.BUY, D("0.01"), ask - 1_000, post_only=True)]
 
 
 @pytest.mark.parametrize("skew_ms", [HOUR_MS, -HOUR_MS])
 async def test_strategy_places_an_order_on_a_skewed_valr(skew_ms: int) -> None:
-    BidOnce.seen = None
     async with venue() as (sim, server):
         sim.clock_skew_ms = skew_ms
         Participants(sim.exchange, "BTCZAR", mid=D(1_000_000)).seed_book(5)
@@ -266,18 +241,13 @@ async def test_strategy_places_an_order_on_a_skewed_valr(skew_ms: int) -> None:
             "markets": {"btc": {"client": "valr", "symbol": "BTCZAR"}},
             "strategies": {"s": {"algo": "bid_once_clock", "auto_start": True, "markets": ["btc"]}},
         }
-        plugins = Plugins.load(entry_points=False)
-        plugins.register(moonship_valr.plugin, "valr")
-        plugins.register(_Algos(), "algos")
-        engine = TradingEngine.embedded(parse_config({"moonship": config}), plugins, timeout=2)
-        await engine.start()
+        engine = build_engine(config, moonship_valr.plugin, LocalPlugin({"bid_once_clock": BidOnce}))
         try:
-            await until(lambda: BidOnce.seen is not None and BidOnce.seen.placed is not None, what="placed")
-            algo = BidOnce.seen
-            assert algo is not None and algo.placed is not None
-            order = sim.exchange.orders[algo.placed.id]
+            (algo,) = await started(engine, "s")
+            await until(lambda: algo.placed, what="placed")
+            order = sim.exchange.orders[algo.placed[0].id]
             assert order.account is sim.account(API_KEY) and order.is_open
-            assert algo.placed.price == D(999_001)
+            assert algo.placed[0].price == D(999_001)
             assert sim.refused == 0
         finally:
             await engine.stop()

@@ -12,7 +12,6 @@ from typing import Any
 import moonship_valr.plugin
 import pytest
 from exchanges.valr import Participants, SimServer, ValrSimulator
-from support.prober import Prober, ProberPlugin
 
 from moonship_core import (
     MarketStatus,
@@ -21,11 +20,10 @@ from moonship_core import (
     OrderStatus,
     Side,
 )
-from moonship_core.config import parse_config
-from moonship_core.plugins import Plugins
+from moonship_core.testing import ScriptedAlgo, build_engine, started, until
 from moonship_core.trading.engine import TradingEngine
 
-from .harness import API_KEY, SECRET, D, until, venue
+from .harness import API_KEY, SECRET, D, venue
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 MID = D(1_000_000)
@@ -39,30 +37,21 @@ def valr_settings(server: SimServer) -> dict[str, Any]:
 
 
 @asynccontextmanager
-async def engine_on_valr() -> AsyncIterator[tuple[ValrSimulator, TradingEngine, Prober, Participants]]:
+async def engine_on_valr() -> AsyncIterator[tuple[ValrSimulator, TradingEngine, ScriptedAlgo, Participants]]:
     async with venue() as (sim, server):
         house = Participants(sim.exchange, "BTCZAR", mid=MID)
         house.seed_book(10)
-        config = parse_config(
-            {
-                "moonship": {
-                    "engine": {"name": "valr-outcomes"},
-                    "valr": valr_settings(server),
-                    "markets": {"btc": {"client": "valr", "symbol": "BTCZAR"}},
-                    "strategies": {"s": {"algo": "prober", "auto_start": True, "markets": ["btc"]}},
-                }
-            }
-        )
-        plugins = Plugins.load(entry_points=False)
-        plugins.register(moonship_valr.plugin, "valr", "moonship-valr")
-        plugins.register(ProberPlugin(), "test")
-        Prober.seen.clear()
-        engine = TradingEngine.embedded(config, plugins, timeout=2)
-        await engine.start()
+        moonship = {
+            "engine": {"name": "valr-outcomes"},
+            "valr": valr_settings(server),
+            "markets": {"btc": {"client": "valr", "symbol": "BTCZAR"}},
+            "strategies": {"s": {"algo": "scripted", "auto_start": True, "markets": ["btc"]}},
+        }
+        engine = build_engine(moonship, moonship_valr.plugin)
         try:
-            await until(lambda: "s" in Prober.seen, what="strategy started")
+            (algo,) = await started(engine, "s")
             await until(lambda: engine.markets["btc"].status is MarketStatus.OPEN, what="market open")
-            yield sim, engine, Prober.seen["s"], house
+            yield sim, engine, algo, house
         finally:
             await engine.stop()
 
@@ -72,12 +61,10 @@ def nudge(sim: ValrSimulator, house: Participants) -> None:
     sim.exchange.place(house.account, "BTCZAR", "buy", kind="limit", quantity=D("0.001"), price=MID / 2)
 
 
-async def place(sim: ValrSimulator, house: Participants, algo: Prober, request: OrderRequest) -> Order:
-    count = len(algo.placed)
-    algo.requests.append(request)
-    nudge(sim, house)
-    await until(lambda: len(algo.placed) > count, what="order placed")
-    return algo.placed[-1]
+async def place(
+    sim: ValrSimulator, house: Participants, algo: ScriptedAlgo, request: OrderRequest
+) -> Order:
+    return await algo.place(request, lambda: nudge(sim, house))
 
 
 def at_sim(sim: ValrSimulator, client_order_id: str) -> list[Any]:

@@ -10,9 +10,10 @@ import pytest
 from exchanges.valr import Participants, SimServer, ValrSimulator
 
 from moonship_core import MarketStatus
+from moonship_core.testing import until
 from moonship_core.trading.market import Market
 
-from .harness import D, Recorder, book_levels, client_of, make_market, sim_levels, until, venue
+from .harness import D, Recorder, book_levels, client_of, make_market, sim_levels, venue
 
 pytestmark = pytest.mark.anyio
 

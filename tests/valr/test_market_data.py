@@ -12,8 +12,9 @@ from exchanges.valr import Participants, ValrSimulator, valr_signature
 from moonship_valr.client import ValrSettings
 
 from moonship_core import ConfigError, MarketStatus, Side
+from moonship_core.testing import until
 
-from .harness import D, book_levels, client_of, make_market, sim_levels, until, venue
+from .harness import D, book_levels, client_of, make_market, sim_levels, venue
 
 pytestmark = pytest.mark.anyio
 

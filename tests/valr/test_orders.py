@@ -22,9 +22,10 @@ from moonship_core import (
     Side,
     TimeInForce,
 )
+from moonship_core.testing import until
 from moonship_core.trading.market import Market
 
-from .harness import API_KEY, OWNER, D, Recorder, client_of, make_market, until, venue
+from .harness import API_KEY, OWNER, D, Recorder, client_of, make_market, venue
 
 pytestmark = pytest.mark.anyio
 MID = D(1_000_000)

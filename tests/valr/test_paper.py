@@ -15,57 +15,31 @@ from moonship_core import (
     ClientContext,
     ConfigError,
     MarketConfig,
-    MarketStatus,
-    Order,
     OrderRequest,
     OrderStatus,
     Side,
     StrategyMarket,
-    TradingAlgo,
-    hookimpl,
 )
 from moonship_core.config import parse_config, validate_sections
 from moonship_core.plugins import Plugins
+from moonship_core.testing import LocalPlugin, ScriptedAlgo, build_engine, started, until
 from moonship_core.trading.engine import TradingEngine
 
-from .harness import API_KEY, SECRET, D, until, venue
+from .harness import API_KEY, SECRET, D, venue
 
 pytestmark = pytest.mark.anyio
 
 
-class BidOnce(TradingAlgo):
+class BidOnce(ScriptedAlgo):
     """Bids one tick under the best ask, post-only, on the first synced book."""
 
-    seen: BidOnce | None = None
-
-    async def on_start(self) -> None:
-        self.orders: list[Order] = []
-        self.placed: Order | None = None
-        BidOnce.seen = self
-
-    async def on_order_book(self, market: StrategyMarket) -> None:
+    def opening(self, market: StrategyMarket) -> list[OrderRequest]:
         ask = market.book.best_ask
-        if self.placed is None and ask is not None and market.status is MarketStatus.OPEN:
-            self.placed = await market.place_order(
-                OrderRequest.limit(Side.BUY, D("0.01"), ask - 1, post_only=True)
-            )
-
-    async def on_order_update(self, market: StrategyMarket, order: Order) -> None:
-        self.orders.append(order)
-
-
-class _Algos:
-    @hookimpl
-    def moonship_algos(self) -> dict[str, type[TradingAlgo]]:
-        return {"bid_once": BidOnce}
+        return [] if ask is None else [OrderRequest.limit(Side.BUY, D("0.01"), ask - 1, post_only=True)]
 
 
 def _engine(config: dict[str, Any]) -> TradingEngine:
-    parsed = parse_config({"moonship": config})
-    plugins = Plugins.load(entry_points=False)
-    plugins.register(moonship_valr.plugin, "valr")
-    plugins.register(_Algos(), "algos")
-    return TradingEngine.embedded(parsed, plugins, timeout=2)
+    return build_engine(config, moonship_valr.plugin, LocalPlugin({"bid_once": BidOnce}))
 
 
 async def test_paper_trades_on_valr_market_data() -> None:
@@ -92,20 +66,18 @@ async def test_paper_trades_on_valr_market_data() -> None:
                 "strategies": {"s": {"algo": "bid_once", "auto_start": True, "markets": ["btc"]}},
             }
         )
-        await engine.start()
         try:
             market = engine.markets["btc"]
-            await until(lambda: BidOnce.seen is not None and BidOnce.seen.placed is not None, what="placed")
-            algo = BidOnce.seen
-            assert algo is not None and algo.placed is not None
-            assert algo.placed.id.startswith("paper-") and algo.placed.price == D(1_000_000)
+            (algo,) = await started(engine, "s")
+            await until(lambda: algo.placed, what="placed")
+            assert algo.placed[0].id.startswith("paper-") and algo.placed[0].price == D(1_000_000)
             assert market.book.best_bid == D(999_999)  # VALR's book, through the valr client
             # a real taker prints through our paper bid: the paper client fills it
             sim.exchange.place(house.account, "BTCZAR", "sell", kind="market", quantity=D(1))
             await until(
-                lambda: algo.orders and algo.orders[-1].status is OrderStatus.FILLED, what="paper fill"
+                lambda: algo.updates and algo.updates[-1].status is OrderStatus.FILLED, what="paper fill"
             )
-            assert algo.orders[-1].filled_quantity == D("0.01")
+            assert algo.updates[-1].filled_quantity == D("0.01")
             assert not any(o.account.name.startswith(API_KEY) for o in sim.exchange.orders.values())
             assert not any(path.startswith("/v2/orders") for _, path in sim.requests)
         finally:

@@ -14,7 +14,7 @@ import pytest
 import yaml
 from exchanges.valr import ValrSimulator
 from support.restart import journaled, stop, until
-from support.servers import MoonshipProcess
+from support.servers import moonship
 
 from moonship_core.stores.sqlite import SqliteJournal
 from moonship_core.trading.portfolio import Portfolio
@@ -73,7 +73,7 @@ async def test_kill_9_then_restart_books_every_fill_once(tmp_path: Path) -> None
         seed(sim)
         config = write_config(server.rest_url, server.ws_url, tmp_path)
         journal_file = tmp_path / "journal.sqlite"
-        first = MoonshipProcess("run", "-c", str(config))
+        first = moonship("run", "-c", str(config))
         try:
             await until(lambda: len(open_orders(sim)) == 2, "two quotes", first)
             quotes = open_orders(sim)
@@ -92,7 +92,7 @@ async def test_kill_9_then_restart_books_every_fill_once(tmp_path: Path) -> None
         take(sim, "0.005", bid.price)
         assert bid.status == "Filled" and ask.is_open
 
-        second = MoonshipProcess("run", "-c", str(config), env={"PYTHONFAULTHANDLER": "1"})
+        second = moonship("run", "-c", str(config), env={"PYTHONFAULTHANDLER": "1"})
         try:
             await until(lambda: len(open_orders(sim)) == 2, "quotes after the restart", second)
             await asyncio.sleep(1.0)  # time to double the quotes, if it were going to

@@ -20,20 +20,10 @@ from moonship_core import (
     Side,
     TimeInForce,
 )
+from moonship_core.testing import until
 from moonship_core.trading.market import Market
 
-from .harness import (
-    API_KEY,
-    OWNER,
-    D,
-    Recorder,
-    book_levels,
-    client_of,
-    make_market,
-    sim_levels,
-    until,
-    venue,
-)
+from .harness import API_KEY, OWNER, D, Recorder, book_levels, client_of, make_market, sim_levels, venue
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 

@@ -12,7 +12,9 @@ import websockets
 from exchanges.valr import Participants
 from moonship_valr.auth import Signer
 
-from .harness import API_KEY, SECRET, D, until, venue
+from moonship_core.testing import until
+
+from .harness import API_KEY, SECRET, D, venue
 
 pytestmark = pytest.mark.anyio
 

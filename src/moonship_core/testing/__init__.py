@@ -1,0 +1,25 @@
+"""The test kit (`pip install moonship-core[testing]`): recording market events, `until`, engines built from a
+config and test plugins, a scripted algo, and real servers and processes."""
+
+from .algos import AnyStatusAlgo, ScriptedAlgo
+from .engines import LocalPlugin, build_engine, make_client, plugins_with, started
+from .events import RecordingEvents
+from .servers import AsgiServer, MoonshipProcess, Process, RedisServer, free_port
+from .waiting import until
+
+__all__ = [
+    "AnyStatusAlgo",
+    "AsgiServer",
+    "LocalPlugin",
+    "MoonshipProcess",
+    "Process",
+    "RecordingEvents",
+    "RedisServer",
+    "ScriptedAlgo",
+    "build_engine",
+    "free_port",
+    "make_client",
+    "plugins_with",
+    "started",
+    "until",
+]
