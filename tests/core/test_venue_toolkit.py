@@ -7,8 +7,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email.utils import format_datetime
@@ -18,7 +16,7 @@ import httpx
 import pytest
 from pydantic import ValidationError
 from support.scripted import ScriptedClient
-from websockets.asyncio.server import ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
 
@@ -53,27 +51,10 @@ from moonship_core import (
     VenueSettings,
     parse_retry_after,
 )
+from moonship_core.testing import until, websocket_server
 from moonship_core.trading.market import Market
 
 D = Decimal
-Handler = Callable[[ServerConnection], Awaitable[None]]
-
-
-@asynccontextmanager
-async def ws_server(handler: Handler, **kw: Any) -> AsyncIterator[str]:
-    async with serve(handler, "127.0.0.1", 0, **kw) as server:
-        port = next(iter(server.sockets)).getsockname()[1]
-        yield f"ws://127.0.0.1:{port}"
-
-
-async def until(check: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
-
-
 class Recorder:
     """Collects what a ReconnectingWebSocket tells its owner."""
 
@@ -113,7 +94,7 @@ def test_reconnects_after_every_drop_and_subscribes_again() -> None:
 
     async def main() -> None:
         rec = Recorder()
-        async with ws_server(handler) as url:
+        async with websocket_server(handler) as url:
             sock = rec.socket(url, reconnect_initial_delay=0.02, reconnect_max_delay=0.05)
             sock.start()
             await until(lambda: len(rec.opens) >= 3)
@@ -140,7 +121,7 @@ def test_backoff_grows_with_jitter_up_to_the_maximum_while_the_venue_refuses() -
 
     async def main() -> None:
         rec = Recorder()
-        async with ws_server(handler, process_request=refuse) as url:
+        async with websocket_server(handler, process_request=refuse) as url:
             sock = rec.socket(url, reconnect_initial_delay=0.05, reconnect_max_delay=0.4)
             sock.start()
             await until(lambda: len(attempts) >= 7, timeout=10)
@@ -170,7 +151,7 @@ def test_silence_is_reported_within_the_timeout_while_the_socket_stays_open() ->
             silent_at.append(time.monotonic())
             rec.silences.append(seconds)
 
-        async with ws_server(handler) as url:
+        async with websocket_server(handler) as url:
             sock = rec.socket(url, silence_timeout=0.3, on_silent=on_silent, ping_interval=0.1)
             sock.start()
             await until(lambda: len(rec.messages) == 5)
@@ -208,7 +189,7 @@ def test_a_quiet_market_backs_off_its_probes_and_never_reconnects() -> None:
 
             asyncio.get_running_loop().create_task(probe())
 
-        async with ws_server(handler) as url:
+        async with websocket_server(handler) as url:
             sock = rec.socket(url, silence_timeout=0.1, on_silent=on_silent)
             sock.start()
             await asyncio.sleep(1.6)
@@ -230,7 +211,7 @@ def test_without_an_on_silent_callback_a_silent_feed_is_recycled() -> None:
 
     async def main() -> None:
         rec = Recorder()
-        async with ws_server(handler) as url:
+        async with websocket_server(handler) as url:
             sock = rec.socket(url, silence_timeout=0.2)
             sock.start()
             await until(lambda: len(rec.opens) >= 2, timeout=3)
@@ -250,7 +231,7 @@ def test_no_pong_in_time_drops_the_connection() -> None:
 
     async def main() -> None:
         rec = Recorder()
-        async with ws_server(handler, close_timeout=0.2) as url:
+        async with websocket_server(handler, close_timeout=0.2) as url:
             sock = rec.socket(url, ping_interval=0.1, pong_timeout=0.2, reconnect_initial_delay=0.02)
             sock.start()
             started = time.monotonic()
@@ -272,7 +253,7 @@ def test_connection_is_replaced_ahead_of_its_maximum_lifetime() -> None:
 
     async def main() -> None:
         rec = Recorder()
-        async with ws_server(handler) as url:
+        async with websocket_server(handler) as url:
             sock = rec.socket(url, max_lifetime=0.3, reconnect_initial_delay=5.0)
             sock.start()
             await until(lambda: len(rec.opens) >= 2, timeout=3)
@@ -335,7 +316,7 @@ def test_http_date_retry_after_from_a_real_server_pauses_the_session() -> None:
         return Response(429, "Too Many Requests", headers)
 
     async def main() -> None:
-        async with ws_server(handler, process_request=answer) as url:
+        async with websocket_server(handler, process_request=answer) as url:
             http_url = url.replace("ws://", "http://")
             async with httpx.AsyncClient() as http:
                 response = await http.get(http_url)

@@ -4,7 +4,7 @@ config and test plugins, a scripted algo, and real servers and processes."""
 from .algos import AnyStatusAlgo, ScriptedAlgo
 from .engines import LocalPlugin, build_engine, make_client, plugins_with, started
 from .events import RecordingEvents
-from .servers import AsgiServer, MoonshipProcess, Process, RedisServer, free_port
+from .servers import AsgiServer, MoonshipProcess, Process, RedisServer, free_port, websocket_server
 from .waiting import until
 
 __all__ = [
@@ -22,4 +22,5 @@ __all__ = [
     "plugins_with",
     "started",
     "until",
+    "websocket_server",
 ]

@@ -1,5 +1,6 @@
 """Real servers and processes for tests: a free port, a throwaway redis-server, a subprocess with its output
-collected, an ASGI app served by uvicorn inside the running loop."""
+collected, an ASGI app served by uvicorn and a websocket handler served by websockets, inside the running
+loop."""
 
 from __future__ import annotations
 
@@ -13,11 +14,14 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import uvicorn
+from websockets.asyncio.server import ServerConnection, serve
 
 
 def free_port() -> int:
@@ -183,3 +187,14 @@ class AsgiServer:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         await self.stop()
+
+
+@asynccontextmanager
+async def websocket_server(
+    handler: Callable[[ServerConnection], Awaitable[None]], **options: Any
+) -> AsyncIterator[str]:
+    """`handler` served by websockets on a free loopback port: yields the server's ws:// URL. `options` go to
+    websockets' serve (e.g. process_request)."""
+    async with serve(handler, "127.0.0.1", 0, **options) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        yield f"ws://127.0.0.1:{port}"
