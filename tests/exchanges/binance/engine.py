@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import itertools
 import time
-from bisect import insort
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal
 from typing import Any
+
+from ..kit.book import BookSide
 
 D = Decimal
 ZERO = D(0)
@@ -197,57 +198,15 @@ class Account:
         self.changed.add(asset)
 
 
-class _Side:
-    """One side of a symbol's book: price -> FIFO of orders, and the prices sorted best first."""
-
-    def __init__(self, buy: bool) -> None:
-        self.buy = buy
-        self.levels: dict[Decimal, deque[SimOrder]] = {}
-        self.keys: list[Decimal] = []  # sorted so that keys[0] is the best price (bids negated)
-
-    def _key(self, price: Decimal) -> Decimal:
-        return -price if self.buy else price
-
-    def best(self) -> Decimal | None:
-        return self._price(self.keys[0]) if self.keys else None
-
-    def _price(self, key: Decimal) -> Decimal:
-        return -key if self.buy else key
-
-    def prices(self) -> list[Decimal]:
-        return [self._price(k) for k in self.keys]
-
-    def add(self, order: SimOrder) -> None:
-        queue = self.levels.get(order.price)
-        if queue is None:
-            queue = self.levels[order.price] = deque()
-            insort(self.keys, self._key(order.price))
-        queue.append(order)
-
-    def remove(self, order: SimOrder) -> None:
-        queue = self.levels[order.price]
-        queue.remove(order)
-        if not queue:
-            del self.levels[order.price]
-            self.keys.remove(self._key(order.price))
-
-    def quantity(self, price: Decimal) -> Decimal:
-        return sum((o.remaining for o in self.levels.get(price, ())), ZERO)
-
-    def crosses(self, price: Decimal | None, limit: Decimal | None) -> bool:
-        """Whether a taker with `limit` (None: market) can trade at this side's level `price`."""
-        if price is None:
-            return False
-        if limit is None:
-            return True
-        return price >= limit if self.buy else price <= limit
+def _price(order: SimOrder) -> Decimal:
+    return order.price
 
 
 class SymbolState:
     def __init__(self, spec: SymbolSpec) -> None:
         self.spec = spec
-        self.bids = _Side(True)
-        self.asks = _Side(False)
+        self.bids: BookSide[SimOrder] = BookSide(True, _price)
+        self.asks: BookSide[SimOrder] = BookSide(False, _price)
         self.update_id = 1000
         self.pending: dict[tuple[str, Decimal], None] = {}  # changed levels since the last diff
         self.first_pending = 0
@@ -261,7 +220,7 @@ class SymbolState:
             self.first_pending = self.update_id
         self.pending[(side, price)] = None
 
-    def book_side(self, side: str) -> _Side:
+    def book_side(self, side: str) -> BookSide[SimOrder]:
         return self.bids if side == "b" else self.asks
 
     def depth(self, limit: int) -> dict[str, Any]:
@@ -537,7 +496,7 @@ class Exchange:
             raise SimError(-1013, "Filter failure: NOTIONAL")
 
     @staticmethod
-    def _available(side: _Side, limit: Decimal | None) -> Decimal:
+    def _available(side: BookSide[SimOrder], limit: Decimal | None) -> Decimal:
         total = ZERO
         for price in side.prices():
             if not side.crosses(price, limit):
@@ -566,7 +525,7 @@ class Exchange:
         order.locked = need
 
     @staticmethod
-    def _cost(side: _Side, qty: Decimal) -> Decimal:
+    def _cost(side: BookSide[SimOrder], qty: Decimal) -> Decimal:
         cost = ZERO
         for price in side.prices():
             take = min(qty, side.quantity(price))
@@ -577,7 +536,7 @@ class Exchange:
         return cost
 
     @staticmethod
-    def _qty_for(side: _Side, quote: Decimal, step: Decimal) -> Decimal:
+    def _qty_for(side: BookSide[SimOrder], quote: Decimal, step: Decimal) -> Decimal:
         qty = ZERO
         for price in side.prices():
             take = min(side.quantity(price), (quote / price // step) * step)

@@ -6,12 +6,13 @@ from __future__ import annotations
 import random
 import re
 import time
-from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_DOWN, Decimal, InvalidOperation
 from typing import Any
+
+from ..kit.book import BookSide
 
 ZERO = Decimal(0)
 FEE_QUANTUM = Decimal("1e-8")
@@ -161,10 +162,8 @@ class SimMarket:
     status: str = "ACTIVE"  # stream vocabulary: ACTIVE | POSTONLY | DISABLED
     sequence: int = 1000
     trade_seq: int = 500
-    bids: dict[Decimal, deque[SimOrder]] = field(default_factory=dict)
-    asks: dict[Decimal, deque[SimOrder]] = field(default_factory=dict)
-    bid_prices: list[Decimal] = field(default_factory=list)  # ascending; best bid last
-    ask_prices: list[Decimal] = field(default_factory=list)  # ascending; best ask first
+    bids: BookSide[SimOrder] = field(default_factory=lambda: BookSide(True, _limit_price))
+    asks: BookSide[SimOrder] = field(default_factory=lambda: BookSide(False, _limit_price))
     trades: deque[Frame] = field(default_factory=lambda: deque(maxlen=10000))  # public, oldest first
     skip_next: int = 0
 
@@ -182,42 +181,30 @@ class SimMarket:
     def volume_text(self, volume: Decimal) -> str:
         return text(volume, self.volume_scale)
 
+    def side(self, side: str) -> BookSide[SimOrder]:
+        """One book side (BUY: bids)."""
+        return self.bids if side == "BUY" else self.asks
+
     def best(self, side: str) -> Decimal | None:
-        """The best price on one book side (BUY: bids)."""
-        if side == "BUY":
-            return self.bid_prices[-1] if self.bid_prices else None
-        return self.ask_prices[0] if self.ask_prices else None
+        return self.side(side).best()
 
     def levels(self, side: str) -> list[tuple[Decimal, Decimal]]:
         """Aggregated levels, best first."""
-        if side == "BUY":
-            return [(p, sum((o.remaining for o in self.bids[p]), ZERO)) for p in reversed(self.bid_prices)]
-        return [(p, sum((o.remaining for o in self.asks[p]), ZERO)) for p in self.ask_prices]
+        return [(price, quantity) for price, quantity, _ in self.side(side).aggregated()]
 
     def orders(self, side: str) -> list[SimOrder]:
         """Resting orders, best price first, queue order within a price."""
-        if side == "BUY":
-            return [o for p in reversed(self.bid_prices) for o in self.bids[p]]
-        return [o for p in self.ask_prices for o in self.asks[p]]
+        return self.side(side).orders()
 
     def rest(self, order: SimOrder) -> None:
-        book, prices = (self.bids, self.bid_prices) if order.side == "BUY" else (self.asks, self.ask_prices)
-        queue = book.get(order.limit_price)
-        if queue is None:
-            queue = book[order.limit_price] = deque()
-            insort(prices, order.limit_price)
-        queue.append(order)
+        self.side(order.side).add(order)
 
     def unrest(self, order: SimOrder) -> bool:
-        book, prices = (self.bids, self.bid_prices) if order.side == "BUY" else (self.asks, self.ask_prices)
-        queue = book.get(order.limit_price)
-        if queue is None or order not in queue:
-            return False
-        queue.remove(order)
-        if not queue:
-            del book[order.limit_price]
-            del prices[bisect_left(prices, order.limit_price)]
-        return True
+        return self.side(order.side).remove(order)
+
+
+def _limit_price(order: SimOrder) -> Decimal:
+    return order.limit_price
 
 
 class Exchange:
@@ -463,18 +450,9 @@ class Exchange:
         return account
 
     def _crossing_volume(self, market: SimMarket, side: str, limit: Decimal) -> Decimal:
-        total = ZERO
-        if side == "BUY":
-            for price in market.ask_prices:
-                if price > limit:
-                    break
-                total += sum((o.remaining for o in market.asks[price]), ZERO)
-        else:
-            for price in reversed(market.bid_prices):
-                if price < limit:
-                    break
-                total += sum((o.remaining for o in market.bids[price]), ZERO)
-        return total
+        opposite = market.side("SELL" if side == "BUY" else "BUY")
+        prices = [p for p in opposite.prices() if opposite.crosses(p, limit)]
+        return sum((opposite.quantity(p) for p in prices), ZERO)
 
     def _dry_run(
         self, market: SimMarket, side: str, base_left: Decimal | None, counter_left: Decimal | None
@@ -520,8 +498,7 @@ class Exchange:
             best = market.best("SELL" if buying else "BUY")
             if best is None or (limit is not None and (best > limit if buying else best < limit)):
                 break
-            queue = market.asks[best] if buying else market.bids[best]
-            maker = queue[0]
+            maker = market.side("SELL" if buying else "BUY").levels[best][0]
             vol = self._take(market, maker, base_left, counter_left)
             if vol <= 0:
                 break

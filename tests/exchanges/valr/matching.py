@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import itertools
 import uuid
-from bisect import bisect_left, insort
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import ROUND_DOWN, ROUND_HALF_UP, Decimal
+
+from ..kit.book import BookSide
 
 ZERO = Decimal(0)
 FEE_STEP = Decimal("1e-8")
@@ -239,54 +240,20 @@ class SimTrade:
         return wire
 
 
-class _Side:
-    """One side of a book: price -> FIFO of orders, prices kept sorted with the best last."""
-
-    def __init__(self, is_bid: bool) -> None:
-        self.sign = 1 if is_bid else -1
-        self.keys: list[Decimal] = []  # sign * price ascending: best last
-        self.levels: dict[Decimal, deque[SimOrder]] = {}
-
-    def add(self, order: SimOrder) -> None:
-        assert order.price is not None
-        level = self.levels.get(order.price)
-        if level is None:
-            level = self.levels[order.price] = deque()
-            insort(self.keys, self.sign * order.price)
-        level.append(order)
-
-    def remove(self, order: SimOrder) -> None:
-        assert order.price is not None
-        level = self.levels[order.price]
-        level.remove(order)
-        if not level:
-            del self.levels[order.price]
-            del self.keys[bisect_left(self.keys, self.sign * order.price)]
-
-    def best(self) -> Decimal | None:
-        return self.sign * self.keys[-1] if self.keys else None
-
-    def prices(self) -> Iterator[Decimal]:
-        """Prices best first."""
-        return (self.sign * k for k in reversed(self.keys))
-
-    def aggregated(self, depth: int) -> list[tuple[Decimal, Decimal, int]]:
-        out = []
-        for price in itertools.islice(self.prices(), depth):
-            level = self.levels[price]
-            out.append((price, sum((o.remaining for o in level), ZERO), len(level)))
-        return out
+def _price(order: SimOrder) -> Decimal:
+    assert order.price is not None
+    return order.price
 
 
 class Book:
     def __init__(self, pair: PairSpec) -> None:
         self.pair = pair
-        self.bids = _Side(True)
-        self.asks = _Side(False)
+        self.bids: BookSide[SimOrder] = BookSide(True, _price)
+        self.asks: BookSide[SimOrder] = BookSide(False, _price)
         self.sequence = 0
         self.last_change = iso_now()
 
-    def side(self, side: str) -> _Side:
+    def side(self, side: str) -> BookSide[SimOrder]:
         return self.bids if side == "buy" else self.asks
 
     def changed(self) -> None:
@@ -297,7 +264,7 @@ class Book:
         """The aggregated book as VALR sends it (PascalCase keys)."""
         symbol = self.pair.symbol
 
-        def levels(side: _Side, name: str) -> list[dict[str, object]]:
+        def levels(side: BookSide[SimOrder], name: str) -> list[dict[str, object]]:
             return [
                 {"side": name, "quantity": fmt(q), "price": fmt(p), "currencyPair": symbol, "orderCount": n}
                 for p, q, n in side.aggregated(depth)
@@ -447,7 +414,7 @@ class Exchange:
             if need * (1 + max(pair.maker_fee, ZERO)) > order.account.free(pair.base):
                 raise Rejected(-6, "Insufficient Balance")
 
-    def _buy_cost(self, order: SimOrder, asks: _Side) -> Decimal:
+    def _buy_cost(self, order: SimOrder, asks: BookSide[SimOrder]) -> Decimal:
         pair = order.pair
         if order.price is not None and order.quantity is not None:
             return order.price * order.quantity * (1 + max(pair.maker_fee, ZERO))
@@ -462,7 +429,7 @@ class Exchange:
                 break
         return cost
 
-    def _base_for_quote(self, order: SimOrder, bids: _Side) -> Decimal:
+    def _base_for_quote(self, order: SimOrder, bids: BookSide[SimOrder]) -> Decimal:
         left, base = order.quote_amount or ZERO, ZERO
         step = Decimal(1).scaleb(-order.pair.base_decimals)
         for price in bids.prices():
@@ -539,7 +506,7 @@ class Exchange:
         if traded or rests:
             self._emit("book", pair=taker.pair)
 
-    def _available(self, taker: SimOrder, opposite: _Side) -> Decimal:
+    def _available(self, taker: SimOrder, opposite: BookSide[SimOrder]) -> Decimal:
         total = ZERO
         for price in opposite.prices():
             if taker.price is not None and (
@@ -550,7 +517,13 @@ class Exchange:
         return total
 
     def _trade(
-        self, maker: SimOrder, taker: SimOrder, price: Decimal, qty: Decimal, book: Book, side: _Side
+        self,
+        maker: SimOrder,
+        taker: SimOrder,
+        price: Decimal,
+        qty: Decimal,
+        book: Book,
+        side: BookSide[SimOrder],
     ) -> None:
         pair = maker.pair
         notional = price * qty

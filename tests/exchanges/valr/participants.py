@@ -101,7 +101,7 @@ class Participants:
             self._pull(0)
         book = self.exchange.books[self.pair.symbol]
         for side in (book.bids, book.asks):
-            if len(side.keys) < 5:
+            if len(side.levels) < 5:
                 self.seed_book(5)
                 break
 
