@@ -141,7 +141,7 @@ async def test_a_strategy_keeps_trading_through_5xx_after_execute_and_429(sim: L
         assert sim.faults.fail_before_execute == 0
 
         # one 429 with Retry-After: the client waits as told and sends again; the order rests
-        sim.faults.rate_limit, sim.faults.retry_after = 1, "0.2"
+        sim.faults.rate_limited, sim.faults.retry_after = 1, "0.2"
         loop = asyncio.get_running_loop()
         begun = loop.time()
         paced = await place(sim, algo, OrderRequest.limit(Side.SELL, D("0.01"), D("1020000")))
@@ -149,9 +149,9 @@ async def test_a_strategy_keeps_trading_through_5xx_after_execute_and_429(sim: L
         assert loop.time() - begun >= 0.2
 
         # 429 on every attempt: the order never executed, so it is REJECTED as RateLimited (not UNKNOWN)
-        sim.faults.rate_limit, sim.faults.retry_after = 1000, "0.05"
+        sim.faults.rate_limited, sim.faults.retry_after = 1000, "0.05"
         limited = await place(sim, algo, OrderRequest.limit(Side.SELL, D("0.01"), D("1030000")))
-        sim.faults.rate_limit = 0
+        sim.faults.rate_limited = 0
         assert (limited.status, limited.error) == (OrderStatus.REJECTED, "RateLimited")
         assert limited in algo.updates and not at_sim(sim, limited.client_order_id)
 

@@ -212,12 +212,12 @@ async def test_5xx_after_executing_finds_the_order_instead_of_placing_twice(sim:
 
 async def test_429_is_backed_off_and_retried(sim: LunoSimulator) -> None:
     client, _ = make_client(sim)
-    sim.faults.rate_limit = 1  # no Retry-After: the client pauses 1 s, then retries
+    sim.faults.rate_limited = 1  # no Retry-After: the client pauses 1 s, then retries
     loop = asyncio.get_running_loop()
     started_at = loop.time()
     assert (await client.get_market_info()).symbol == PAIR
     assert loop.time() - started_at >= 0.9
-    sim.faults.rate_limit, sim.faults.retry_after = 10, "0.05"
+    sim.faults.rate_limited, sim.faults.retry_after = 10, "0.05"
     with pytest.raises(RateLimited) as limited:
         await client.get_ticker()
     assert limited.value.retry_after == 0.05

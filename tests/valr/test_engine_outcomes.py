@@ -104,7 +104,7 @@ async def test_a_strategy_keeps_trading_through_exchange_errors() -> None:
         assert crossed in algo.updates and not [o for o in at_sim(sim, crossed.client_order_id) if o.is_open]
 
         # 429 (x-valr-ratelimited): refused before anything executed, so REJECTED as RateLimited, not UNKNOWN
-        sim.faults.rate_limited_next = 1
+        sim.faults.rate_limited = 1
         limited = await place(sim, house, algo, OrderRequest.limit(Side.BUY, D("0.01"), D(980_000)))
         assert (limited.status, limited.error) == (OrderStatus.REJECTED, "RateLimited")
         assert limited in algo.updates and not at_sim(sim, limited.client_order_id)

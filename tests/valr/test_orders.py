@@ -280,9 +280,9 @@ async def test_rate_limits_stale_timestamps_and_clock_skew() -> None:
             assert (await client.get_balances())["BTC"].free == D(10)
             sim.faults.stale_timestamp_next = 1  # refused once: the client resyncs its clock and retries
             assert (await client.get_balances())["ZAR"].free == D(1_000_000)
-            sim.faults.rate_limited_next = 1  # a GET waits out the 429 and retries
+            sim.faults.rate_limited = 1  # a GET waits out the 429 and retries
             assert await client.get_open_orders() == []
-            sim.faults.rate_limited_next = 1  # an order is not retried: the caller decides
+            sim.faults.rate_limited = 1  # an order is not retried: the caller decides
             with pytest.raises(RateLimited):
                 await client.place_order(OrderRequest.limit(Side.BUY, D("0.01"), D(999_000)))
             assert not any(o.account is sim.account(API_KEY) for o in sim.exchange.orders.values())

@@ -71,7 +71,7 @@ async def _faults(sim: ValrSimulator, rng: random.Random, stop: asyncio.Event, l
         ("malformed frames", malformed),
         ("5xx after executing", lambda: once("fail_after_execute")),
         ("stale timestamp", lambda: once("stale_timestamp_next")),
-        ("429", lambda: once("rate_limited_next")),
+        ("429", lambda: once("rate_limited")),
         ("account trades lost", lambda: flag("drop_account_trades", 2.0)),
     ]
     rng.shuffle(actions)

@@ -14,7 +14,6 @@ import hashlib
 import hmac
 import itertools
 import math
-import socket
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -24,13 +23,16 @@ from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
 import orjson
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
+from moonship_core.testing import AsgiServer
+
+from .. import kit
+from ..kit.connection import Connection
 from .engine import Account, Exchange, SimError, SimOrder, SymbolSpec, now_ms
 
 KEY = "sim-binance-key-0001"
@@ -43,8 +45,9 @@ NONE, KEYED, SIGNED = "NONE", "USER_STREAM", "SIGNED"
 
 
 @dataclass
-class Faults:
-    """Switches a test flips. Path-keyed faults apply to the next requests of that path, once each."""
+class Faults(kit.Faults):
+    """The kit's switches (`fail_after_execute`: a 503 after a new order executed) and Binance's own:
+    path-keyed faults apply to the next requests of that path, once each."""
 
     #: path -> seconds to hold the answer after executing (past the client's timeout)
     delay_after: dict[str, deque[float]] = field(default_factory=dict)
@@ -60,24 +63,17 @@ class Faults:
         self.error_after.setdefault(path, deque()).extend([status] * times)
 
 
-class _Conn:
-    """One websocket (market stream or WebSocket API) with an ordered outbox."""
+class _Conn(Connection):
+    """One websocket (market stream or WebSocket API)."""
 
     def __init__(self, ws: WebSocket, kind: str) -> None:
-        self.ws = ws
+        super().__init__(ws, close_code=1001)
         self.kind = kind
         self.opened = time.monotonic()
-        self.outbox: asyncio.Queue[str | None] = asyncio.Queue()
         self.streams: set[str] = set()
         self.combined = False
         self.subscriptions: dict[int, Account] = {}  # WebSocket API: subscription id -> account
         self.sub_ids = itertools.count(0)
-
-    def send(self, frame: str) -> None:
-        self.outbox.put_nowait(frame)
-
-    def close(self) -> None:
-        self.outbox.put_nowait(None)
 
 
 class _Window:
@@ -155,8 +151,8 @@ class BinanceSim:
         self.api_connects = 0
         self.depth_requests = 0
         self.rest_url = self.ws_url = self.ws_api_url = ""
-        self._server: uvicorn.Server | None = None
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._server: AsgiServer | None = None
+        self._flusher: asyncio.Task[None] | None = None
         self.app = Starlette(routes=self._routes())
 
     # ------------------------------------------------------------------ lifecycle
@@ -168,39 +164,24 @@ class BinanceSim:
         await self.stop()
 
     async def start(self, port: int = 0) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", port))
-        port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app,
-            log_level="warning",
-            lifespan="off",
-            ws="websockets-sansio",
-            ws_ping_interval=self.ping_interval,
-            ws_ping_timeout=60,
-            timeout_graceful_shutdown=1,
+        self._server = AsgiServer(
+            self.app, port, ws="websockets-sansio", ws_ping_interval=self.ping_interval, ws_ping_timeout=60
         )
-        self._server = uvicorn.Server(config)
-        self._tasks.append(asyncio.create_task(self._server.serve(sockets=[sock])))
-        while not self._server.started:
-            if self._tasks[0].done():
-                self._tasks[0].result()
-            await asyncio.sleep(0.005)
-        self.rest_url = f"http://127.0.0.1:{port}"
-        self.ws_url = f"ws://127.0.0.1:{port}"
-        self.ws_api_url = f"ws://127.0.0.1:{port}/ws-api/v3"
-        self._tasks.append(asyncio.create_task(self._flush_depth()))
+        await self._server.start()
+        self.rest_url = self._server.rest_url
+        self.ws_url = self._server.ws_url
+        self.ws_api_url = f"{self._server.ws_url}/ws-api/v3"
+        self._flusher = asyncio.create_task(self._flush_depth())
 
     async def stop(self) -> None:
         for conn in list(self.conns):
             conn.close()
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
         if self._server is not None:
-            self._server.should_exit = True
-        for task in self._tasks[1:]:
-            task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+            await self._server.stop()
 
     def settings(self, **extra: Any) -> dict[str, Any]:
         """A `moonship.binance` section pointing at this simulator with the test account's keys."""
@@ -274,46 +255,24 @@ class BinanceSim:
             for symbol in self.exchange.symbols:
                 self._publish_diff(symbol)
 
-    async def _serve_ws(self, ws: WebSocket, conn: _Conn, on_text: Callable[[_Conn, str], None]) -> None:
+    async def _serve_ws(self, conn: _Conn, on_text: Callable[[_Conn, str], None]) -> None:
         self.conns.add(conn)
-        writer = asyncio.create_task(self._write(conn))
         age = (
             asyncio.get_running_loop().call_later(self.max_connection_age, conn.close)
             if self.max_connection_age
             else None
         )
         try:
-            while not writer.done():
-                receive = asyncio.ensure_future(ws.receive_text())
-                await asyncio.wait([receive, writer], return_when=asyncio.FIRST_COMPLETED)
-                if not receive.done():
-                    receive.cancel()
-                    break
-                on_text(conn, receive.result())
-        except (WebSocketDisconnect, RuntimeError):
-            pass
+            await conn.serve(lambda text: on_text(conn, text))
         finally:
             if age is not None:
                 age.cancel()
             self.conns.discard(conn)
-            conn.close()
-            with contextlib.suppress(Exception):
-                await writer
-
-    async def _write(self, conn: _Conn) -> None:
-        ws = conn.ws
-        try:
-            while True:
-                frame = await conn.outbox.get()
-                if frame is None:
-                    with contextlib.suppress(Exception):
-                        await ws.close(1001)
-                    return
-                await ws.send_text(frame)
-        except Exception:  # the peer went away
-            return
 
     async def _stream_ws(self, ws: WebSocket) -> None:
+        if self.faults.refuse_connections:
+            await ws.close()  # before the upgrade: HTTP 403
+            return
         await ws.accept()
         self.stream_connects += 1
         conn = _Conn(ws, "stream")
@@ -324,7 +283,7 @@ class BinanceSim:
             conn.streams = {s for s in streams.split("/") if s}
         elif path.startswith("/ws/"):
             conn.streams = {path[4:]}
-        await self._serve_ws(ws, conn, self._stream_control)
+        await self._serve_ws(conn, self._stream_control)
 
     def _stream_control(self, conn: _Conn, message: str) -> None:
         try:
@@ -356,9 +315,12 @@ class BinanceSim:
 
     # ------------------------------------------------------------------ WebSocket API
     async def _api_ws(self, ws: WebSocket) -> None:
+        if self.faults.refuse_connections:
+            await ws.close()
+            return
         await ws.accept()
         self.api_connects += 1
-        await self._serve_ws(ws, _Conn(ws, "api"), self._api_request)
+        await self._serve_ws(_Conn(ws, "api"), self._api_request)
 
     def _api_request(self, conn: _Conn, message: str) -> None:
         try:
@@ -476,6 +438,9 @@ class BinanceSim:
                 self.depth_requests += 1
             headers: dict[str, str] = {}
             try:
+                if self.faults.take("rate_limited") or (is_order and self.faults.take("orders_rate_limited")):
+                    headers["Retry-After"] = self.faults.retry_after or "1"
+                    raise SimError(-1003, "Too many requests; use the websocket for live updates.", 429)
                 self._spend_weight(weight, headers)
                 account = self._authenticate(request, security, params, raw_query, raw_body)
                 if is_order and account is not None:
@@ -491,14 +456,14 @@ class BinanceSim:
                 if delays:
                     await asyncio.sleep(delays.popleft())
                 errors = self.faults.error_after.get(path)
-                if errors:
+                if errors or (is_order and self.faults.take("fail_after_execute")):
                     body, status = (
                         {
                             "code": -1001,
                             "msg": "Internal error; unable to process your request. "
                             "Please try your request again.",
                         },
-                        errors.popleft(),
+                        errors.popleft() if errors else 503,
                     )
             return Response(orjson.dumps(body), status, headers, media_type="application/json;charset=UTF-8")
 

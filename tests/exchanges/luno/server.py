@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import socket
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
@@ -22,17 +21,19 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from moonship_core.testing import AsgiServer
+
+from .. import kit
+from ..kit.connection import Connection
 from .engine import Exchange, Frame, LunoError, SimOrder, User, now_ms, text
 
 _STATUS_MARKETS = {"ACTIVE": "ACTIVE", "POSTONLY": "POST_ONLY", "DISABLED": "SUSPENDED"}
-_CLOSE = object()  # queue sentinel: close the connection
 
 
 def _json(body: Any, status: int = 200) -> Response:
@@ -43,73 +44,25 @@ def _bool(value: str | None) -> bool:
     return (value or "").lower() == "true"
 
 
-class Faults:
-    """Switches the tests flip; each counter is consumed by the requests or frames it affects."""
+class Faults(kit.Faults):
+    """The kit's switches (`rate_limited` counts every request; the order placements are postorder,
+    marketorder and stoporder) and Luno's own."""
 
     def __init__(self) -> None:
-        #: order requests (postorder, marketorder, stoporder) that execute and then answer 500
-        self.fail_after_execute = 0
-        #: after such a 500, this many further order requests are answered 503 unexecuted (the exchange
-        #: stays down through the client's own retries, so the outcome stays unknown to it)
+        super().__init__()
+        #: after a fail_after_execute 500, this many further order requests are answered 503 unexecuted (the
+        #: exchange stays down through the client's own retries, so the outcome stays unknown to it)
         self.unavailable_after_execute = 0
         #: order requests answered 503 without being executed
         self.fail_before_execute = 0
-        #: requests answered 429 before doing anything
-        self.rate_limit = 0
-        #: the Retry-After header sent with those 429s (None: no header)
-        self.retry_after: str | None = None
         #: refuse user stream connections (they are closed right after the credentials)
         self.user_stream_down = False
         #: refuse market stream connections (closed right after the credentials)
         self.market_stream_down = False
 
 
-class _Conn:
-    """One websocket connection: frames are queued and written by its own task; `""` keepalives in quiet
-    periods; a frozen connection (stale feed) sends nothing at all but stays open."""
-
-    def __init__(self, ws: WebSocket, keepalive: float) -> None:
-        self.ws = ws
-        self.keepalive = keepalive
-        self.queue: asyncio.Queue[object] = asyncio.Queue()
-        self.frozen = False
-
-    def send(self, frame: str) -> None:
-        if not self.frozen:
-            self.queue.put_nowait(frame)
-
-    def close(self) -> None:
-        self.queue.put_nowait(_CLOSE)
-
-    async def run(self) -> None:
-        sender = asyncio.ensure_future(self._send_loop())
-        receiver = asyncio.ensure_future(self._receive_loop())
-        try:
-            await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (sender, receiver):
-                task.cancel()
-            await asyncio.gather(sender, receiver, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await self.ws.close(1011)
-
-    async def _send_loop(self) -> None:
-        while True:
-            try:
-                item = await asyncio.wait_for(self.queue.get(), self.keepalive)
-            except TimeoutError:
-                if not self.frozen:
-                    await self.ws.send_text('""')
-                continue
-            if item is _CLOSE:
-                return
-            if not self.frozen:
-                await self.ws.send_text(str(item))
-
-    async def _receive_loop(self) -> None:
-        with contextlib.suppress(WebSocketDisconnect):
-            while True:
-                await self.ws.receive_text()
+def _ignore(text: str) -> None:
+    """What a client sends on a stream after its credentials is not read."""
 
 
 class LunoSimulator:
@@ -130,8 +83,8 @@ class LunoSimulator:
         self.replay_window = replay_window
         self.auth_timeout = auth_timeout
         self.rest_limit = rest_limit
-        self.market_conns: dict[str, set[_Conn]] = defaultdict(set)
-        self.user_conns: dict[str, set[_Conn]] = defaultdict(set)
+        self.market_conns: dict[str, set[Connection]] = defaultdict(set)
+        self.user_conns: dict[str, set[Connection]] = defaultdict(set)
         self._replay: dict[str, deque[tuple[float, str]]] = defaultdict(deque)
         self._calls: dict[str, deque[float]] = defaultdict(deque)
         #: counts by kind: "market_connects", "user_connects", "requests", path of each REST call
@@ -139,42 +92,29 @@ class LunoSimulator:
         self.exchange.market_listeners.append(self._on_market)
         self.exchange.user_listeners.append(self._on_user)
         self.app = Starlette(routes=self._routes())
-        self._server: uvicorn.Server | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.port = 0
+        self.server = AsgiServer(self.app, ws="websockets-sansio", ws_ping_interval=None)
 
     # ------------------------------------------------------------------ lifecycle
     @property
     def rest_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return self.server.rest_url
 
     @property
     def ws_url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        return self.server.ws_url
+
+    @property
+    def port(self) -> int:
+        return self.server.port
 
     async def start(self) -> None:
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        self.port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            self.app, log_level="warning", lifespan="off", ws="websockets-sansio", ws_ping_interval=None
-        )
-        self._server = uvicorn.Server(config)
-        self._task = asyncio.ensure_future(self._server.serve(sockets=[sock]))
-        while not self._server.started:
-            if self._task.done():
-                self._task.result()
-            await asyncio.sleep(0.005)
+        await self.server.start()
 
     async def stop(self) -> None:
         for conns in (*self.market_conns.values(), *self.user_conns.values()):
             for conn in conns:
                 conn.close()
-        if self._server is not None and self._task is not None:
-            self._server.should_exit = True
-            self._server.force_exit = True
-            await asyncio.wait_for(self._task, 10)
+        await self.server.stop()
 
     async def __aenter__(self) -> LunoSimulator:
         await self.start()
@@ -208,13 +148,13 @@ class LunoSimulator:
     def stale_feed(self, pair: str) -> None:
         """Every open market stream of `pair` goes silent (no updates, no keepalives) but stays open."""
         for conn in self.market_conns[pair]:
-            conn.frozen = True
+            conn.silent = True
 
     def stale_user_streams(self) -> None:
         """Every open user stream goes silent (no messages, no keepalives) but stays open."""
         for conns in self.user_conns.values():
             for conn in conns:
-                conn.frozen = True
+                conn.silent = True
 
     # ------------------------------------------------------------------ stream fan-out
     def _on_market(self, pair: str, frame: Frame) -> None:
@@ -231,6 +171,10 @@ class LunoSimulator:
             buffer.popleft()
         for conn in self.user_conns[key_id]:
             conn.send(data)
+
+    def _connection(self, ws: WebSocket) -> Connection:
+        """A stream: `""` keepalives in quiet periods; closed 1011 when it ends."""
+        return Connection(ws, close_code=1011, keepalive=self.keepalive, keepalive_frame='""')
 
     async def _authenticate(self, ws: WebSocket) -> User | None:
         """The credentials frame Luno expects first on every websocket."""
@@ -264,15 +208,15 @@ class LunoSimulator:
         if pair not in self.exchange.markets:
             await self._refuse(ws, "invalid_market", pair)
             return
-        if self.faults.market_stream_down:
+        if self.faults.market_stream_down or self.faults.refuse_connections:
             await ws.close(1013)
             return
         self.stats["market_connects"] += 1
-        conn = _Conn(ws, self.keepalive)
+        conn = self._connection(ws)
         conn.send(orjson.dumps(self.exchange.snapshot(pair)).decode())
         self.market_conns[pair].add(conn)
         try:
-            await conn.run()
+            await conn.serve(_ignore)
         finally:
             self.market_conns[pair].discard(conn)
 
@@ -281,18 +225,18 @@ class LunoSimulator:
         user = await self._authenticate(ws)
         if user is None:
             return
-        if self.faults.user_stream_down:
+        if self.faults.user_stream_down or self.faults.refuse_connections:
             await ws.close(1013)
             return
         self.stats["user_connects"] += 1
-        conn = _Conn(ws, self.keepalive)
+        conn = self._connection(ws)
         since = time.monotonic() - self.replay_window
         for at, data in self._replay[user.key_id]:
             if at >= since:
                 conn.send(data)
         self.user_conns[user.key_id].add(conn)
         try:
-            await conn.run()
+            await conn.serve(_ignore)
         finally:
             self.user_conns[user.key_id].discard(conn)
 
@@ -338,16 +282,15 @@ class LunoSimulator:
             self.stats["requests"] += 1
             self.stats[request.url.path] += 1
             user = self._basic_user(request)
-            if self.faults.rate_limit > 0 or not self._within_limit(user.key_id if user else "ip"):
-                self.faults.rate_limit = max(0, self.faults.rate_limit - 1)
+            limited = self.faults.take("rate_limited") or (order and self.faults.take("orders_rate_limited"))
+            if limited or not self._within_limit(user.key_id if user else "ip"):
                 response = _json({"error": "Too many requests", "error_code": "ErrTooManyRequests"}, 429)
                 if self.faults.retry_after is not None:
                     response.headers["Retry-After"] = self.faults.retry_after
                 return response
             if private and user is None:
                 return _json({"error": "Unauthorised", "error_code": "ErrUnauthorised"}, 401)
-            if order and self.faults.fail_before_execute > 0:
-                self.faults.fail_before_execute -= 1
+            if order and self.faults.take("fail_before_execute"):
                 return _json({"error": "Service unavailable", "error_code": "ErrInternal"}, 503)
             params = Params(request)
             if request.method == "POST":
@@ -356,8 +299,7 @@ class LunoSimulator:
                 body = handler(user, params)  # type: ignore[arg-type]
             except LunoError as exc:
                 return _json(exc.body(), exc.status)
-            if order and self.faults.fail_after_execute > 0:
-                self.faults.fail_after_execute -= 1
+            if order and self.faults.take("fail_after_execute"):
                 self.faults.fail_before_execute += self.faults.unavailable_after_execute
                 self.faults.unavailable_after_execute = 0
                 return _json({"error": "Internal error", "error_code": "ErrInternal"}, 500)

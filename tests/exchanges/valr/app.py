@@ -3,7 +3,6 @@ VALR's wire format, signature and timestamp checks, and fault switches."""
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import hashlib
 import hmac
@@ -19,8 +18,10 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
-from starlette.websockets import WebSocket, WebSocketDisconnect
+from starlette.websockets import WebSocket
 
+from .. import kit
+from ..kit.connection import Connection
 from .matching import Account, Exchange, PairSpec, Rejected, SimOrder, SimTrade, fmt, iso_now
 
 TRADE_EVENTS = ("AGGREGATED_ORDERBOOK_UPDATE", "NEW_TRADE", "MARKET_SUMMARY_UPDATE")
@@ -40,25 +41,19 @@ def default_pairs() -> list[PairSpec]:
 
 
 @dataclass
-class Faults:
-    """Switches tests flip to make the simulator misbehave."""
+class Faults(kit.Faults):
+    """The kit's switches (`rate_limited` counts signed requests, with x-valr-ratelimited) and VALR's own."""
 
     #: PINGs get no PONG
     ignore_pings: bool = False
     #: the trade socket sends no market data (PONGs still flow)
     stale_feed: bool = False
-    #: the next N order placements execute but answer HTTP 500
-    fail_after_execute: int = 0
     #: the next N signed requests (and websocket upgrades) are refused as expired (HTTP 401, nothing executed)
     stale_timestamp_next: int = 0
-    #: the next N signed requests get 429 with x-valr-ratelimited
-    rate_limited_next: int = 0
     #: how v2 order placement reports a refusal: "400" {code, message} or "201" {orderId, code, message}
     v2_failure_form: str = "400"
     #: NEW_ACCOUNT_TRADE is not sent (fills are only in the REST trade history)
     drop_account_trades: bool = False
-    #: websocket upgrades are refused
-    refuse_connections: bool = False
 
 
 #: VALR's answer to a signed request whose X-VALR-TIMESTAMP is too far from server time (HTTP 401; the
@@ -78,27 +73,19 @@ def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -
     return Response(orjson.dumps(data), status, headers=headers, media_type="application/json")
 
 
-class _Conn:
-    """One websocket connection and its send queue."""
+class _Conn(Connection):
+    """One websocket connection and its subscriptions."""
 
     def __init__(self, ws: WebSocket, account: Account | None) -> None:
-        self.ws = ws
+        super().__init__(ws)
         self.account = account
         self.subs: dict[str, set[str] | None] = {}  # event -> pairs (None: all)
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
 
     def wants(self, event: str, pair: str) -> bool:
         if event not in self.subs:
             return False
         pairs = self.subs[event]
         return pairs is None or pair in pairs
-
-    def send(self, text: str) -> None:
-        self.queue.put_nowait(text)
-
-    async def writer(self) -> None:
-        while (text := await self.queue.get()) is not None:
-            await self.ws.send_text(text)
 
 
 class ValrSimulator:
@@ -155,7 +142,7 @@ class ValrSimulator:
             *(self.account_conns if kind in (None, "account") else ()),
         ]
         for conn in conns:
-            conn.queue.put_nowait(None)
+            conn.close()
             with contextlib.suppress(Exception):
                 await conn.ws.close(1011)
 
@@ -327,14 +314,17 @@ class ValrSimulator:
             raise HttpError(401, {"message": "Request has an invalid signature"})
         return self.account(api_key, sub_account)
 
-    def _rate_limit(self, api_key: str) -> None:
+    def _rate_limit(self, api_key: str, placing: bool) -> None:
         minute = int(time.time() // 60)
         start, count = self._minute.get(api_key, (minute, 0))
         count = count + 1 if start == minute else 1
         self._minute[api_key] = (minute, count)
-        if self.faults.rate_limited_next > 0 or count > self.rate_limit_per_min:
-            self.faults.rate_limited_next = max(0, self.faults.rate_limited_next - 1)
-            raise HttpError(429, {"message": "Rate limit exceeded"}, {"x-valr-ratelimited": "true"})
+        limited = self.faults.take("rate_limited") or (placing and self.faults.take("orders_rate_limited"))
+        if limited or count > self.rate_limit_per_min:
+            headers = {"x-valr-ratelimited": "true"}
+            if self.faults.retry_after is not None:
+                headers["Retry-After"] = self.faults.retry_after
+            raise HttpError(429, {"message": "Rate limit exceeded"}, headers)
 
     # ------------------------------------------------------------------ REST
     def _routes(self) -> list[Any]:
@@ -369,7 +359,8 @@ class ValrSimulator:
                         body,
                         h.get("x-valr-sub-account-id", ""),
                     )
-                    self._rate_limit(h["x-valr-api-key"])
+                    placing = request.method == "POST" and "/orders/" in request.url.path
+                    self._rate_limit(h["x-valr-api-key"], placing)
                     result = await fn(request, account, body)
                 except HttpError as exc:
                     return _json(exc.body, exc.status, exc.headers)
@@ -510,8 +501,7 @@ class ValrSimulator:
                 if failed is not None:
                     return _json({"orderId": failed.id, "code": exc.code, "message": exc.message}, 201)
                 raise HttpError(400, {"code": exc.code, "message": exc.message}) from None
-            if self.faults.fail_after_execute > 0:
-                self.faults.fail_after_execute -= 1
+            if self.faults.take("fail_after_execute"):
                 return _json({"message": "An unexpected error occurred"}, 500)
             return _json({"id": order.id}, 201)
 
@@ -579,31 +569,25 @@ class ValrSimulator:
     async def _serve(
         self, kind: str, conn: _Conn, conns: set[_Conn], on_text: Callable[[_Conn, Any], None]
     ) -> None:
+        def received(text: str) -> None:
+            try:
+                msg = orjson.loads(text)
+            except orjson.JSONDecodeError:
+                return
+            if not isinstance(msg, dict):
+                return
+            if msg.get("type") == "PING":
+                self.pings[kind] += 1
+                if not self.faults.ignore_pings:
+                    conn.send('{"type":"PONG"}')
+                return
+            on_text(conn, msg)
+
         conns.add(conn)
-        writer = asyncio.get_running_loop().create_task(conn.writer())
         try:
-            while True:
-                text = await conn.ws.receive_text()
-                try:
-                    msg = orjson.loads(text)
-                except orjson.JSONDecodeError:
-                    continue
-                if not isinstance(msg, dict):
-                    continue
-                if msg.get("type") == "PING":
-                    self.pings[kind] += 1
-                    if not self.faults.ignore_pings:
-                        conn.send('{"type":"PONG"}')
-                    continue
-                on_text(conn, msg)
-        except (WebSocketDisconnect, RuntimeError):
-            pass
+            await conn.serve(received)
         finally:
             conns.discard(conn)
-            conn.queue.put_nowait(None)
-            writer.cancel()
-            with contextlib.suppress(BaseException):
-                await writer
 
     def _ws_account(self, ws: WebSocket, path: str, required: bool) -> Account | None:
         h = ws.headers
