@@ -14,7 +14,8 @@ from .waiting import until
 class ScriptedAlgo(TradingAlgo):
     """Places the orders queued in `requests` on the next book update of an OPEN market (any status when
     `any_status`), and once the orders `opening` makes from the book. `placed`: what place_order
-    returned; `updates`: every order update; `books`: the book updates seen."""
+    returned; `updates`: every order update; `books`: the book updates seen; `statuses`: every market
+    status it was told of."""
 
     #: the running scripted algos by strategy name
     running: ClassVar[dict[str, ScriptedAlgo]] = {}
@@ -26,6 +27,7 @@ class ScriptedAlgo(TradingAlgo):
         self.placed: list[Order] = []
         self.updates: list[Order] = []
         self.books = 0
+        self.statuses: list[MarketStatus] = []
         self._opened = False
         ScriptedAlgo.running[self.name] = self
 
@@ -49,6 +51,7 @@ class ScriptedAlgo(TradingAlgo):
         await self._next(market)
 
     async def on_market_status(self, market: StrategyMarket, status: MarketStatus) -> None:
+        self.statuses.append(status)
         if self.any_status:
             await self._next(market)
 
