@@ -10,7 +10,7 @@ import pytest
 from moonship_api.settings import ApiSettings
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import ValidationError
-from support.servers import RedisServer
+from support.servers import redis
 
 from moonship_core import FIRED_ALERTS_KEY, Stores
 from moonship_core.config import parse_config
@@ -134,7 +134,7 @@ def test_a_short_metrics_token_is_a_config_error(certs: Certs) -> None:
 
 
 def test_health_answers_503_while_redis_is_down(loop: LoopThread, certs: Certs) -> None:
-    server = RedisServer()
+    server = redis()
     server.start()
 
     def backend() -> Stores:
