@@ -42,4 +42,4 @@ def make_client(
 
 def fast(sim: BinanceSim, **extra: Any) -> dict[str, Any]:
     """Settings for tests: the simulator's URLs and keys, short timeouts."""
-    return sim.settings(**{"request_timeout": 2.0, "max_reconnect_delay": 0.3, **extra})
+    return sim.settings(**{"request_timeout": 2.0, "reconnect_max_delay": 0.3, **extra})

@@ -35,7 +35,7 @@ async def trader(sim: BinanceSim) -> AsyncIterator[tuple[BinanceClient, Recordin
     client, events = make_client(fast(sim))
     await client.get_market_info()
     await client.connect()
-    await until(lambda: client.hub.user_streams[KEY].subscribed.is_set(), what="user stream")
+    await until(lambda: client.session.user_streams[KEY].subscribed.is_set(), what="user stream")
     await until(lambda: events.status_now is MarketStatus.OPEN and events.balance_events, what="synced")
     yield client, events
     await client.close()

@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from ..clock import Clock
 from ..config import MarketConfig, parse_config
 from ..contracts.algo import TradingAlgo
-from ..contracts.client import ClientContext, MarketClient
+from ..contracts.client import ClientContext, MarketClient, Sessions
 from ..contracts.stores import Stores
 from ..hookspecs import hookimpl
 from ..plugins import Plugins
@@ -91,14 +91,16 @@ def make_client(
 ) -> tuple[C, RecordingEvents]:
     """A client of `client_class` for the market config `market` and its validated settings, pushing into
     `events` (new RecordingEvents by default); `shared`: the engine's per-venue state, for clients that share
-    one."""
+    one (clients given the same `shared` share their venue sessions too, under its key "sessions")."""
     config = MarketConfig.model_validate(market)
+    shared = shared if shared is not None else {}
     context = ClientContext(
         name,
         config,
         settings,
         partial(Plugins.load(entry_points=False).resolve, "market_clients"),
-        shared=shared if shared is not None else {},
+        shared=shared,
+        sessions=shared.setdefault("sessions", Sessions()),
         logger=logging.getLogger(f"moonship.market.{name}"),
     )
     events = events or RecordingEvents(config.symbol)

@@ -93,8 +93,9 @@ class WebsocketsTransport:
 class SilenceWatch:
     """Calls `on_silent(seconds)` once when nothing has `touch`ed it for `timeout` seconds while armed.
 
-    `touch()` is the hot path (one clock read). After firing it stays quiet until touched or re-armed;
-    `arm(timeout)` restarts the count from now, optionally with a longer timeout (probing backoff)."""
+    `touch()` is the hot path (one clock read); it also restores the base timeout. After firing it stays
+    quiet until touched or re-armed; `arm(timeout)` restarts the count from now, optionally with a longer
+    timeout (probing backoff)."""
 
     def __init__(
         self, timeout: float, on_silent: Callable[[float], None], *, clock: Clock | None = None
@@ -109,7 +110,7 @@ class SilenceWatch:
 
     def touch(self) -> None:
         self.last = self.clock.monotonic()
-        if self.fired:
+        if self.fired or self.timeout != self.base_timeout:
             self.fired = False
             self.timeout = self.base_timeout
 

@@ -74,6 +74,8 @@ class _Conn(Connection):
         self.combined = False
         self.subscriptions: dict[int, Account] = {}  # WebSocket API: subscription id -> account
         self.sub_ids = itertools.count(0)
+        #: a stalled feed: no stream events, though the socket stays open (pings and control still answered)
+        self.silent = False
 
 
 class _Window:
@@ -212,6 +214,13 @@ class BinanceSim:
             if conn.kind == kind:
                 conn.send('{"stream":"btcusdt@depth@100ms","data":{"e":"depthUpdate","U":')
 
+    def go_silent(self, kind: str = "stream") -> None:
+        """Stall every open connection of `kind`: it stays open and answers pings and control requests, but
+        carries no more events (new connections are healthy). The book keeps changing behind it."""
+        for conn in self.conns:
+            if conn.kind == kind:
+                conn.silent = True
+
     def server_shutdown(self) -> None:
         """Announce maintenance on every connection, as Binance does before closing them."""
         event = {"e": "serverShutdown", "E": now_ms()}
@@ -225,7 +234,7 @@ class BinanceSim:
     def publish(self, stream: str, data: dict[str, Any]) -> None:
         raw = combined = None
         for conn in self.conns:
-            if stream in conn.streams:
+            if stream in conn.streams and not conn.silent:
                 if conn.combined:
                     combined = combined or orjson.dumps({"stream": stream, "data": data}).decode()
                     conn.send(combined)

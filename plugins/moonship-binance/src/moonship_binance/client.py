@@ -1,5 +1,6 @@
-"""BinanceClient: the MarketClient for Binance spot, and the per-engine hub its markets share (one REST
-session and rate limiter, one market-data websocket, one user stream per API key)."""
+"""BinanceClient: the MarketClient for Binance spot, assembled from the venue toolkit, and the session its
+markets share in an engine (REST client, rate limits, server clock, one market-data websocket, one user stream
+per API key), which the engine closes at stop."""
 
 from __future__ import annotations
 
@@ -10,20 +11,22 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
 from decimal import Decimal
-from functools import partial
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import Field, SecretStr
 
 from moonship_core import (
     ZERO,
     AuthenticationError,
     Balance,
+    Ban,
     ClientContext,
+    Clock,
     ConfigError,
+    DuplicateClientOrderId,
+    Features,
     Fill,
     InvalidOrder,
-    LiveClock,
     MarketClient,
     MarketEvents,
     MarketInfo,
@@ -34,35 +37,36 @@ from moonship_core import (
     OrderStatus,
     OrderStatusUnknown,
     OrderType,
-    Side,
+    RateLimits,
     Ticker,
-    TimeInForce,
     Trade,
     VenueCounters,
+    VenueSession,
+    VenueSettings,
     fmt_decimal,
-    from_ms,
     round_to_step,
     validate_model,
 )
-from moonship_core import Clock as CoreClock
 
 from . import constants as c
-from .auth import Clock, Credentials
-from .rest import BinanceRest, DuplicateOrder, Limits, SymbolRules, parse_order, response_fills
+from .auth import Credentials
+from .parse import SymbolRules, order_from_report, parse_order, response_fills
+from .rest import BinanceRest
 from .stream import BookFeed, MarketStream
 from .user_stream import UserStream
 
 _KEEP_FINAL = 1000  # finished orders remembered for late events and idempotent retries
 
 
-class BinanceSettings(BaseModel):
-    """`moonship.binance`."""
+class BinanceSettings(VenueSettings):
+    """`moonship.binance` (the connection keys every venue shares come from VenueSettings)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    renamed: ClassVar[dict[str, str]] = {
+        "stale_after": "silence_timeout",
+        "max_reconnect_delay": "reconnect_max_delay",
+    }
 
-    #: API key for live trading (a market's `api_key` overrides it)
     api_key: str | None = None
-    #: its secret
     api_secret: SecretStr | None = None
     #: Binance's spot testnet for every URL not given explicitly
     testnet: bool = False
@@ -72,20 +76,12 @@ class BinanceSettings(BaseModel):
     ws_url: str | None = None
     #: the full WebSocket API URL
     ws_api_url: str | None = None
-    #: milliseconds a signed request stays valid after its timestamp
     recv_window: int = Field(5000, gt=0, le=60000)
-    #: seconds for any REST call or websocket handshake
-    request_timeout: float = Field(10.0, gt=0)
     #: levels in the book snapshot (weight 5/25/50/250 up to 100/500/1000/5000)
     depth_limit: int = Field(1000, ge=5, le=5000)
-    #: how often the diff-depth stream sends book updates
     depth_speed: Literal["100ms", "1000ms"] = "100ms"
-    #: reconnect the market stream when no frame arrived for this many seconds
-    stale_after: float = Field(60.0, gt=0)
     #: reconnect every connection after this many seconds, ahead of Binance's 24-hour cut
     reconnect_after: float = Field(23.5 * 3600, gt=0)
-    #: longest wait between reconnect attempts (exponential backoff with jitter up to it)
-    max_reconnect_delay: float = Field(30.0, gt=0)
     #: cross-margin orders' sideEffectType (enable_margin markets)
     margin_side_effect: Literal["NO_SIDE_EFFECT", "MARGIN_BUY", "AUTO_REPAY", "AUTO_BORROW_REPAY"] = (
         "NO_SIDE_EFFECT"
@@ -104,54 +100,52 @@ class BinanceSettings(BaseModel):
         return rest, ws, api
 
 
-class BinanceHub:
-    """Everything the Binance markets of one engine share."""
+class BinanceSession(VenueSession):
+    """Everything the Binance markets of one engine share (per REST base URL); the engine closes it."""
 
     def __init__(
         self,
         settings: BinanceSettings,
+        clock: Clock,
         logger: logging.Logger,
-        pacing: CoreClock | None = None,
-        counters: VenueCounters | None = None,
+        ban: Ban,
+        counters: VenueCounters,
     ) -> None:
-        self.settings = settings
-        self.logger = logger
-        self.rest_url, self.ws_url, self.ws_api_url = settings.urls()
-        #: Binance's server time (signing)
-        self.clock = Clock()
-        #: the engine's clock: rate limits and reconnect backoff wait on it
-        self.pacing = pacing or LiveClock()
-        #: the engine's reconnect and rate-limit-wait counters
-        self.counters = counters or VenueCounters()
-        self.limits = Limits(self.pacing, on_wait=partial(self.counters.rate_limit_waited, c.NAME))
-        self.users = 0
-        self._rest: BinanceRest | None = None
-        self.stream = MarketStream(
-            self.ws_url,
-            stale_after=settings.stale_after,
-            reconnect_after=settings.reconnect_after,
-            max_delay=settings.max_reconnect_delay,
-            open_timeout=settings.request_timeout,
-            logger=logger,
-            clock=self.pacing,
+        rest_url, ws_url, self.ws_api_url = settings.urls()
+        super().__init__(
+            c.NAME, rest_url, request_timeout=settings.request_timeout, clock=clock, logger=logger
         )
-        self.stream.on_reconnect = partial(self.counters.reconnected, c.NAME)
+        self.settings = settings
+        self.limits = RateLimits(
+            c.RATE_TABLE,
+            clock=clock,
+            max_wait=settings.rate_limit_max_wait,
+            ban=ban,
+            on_wait=lambda _endpoint, _seconds: counters.rate_limit_waited(c.NAME),
+            latency_margin=c.LATENCY_MARGIN,
+        )
+        #: the engine's metrics hear of every reconnect
+        self.on_reconnect = lambda _reason: counters.reconnected(c.NAME)
+        self.rest = BinanceRest(
+            self.http, recv_window=settings.recv_window, limits=self.limits, clock=clock, logger=logger
+        )
+        self.stream = self.part(
+            "market stream",
+            lambda: MarketStream(
+                ws_url,
+                reconnect_after=settings.reconnect_after,
+                reconnect_max_delay=settings.reconnect_max_delay,
+                open_timeout=settings.request_timeout,
+                ping_interval=settings.ping_interval,
+                pong_timeout=settings.pong_timeout,
+                on_reconnect=self.on_reconnect,
+                logger=logger,
+                clock=clock,
+            ),
+        )
         self.user_streams: dict[str, UserStream] = {}
         self._rules: dict[str, SymbolRules] = {}
         self._rules_lock = asyncio.Lock()
-
-    @property
-    def rest(self) -> BinanceRest:
-        if self._rest is None:
-            self._rest = BinanceRest(
-                self.rest_url,
-                timeout=self.settings.request_timeout,
-                recv_window=self.settings.recv_window,
-                clock=self.clock,
-                limits=self.limits,
-                logger=self.logger,
-            )
-        return self._rest
 
     async def rules(self, symbol: str) -> SymbolRules:
         async with self._rules_lock:
@@ -161,34 +155,25 @@ class BinanceHub:
             return rules
 
     def user_stream(self, creds: Credentials) -> UserStream:
-        stream = self.user_streams.get(creds.api_key)
-        if stream is None:
-            stream = self.user_streams[creds.api_key] = UserStream(
+        settings = self.settings
+        stream = self.part(
+            f"user stream {creds.api_key}",
+            lambda: UserStream(
                 self.ws_api_url,
                 creds,
-                self.clock,
-                self.rest.sync_time,
-                reconnect_after=self.settings.reconnect_after,
-                max_delay=self.settings.max_reconnect_delay,
-                open_timeout=self.settings.request_timeout,
+                self.rest.server_time,
+                reconnect_after=settings.reconnect_after,
+                reconnect_max_delay=settings.reconnect_max_delay,
+                open_timeout=settings.request_timeout,
+                ping_interval=settings.ping_interval,
+                pong_timeout=settings.pong_timeout,
+                on_reconnect=self.on_reconnect,
                 logger=self.logger,
-                pacing=self.pacing,
-            )
-            stream.on_reconnect = partial(self.counters.reconnected, c.NAME)
+                clock=self.clock,
+            ),
+        )
+        self.user_streams[creds.api_key] = stream
         return stream
-
-    async def release(self) -> None:
-        """One market closed; the last one closes the shared connections."""
-        self.users -= 1
-        if self.users > 0:
-            return
-        await self.stream.stop()
-        for stream in self.user_streams.values():
-            await stream.stop()
-        self.user_streams.clear()
-        if self._rest is not None:
-            await self._rest.aclose()
-            self._rest = None
 
 
 class BinanceClient(MarketClient):
@@ -196,6 +181,7 @@ class BinanceClient(MarketClient):
 
     name = c.NAME
     settings_model = BinanceSettings
+    features = Features(l3_book=False)
 
     def __init__(self, context: ClientContext, events: MarketEvents) -> None:
         super().__init__(context, events)
@@ -205,15 +191,19 @@ class BinanceClient(MarketClient):
         self.settings = raw
         self.creds = _credentials(context, self.settings)
         self.margin = context.config.enable_margin
-        self.hub: BinanceHub = context.shared.setdefault(
-            c.NAME, BinanceHub(self.settings, self.logger, context.clock, context.counters)
+        ban: Ban = context.shared.setdefault(f"{c.NAME}.ban", Ban())
+        settings = self.settings
+        self.session = context.session(
+            f"{c.NAME} {settings.urls()[0]}",
+            lambda: BinanceSession(settings, context.clock, self.logger, ban, context.counters),
         )
         self.feed = BookFeed(
             self.symbol,
             events,
             self._depth,
-            depth_limit=self.settings.depth_limit,
-            speed=self.settings.depth_speed,
+            depth_limit=settings.depth_limit,
+            speed=settings.depth_speed,
+            silence_timeout=settings.silence_timeout,
             synced_status=self._synced_status,
             logger=self.logger,
             clock=context.clock,
@@ -228,12 +218,11 @@ class BinanceClient(MarketClient):
         if self._connected:
             return
         self._connected = True
-        self.hub.users += 1
-        await self.hub.stream.add(self.feed)
+        await self.session.stream.add(self.feed)
         if self.creds is None or self.context.market_data_only:
             return
         if not self.margin:
-            self.hub.user_stream(self.creds).add(self)
+            self.session.user_stream(self.creds).add(self)
         else:
             self._spawn(self._poll_margin_orders())
 
@@ -244,29 +233,28 @@ class BinanceClient(MarketClient):
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.hub.stream.remove(self.feed)
-        if self.creds is not None and self.creds.api_key in self.hub.user_streams:
-            await self.hub.user_streams[self.creds.api_key].remove(self)
-        await self.hub.release()
+        await self.session.stream.remove(self.feed)
+        if self.creds is not None and self.creds.api_key in self.session.user_streams:
+            await self.session.user_streams[self.creds.api_key].remove(self)
         self.events.status(MarketStatus.CLOSED, "closed")
 
     # ------------------------------------------------------------------ market data
     async def get_market_info(self) -> MarketInfo:
-        self._rules = await self.hub.rules(self.symbol)
+        self._rules = await self.session.rules(self.symbol)
         return self._rules.info
 
     async def get_ticker(self) -> Ticker:
         book, last = await asyncio.gather(
-            self.hub.rest.book_ticker(self.symbol), self.hub.rest.last_price(self.symbol)
+            self.session.rest.book_ticker(self.symbol), self.session.rest.last_price(self.symbol)
         )
         bid, ask = Decimal(book["bidPrice"]), Decimal(book["askPrice"])
         return Ticker(self.symbol, bid or None, ask or None, last or None, self.context.clock.now())
 
     async def get_recent_trades(self, limit: int = 100) -> list[Trade]:
-        return await self.hub.rest.trades(self.symbol, max(1, min(limit, 1000)))
+        return await self.session.rest.trades(self.symbol, max(1, min(limit, 1000)))
 
     async def _depth(self, symbol: str, limit: int) -> dict[str, Any]:
-        return await self.hub.rest.depth(symbol, limit)
+        return await self.session.rest.depth(symbol, limit)
 
     def _synced_status(self) -> MarketStatus:
         return self._rules.info.status if self._rules is not None else MarketStatus.OPEN
@@ -289,8 +277,8 @@ class BinanceClient(MarketClient):
         params = await self._order_params(request)
         self._orders[coid] = self._pending(request)
         try:
-            body = await self.hub.rest.new_order(creds, params, coid, margin=self.margin)
-        except DuplicateOrder:
+            body = await self.session.rest.new_order(creds, params, coid, margin=self.margin)
+        except DuplicateClientOrderId:
             return await self.get_order(self._orders[coid])
         except OrderStatusUnknown:
             raise  # still tracked: the market and the next reconcile find out what happened
@@ -323,7 +311,7 @@ class BinanceClient(MarketClient):
 
     async def _market_quantity(self, quantity: Decimal) -> Decimal:
         """A market order's quantity on MARKET_LOT_SIZE's step, inside its bounds."""
-        rules = self._rules or await self.hub.rules(self.symbol)
+        rules = self._rules or await self.session.rules(self.symbol)
         step, low, high = rules.market_lot
         if step > 0:
             quantity = round_to_step(quantity, step)
@@ -358,7 +346,7 @@ class BinanceClient(MarketClient):
     async def cancel_order(self, order: Order) -> Order:
         creds = self._require_creds()
         try:
-            body = await self.hub.rest.cancel_order(
+            body = await self.session.rest.cancel_order(
                 creds, self.symbol, self._ref(order), order.client_order_id, margin=self.margin
             )
         except OrderNotFound:  # already closed (or never existed): report what the exchange knows
@@ -367,22 +355,22 @@ class BinanceClient(MarketClient):
 
     async def get_order(self, order: Order) -> Order:
         creds = self._require_creds()
-        body = await self.hub.rest.query_order(creds, self.symbol, self._ref(order), margin=self.margin)
+        body = await self.session.rest.query_order(creds, self.symbol, self._ref(order), margin=self.margin)
         return await self._complete(parse_order(body, self._known_fills(body["clientOrderId"])))
 
     async def get_open_orders(self) -> list[Order]:
         creds = self._require_creds()
-        rows = await self.hub.rest.open_orders(creds, self.symbol, margin=self.margin)
+        rows = await self.session.rest.open_orders(creds, self.symbol, margin=self.margin)
         return [await self._complete(parse_order(r, self._known_fills(r["clientOrderId"]))) for r in rows]
 
     async def get_balances(self) -> dict[str, Balance]:
-        rows = await self.hub.rest.balances(self._require_creds(), margin=self.margin)
+        rows = await self.session.rest.balances(self._require_creds(), margin=self.margin)
         return {asset: Balance(asset, free, locked) for asset, free, locked in rows}
 
     async def _complete(self, order: Order) -> Order:
         """`order` with every fill: myTrades fills in what the stream has not told us."""
         if order.filled_quantity > sum((f.quantity for f in order.fills), ZERO):
-            fills = await self.hub.rest.my_trades(
+            fills = await self.session.rest.my_trades(
                 self._require_creds(), self.symbol, order.id, margin=self.margin
             )
             order = replace(order, fills=_union(order.fills, fills))
@@ -417,7 +405,7 @@ class BinanceClient(MarketClient):
         """Catch up after a (re)connect: open orders, every order we still thought open, fills, balances."""
         creds = self._require_creds()
         tracked = [o for o in self._orders.values() if not o.status.is_final]
-        rows = await self.hub.rest.open_orders(creds, self.symbol, margin=self.margin)
+        rows = await self.session.rest.open_orders(creds, self.symbol, margin=self.margin)
         seen = set()
         for row in rows:
             order = await self._complete(parse_order(row, self._known_fills(row["clientOrderId"])))
@@ -490,48 +478,4 @@ def _merge(old: Order, new: Order) -> Order:
         filled_quantity=max(old.filled_quantity, new.filled_quantity),
         filled_quote_quantity=max(old.filled_quote_quantity, new.filled_quote_quantity),
         created=min(old.created, new.created),
-    )
-
-
-def order_from_report(e: dict[str, Any]) -> Order:
-    """An Order from one executionReport (with this event's fill, if it is a TRADE)."""
-    kind = e["o"]
-    cum = Decimal(e["z"])
-    status = c.ORDER_STATUS.get(e["X"], OrderStatus.UNKNOWN)
-    if status in (OrderStatus.CANCELLED, OrderStatus.EXPIRED) and cum > 0:
-        status = OrderStatus.CANCELLED_AND_PARTIALLY_FILLED
-    fills: tuple[Fill, ...] = ()
-    if e["x"] == "TRADE":
-        fills = (
-            Fill(
-                str(e["t"]),
-                Decimal(e["L"]),
-                Decimal(e["l"]),
-                Decimal(e["n"]),
-                e.get("N") or "",
-                bool(e["m"]),
-                timestamp=from_ms(e["T"]),
-            ),
-        )
-    qty, quote, price = Decimal(e["q"]), Decimal(e.get("Q") or "0"), Decimal(e["p"])
-    tif = e.get("f") or "GTC"
-    reason = e.get("eR") or (e["r"] if e.get("r") not in (None, "NONE") else None)
-    return Order(
-        id=str(e["i"]),
-        client_order_id=e.get("C") or e["c"],
-        symbol=e["s"],
-        side=Side(e["S"]),
-        type=OrderType.MARKET if kind == "MARKET" else OrderType.LIMIT,
-        status=status,
-        quantity=qty if qty > 0 or quote == 0 else None,
-        quote_quantity=quote if quote > 0 else None,
-        price=price if price > 0 else None,
-        time_in_force=TimeInForce(tif) if tif in ("GTC", "IOC", "FOK") else TimeInForce.GTC,
-        post_only=kind == "LIMIT_MAKER",
-        filled_quantity=cum,
-        filled_quote_quantity=Decimal(e["Z"]),
-        fills=fills,
-        created=from_ms(e.get("O") or e["T"]),
-        updated=from_ms(e["T"]),
-        reason=reason,
     )

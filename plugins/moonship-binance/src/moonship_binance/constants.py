@@ -1,10 +1,26 @@
-"""Binance spot: base URLs, request weights, default rate limits and the enums the client maps."""
+"""Binance spot: base URLs, the rate-limit table, the error table and the enums the client maps."""
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
-from moonship_core import MarketStatus, OrderStatus
+from moonship_core import (
+    AuthenticationError,
+    DuplicateClientOrderId,
+    ErrorRule,
+    ErrorTable,
+    InsufficientFunds,
+    InvalidOrder,
+    MarketClosed,
+    MarketStatus,
+    NotSupported,
+    OrderNotFound,
+    OrderStatus,
+    Pool,
+    PostOnlyRejected,
+    RateTable,
+)
 
 NAME: Final = "binance"
 
@@ -16,45 +32,108 @@ TESTNET_REST_URL: Final = "https://testnet.binance.vision"
 TESTNET_WS_URL: Final = "wss://stream.testnet.binance.vision"
 TESTNET_WS_API_URL: Final = "wss://ws-api.testnet.binance.vision/ws-api/v3"
 
+_FILTER = re.compile(r"Filter failure: ([A-Z_]+)")
+
+
+def _filter_rule(message: str) -> str:
+    match = _FILTER.search(message)
+    return match[1].lower() if match else "filter"
+
+
 API: Final = "/api/v3"
 MARGIN_API: Final = "/sapi/v1/margin"
 
-#: request weight of each REST call (Binance's documented values; depth depends on the limit)
-WEIGHTS: Final[dict[str, int]] = {
-    "/api/v3/time": 1,
-    "/api/v3/exchangeInfo": 20,
-    "/api/v3/trades": 25,
-    "/api/v3/ticker/bookTicker": 2,
-    "/api/v3/ticker/price": 2,
-    "/api/v3/account": 20,
-    "/api/v3/order": 1,  # POST/DELETE; GET costs 4 (see order_weight)
-    "/api/v3/openOrders": 6,
-    "/api/v3/myTrades": 20,
-    "/sapi/v1/margin/order": 6,
-    "/sapi/v1/margin/openOrders": 10,
-    "/sapi/v1/margin/myTrades": 10,
-    "/sapi/v1/margin/account": 10,
+#: request weights (Binance's documented values) per pool: "weight" per IP, "orders" per API key (new orders
+#: only). GET /depth costs by its limit: see depth_endpoint. exchangeInfo's rateLimits replace the pools.
+_W = "weight"
+ENDPOINTS: Final[dict[str, dict[str, int]]] = {
+    "GET /api/v3/time": {_W: 1},
+    "GET /api/v3/exchangeInfo": {_W: 20},
+    "GET /api/v3/depth 100": {_W: 5},
+    "GET /api/v3/depth 500": {_W: 25},
+    "GET /api/v3/depth 1000": {_W: 50},
+    "GET /api/v3/depth 5000": {_W: 250},
+    "GET /api/v3/trades": {_W: 25},
+    "GET /api/v3/ticker/bookTicker": {_W: 2},
+    "GET /api/v3/ticker/price": {_W: 2},
+    "GET /api/v3/account": {_W: 20},
+    "POST /api/v3/order": {_W: 1, "orders": 1},
+    "DELETE /api/v3/order": {_W: 1},
+    "GET /api/v3/order": {_W: 4},
+    "GET /api/v3/openOrders": {_W: 6},
+    "GET /api/v3/myTrades": {_W: 5},  # with orderId
+    "POST /sapi/v1/margin/order": {_W: 6, "orders": 1},
+    "DELETE /sapi/v1/margin/order": {_W: 6},
+    "GET /sapi/v1/margin/order": {_W: 6},
+    "GET /sapi/v1/margin/openOrders": {_W: 10},
+    "GET /sapi/v1/margin/myTrades": {_W: 10},
+    "GET /sapi/v1/margin/account": {_W: 10},
 }
-ORDER_QUERY_WEIGHT: Final = 4
-MY_TRADES_BY_ORDER_WEIGHT: Final = 5
-
-
-def depth_weight(limit: int) -> int:
-    """Weight of GET /depth for a snapshot of `limit` levels."""
-    if limit <= 100:
-        return 5
-    if limit <= 500:
-        return 25
-    if limit <= 1000:
-        return 50
-    return 250
-
-
-#: used until exchangeInfo's rateLimits arrive: (limit, seconds)
-DEFAULT_WEIGHT_LIMIT: Final = (6000, 60.0)
-DEFAULT_ORDER_LIMITS: Final = ((50, 10.0), (160000, 86400.0))
 INTERVAL_SECONDS: Final = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}
-INTERVAL_LETTER: Final = {"SECOND": "S", "MINUTE": "M", "HOUR": "H", "DAY": "D"}
+INTERVAL_LETTER: Final = {"SECOND": "s", "MINUTE": "m", "HOUR": "h", "DAY": "d"}
+
+
+def pool(kind: str, limit: int, interval: str, num: int) -> Pool:
+    """A Pool from one exchangeInfo rateLimits entry (REQUEST_WEIGHT or ORDERS), with its usage header."""
+    suffix = f"{num}{INTERVAL_LETTER.get(interval, 'm')}"
+    seconds = float(INTERVAL_SECONDS.get(interval, 60) * num)
+    if kind == "ORDERS":
+        return Pool("orders", limit, seconds, per_account=True, header=f"x-mbx-order-count-{suffix}")
+    return Pool(_W, limit, seconds, header=f"x-mbx-used-weight-{suffix}")
+
+
+#: used until exchangeInfo's rateLimits arrive
+RATE_TABLE: Final = RateTable(
+    pools=(
+        pool("REQUEST_WEIGHT", 6000, "MINUTE", 1),
+        pool("ORDERS", 50, "SECOND", 10),
+        pool("ORDERS", 160000, "DAY", 1),
+    ),
+    endpoints=ENDPOINTS,
+    default={_W: 1},
+)
+
+
+def depth_endpoint(limit: int) -> str:
+    """The rate-table entry of GET /depth for a snapshot of `limit` levels."""
+    tier = next((t for t in (100, 500, 1000) if limit <= t), 5000)
+    return f"GET /api/v3/depth {tier}"
+
+
+#: our windows outlast Binance's fixed intervals by this much: a request counted by us when sent is counted
+#: by Binance when it arrives, possibly in the next interval
+LATENCY_MARGIN: Final = 0.1
+#: seconds between server-time syncs (and on every -1021)
+TIME_RESYNC: Final = 1800.0
+
+#: Binance error answers -> the core taxonomy (first match wins)
+ERRORS: Final = ErrorTable(
+    "Binance",
+    [
+        ErrorRule(InsufficientFunds, code=-2010, message="insufficient balance"),
+        ErrorRule(PostOnlyRejected, code=-2010, message="immediately match and take"),
+        ErrorRule(DuplicateClientOrderId, code=-2010, message="duplicate order"),
+        ErrorRule(MarketClosed, code=-2010, message="market is closed"),
+        ErrorRule(InvalidOrder, code=-2010, rule="rejected"),
+        ErrorRule(InvalidOrder, code=-1013, rule=_filter_rule),
+        ErrorRule(OrderNotFound, code=(-2011, -2013, -2026)),
+        ErrorRule(AuthenticationError, code=(-1022, -2014, -2015, -1002)),
+        ErrorRule(AuthenticationError, status=401),
+        ErrorRule(AuthenticationError, status=403),
+        ErrorRule(InvalidOrder, code=-1111, rule="precision"),
+        ErrorRule(InvalidOrder, code=-1121, rule="symbol"),
+        ErrorRule(NotSupported, code=-1116, rule="order_type"),
+        ErrorRule(
+            InvalidOrder,
+            code=(-1100, -1101, -1102, -1104, -1106, -1114, -1115, -1117, -1130),
+            rule="parameters",
+        ),
+    ],
+)
+#: codes after which an order's fate is unknown (unexpected response, timeout)
+UNKNOWN_CODES: Final = frozenset({-1006, -1007})
+#: the server rejected the request's timestamp: re-sync the clock and retry once
+TIMESTAMP_REJECTED: Final = -1021
 
 #: Binance order status -> Moonship order status (EXPIRED_IN_MATCH is self-trade prevention)
 ORDER_STATUS: Final[dict[str, OrderStatus]] = {

@@ -1,8 +1,11 @@
-"""Market data: one combined-stream websocket for every Binance market of the engine, and per market the
-documented book procedure (buffer diffs, snapshot, replay, resync on any gap) plus public trades.
+"""Market data: one combined-stream websocket (a ReconnectingWebSocket) for every Binance market of the
+engine, and per market the documented book procedure (buffer diffs, snapshot, replay, resync on any gap),
+public trades, and the silent-feed probe.
 
-The connection reconnects with backoff and jitter, ahead of Binance's 24-hour cut, on `serverShutdown`, and
-when no frame has arrived for `stale_after` seconds. Every disconnect and resync tells the market UNSYNCED.
+Silent feed: no depth update for `silence_timeout` s → the market goes UNSYNCED at once and the venue is
+probed: ping/pong on the socket, and REST depth's `lastUpdateId` against the book's last update id. Moved on →
+the connection is stale: reconnect (every book resyncs from a fresh snapshot). Unchanged → a quiet market: the
+book is still right, the market reopens, and the next probe waits twice as long (no reconnect storm).
 """
 
 from __future__ import annotations
@@ -10,33 +13,31 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
-from decimal import Decimal
 from typing import Any
 
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import WebSocketException
 
 from moonship_core import (
     Backoff,
     BookGap,
-    LiveClock,
+    Clock,
     MarketEvents,
     MarketStatus,
     MoonshipError,
     RateLimited,
-    Side,
-    Trade,
-    from_ms,
+    ReconnectingWebSocket,
+    SilenceWatch,
 )
-from moonship_core import Clock as CoreClock
+
+from .parse import stream_trade
 
 Snapshot = Callable[[str, int], Awaitable[dict[str, Any]]]
 Handler = Callable[[dict[str, Any]], None]
 _MAX_BUFFER = 10_000  # diffs buffered while a snapshot loads; more means the snapshot is hopeless
 _CONTROL_SPACING = 0.25  # seconds between control messages (Binance allows 5 incoming per second)
+_PROBE_LEVELS = 5  # the probe only needs lastUpdateId: the cheapest depth snapshot
+_MAX_PROBE_FACTOR = 16  # a quiet market is probed at most every 16 silence timeouts
 
 
 class BookFeed:
@@ -50,12 +51,13 @@ class BookFeed:
         *,
         depth_limit: int,
         speed: str,
+        silence_timeout: float,
         synced_status: Callable[[], MarketStatus],
         logger: logging.Logger,
-        clock: CoreClock | None = None,
+        clock: Clock,
     ) -> None:
         self.symbol = symbol
-        self.clock = clock or LiveClock()
+        self.clock = clock
         self.events = events
         self._snapshot = snapshot
         self._depth_limit = depth_limit
@@ -65,15 +67,25 @@ class BookFeed:
         self.depth_stream = f"{low}@depth@{speed}" if speed != "1000ms" else f"{low}@depth"
         self.trade_stream = f"{low}@trade"
         self.synced = False
+        #: depth updates arrived since the book was last known right (a silence then means a stalled feed)
+        self.active = False
+        #: book resyncs after a gap, silences noticed, probes that found a quiet market (metrics)
         self.resyncs = 0
+        self.silences = 0
+        self.quiet_probes = 0
+        self.stream: MarketStream | None = None
+        self.watch = SilenceWatch(silence_timeout, self._on_silent, clock=clock)
         self._buffer: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
+        self._probe: asyncio.Task[None] | None = None
 
     def routes(self) -> dict[str, Handler]:
         return {self.depth_stream: self.on_depth, self.trade_stream: self.on_trade}
 
     # ------------------------------------------------------------------ hot path
     def on_depth(self, data: dict[str, Any]) -> None:
+        self.watch.touch()
+        self.active = True
         if self.synced:
             try:
                 applied = self.events.book.apply_update(data["b"], data["a"], data["U"], data["u"])
@@ -98,14 +110,7 @@ class BookFeed:
 
     def on_trade(self, data: dict[str, Any]) -> None:
         try:
-            trade = Trade(
-                str(data["t"]),
-                self.symbol,
-                Decimal(data["p"]),
-                Decimal(data["q"]),
-                Side.SELL if data["m"] else Side.BUY,
-                from_ms(data["T"]),
-            )
+            trade = stream_trade(self.symbol, data)
         except (KeyError, TypeError, ArithmeticError) as exc:
             self.logger.warning("%s: malformed trade event ignored: %r", self.symbol, exc)
             return
@@ -114,6 +119,8 @@ class BookFeed:
     # ------------------------------------------------------------------ sync
     def reset(self, reason: str) -> None:
         """The connection went away: the book cannot be trusted until the next sync."""
+        self.watch.disarm()
+        self._cancel_probe()
         self._unsync(reason, log=False)
 
     def _unsync(self, reason: str, *, log: bool = True) -> None:
@@ -129,6 +136,7 @@ class BookFeed:
 
     def start(self) -> None:
         """The connection carries this feed's streams now: load the book (diffs buffer meanwhile)."""
+        self.watch.arm()
         self._start_sync()
 
     def _start_sync(self) -> None:
@@ -145,7 +153,7 @@ class BookFeed:
             try:
                 snap = await self._snapshot(self.symbol, self._depth_limit)
             except RateLimited as exc:
-                await asyncio.sleep(exc.retry_after or 1.0)
+                await self.clock.sleep(exc.retry_after or 1.0)
                 continue
             except MoonshipError as exc:
                 self.logger.warning("%s depth snapshot failed: %s", self.symbol, exc)
@@ -171,6 +179,7 @@ class BookFeed:
                 return
             buffer.clear()
             self.synced = True
+            self.active = False
             self._task = None
             self.logger.info(
                 "%s book synced at update %d (%d levels)", self.symbol, book.sequence or 0, len(book)
@@ -179,12 +188,72 @@ class BookFeed:
             self.events.status(self._synced_status())
             return
 
+    # ------------------------------------------------------------------ silent feed
+    def _on_silent(self, seconds: float) -> None:
+        if self._task is not None or self._probe is not None:  # a sync or a probe is under way
+            self.watch.arm()
+            return
+        if self.active and self.synced:
+            self.silences += 1
+            self.synced = False
+            reason = f"silent feed: no depth update for {seconds:.1f} s"
+            self.logger.warning("%s %s: probing Binance", self.symbol, reason)
+            self.events.status(MarketStatus.UNSYNCED, reason)
+        self._probe = asyncio.get_running_loop().create_task(self._run_probe())
+
+    async def _run_probe(self) -> None:
+        try:
+            await self._probe_venue()
+        finally:
+            self._probe = None
+
+    async def _probe_venue(self) -> None:
+        stream = self.stream
+        if stream is None:
+            return
+        connects, last_update = stream.ws.connects, self.watch.last
+        if not await stream.ws.probe():
+            stream.ws.reconnect(f"silent feed: {self.symbol} stream did not answer a ping")
+            return
+        try:
+            snap = await self._snapshot(self.symbol, _PROBE_LEVELS)
+            venue_last = int(snap["lastUpdateId"])
+        except (MoonshipError, KeyError, TypeError, ValueError) as exc:
+            self.logger.warning("%s silent-feed probe failed: %s", self.symbol, exc)
+            self.watch.arm()
+            return
+        if stream.ws.connects != connects or self.watch.last != last_update:
+            return  # reconnected, or updates arrived meanwhile: the usual path has it
+        book_last = self.events.book.sequence
+        if book_last is not None and venue_last <= book_last and self._task is None:
+            self.quiet_probes += 1
+            self.active = False
+            timeout = min(self.watch.timeout * 2, self.watch.base_timeout * _MAX_PROBE_FACTOR)
+            if not self.synced:
+                self.synced = True
+                self.logger.info("%s quiet market: book still at update %d", self.symbol, book_last)
+                self.events.status(self._synced_status())
+            self.watch.arm(timeout)
+            return
+        reason = f"silent feed: {self.symbol} book at update {book_last}, Binance at {venue_last}"
+        if self.synced:
+            self.synced = False
+            self.events.status(MarketStatus.UNSYNCED, reason)
+        stream.ws.reconnect(reason)  # the connection stopped carrying updates: every book resyncs
+
+    def _cancel_probe(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            self._probe = None
+
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        self.watch.disarm()
+        for task in (self._task, self._probe):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._probe = None
 
 
 class MarketStream:
@@ -194,41 +263,53 @@ class MarketStream:
         self,
         base_url: str,
         *,
-        stale_after: float,
         reconnect_after: float,
-        max_delay: float,
+        reconnect_max_delay: float,
         open_timeout: float,
+        ping_interval: float,
+        pong_timeout: float,
+        on_reconnect: Callable[[str], None],
         logger: logging.Logger,
-        clock: CoreClock | None = None,
+        clock: Clock,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self.stale_after = stale_after
-        self.reconnect_after = reconnect_after
-        self.open_timeout = open_timeout
         self.logger = logger
+        self.clock = clock
         self.feeds: list[BookFeed] = []
-        self.connects = 0
-        #: called when a connection is made again (the engine's metrics)
-        self.on_reconnect: Callable[[], None] | None = None
         self.malformed = 0
         self._routes: dict[str, tuple[Handler, ...]] = {}
         self._subscribed: set[str] = set()
-        self._ws: ClientConnection | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._backoff = Backoff(0.2, max_delay, clock=clock)
+        self._url_streams: set[str] = set()
         self._control_ids = 0
         self._control_lock = asyncio.Lock()
         self._last_control = 0.0
-        self._last_frame = 0.0
-        self._close_reason = ""
-        self._closing: asyncio.Task[None] | None = None
+        self.ws = ReconnectingWebSocket(
+            self._url,
+            self._on_frame,
+            name="Binance market stream",
+            on_open=self._on_open,
+            on_drop=self._lost,
+            open_timeout=open_timeout,
+            ping_interval=ping_interval,
+            pong_timeout=pong_timeout,
+            on_reconnect=on_reconnect,
+            reconnect_max_delay=reconnect_max_delay,
+            max_lifetime=reconnect_after,
+            clock=clock,
+            logger=logger,
+        )
+
+    def _url(self) -> str:
+        self._url_streams = set(self._routes)
+        return f"{self.base_url}/stream?streams={'/'.join(sorted(self._url_streams))}"
 
     # ------------------------------------------------------------------ membership
     async def add(self, feed: BookFeed) -> None:
+        feed.stream = self
         self.feeds.append(feed)
         self._rebuild()
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        if self.ws.connection is None:
+            self.ws.start()
         else:
             await self._sync_subscriptions()
 
@@ -250,17 +331,21 @@ class MarketStream:
         self._routes = {stream: tuple(handlers) for stream, handlers in routes.items()}
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.ws.stop()
+        for feed in self.feeds:
+            await feed.stop()
+
+    async def _on_open(self, _conn: object) -> None:
+        self._subscribed = set(self._url_streams)
+        for feed in self.feeds:
+            if feed.depth_stream in self._subscribed:
+                feed.start()
+        await self._sync_subscriptions()
 
     async def _sync_subscriptions(self) -> None:
         """Bring the open connection's subscriptions in line with the feeds (SUBSCRIBE/UNSUBSCRIBE)."""
         async with self._control_lock:
-            ws = self._ws
-            if ws is None:
+            if self.ws.connection is None:
                 return
             wanted = set(self._routes)
             for method, streams in (
@@ -269,16 +354,14 @@ class MarketStream:
             ):
                 if not streams:
                     continue
-                wait = self._last_control + _CONTROL_SPACING - time.monotonic()
+                wait = self._last_control + _CONTROL_SPACING - self.clock.monotonic()
                 if wait > 0:
-                    await asyncio.sleep(wait)
+                    await self.clock.sleep(wait)
                 self._control_ids += 1
                 message = {"method": method, "params": sorted(streams), "id": self._control_ids}
-                try:
-                    await ws.send(orjson.dumps(message).decode())
-                except WebSocketException:
+                if not await self.ws.send(orjson.dumps(message).decode()):
                     return  # the reconnect subscribes everything
-                self._last_control = time.monotonic()
+                self._last_control = self.clock.monotonic()
                 if method == "SUBSCRIBE":
                     self._subscribed |= streams
                     for feed in self.feeds:
@@ -287,77 +370,12 @@ class MarketStream:
                 else:
                     self._subscribed -= streams
 
-    # ------------------------------------------------------------------ connection
-    async def _run(self) -> None:
-        while self.feeds:
-            streams = sorted(self._routes)
-            url = f"{self.base_url}/stream?streams={'/'.join(streams)}"
-            reason = "connection lost"
-            healthy = False
-            try:
-                async with connect(
-                    url,
-                    open_timeout=self.open_timeout,
-                    ping_interval=20,
-                    ping_timeout=20,
-                    close_timeout=1,
-                    max_size=2**24,
-                    max_queue=None,
-                ) as ws:
-                    self.connects += 1
-                    if self.connects > 1 and self.on_reconnect is not None:
-                        self.on_reconnect()
-                    self._ws, self._subscribed, self._close_reason = ws, set(streams), ""
-                    self.logger.info("Binance market stream connected (%d streams)", len(streams))
-                    for feed in self.feeds:
-                        if feed.depth_stream in self._subscribed:
-                            feed.start()
-                    await self._sync_subscriptions()
-                    watchdog = asyncio.get_running_loop().create_task(self._watchdog(ws))
-                    try:
-                        self._last_frame = time.monotonic()
-                        on_frame = self._on_frame
-                        while True:
-                            on_frame(await ws.recv(decode=False))
-                            healthy = True
-                    finally:
-                        watchdog.cancel()
-            except asyncio.CancelledError:
-                self._lost("closed")
-                raise
-            except (OSError, TimeoutError, WebSocketException) as exc:
-                reason = self._close_reason or f"connection lost: {exc!r}"
-            self._ws = None
-            self._lost(reason)
-            planned = bool(self._close_reason)
-            self.logger.warning("Binance market stream disconnected: %s", reason)
-            if healthy:
-                self._backoff.reset()
-            if not planned or not healthy:
-                await self._backoff.wait()
-
     def _lost(self, reason: str) -> None:
-        self._ws = None
+        self._subscribed = set()
         for feed in self.feeds:
             feed.reset(reason)
 
-    async def _watchdog(self, ws: ClientConnection) -> None:
-        opened = time.monotonic()
-        period = min(self.stale_after, self.reconnect_after) / 4
-        while True:
-            await asyncio.sleep(period)
-            now = time.monotonic()
-            if now - self._last_frame > self.stale_after:
-                self._close_reason = f"stale feed: no frame for {now - self._last_frame:.1f} s"
-            elif now - opened > self.reconnect_after:
-                self._close_reason = "scheduled reconnect ahead of the 24-hour cut"
-            else:
-                continue
-            await ws.close()
-            return
-
-    def _on_frame(self, raw: bytes) -> None:
-        self._last_frame = time.monotonic()
+    def _on_frame(self, raw: str | bytes) -> None:
         try:
             msg = orjson.loads(raw)
             stream = msg.get("stream")
@@ -373,9 +391,6 @@ class MarketStream:
                 return
         event = msg.get("data", msg)
         if isinstance(event, dict) and event.get("e") == "serverShutdown":
-            self._close_reason = "serverShutdown"
-            ws = self._ws
-            if ws is not None:
-                self._closing = asyncio.get_running_loop().create_task(ws.close())
+            self.ws.reconnect("serverShutdown")
         elif "code" in msg:
             self.logger.warning("Binance market stream error: %s", msg)

@@ -1,26 +1,21 @@
 """Order and balance events: the WebSocket API user data stream (`userDataStream.subscribe.signature`), one
-connection per API key shared by that key's markets. After every (re)subscribe each market reconciles its
-orders and fills through REST, so nothing that happened while disconnected is missed.
+ReconnectingWebSocket per API key shared by that key's markets. After every (re)subscribe each market
+reconciles its orders and fills through REST, so nothing that happened while disconnected is missed.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import WebSocketException
 
-from moonship_core import Backoff, ExchangeError, MoonshipError
-from moonship_core import Clock as CoreClock
+from moonship_core import Backoff, Clock, Connection, MoonshipError, ReconnectingWebSocket, ServerClock
 
-from .auth import Clock, Credentials, ws_signature
-from .rest import map_error
+from . import constants as c
+from .auth import Credentials, ws_signature
 
 
 class UserListener(Protocol):
@@ -43,38 +38,46 @@ class UserStream:
         self,
         url: str,
         creds: Credentials,
-        clock: Clock,
-        sync_time: Callable[[], Awaitable[None]],
+        server_time: ServerClock,
         *,
         reconnect_after: float,
-        max_delay: float,
+        reconnect_max_delay: float,
         open_timeout: float,
+        ping_interval: float,
+        pong_timeout: float,
+        on_reconnect: Callable[[str], None],
         logger: logging.Logger,
-        pacing: CoreClock | None = None,
+        clock: Clock,
     ) -> None:
-        self.url = url
-        self.pacing = pacing
         self.creds = creds
-        self.clock = clock
-        self._sync_time = sync_time
-        self.reconnect_after = reconnect_after
+        self.server_time = server_time
         self.open_timeout = open_timeout
         self.logger = logger
+        self.clock = clock
         self.listeners: list[UserListener] = []
         self.subscribed = asyncio.Event()
         self.subscribes = 0
-        #: called when a connection is made again (the engine's metrics)
-        self.on_reconnect: Callable[[], None] | None = None
-        self._backoff = Backoff(0.2, max_delay, clock=pacing)
-        self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._close_reason = ""
         self._request_ids = 0
+        self.ws = ReconnectingWebSocket(
+            url,
+            self._on_message,
+            name=f"Binance user stream ({creds.api_key[:6]}...)",
+            on_open=self._subscribe,
+            on_drop=self._dropped,
+            open_timeout=open_timeout,
+            ping_interval=ping_interval,
+            pong_timeout=pong_timeout,
+            on_reconnect=on_reconnect,
+            reconnect_max_delay=reconnect_max_delay,
+            max_lifetime=reconnect_after,
+            clock=clock,
+            logger=logger,
+        )
 
     def add(self, listener: UserListener) -> None:
         self.listeners.append(listener)
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run())
+        self.ws.start()
 
     async def remove(self, listener: UserListener) -> None:
         if listener in self.listeners:
@@ -83,91 +86,55 @@ class UserStream:
             await self.stop()
 
     async def stop(self) -> None:
-        for task in [self._task, *self._tasks]:
-            if task is not None:
-                task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.gather(
-                *[t for t in [self._task, *self._tasks] if t is not None], return_exceptions=True
-            )
-        self._task = None
+        await self.ws.stop()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         self.subscribed.clear()
 
-    # ------------------------------------------------------------------ connection
-    async def _run(self) -> None:
-        while self.listeners:
-            reason = "connection lost"
-            healthy = False
-            try:
-                async with connect(
-                    self.url,
-                    open_timeout=self.open_timeout,
-                    ping_interval=20,
-                    ping_timeout=20,
-                    close_timeout=1,
-                    max_queue=None,
-                ) as ws:
-                    self._close_reason = ""
-                    await self._subscribe(ws)
-                    healthy = True
-                    self.subscribes += 1
-                    if self.subscribes > 1 and self.on_reconnect is not None:
-                        self.on_reconnect()
-                    self.subscribed.set()
-                    self.logger.info("Binance user stream subscribed (%s...)", self.creds.api_key[:6])
-                    for listener in list(self.listeners):
-                        self._spawn(self._reconcile(listener))
-                    watchdog = asyncio.get_running_loop().create_task(self._watchdog(ws))
-                    try:
-                        while True:
-                            self._on_message(await ws.recv(decode=False), ws)
-                    finally:
-                        watchdog.cancel()
-            except asyncio.CancelledError:
-                raise
-            except ExchangeError as exc:
-                reason = f"subscription refused: {exc}"
-            except (OSError, TimeoutError, WebSocketException) as exc:
-                reason = self._close_reason or f"connection lost: {exc!r}"
-            self.subscribed.clear()
-            self.logger.warning("Binance user stream down: %s", reason)
-            if healthy:
-                self._backoff.reset()
-            if not (healthy and self._close_reason):
-                await self._backoff.wait()
+    def _dropped(self, reason: str) -> None:
+        self.subscribed.clear()
 
-    async def _subscribe(self, ws: ClientConnection) -> None:
+    async def _subscribe(self, conn: Connection) -> None:
         """Sign and send the subscription; a -1021 re-syncs the clock and tries once more."""
         for attempt in (0, 1):
-            params: dict[str, str | int] = {"apiKey": self.creds.api_key, "timestamp": self.clock.now_ms()}
+            await self.server_time.ensure()
+            params: dict[str, str | int] = {
+                "apiKey": self.creds.api_key,
+                "timestamp": self.server_time.now_ms(),
+            }
             params["signature"] = ws_signature(self.creds.secret, params)
             self._request_ids += 1
             rid = f"sub-{self._request_ids}"
-            await ws.send(
+            await conn.send(
                 orjson.dumps(
                     {"id": rid, "method": "userDataStream.subscribe.signature", "params": params}
                 ).decode()
             )
-            async with asyncio.timeout(self.open_timeout):
-                while True:
-                    answer = orjson.loads(await ws.recv(decode=False))
-                    if isinstance(answer, dict) and answer.get("id") == rid:
-                        break
+            answer = await self.clock.wait_for(self._answer(conn, rid), self.open_timeout)
             if answer.get("status") == 200:
-                return
+                break
             error = answer.get("error") or {}
-            exc = map_error(int(answer.get("status") or 400), error.get("code"), str(error.get("msg", "")))
-            if exc.code == -1021 and not attempt:
-                await self._sync_time()
+            status = int(answer.get("status") or 400)
+            exc = c.ERRORS.error(status, error.get("code"), str(error.get("msg", "")))
+            if exc.code == c.TIMESTAMP_REJECTED and not attempt:
+                self.server_time.invalidate()
                 continue
             raise exc
+        self.subscribes += 1
+        self.subscribed.set()
+        self.logger.info("Binance user stream subscribed (%s...)", self.creds.api_key[:6])
+        for listener in list(self.listeners):
+            self._spawn(self._reconcile(listener))
 
-    async def _watchdog(self, ws: ClientConnection) -> None:
-        await asyncio.sleep(self.reconnect_after)
-        self._close_reason = "scheduled reconnect ahead of the 24-hour cut"
-        await ws.close()
+    @staticmethod
+    async def _answer(conn: Connection, rid: str) -> dict[str, Any]:
+        while True:
+            answer = orjson.loads(await conn.recv())
+            if isinstance(answer, dict) and answer.get("id") == rid:
+                return answer
 
-    def _on_message(self, raw: bytes, ws: ClientConnection) -> None:
+    def _on_message(self, raw: str | bytes) -> None:
         try:
             msg = orjson.loads(raw)
             event = msg.get("event")
@@ -183,8 +150,7 @@ class UserStream:
             for listener in self.listeners:
                 self._deliver(listener.on_account_position, event)
         elif kind in ("serverShutdown", "eventStreamTerminated"):
-            self._close_reason = kind
-            self._spawn(ws.close())
+            self.ws.reconnect(kind)
 
     def _deliver(self, handler: Callable[[dict[str, Any]], None], event: dict[str, Any]) -> None:
         try:
@@ -193,15 +159,15 @@ class UserStream:
             self.logger.warning("Binance user stream: malformed %s ignored: %r", event.get("e"), exc)
 
     async def _reconcile(self, listener: UserListener) -> None:
-        backoff = Backoff(0.5, 10.0, clock=self.pacing)
-        started = time.monotonic()
+        backoff = Backoff(0.5, 10.0, clock=self.clock)
+        started = self.clock.monotonic()
         while self.subscribed.is_set():
             try:
                 await listener.reconcile()
                 return
             except MoonshipError as exc:
                 self.logger.warning("%s reconcile failed (%s); retrying", listener.symbol, exc)
-                if time.monotonic() - started > 300:
+                if self.clock.monotonic() - started > 300:
                     return
                 await backoff.wait()
 
