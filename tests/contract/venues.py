@@ -49,7 +49,7 @@ class Venue:
 
 
 def _binance_section(sim: BinanceSim) -> dict[str, Any]:
-    return sim.settings(request_timeout=2.0, max_reconnect_delay=0.3)
+    return sim.settings(request_timeout=2.0, reconnect_max_delay=0.3)
 
 
 def _binance_common(sim: BinanceSim) -> dict[str, Any]:
