@@ -1,5 +1,6 @@
 """The `moonship` command: `run`, `init`, `config check`, `plugins list`, `orders`, `fills`, `halt`,
-`reduce`, `resume`, `new-algo`, `hash-password`, and the original's bare flags."""
+`reduce`, `resume`, `status`, `strategy start|stop`, `new-algo`, `hash-password`, and the original's bare
+flags."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ import contextlib
 import getpass
 import importlib
 import logging
+import os
 import sys
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import metadata
@@ -27,8 +29,8 @@ from .tables import aligned
 
 PROG = "moonship"
 COMMANDS = (
-    "run", "init", "config", "plugins", "orders", "fills", "halt", "reduce", "resume", "new-algo",
-    "hash-password",
+    "run", "init", "config", "plugins", "orders", "fills", "halt", "reduce", "resume", "status", "strategy",
+    "new-algo", "hash-password",
 )
 #: the trading state each trading-state command puts an engine or a strategy in
 TRADING_STATES = {"halt": "HALTED", "reduce": "REDUCING", "resume": "ACTIVE"}
@@ -62,6 +64,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_journal(_load(options.config), options))
         if options.command in TRADING_STATES:
             return asyncio.run(_trading_state(_load(options.config), options))
+        if options.command == "status":
+            return asyncio.run(_status(_load(options.config), options))
+        if options.command == "strategy":
+            return asyncio.run(_strategy(_load(options.config), options))
         config, problems = _load_checked(options.config)
         if options.command == "config":
             return _config_check(config, problems, options)
@@ -181,6 +187,22 @@ def _parser() -> argparse.ArgumentParser:
         change.add_argument("--engine", metavar="E", help="the engine (default: moonship.engine.name)")
         change.add_argument("--strategy", metavar="S", help="only this strategy (default: the whole engine)")
         change.add_argument("--reason", metavar="R", default="", help="why (shown in the trading state)")
+    remote = (
+        "through Redis when the config has moonship.redis.url, otherwise through the running process's API "
+        "(moonship.api.host/port; credentials from MOONSHIP_API_USER and MOONSHIP_API_PASSWORD)"
+    )
+    status = commands.add_parser(
+        "status", parents=[config_file], help="running engines and their strategies",
+        description=f"Every running engine and its strategies: state, position, P/L, open orders; {remote}.",
+    )
+    status.add_argument("--json", action="store_true", help="one JSON object instead of tables")
+    strategy = commands.add_parser(
+        "strategy", parents=[config_file], help="start or stop a strategy of a running engine",
+        description=f"Start or stop a strategy of a running engine; {remote}.",
+    )
+    strategy.add_argument("action", choices=("start", "stop"))
+    strategy.add_argument("engine", metavar="ENGINE")
+    strategy.add_argument("strategy", metavar="STRATEGY")
     return parser
 
 
@@ -339,6 +361,88 @@ async def _trading_state(config: MoonshipConfig, options: argparse.Namespace) ->
     shown = result.get("trading_state") if isinstance(result, dict) else state
     reason = result.get("trading_state_reason") if isinstance(result, dict) else None
     print(f"{who}: {shown}" + (f" ({reason})" if reason else ""))
+    return 0
+
+
+STATUS_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("ENGINE", "engine"), ("STRATEGY", "name"), ("ACTIVE", "active"), ("TRADING STATE", "trading_state"),
+    ("POSITION", "position"), ("P/L", "total_profit"), ("OPEN ORDERS", "open_orders"),
+)
+
+
+@contextlib.asynccontextmanager
+async def _control(config: MoonshipConfig) -> AsyncIterator[Any]:
+    """The control facade for a running engine: ControlPlane over Redis when configured, else ApiControl
+    over the API (ConfigError without credentials)."""
+    if config.redis.url:
+        from .control import ControlPlane
+        from .stores.redis import RedisBus, RedisCache
+
+        redis, url = config.redis, config.redis.url
+        cache = RedisCache(url, verify_cert=redis.ssl_verify_cert, protocol=redis.protocol)
+        bus = RedisBus(url, verify_cert=redis.ssl_verify_cert, protocol=redis.protocol)
+        try:
+            await cache.open()
+            await bus.open()
+            yield ControlPlane(cache, bus)
+        finally:
+            for part in (bus, cache):
+                with contextlib.suppress(Exception):
+                    await part.close()
+        return
+    from .remote import ApiControl
+
+    user, password = os.environ.get("MOONSHIP_API_USER"), os.environ.get("MOONSHIP_API_PASSWORD")
+    if not user or not password:
+        raise ConfigError(
+            "no moonship.redis.url: the running process's API is used, which needs MOONSHIP_API_USER and "
+            "MOONSHIP_API_PASSWORD set"
+        )
+    async with ApiControl.from_config(config, user, password) as api:
+        yield api
+
+
+async def _status(config: MoonshipConfig, options: argparse.Namespace) -> int:
+    """`moonship status`: every running engine and its strategies."""
+    from .codec import json_dumps
+    from .errors import ControlError
+
+    try:
+        async with _control(config) as control:
+            engines = await control.engine_states()
+            strategies = await control.strategies()
+    except (ControlError, ConnectionError, OSError) as exc:
+        print(f"{PROG} status: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    if options.json:
+        print(json_dumps({"engines": engines, "strategies": strategies}).decode())
+        return 0
+    rows = [["ENGINE", "TRADING STATE", "STARTED"]]
+    for engine in engines:
+        state = engine.get("trading_state") or "ACTIVE"
+        reason = engine.get("trading_state_reason")
+        shown = f"{state} ({reason})" if reason else state
+        rows.append([engine["name"], shown, _cell(engine.get("started"))])
+    print(aligned(rows))
+    print()
+    cells = [[_cell(info.get(field)) for _, field in STATUS_COLUMNS] for info in strategies]
+    print(aligned([[heading for heading, _ in STATUS_COLUMNS], *cells]))
+    return 0
+
+
+async def _strategy(config: MoonshipConfig, options: argparse.Namespace) -> int:
+    """`moonship strategy start|stop ENGINE STRATEGY`."""
+    from .errors import ControlError
+
+    try:
+        async with _control(config) as control:
+            command = control.start if options.action == "start" else control.stop
+            info = await command(options.engine, options.strategy)
+    except (ControlError, ConnectionError, OSError) as exc:
+        print(f"{PROG} strategy {options.action}: {' '.join(str(exc).split())}", file=sys.stderr)
+        return 1
+    active = info.get("active") if isinstance(info, dict) else None
+    print(f"strategy {options.strategy} of engine {options.engine}: {'active' if active else 'stopped'}")
     return 0
 
 
