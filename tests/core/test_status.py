@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 import bcrypt
 import pytest
 import yaml
-from support.servers import RedisServer, free_port
+from support.servers import redis
 
 from moonship_core import MemoryBus, MemoryCache, Stores, TradingEngine
 from moonship_core.cli import main
@@ -21,6 +21,7 @@ from moonship_core.config import parse_config
 from moonship_core.contracts.service import ServiceContext
 from moonship_core.control import ControlPlane
 from moonship_core.plugins import Plugins
+from moonship_core.testing import free_port
 
 T = TypeVar("T")
 MARKET = {
@@ -66,7 +67,7 @@ def loop() -> Iterator[Loop]:
 
 @pytest.fixture
 def redis_url() -> Iterator[str]:
-    server = RedisServer()
+    server = redis()
     server.start()
     yield server.url
     server.kill()
@@ -163,6 +164,11 @@ def test_status_and_strategy_commands_through_the_api(
 
     loop.run(start())
     try:
+        control = started[1].context.control
+        for _ in range(200):  # the auto-started strategy is published active
+            if [i["active"] for i in loop.run(control.strategies())] == [True]:
+                break
+            loop.run(asyncio.sleep(0.05))
         config_file = tmp_path / "config.yml"
         config_file.write_text(yaml.safe_dump(document))
         monkeypatch.delenv("MOONSHIP_API_USER", raising=False)
