@@ -15,6 +15,7 @@ from .contracts.service import Service, ServiceContext
 from .contracts.stores import Stores
 from .control import ControlPlane
 from .errors import ConfigError, MoonshipError
+from .metrics import MetricsServer
 from .plugins import Plugins
 
 logger = logging.getLogger("moonship")
@@ -99,9 +100,15 @@ async def preflight(
 
 
 async def check(config: MoonshipConfig, plugins: Plugins, sections: dict[str, Any]) -> Problems:
-    """`moonship config check`'s environment checks: the shared cache when `moonship.redis.url` is set, and
-    the preflight of each service whose section the config has (the API: certificate, key and port)."""
+    """`moonship config check`'s environment checks: the engine's metrics port (`moonship.metrics.port`), the
+    shared cache when `moonship.redis.url` is set, and the preflight of each service whose section the config
+    has (the API: certificate, key and port)."""
     problems = Problems()
+    if config.metrics.port is not None:
+        try:
+            await MetricsServer.bind(config.metrics.host, config.metrics.port, bytes).close()
+        except MoonshipError as exc:
+            problems.add(exc)
     stores: Stores | None = None
     made: list[Service] = []
     try:

@@ -90,6 +90,7 @@ async def test_a_rate_limited_order_is_rejected_and_trading_resumes_after_it(tra
     sent = len(t.venue.at_exchange(limited.client_order_id))
     if limited.status is OrderStatus.PENDING:  # sent again once Retry-After had passed (nothing was executed)
         assert loop.time() - begun >= 1.0 and sent == 1
+        assert sum(t.engine.counters.venues.rate_limit_waits.values()) >= 1  # the metrics saw the wait
     else:
         assert (limited.status, limited.error, sent) == (OrderStatus.REJECTED, "RateLimited", 0), limited
         await asyncio.sleep(1.0)  # the Retry-After
@@ -103,6 +104,9 @@ async def test_every_socket_dropped_the_market_resyncs_and_trading_goes_on(tradi
     await t.venue.drop()
     await until(lambda: MarketStatus.UNSYNCED in t.algo.statuses[seen:], 10, "unsynced")
     await until(lambda: t.market.status is MarketStatus.OPEN, 15, "resynced")
+    # the metrics: the market's book resynced and the venue's sockets connected again
+    assert t.engine.counters.markets[t.market.name].resyncs >= 1
+    await until(lambda: sum(t.engine.counters.venues.reconnects.values()) >= 1, 5, "a reconnect counted")
     t.venue.nudge()
     await until(lambda: t.market.book.best_bid == t.venue.best_bid(), 5, "the exchange's book")
     taken = await t.place(bid(t))

@@ -8,13 +8,16 @@ import asyncio
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from moonship_core import MoonshipConfig, SimClock, TradingEngine
+from moonship_core.cli import main
 from moonship_core.config import parse_config
 from moonship_core.launcher import run
 from moonship_core.plugins import Plugins
@@ -167,3 +170,22 @@ def test_rate_limit_waits_are_counted_once_per_waiting_request() -> None:
         return len(waits)
 
     assert asyncio.run(main()) == 2
+
+
+def test_config_check_finds_the_busy_metrics_port(
+    busy_port: int, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    config_file = tmp_path / "config.yml"
+    metrics = {"port": busy_port}
+    config_file.write_text(yaml.safe_dump({"moonship": {
+        "markets": {"btc": MARKET}, "strategies": {"quoter": QUOTER}, "metrics": metrics,
+    }}))
+    assert main(["config", "check", "-c", str(config_file)]) == 1
+    assert f"the engine's metrics cannot listen on 127.0.0.1:{busy_port}" in capsys.readouterr().err
+    with socket.socket() as free:
+        free.bind(("127.0.0.1", 0))
+        metrics["port"] = free.getsockname()[1]
+    config_file.write_text(yaml.safe_dump({"moonship": {
+        "markets": {"btc": MARKET}, "strategies": {"quoter": QUOTER}, "metrics": metrics,
+    }}))
+    assert main(["config", "check", "-c", str(config_file)]) == 0
