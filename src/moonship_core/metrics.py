@@ -1,5 +1,6 @@
 """Prometheus metrics: engines' published counters and strategies rendered in the text exposition format
-(prometheus-client), and the small listener an engine serves its own metrics on (`moonship.metrics.port`)."""
+(prometheus-client, imported at the first render: an engine nobody scrapes never loads it), and the small
+listener an engine serves its own metrics on (`moonship.metrics.port`)."""
 
 from __future__ import annotations
 
@@ -9,18 +10,17 @@ import logging
 import socket
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
-
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
-from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
+from typing import TYPE_CHECKING, Any
 
 from .errors import MoonshipError
 
+if TYPE_CHECKING:
+    from prometheus_client.core import Metric
+
 logger = logging.getLogger("moonship.metrics")
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
+#: the text exposition format `render` writes
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 #: seconds a client of the engine's listener gets to send its request
 REQUEST_TIMEOUT = 10.0
 _MAX_REQUEST = 8192
@@ -39,94 +39,102 @@ class EngineMetrics:
 
 def render(engines: Iterable[EngineMetrics]) -> bytes:
     """The Prometheus text exposition of `engines`."""
+    from prometheus_client import CollectorRegistry, generate_latest
+    from prometheus_client.registry import Collector
+
+    families = list(_families(list(engines)))
+
+    class Families(Collector):
+        def describe(self) -> list[Metric]:
+            return []
+
+        def collect(self) -> Iterator[Metric]:
+            return iter(families)
+
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collector(list(engines)))
+    registry.register(Families())
     return generate_latest(registry)
 
 
-class _Collector(Collector):
-    def __init__(self, engines: list[EngineMetrics]) -> None:
-        self.engines = engines
+def _families(engines: list[EngineMetrics]) -> Iterator[Metric]:
+    from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
-    def describe(self) -> list[Metric]:
-        return []
-
-    def collect(self) -> Iterator[Metric]:
-        gauge, counter = GaugeMetricFamily, CounterMetricFamily
-        up = gauge("moonship_engine_up", "1 while the engine's heartbeat is alive", labels=["engine"])
-        events = counter(
-            "moonship_events", "Market events received (book, trade, ticker, order)",
-            labels=["engine", "market", "kind"],
-        )
-        tick = HistogramMetricFamily(
-            "moonship_tick_to_order_seconds", "From a market event in to the order it caused at the client",
-            labels=["engine"],
-        )
-        orders = counter(
-            "moonship_orders", "Orders that ended, by final status (REJECTED also by error)",
-            labels=["engine", "strategy", "market", "status", "error"],
-        )
-        fills = counter("moonship_fills", "Fills booked", labels=["engine", "strategy", "market"])
-        active = gauge("moonship_strategy_active", "1 while the strategy runs", labels=["engine", "strategy"])
-        position = gauge(
-            "moonship_strategy_position", "The strategy's base position",
-            labels=["engine", "strategy", "market"],
-        )
-        profit = gauge(
-            "moonship_strategy_profit", "The strategy's total profit (quote, fees included)",
-            labels=["engine", "strategy"],
-        )
-        price = gauge("moonship_market_price", "A market's mid (or last) price", labels=["engine", "market"])
-        resyncs = counter(
-            "moonship_book_resyncs", "Times a market's book went out of sync", labels=["engine", "market"]
-        )
-        reconnects = counter(
-            "moonship_reconnects", "Venue connections re-established", labels=["engine", "venue"]
-        )
-        waits = counter(
-            "moonship_rate_limit_waits", "Requests that waited for a venue's rate limit",
-            labels=["engine", "venue"],
-        )
-        outages = counter(
-            "moonship_cache_outages", "Times the shared cache became unreachable", labels=["engine"]
-        )
-        for engine in self.engines:
-            name, counters = engine.name, engine.counters
-            up.add_metric([name], 1 if engine.up else 0)
-            for market, kinds in counters.get("events", {}).items():
-                for kind, count in kinds.items():
-                    events.add_metric([name, market, kind], count)
-            histogram = counters.get("tick_to_order")
-            if histogram is not None:
-                buckets = _cumulative(histogram["bounds"], histogram["buckets"])
-                tick.add_metric([name], buckets, float(histogram["sum"]))
-            for strategy, market, status, error, count in counters.get("orders", ()):
-                orders.add_metric([name, strategy, market, status, error], count)
-            for strategy, market, count in counters.get("fills", ()):
-                fills.add_metric([name, strategy, market], count)
-            for market, value in counters.get("prices", {}).items():
-                price.add_metric([name, market], float(value))
-            for market, count in counters.get("book_resyncs", {}).items():
-                resyncs.add_metric([name, market], count)
-            for venue, count in counters.get("reconnects", {}).items():
-                reconnects.add_metric([name, venue], count)
-            for venue, count in counters.get("rate_limit_waits", {}).items():
-                waits.add_metric([name, venue], count)
-            if "cache_outages" in counters:
-                outages.add_metric([name], counters["cache_outages"])
-            for info in engine.strategies:
-                strategy = str(info.get("name"))
-                active.add_metric([name, strategy], 1 if info.get("active") else 0)
-                profit.add_metric([name, strategy], float(info.get("total_profit") or 0))
-                for market, quantity in _positions(info).items():
-                    position.add_metric([name, strategy, market], float(quantity or 0))
-        yield from (up, events, tick, orders, fills, active, position, profit, price)
-        yield from (resyncs, reconnects, waits, outages)
-
+    gauge, counter = GaugeMetricFamily, CounterMetricFamily
+    up = gauge("moonship_engine_up", "1 while the engine's heartbeat is alive", labels=["engine"])
+    events = counter(
+        "moonship_events", "Market events received (book, trade, ticker, order)",
+        labels=["engine", "market", "kind"],
+    )
+    tick = HistogramMetricFamily(
+        "moonship_tick_to_order_seconds", "From a market event in to the order it caused at the client",
+        labels=["engine"],
+    )
+    orders = counter(
+        "moonship_orders", "Orders that ended, by final status (REJECTED also by error)",
+        labels=["engine", "strategy", "market", "status", "error"],
+    )
+    fills = counter("moonship_fills", "Fills booked", labels=["engine", "strategy", "market"])
+    active = gauge("moonship_strategy_active", "1 while the strategy runs", labels=["engine", "strategy"])
+    position = gauge(
+        "moonship_strategy_position", "The strategy's base position",
+        labels=["engine", "strategy", "market"],
+    )
+    profit = gauge(
+        "moonship_strategy_profit", "The strategy's total profit (quote, fees included)",
+        labels=["engine", "strategy"],
+    )
+    price = gauge("moonship_market_price", "A market's mid (or last) price", labels=["engine", "market"])
+    resyncs = counter(
+        "moonship_book_resyncs", "Times a market's book went out of sync", labels=["engine", "market"]
+    )
+    reconnects = counter(
+        "moonship_reconnects", "Venue connections re-established", labels=["engine", "venue"]
+    )
+    waits = counter(
+        "moonship_rate_limit_waits", "Requests that waited for a venue's rate limit",
+        labels=["engine", "venue"],
+    )
+    outages = counter(
+        "moonship_cache_outages", "Times the shared cache became unreachable", labels=["engine"]
+    )
+    for engine in engines:
+        name, counters = engine.name, engine.counters
+        up.add_metric([name], 1 if engine.up else 0)
+        for market, kinds in counters.get("events", {}).items():
+            for kind, count in kinds.items():
+                events.add_metric([name, market, kind], count)
+        histogram = counters.get("tick_to_order")
+        if histogram is not None:
+            buckets = _cumulative(histogram["bounds"], histogram["buckets"])
+            tick.add_metric([name], buckets, float(histogram["sum"]))
+        for strategy, market, status, error, count in counters.get("orders", ()):
+            orders.add_metric([name, strategy, market, status, error], count)
+        for strategy, market, count in counters.get("fills", ()):
+            fills.add_metric([name, strategy, market], count)
+        for market, value in counters.get("prices", {}).items():
+            price.add_metric([name, market], float(value))
+        for market, count in counters.get("book_resyncs", {}).items():
+            resyncs.add_metric([name, market], count)
+        for venue, count in counters.get("reconnects", {}).items():
+            reconnects.add_metric([name, venue], count)
+        for venue, count in counters.get("rate_limit_waits", {}).items():
+            waits.add_metric([name, venue], count)
+        if "cache_outages" in counters:
+            outages.add_metric([name], counters["cache_outages"])
+        for info in engine.strategies:
+            strategy = str(info.get("name"))
+            active.add_metric([name, strategy], 1 if info.get("active") else 0)
+            profit.add_metric([name, strategy], float(info.get("total_profit") or 0))
+            for market, quantity in _positions(info).items():
+                position.add_metric([name, strategy, market], float(quantity or 0))
+    yield from (up, events, tick, orders, fills, active, position, profit, price)
+    yield from (resyncs, reconnects, waits, outages)
 
 
 def _cumulative(bounds: Sequence[float], counts: Sequence[int]) -> list[tuple[str, float]]:
     """Cumulative (bound, count) pairs from per-bucket counts (one more count than bounds: +Inf)."""
+    from prometheus_client.utils import floatToGoString
+
     out: list[tuple[str, float]] = []
     total = 0
     for bound, count in zip([*bounds, float("inf")], counts, strict=True):
