@@ -120,7 +120,7 @@ def _ws_frame(text: str) -> bytes:
 
 def _stream_transport(sim: Any) -> asyncio.WriteTransport:
     """The socket of the client's market-stream connection (uvicorn's protocol object holds it)."""
-    for protocol in sim._server.server_state.connections:
+    for protocol in sim._server._server.server_state.connections:
         scope = getattr(protocol, "scope", None)
         if scope and scope.get("type") == "websocket" and scope.get("path") == "/stream":
             return protocol.transport  # type: ignore[no-any-return]

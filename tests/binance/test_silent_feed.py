@@ -15,7 +15,7 @@ from typing import ClassVar
 import moonship_binance.plugin
 import pytest
 from exchanges.binance import BinanceSim
-from moonship_binance.client import BinanceSettings
+from moonship_binance.client import BinanceClient, BinanceSettings
 
 from moonship_core import MarketStatus, StrategyMarket, TradingAlgo, hookimpl
 from moonship_core.config import parse_config
@@ -185,3 +185,7 @@ async def test_an_engine_on_a_quiet_market_keeps_one_connection_and_stays_open(s
         assert engine.counters.venues.reconnects == {}
     finally:
         await engine.stop()
+    client = market.client
+    assert isinstance(client, BinanceClient)
+    assert client.session.closed and client.session.http.is_closed  # the engine closed the venue session
+    assert not sim.conns

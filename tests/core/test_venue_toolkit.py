@@ -100,11 +100,11 @@ def test_reconnects_after_every_drop_and_subscribes_again() -> None:
             await until(lambda: len(rec.opens) >= 3)
             await sock.stop()
         assert len(subscriptions) >= 3  # on_open ran on every connection
-        assert rec.messages[:3] == ["hello"] * 3
+        assert rec.messages[:3] == [b"hello"] * 3  # text frames arrive as UTF-8 bytes
         assert len(rec.drops) >= 2 and all("closed" in r or "lost" in r for r in rec.drops)
         assert len(rec.reconnects) >= 2  # the metrics callback heard of each reconnect
         before, after = time.time_ns() - 10**10, time.time_ns()
-        assert all(raw == "hello" and before < ns <= after for raw, ns in rec.frames)
+        assert all(raw == b"hello" and before < ns <= after for raw, ns in rec.frames)
 
     asyncio.run(main())
 

@@ -75,7 +75,6 @@ class VenueSession:
                 except Exception as exc:
                     self.logger.warning("%s session: closing %s failed: %r", self.venue, name, exc)
         self._parts.clear()
-        if self._http is not None:
+        if self._http is not None:  # kept: a request after close fails instead of opening a new pool
             with contextlib.suppress(Exception):
                 await self._http.aclose()
-            self._http = None

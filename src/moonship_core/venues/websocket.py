@@ -7,8 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable, Coroutine
+from functools import partial
+from typing import Any, Protocol
 
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import WebSocketException
@@ -22,7 +23,8 @@ FrameTap = Callable[[Frame, int], None]
 
 
 class Connection(Protocol):
-    """One open websocket. Every method raises ConnectionError once the socket is gone."""
+    """One open websocket. Once the socket is gone every method raises ConnectionError (`recv`, the hot path,
+    may raise the library's own exception instead)."""
 
     async def send(self, message: str) -> None: ...
 
@@ -46,18 +48,14 @@ class WebsocketsConnection:
 
     def __init__(self, ws: ClientConnection) -> None:
         self._ws = ws
+        #: no wrapper on the hot path: text frames as UTF-8 bytes (parsers take them as they are)
+        self.recv: Callable[[], Coroutine[Any, Any, Frame]] = partial(ws.recv, decode=False)
 
     async def send(self, message: str) -> None:
         try:
             await self._ws.send(message)
         except WebSocketException as exc:
             raise ConnectionError(str(exc)) from exc
-
-    async def recv(self) -> Frame:
-        try:
-            return await self._ws.recv()
-        except WebSocketException as exc:
-            raise ConnectionError(str(exc) or type(exc).__name__) from exc
 
     async def ping(self) -> Awaitable[object]:
         try:
@@ -104,12 +102,13 @@ class SilenceWatch:
         self.timeout = timeout
         self.on_silent = on_silent
         self.clock = clock or LiveClock()
-        self.last = self.clock.monotonic()
+        self._monotonic = self.clock.monotonic
+        self.last = self._monotonic()
         self.fired = False
         self._task: asyncio.Task[None] | None = None
 
     def touch(self) -> None:
-        self.last = self.clock.monotonic()
+        self.last = self._monotonic()
         if self.fired or self.timeout != self.base_timeout:
             self.fired = False
             self.timeout = self.base_timeout
@@ -299,7 +298,7 @@ class ReconnectingWebSocket:
             self._conn = None
             self.connected.clear()
             raise
-        except (OSError, TimeoutError) as exc:
+        except (OSError, TimeoutError, WebSocketException) as exc:
             reason = self._close_reason or f"connection lost: {exc}"
         except Exception as exc:  # on_open refused (e.g. a subscription error): back off and retry
             reason = self._close_reason or f"{type(exc).__name__}: {exc}"
@@ -315,9 +314,9 @@ class ReconnectingWebSocket:
         return healthy, bool(self._close_reason), reason
 
     async def _receive(self, conn: Connection) -> None:
-        on_message, watch, clock = self.on_message, self.watch, self.clock
+        on_message, watch, clock, recv = self.on_message, self.watch, self.clock, conn.recv
         while True:
-            raw = await conn.recv()
+            raw = await recv()
             self.frames += 1
             if watch is not None:
                 watch.touch()
