@@ -114,7 +114,8 @@ OPENAPI: dict[str, Any] = {
             "`trading_state_reason`, `risk_denials` and `daily_profit`."
         ),
     },
-    "tags": [{"name": "Session"}, {"name": "Strategies"}, {"name": "Engines"}, {"name": "Journal"}],
+    "tags": [{"name": "Session"}, {"name": "Strategies"}, {"name": "Engines"}, {"name": "Journal"},
+             {"name": "Observability"}],
     "security": [{"bearerAuth": []}, {"cookieAuth": []}],
     "paths": {
         "/login": {
@@ -293,6 +294,92 @@ OPENAPI: dict[str, Any] = {
                 "responses": {
                     "200": _json(_ref("EngineTradingState"), "The engine's trading state now."),
                     **_errors("400", "401", "403", "404", "413", "415", "500", "503", "504"),
+                },
+            }
+        },
+        "/metrics": {
+            "get": {
+                "tags": ["Observability"],
+                "summary": "Every engine's metrics in the Prometheus text format",
+                "description": "A session, or the bearer token `moonship.api.metrics_token`.",
+                "responses": {
+                    "200": {
+                        "description": "The Prometheus text exposition (version 0.0.4).",
+                        "content": {"text/plain": {"schema": {"type": "string"}}},
+                    },
+                    **_errors("401", "500", "503"),
+                },
+            }
+        },
+        "/health": {
+            "get": {
+                "tags": ["Observability"],
+                "summary": "Whether the shared cache answers, and the running engines (no session)",
+                "security": [],
+                "responses": {
+                    "200": _json({
+                        "type": "object",
+                        "required": ["status", "engines"],
+                        "properties": {
+                            "status": {"type": "string", "enum": ["ok"]},
+                            "engines": {"type": "object", "additionalProperties": {"type": "object"}},
+                        },
+                    }, "The shared cache answers."),
+                    "503": _json({
+                        "type": "object",
+                        "required": ["status"],
+                        "properties": {"status": {"type": "string"}, "error": {"type": "string"}},
+                    }, "The shared cache did not answer within 3 s."),
+                },
+            }
+        },
+        "/alerts": {
+            "get": {
+                "tags": ["Observability"],
+                "summary": "The monitor's alerts that fired and have not re-armed, newest first",
+                "responses": {
+                    "200": _json({
+                        "type": "object",
+                        "required": ["alerts"],
+                        "properties": {"alerts": {"type": "array", "items": {
+                            "type": "object",
+                            "properties": {
+                                "alert": {"type": "string"}, "engine": {"type": "string"},
+                                "strategy": {"type": "string"}, "time": {},
+                            },
+                        }}},
+                    }, "The alerts."),
+                    **_errors("401", "500", "503"),
+                },
+            }
+        },
+        "/events": {
+            "get": {
+                "tags": ["Observability"],
+                "summary": "The dashboard's server-sent events",
+                "description": (
+                    "Every second `data: {time, engines, strategies, prices, alerts}` (JSON) while the "
+                    "session lives; `event: unavailable` while the shared cache is down."
+                ),
+                "responses": {
+                    "200": {
+                        "description": "An endless event stream.",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    **_errors("401"),
+                },
+            }
+        },
+        "/": {
+            "get": {
+                "tags": ["Observability"],
+                "summary": "The dashboard (its data needs a session)",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "The dashboard's page.",
+                        "content": {"text/html": {"schema": {"type": "string"}}},
+                    },
                 },
             }
         },
