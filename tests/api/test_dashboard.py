@@ -70,3 +70,10 @@ def test_log_in_see_the_strategies_and_stop_one(stack: Stack, browser: WebDriver
 
     browser.find_element(By.CSS_SELECTOR, '[data-strategy="main/alpha"] [data-action="start"]').click()
     wait.until(lambda b: field(b, "main/alpha", "active") == "true")
+
+    # the trading-state controls: halt one strategy, then resume it
+    browser.find_element(By.CSS_SELECTOR, '[data-strategy="main/beta"] [data-action="halt"]').click()
+    wait.until(lambda b: field(b, "main/beta", "trading_state") == "HALTED")
+    assert stack.loop.run(stack.control.strategy("main", "beta"))["trading_state"] == "HALTED"
+    browser.find_element(By.CSS_SELECTOR, '[data-strategy="main/beta"] [data-action="resume"]').click()
+    wait.until(lambda b: field(b, "main/beta", "trading_state") == "ACTIVE")
