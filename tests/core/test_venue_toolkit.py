@@ -61,6 +61,7 @@ class Recorder:
     def __init__(self) -> None:
         self.messages: list[str | bytes] = []
         self.drops: list[str] = []
+        self.drop_times: list[float] = []
         self.opens: list[float] = []
         self.reconnects: list[str] = []
         self.frames: list[tuple[str | bytes, int]] = []
@@ -70,13 +71,17 @@ class Recorder:
         self.opens.append(time.monotonic())
         await conn.send('{"method": "SUBSCRIBE"}')
 
+    def dropped(self, reason: str) -> None:
+        self.drops.append(reason)
+        self.drop_times.append(time.monotonic())
+
     def socket(self, url: str, **kw: Any) -> ReconnectingWebSocket:
         return ReconnectingWebSocket(
             url,
             self.messages.append,
             name="test",
             on_open=self.on_open,
-            on_drop=self.drops.append,
+            on_drop=self.dropped,
             on_reconnect=self.reconnects.append,
             on_frame=lambda raw, ns: self.frames.append((raw, ns)),
             **kw,
@@ -232,7 +237,7 @@ def test_no_pong_in_time_drops_the_connection() -> None:
     async def main() -> None:
         rec = Recorder()
         async with websocket_server(handler, close_timeout=0.2) as url:
-            sock = rec.socket(url, ping_interval=0.1, pong_timeout=0.2, reconnect_initial_delay=0.02)
+            sock = rec.socket(url, ping_interval=0.1, pong_timeout=0.2, reconnect_initial_delay=0.4)
             sock.start()
             started = time.monotonic()
             await until(lambda: bool(rec.drops), timeout=3)
@@ -240,6 +245,7 @@ def test_no_pong_in_time_drops_the_connection() -> None:
             await until(lambda: len(rec.opens) >= 2)
             await sock.stop()
         assert "no pong within 0.2 s" in rec.drops[0]
+        assert rec.opens[1] - rec.drop_times[0] >= 0.19  # a failure, not a planned reconnect: it backs off
 
     asyncio.run(main())
 

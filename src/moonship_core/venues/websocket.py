@@ -200,6 +200,8 @@ class ReconnectingWebSocket:
         self._conn: Connection | None = None
         self._task: asyncio.Task[None] | None = None
         self._close_reason = ""
+        self._planned = False  # the close was asked for (reconnect): no backoff before the next connect
+        self._closing: asyncio.Task[None] | None = None
         self._last_drop = ""
 
     @property
@@ -237,8 +239,8 @@ class ReconnectingWebSocket:
         """Close the open connection now; the loop reconnects at once (a planned reconnect)."""
         conn = self._conn
         if conn is not None and not self._close_reason:
-            self._close_reason = reason
-            asyncio.get_running_loop().create_task(conn.close())
+            self._close_reason, self._planned = reason, True
+            self._closing = asyncio.get_running_loop().create_task(conn.close())
 
     async def probe(self) -> bool:
         """A ping/pong round trip now: True if the pong came within `pong_timeout`."""
@@ -272,7 +274,7 @@ class ReconnectingWebSocket:
 
     async def _serve(self, conn: Connection) -> tuple[bool, bool, str]:
         """Run one connection to its end: (it was healthy, the close was planned, why it ended)."""
-        self._conn, self._close_reason = conn, ""
+        self._conn, self._close_reason, self._planned = conn, "", False
         self.connects += 1
         helpers: list[asyncio.Task[None]] = []
         frames = self.frames
@@ -311,7 +313,7 @@ class ReconnectingWebSocket:
             with contextlib.suppress(Exception):
                 await conn.close()
         healthy = self.connected.is_set() and self.frames > frames  # opened and carried data
-        return healthy, bool(self._close_reason), reason
+        return healthy, self._planned, reason
 
     async def _receive(self, conn: Connection) -> None:
         on_message, watch, clock, recv = self.on_message, self.watch, self.clock, conn.recv
