@@ -73,10 +73,13 @@ async def test_an_unknown_outcome_is_resolved_once_and_never_sent_twice(trading:
         return [o for o in t.market.open_orders() if o.client_order_id == lost.client_order_id and o.id]
 
     await until(known, what="the exchange's order id")
+    known_id = known()[0].id
     cancelled = await t.market.cancel_order(known()[0])
     assert cancelled.status is OrderStatus.CANCELLED
     await until(lambda: t.updates(lost)[-1:] and t.updates(lost)[-1].status is OrderStatus.CANCELLED)
-    assert OrderStatus.UNKNOWN not in [u.status for u in t.updates(lost)]
+    *before, last = t.updates(lost)
+    assert all(u.status is OrderStatus.PENDING for u in before), before  # resolved once, never UNKNOWN again
+    assert last.id == known_id
 
 
 async def test_a_rate_limited_order_is_rejected_and_trading_resumes_after_it(trading: Trading) -> None:

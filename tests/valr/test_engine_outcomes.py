@@ -1,10 +1,9 @@
 """Order outcomes are events, not exceptions: a strategy in a real engine trading on the VALR simulator keeps
-running through a 5xx after the order executed, a refusal for funds, a post-only order that would have
-crossed and a 429; the unconfirmed order resolves once, and nothing is sent twice."""
+running through a post-only order that would have crossed (the outcomes every venue shares are the contract
+suite's, tests/contract)."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -71,29 +70,10 @@ def at_sim(sim: ValrSimulator, client_order_id: str) -> list[Any]:
     return [o for o in sim.exchange.orders.values() if o.customer_order_id == client_order_id]
 
 
-async def test_a_strategy_keeps_trading_through_exchange_errors() -> None:
+async def test_a_post_only_order_that_would_cross_is_rejected_and_trading_goes_on() -> None:
     async with engine_on_valr() as (sim, engine, algo, house):
         strategy = engine.strategies["s"]
         market = engine.markets["btc"]
-
-        # VALR places the order, then answers 500: the order is UNKNOWN, then known, once
-        sim.faults.fail_after_execute = 1
-        resting = await place(sim, house, algo, OrderRequest.limit(Side.BUY, D("0.01"), D(990_000)))
-        assert resting.status is OrderStatus.UNKNOWN
-        coid = resting.client_order_id
-        await until(lambda: any(u.client_order_id == coid for u in algo.updates), what="resolved")
-        await asyncio.sleep(0.5)  # time for a second resolution, were there going to be one
-        (real,) = at_sim(sim, coid)  # queried, never sent again
-        mine = [u for u in algo.updates if u.client_order_id == coid]
-        # resolved once, to PENDING; the account socket may tell of it before VALR's id is known (id ""), the
-        # id follows in a later update of the same order
-        assert mine[0].status is OrderStatus.PENDING and mine[-1].id == real.id
-        assert all(u.status is OrderStatus.PENDING and u.id in ("", real.id) for u in mine)
-
-        # refused for funds: REJECTED with the taxonomy's name, and the strategy hears of it
-        broke = await place(sim, house, algo, OrderRequest.limit(Side.BUY, D("5"), D(990_000)))
-        assert (broke.status, broke.error) == (OrderStatus.REJECTED, "InsufficientFunds")
-        assert broke in algo.updates
 
         # a post-only bid at the best ask would have crossed: REJECTED as PostOnlyRejected
         best_ask = market.book.best_ask
@@ -103,25 +83,10 @@ async def test_a_strategy_keeps_trading_through_exchange_errors() -> None:
         assert (crossed.status, crossed.error) == (OrderStatus.REJECTED, "PostOnlyRejected")
         assert crossed in algo.updates and not [o for o in at_sim(sim, crossed.client_order_id) if o.is_open]
 
-        # 429 (x-valr-ratelimited): refused before anything executed, so REJECTED as RateLimited, not UNKNOWN
-        sim.faults.rate_limited = 1
-        limited = await place(sim, house, algo, OrderRequest.limit(Side.BUY, D("0.01"), D(980_000)))
-        assert (limited.status, limited.error) == (OrderStatus.REJECTED, "RateLimited")
-        assert limited in algo.updates and not at_sim(sim, limited.client_order_id)
-
-        # still trading (once the key's pause is over): a new post-only quote rests, the resolved order
-        # cancels, the strategy never stopped
+        # still trading: a new post-only quote rests, the strategy never stopped
         quote = await place(
             sim, house, algo, OrderRequest.limit(Side.SELL, D("0.01"), D(1_010_000), post_only=True)
         )
         assert quote.status is OrderStatus.PENDING and len(at_sim(sim, quote.client_order_id)) == 1
-        (live,) = [o for o in market.open_orders() if o.client_order_id == coid]
-        cancelled = await market.cancel_order(live)
-        assert cancelled.status is OrderStatus.CANCELLED
-        await until(
-            lambda: algo.updates[-1].client_order_id == coid
-            and algo.updates[-1].status is OrderStatus.CANCELLED,
-            what="the cancel reaches the strategy",
-        )
         assert {o.client_order_id for o in market.open_orders("s")} == {quote.client_order_id}
         assert strategy.active and strategy.stop_reason is None
