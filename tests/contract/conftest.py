@@ -4,6 +4,7 @@ strategy "s" on market "m"."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
 import pytest
@@ -41,6 +42,13 @@ class Trading:
 
 @pytest.fixture
 async def trading(venue: Venue) -> AsyncIterator[Trading]:
+    async with trading_on(venue) as running:
+        yield running
+
+
+@asynccontextmanager
+async def trading_on(venue: Venue) -> AsyncIterator[Trading]:
+    """An engine trading on `venue` with its market "m" open; once it stops, no socket of it is left open."""
     strategy = {"algo": "scripted", "auto_start": True, "markets": ["m"]}
     moonship = {**venue.moonship, "engine": {"name": f"contract-{venue.name}"}, "strategies": {"s": strategy}}
     engine = build_engine(moonship, *venue.plugins)
@@ -50,3 +58,4 @@ async def trading(venue: Venue) -> AsyncIterator[Trading]:
         yield Trading(engine, algo, venue)
     finally:
         await engine.stop()
+    await until(lambda: venue.connections() == 0, 5, "every socket closed by the engine's stop")

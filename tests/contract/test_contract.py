@@ -11,7 +11,8 @@ import pytest
 from moonship_core import MarketStatus, Order, OrderRequest, OrderStatus, Side
 from moonship_core.testing import until
 
-from .conftest import Trading
+from .conftest import Trading, trading_on
+from .venues import Venue
 
 pytestmark = [pytest.mark.anyio, pytest.mark.slow]
 PAPER = "paper orders never reach an exchange: there is nothing to fault"
@@ -147,3 +148,39 @@ async def test_the_exchange_clock_moves_and_the_client_resyncs(trading: Trading)
     second = await t.place(bid(t))
     assert second.status is OrderStatus.PENDING, second
     assert t.engine.strategies["s"].active
+
+
+def silence_caught(venue: Venue, timeout: float) -> None:
+    if venue.go_silent is None or venue.silence_timeout is None:
+        pytest.skip(f"{venue.name}'s silent-feed detection (issue 13 item 3) is not on the venue toolkit yet")
+    venue.silence_timeout(timeout)
+
+
+async def test_a_feed_that_stops_while_its_socket_stays_open_is_caught_and_resynced(venue: Venue) -> None:
+    silence_caught(venue, 0.5)
+    async with trading_on(venue) as t:
+        books = t.algo.books
+        t.venue.nudge()
+        await until(lambda: t.algo.books > books, what="an active market")
+        seen = len(t.algo.statuses)
+        loop = asyncio.get_running_loop()
+        stalled = loop.time()
+        venue.go_silent()
+        t.venue.nudge()  # the book moves on behind the stalled feed
+        await until(lambda: MarketStatus.UNSYNCED in t.algo.statuses[seen:], 3, "UNSYNCED on silence")
+        assert loop.time() - stalled < 1.0  # the silence timeout, and no more than a probe's time
+        await until(lambda: t.market.status is MarketStatus.OPEN, 10, "resynced")
+        await until(lambda: sum(t.engine.counters.venues.reconnects.values()) >= 1, 5, "a reconnect counted")
+        t.venue.nudge()
+        await until(lambda: t.market.book.best_bid == t.venue.best_bid(), 5, "the exchange's book")
+        assert (await t.place(bid(t))).status is OrderStatus.PENDING
+
+
+async def test_a_quiet_market_keeps_its_connection_and_stays_open(venue: Venue) -> None:
+    silence_caught(venue, 0.2)
+    async with trading_on(venue) as t:
+        seen = len(t.algo.statuses)
+        await asyncio.sleep(2.0)  # ten silence timeouts without a single update
+        assert t.market.status is MarketStatus.OPEN
+        assert t.algo.statuses[seen:] == []  # never active: probed quietly, no status churn
+        assert t.engine.counters.venues.reconnects == {}

@@ -42,10 +42,16 @@ class Venue:
     best_bid: Callable[[], Decimal | None]
     #: every socket of the venue dropped
     drop: Callable[[], Awaitable[None]]
+    #: the sockets open at the venue
+    connections: Callable[[], int]
     #: the venue's fault switches; None: paper (its orders never reach an exchange)
     faults: kit.Faults | None = None
     #: moves the exchange's clock by this many ms; None: the venue signs no timestamps
     skew: Callable[[int], None] | None = None
+    #: the market feed stalls (its socket stays open, nothing more arrives on it); None: not caught yet
+    go_silent: Callable[[], None] | None = None
+    #: sets the venue's silence timeout (seconds) in `moonship`, before the engine is built
+    silence_timeout: Callable[[float], None] | None = None
 
 
 def _binance_section(sim: BinanceSim) -> dict[str, Any]:
@@ -67,12 +73,19 @@ def _binance_common(sim: BinanceSim) -> dict[str, Any]:
     def best_bid() -> Decimal | None:
         return sim.exchange.symbol("BTCUSDT").bids.best()
 
-    return {"nudge": nudge, "drop": drop, "best_bid": best_bid}
+    return {
+        "nudge": nudge,
+        "drop": drop,
+        "connections": lambda: len(sim.conns),
+        "best_bid": best_bid,
+        "go_silent": lambda: sim.go_silent("stream"),
+    }
 
 
 @asynccontextmanager
 async def binance() -> AsyncIterator[Venue]:
     async with BinanceSim() as sim:
+        section = _binance_section(sim)
 
         def sell_through(price: Decimal) -> None:
             sim.exchange.take("BTCUSDT", "SELL", D(100), price)
@@ -82,7 +95,7 @@ async def binance() -> AsyncIterator[Venue]:
 
         yield Venue(
             "binance",
-            {"markets": {"m": {"client": "binance", "symbol": "BTCUSDT"}}, "binance": _binance_section(sim)},
+            {"markets": {"m": {"client": "binance", "symbol": "BTCUSDT"}}, "binance": section},
             (moonship_binance.plugin,),
             D("0.01"),
             D("29500"),
@@ -93,6 +106,7 @@ async def binance() -> AsyncIterator[Venue]:
             ],
             faults=sim.faults,
             skew=skew,
+            silence_timeout=lambda seconds: section.update(silence_timeout=seconds),
             **_binance_common(sim),
         )
 
@@ -101,6 +115,7 @@ async def binance() -> AsyncIterator[Venue]:
 async def paper() -> AsyncIterator[Venue]:
     """Paper trading over Binance's market data."""
     async with BinanceSim() as sim:
+        section = _binance_section(sim)
 
         def sell_through(price: Decimal) -> None:
             below = price - 1
@@ -113,13 +128,14 @@ async def paper() -> AsyncIterator[Venue]:
         }
         yield Venue(
             "paper",
-            {"markets": {"m": market}, "binance": _binance_section(sim)},
+            {"markets": {"m": market}, "binance": section},
             (moonship_binance.plugin,),
             D("0.01"),
             D("29500"),
             D("100"),
             sell_through=sell_through,
             at_exchange=lambda coid: [],
+            silence_timeout=lambda seconds: section.update(silence_timeout=seconds),
             **_binance_common(sim),
         )
 
@@ -164,6 +180,7 @@ async def luno() -> AsyncIterator[Venue]:
             at_exchange=lambda coid: [o for o in exchange.orders.values() if o.client_order_id == coid],
             best_bid=lambda: exchange.market(PAIR).best("BUY"),
             drop=drop,
+            connections=lambda: sum(len(c) for c in (*sim.market_conns.values(), *sim.user_conns.values())),
             faults=sim.faults,
         )
 
@@ -210,6 +227,7 @@ async def valr() -> AsyncIterator[Venue]:
             at_exchange=lambda coid: [o for o in sim.exchange.orders.values() if o.customer_order_id == coid],
             best_bid=lambda: sim.exchange.books["BTCZAR"].bids.best(),
             drop=sim.drop_connections,
+            connections=lambda: len(sim.trade_conns) + len(sim.account_conns),
             faults=sim.faults,
             skew=skew,
         )

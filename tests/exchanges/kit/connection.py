@@ -14,7 +14,7 @@ _CLOSE = object()
 
 class Connection:
     """`send` queues a frame; `close` ends the connection once what is queued before it is written. While
-    `silent` nothing at all is sent (frames are dropped, no keepalives) and the socket stays open. With
+    `frozen` nothing at all is sent (frames are dropped, no keepalives) and the socket stays open. With
     `keepalive` seconds, `keepalive_frame` is sent after that long without a frame. The socket is closed with
     `close_code` when the connection ends."""
 
@@ -30,11 +30,11 @@ class Connection:
         self.close_code = close_code
         self.keepalive = keepalive
         self.keepalive_frame = keepalive_frame
-        self.silent = False
+        self.frozen = False
         self._outbox: asyncio.Queue[object] = asyncio.Queue()
 
     def send(self, frame: str) -> None:
-        if not self.silent:
+        if not self.frozen:
             self._outbox.put_nowait(frame)
 
     def close(self) -> None:
@@ -66,7 +66,7 @@ class Connection:
                     frame = self.keepalive_frame
                 if frame is _CLOSE:
                     return
-                if not self.silent:
+                if not self.frozen:
                     await self.ws.send_text(str(frame))
 
     async def _read(self, on_text: Callable[[str], None]) -> None:

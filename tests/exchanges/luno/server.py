@@ -148,13 +148,13 @@ class LunoSimulator:
     def stale_feed(self, pair: str) -> None:
         """Every open market stream of `pair` goes silent (no updates, no keepalives) but stays open."""
         for conn in self.market_conns[pair]:
-            conn.silent = True
+            conn.frozen = True
 
     def stale_user_streams(self) -> None:
         """Every open user stream goes silent (no messages, no keepalives) but stays open."""
         for conns in self.user_conns.values():
             for conn in conns:
-                conn.silent = True
+                conn.frozen = True
 
     # ------------------------------------------------------------------ stream fan-out
     def _on_market(self, pair: str, frame: Frame) -> None:
