@@ -102,7 +102,7 @@ def test_reconnects_after_every_drop_and_subscribes_again() -> None:
         async with websocket_server(handler) as url:
             sock = rec.socket(url, reconnect_initial_delay=0.02, reconnect_max_delay=0.05)
             sock.start()
-            await until(lambda: len(rec.opens) >= 3)
+            await until(lambda: len(rec.messages) >= 3)
             await sock.stop()
         assert len(subscriptions) >= 3  # on_open ran on every connection
         assert rec.messages[:3] == [b"hello"] * 3  # text frames arrive as UTF-8 bytes
