@@ -13,7 +13,6 @@ from functools import partial
 from typing import Any
 
 import pytest
-from support.scripted import ScriptedClient
 
 from moonship_core import (
     Backoff,
@@ -38,6 +37,7 @@ from moonship_core.config import MarketConfig, parse_config
 from moonship_core.contracts.client import ClientContext
 from moonship_core.plugins import Plugins
 from moonship_core.sim.synthetic import SimClient
+from moonship_core.testing import ScriptedClient
 from moonship_core.trading.market import Market
 from moonship_core.trading.orders import UNKNOWN_GRACE
 from moonship_core.venues.ratelimit import RateLimiter

@@ -13,7 +13,6 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel, ConfigDict, SecretStr
-from support.scripted import ScriptedClient
 
 from moonship_core import (
     MAX_DEPTH,
@@ -30,7 +29,7 @@ from moonship_core import (
     STRATEGY_NAME_RULE as RULE,
 )
 from moonship_core.plugins import Plugins
-from moonship_core.testing import build_engine
+from moonship_core.testing import ScriptedClient, build_engine
 from moonship_core.trading.engine import TradingEngine
 
 

@@ -10,7 +10,6 @@ from typing import Any
 
 import pytest
 from pydantic import BaseModel, ConfigDict
-from support.scripted import ScriptedClient
 
 from moonship_core import (
     ConfigError,
@@ -27,7 +26,7 @@ from moonship_core import (
     hookimpl,
 )
 from moonship_core.config import parse_config
-from moonship_core.testing import build_engine, until
+from moonship_core.testing import ScriptedClient, build_engine, until
 from moonship_core.trading.engine import TradingEngine
 
 D = Decimal

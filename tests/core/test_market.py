@@ -9,7 +9,6 @@ from functools import partial
 from typing import Any
 
 import pytest
-from support.scripted import ScriptedClient
 
 from moonship_core import (
     ClientContext,
@@ -25,6 +24,7 @@ from moonship_core import (
 )
 from moonship_core.config import MarketConfig
 from moonship_core.plugins import Plugins
+from moonship_core.testing import ScriptedClient
 from moonship_core.trading.market import Market
 
 D = Decimal

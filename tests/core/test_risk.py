@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.scripted import ScriptedClient
 from support.servers import redis
 
 from moonship_core import (
@@ -35,7 +34,7 @@ from moonship_core.config import parse_config
 from moonship_core.stores.memory import MemoryBus, MemoryCache, MemoryJournal
 from moonship_core.stores.redis import RedisBus, RedisCache
 from moonship_core.stores.sqlite import SqliteJournal
-from moonship_core.testing import LocalPlugin, ScriptedAlgo, build_engine, started, until
+from moonship_core.testing import LocalPlugin, ScriptedAlgo, ScriptedClient, build_engine, started, until
 from moonship_core.trading.engine import TradingEngine
 from moonship_core.trading.risk import STATE_KEY, Limits, TradingState
 

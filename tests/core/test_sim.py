@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import itertools
 import zlib
-from collections.abc import Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -18,62 +17,37 @@ from moonship_core.config import MarketConfig
 from moonship_core.contracts.client import ClientContext
 from moonship_core.errors import ConfigError, ExchangeError
 from moonship_core.model import (
-    Balance,
-    Candle,
     MarketStatus,
     Order,
     OrderRequest,
     OrderStatus,
     OrderType,
     Side,
-    Ticker,
     Trade,
 )
 from moonship_core.sim.synthetic import SimClient, split_symbol
+from moonship_core.testing import RecordingEvents
 
 TICK = Decimal("0.01")
 
 
-class Recorder:
-    """A MarketEvents that keeps a real book and logs every event; checks book invariants as they come."""
+class Recorder(RecordingEvents):
+    """RecordingEvents that also note the book around each trade as it comes."""
 
     def __init__(self, symbol: str = "BTCUSDT") -> None:
-        self.book = OrderBook(symbol)
-        self.log: list[tuple[str, Any]] = []
-        self.sequences: list[int | None] = []
-        self.trades: list[Trade] = []
-        self.tickers: list[Ticker] = []
-        self.statuses: list[MarketStatus] = []
+        super().__init__(symbol)
         #: (trade, best bid, best ask, quantity at the traded level) at the moment each trade came
         self.trade_context: list[tuple[Trade, Decimal | None, Decimal | None, Decimal]] = []
 
-    def book_changed(self) -> None:
-        self.log.append(("book", self.book.sequence))
-        self.sequences.append(self.book.sequence)
+    @property
+    def sequences(self) -> list[int | None]:
+        return [sequence for kind, sequence in self.log if kind == "book"]
 
     def trade(self, trade: Trade) -> None:
         side = Side.SELL if trade.taker_side is Side.BUY else Side.BUY
         level = self.book.quantity_at(side, trade.price)
         self.trade_context.append((trade, self.book.best_bid, self.book.best_ask, level))
-        self.log.append(("trade", trade))
-        self.trades.append(trade)
-
-    def ticker(self, ticker: Ticker) -> None:
-        self.log.append(("ticker", ticker))
-        self.tickers.append(ticker)
-
-    def candle(self, candle: Candle) -> None:
-        self.log.append(("candle", candle))
-
-    def status(self, status: MarketStatus, reason: str = "") -> None:
-        self.log.append(("status", status))
-        self.statuses.append(status)
-
-    def order_update(self, order: Order) -> None:
-        self.log.append(("order", order))
-
-    def balances(self, balances: Sequence[Balance]) -> None:
-        self.log.append(("balances", balances))
+        super().trade(trade)
 
 
 def make_sim(symbol: str = "BTCUSDT", **extra: Any) -> tuple[SimClient, Recorder]:
@@ -194,7 +168,7 @@ def test_first_step_publishes_a_realistic_snapshot() -> None:
     sim, events = make_sim(seed=1)
     sim.step()
     assert events.log[0] == ("book", 1)
-    assert events.statuses == [MarketStatus.OPEN]
+    assert [status for status, _ in events.statuses] == [MarketStatus.OPEN]
     bids, asks = list(events.book.levels(Side.BUY)), list(events.book.levels(Side.SELL))
     assert len(bids) == len(asks) == 50
     for side in (bids, asks):
@@ -317,14 +291,14 @@ async def test_connect_runs_the_feed_and_close_stops_it() -> None:
     await sim.connect()
     await sim.connect()  # idempotent: still one feed
     await asyncio.sleep(0.05)
-    assert events.statuses == [MarketStatus.OPEN]
+    assert [status for status, _ in events.statuses] == [MarketStatus.OPEN]
     assert len(events.sequences) > 5
     await sim.close()
     count = len(events.log)
     await asyncio.sleep(0.02)
     assert len(events.log) == count
     await sim.close()  # idempotent
-    assert events.statuses == [MarketStatus.OPEN, MarketStatus.CLOSED]
+    assert [status for status, _ in events.statuses] == [MarketStatus.OPEN, MarketStatus.CLOSED]
     # a reconnect starts from a fresh snapshot, with the sequence going on
     last = events.book.sequence
     events.book = OrderBook("BTCUSDT")
@@ -334,7 +308,7 @@ async def test_connect_runs_the_feed_and_close_stops_it() -> None:
     assert events.book.sequence is not None
     assert last is not None
     assert events.book.sequence > last
-    assert events.statuses[-2:] == [MarketStatus.OPEN, MarketStatus.CLOSED]
+    assert [status for status, _ in events.statuses[-2:]] == [MarketStatus.OPEN, MarketStatus.CLOSED]
 
 
 @pytest.mark.anyio

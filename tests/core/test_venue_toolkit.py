@@ -15,7 +15,6 @@ from typing import Any, ClassVar
 import httpx
 import pytest
 from pydantic import ValidationError
-from support.scripted import ScriptedClient
 from websockets.asyncio.server import ServerConnection
 from websockets.datastructures import Headers
 from websockets.http11 import Request, Response
@@ -51,7 +50,7 @@ from moonship_core import (
     VenueSettings,
     parse_retry_after,
 )
-from moonship_core.testing import until, websocket_server
+from moonship_core.testing import ScriptedClient, until, websocket_server
 from moonship_core.trading.market import Market
 
 D = Decimal

@@ -11,40 +11,12 @@ from moonship_valr.auth import Signer
 from moonship_valr.rest import parse_balance
 from moonship_valr.stream import MarketFeed
 
-from moonship_core import Balance, Candle, MarketStatus, Order, OrderBook, Ticker, Trade
+from moonship_core import Balance, MarketStatus
+from moonship_core.testing import RecordingEvents
 
 from .harness import API_KEY, SECRET, D, venue
 
 pytestmark = pytest.mark.anyio
-
-
-class _Events:
-    """Just enough MarketEvents for a MarketFeed."""
-
-    def __init__(self) -> None:
-        self.book = OrderBook("BTCZAR")
-        self.statuses: list[MarketStatus] = []
-
-    def book_changed(self) -> None:
-        pass
-
-    def trade(self, trade: Trade) -> None:
-        pass
-
-    def ticker(self, ticker: Ticker) -> None:
-        pass
-
-    def candle(self, candle: Candle) -> None:
-        pass
-
-    def status(self, status: MarketStatus, reason: str = "") -> None:
-        self.statuses.append(status)
-
-    def order_update(self, order: Order) -> None:
-        pass
-
-    def balances(self, balances: Any) -> None:
-        pass
 
 
 def _book(bid: str, ask: str, seq: int, *, lower: bool) -> dict[str, Any]:
@@ -64,13 +36,13 @@ def _book(bid: str, ask: str, seq: int, *, lower: bool) -> dict[str, Any]:
 
 @pytest.mark.parametrize("lower", [False, True])
 def test_aggregated_book_keys_in_pascal_or_lower_case(lower: bool) -> None:
-    events = _Events()
+    events = RecordingEvents("BTCZAR")
     feed = MarketFeed("BTCZAR", events, lambda: MarketStatus.OPEN)
     feed.on_book(_book("999", "1001", 5, lower=lower))
     feed.on_book(_book("998", "1001", 6, lower=lower))
     feed.on_book(_book("990", "1000", 4, lower=lower))  # older sequence: ignored
     assert (events.book.best_bid, events.book.best_ask, events.book.sequence) == (D(998), D(1001), 6)
-    assert events.statuses == [MarketStatus.OPEN]
+    assert [status for status, _ in events.statuses] == [MarketStatus.OPEN]
 
 
 async def test_signed_trade_socket_is_told_it_is_authenticated() -> None:

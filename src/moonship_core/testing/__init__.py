@@ -1,7 +1,8 @@
 """The test kit (`pip install moonship-core[testing]`): recording market events, `until`, engines built from a
-config and test plugins, a scripted algo, and real servers and processes."""
+config and test plugins, a scripted algo and a scripted market client, and real servers and processes."""
 
 from .algos import AnyStatusAlgo, ScriptedAlgo
+from .clients import ScriptedClient
 from .engines import LocalPlugin, build_engine, make_client, plugins_with, started
 from .events import RecordingEvents
 from .servers import AsgiServer, MoonshipProcess, Process, RedisServer, free_port, websocket_server
@@ -16,6 +17,7 @@ __all__ = [
     "RecordingEvents",
     "RedisServer",
     "ScriptedAlgo",
+    "ScriptedClient",
     "build_engine",
     "free_port",
     "make_client",

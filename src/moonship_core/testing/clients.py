@@ -1,4 +1,4 @@
-"""A market client whose feed a test drives by hand; orders are acknowledged and recorded."""
+"""ScriptedClient: a market client whose feed a test drives by hand; orders are acknowledged and recorded."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import itertools
 from decimal import Decimal
 from typing import Any
 
-from moonship_core import (
+from ..contracts.client import MarketClient
+from ..model import (
     Balance,
     Fill,
-    MarketClient,
     MarketInfo,
     MarketStatus,
     Order,
