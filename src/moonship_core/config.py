@@ -95,7 +95,7 @@ class MarketConfig(_ExtraModel):
     #: orders are margin orders by default (where the venue has margin)
     enable_margin: bool = False
     #: recent public trades kept in memory
-    max_recent_trade_list_size: int = Field(default=10000, ge=0)
+    max_recent_trade_list_size: int = Field(default=1000, ge=0)
     #: candle length in seconds built from trades: 0, 60, 300, 900, 1800, 3600 or 86400 (0: none)
     candle_period: int = 300
 

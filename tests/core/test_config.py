@@ -49,7 +49,7 @@ def test_defaults() -> None:
     assert config.engine.name == "engine"
     market = config.markets["btc"]
     assert (market.account, market.enable_margin) == (None, False)
-    assert market.max_recent_trade_list_size == 10000
+    assert market.max_recent_trade_list_size == 1000
     assert market.candle_period == 300
     assert market.extra == {}
     assert config.strategies["s1"].auto_start is False

@@ -987,3 +987,97 @@ async def test_an_engines_paper_markets_over_one_venue_trade_on_one_account() ->
         assert await alone.get_balances() == {"USDT": Balance("USDT", D(50))}
     finally:
         await engine.stop()
+
+
+# ---------------------------------------------------------------------- dispatch vs the naive reference
+class NaivePaper(PaperClient):
+    """The dispatch before the price index: every open order looked at, re-sorted, on every event."""
+
+    def on_book_changed(self) -> None:
+        book = self.events.book
+        stale = [key for key, (seen, _) in self._consumed.items() if book.quantity_at(*key) != seen]
+        for key in stale:
+            del self._consumed[key]
+        best_ask, best_bid = book.best_ask, book.best_bid
+        for live in self._all_by_priority():
+            price, remaining = live.order.price, live.order.remaining_quantity
+            if price is None or not remaining:
+                continue
+            side = live.order.side
+            best = best_ask if side is BUY else best_bid
+            if best is None or (best > price if side is BUY else best < price):
+                continue
+            takes, _ = self._walk(side.opposite, price, remaining)
+            total = sum((q for _, q in takes), D(0))
+            if total:
+                self._consume(side.opposite, takes)
+                self._fill(live, price, total, is_maker=True)
+
+    def on_trade(self, trade: Trade) -> None:
+        left = trade.quantity
+        for live in self._all_by_priority():
+            price, remaining = live.order.price, live.order.remaining_quantity
+            if price is None or not remaining:
+                continue
+            if trade.price <= price if live.order.side is BUY else trade.price >= price:
+                quantity = min(remaining, left)
+                self._fill(live, price, quantity, is_maker=True)
+                left -= quantity
+                if not left:
+                    return
+
+    def _all_by_priority(self) -> list[Any]:
+        return sorted(
+            self._open.values(),
+            key=lambda live: -(live.order.price or D(0)) if live.order.side is BUY
+            else live.order.price or D(0),
+        )
+
+
+GRID = st.integers(95, 105).map(lambda p: f"{p}.{p % 3 * 25}")
+EVENTS = st.lists(
+    st.one_of(
+        st.tuples(st.just("limit"), st.sampled_from([BUY, SELL]), st.integers(1, 30), GRID),
+        st.tuples(st.just("update"), st.sampled_from([BUY, SELL]), st.integers(0, 30), GRID),
+        st.tuples(st.just("trade"), st.sampled_from([BUY, SELL]), st.integers(1, 30), GRID),
+        st.tuples(st.just("cancel"), st.sampled_from([BUY, SELL]), st.integers(0, 20), GRID),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(events=EVENTS)
+def test_price_indexed_dispatch_fills_as_the_naive_one(events: list[tuple[str, Side, int, str]]) -> None:
+    """Resting orders looked up by price fill exactly as when every open order is looked at."""
+
+    async def run(client: type[PaperClient]) -> list[tuple[Any, ...]]:
+        paper, recorder = make_paper(shared={})
+        paper.__class__ = client
+        feed = feed_of(paper)
+        feed.snapshot(BOOK_BIDS, BOOK_ASKS)
+        placed: list[Order] = []
+        for kind, side, size, price in events:
+            qty = str(D(size) / 10)
+            if kind == "limit":
+                placed.append(await paper.place_order(limit(side, qty, price)))
+            elif kind == "update":
+                level = [(price, str(D(size) / 10))]
+                if side is BUY:
+                    feed.update(bids=level)
+                else:
+                    feed.update(asks=level)
+            elif kind == "trade":
+                feed.print(price, qty, side)
+            else:
+                open_orders = await paper.get_open_orders()
+                if open_orders:
+                    await paper.cancel_order(open_orders[size % len(open_orders)])
+            await settle()
+        return [
+            (o.id, o.status, o.filled_quantity, [(f.price, f.quantity, f.fee, f.is_maker) for f in o.fills])
+            for o in recorder.orders
+        ] + [tuple(paper._balances().values())]
+
+    indexed, naive = asyncio.run(run(PaperClient)), asyncio.run(run(NaivePaper))
+    assert indexed == naive

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from bisect import bisect_left, insort
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
@@ -90,6 +91,12 @@ class _Live:
     asset: str  # the asset reserved
     reserved: Decimal  # still locked for this order
     unit: Decimal | None  # reserve released per unit filled (None: a market buy's exact cost and fee)
+    #: place among the resting orders of its side, best first: (-price for buys, price for sells; placement)
+    rank: tuple[Decimal, int] = (ZERO, 0)
+
+
+def _rank(live: _Live) -> tuple[Decimal, int]:
+    return live.rank
 
 
 def account_key(real_client: str, account: str | None) -> str:
@@ -368,6 +375,9 @@ class PaperClient(MarketClient):
         self._seeding = False  # the base asset's default balance waits for the first mid
         self._info: MarketInfo | None = None
         self._open: dict[str, _Live] = {}  # order id -> open order, in placement order
+        #: the open limit orders of each side by price priority, then time (`_Live.rank`)
+        self._resting: dict[Side, list[_Live]] = {Side.BUY: [], Side.SELL: []}
+        self._placed = 0  # placements ranked so far
         self._history: OrderedDict[str, Order] = OrderedDict()  # order id -> final order
         self._ids: dict[str, str] = {}  # client order id -> order id
         #: (book side, price) -> (the level's quantity when paper takers used it, quantity used)
@@ -435,8 +445,7 @@ class PaperClient(MarketClient):
             unit = entry["unit"]
             reserved = Decimal(entry["reserved"])
             live = _Live(order, info, entry["asset"], reserved, None if unit is None else Decimal(unit))
-            self._open[order.id] = live
-            self._ids[order.client_order_id] = order.id
+            self._add(live)
             if order.type is OrderType.MARKET or order.time_in_force is not TimeInForce.GTC:
                 reason = "the paper session ended before the order completed"
                 self._finish(live, order.closed(OrderStatus.CANCELLED, reason, at=self.context.clock.now()))
@@ -558,15 +567,11 @@ class PaperClient(MarketClient):
                 del self._consumed[key]
         if not self._open:
             return
-        best_ask, best_bid = book.best_ask, book.best_bid
-        for live in self._resting():
+        for live in self._crossed(book.best_ask, book.best_bid):
             price, remaining = live.order.price, live.order.remaining_quantity
             if price is None or not remaining:
                 continue
             side = live.order.side
-            best = best_ask if side is Side.BUY else best_bid
-            if best is None or (best > price if side is Side.BUY else best < price):
-                continue
             takes, _ = self._walk(side.opposite, price, remaining)
             total = sum((q for _, q in takes), ZERO)
             if total:
@@ -576,24 +581,41 @@ class PaperClient(MarketClient):
     def on_trade(self, trade: Trade) -> None:
         """Fill resting orders a public trade printed at or through, up to the trade's quantity."""
         left = trade.quantity
-        for live in self._resting():
+        for live in self._crossed(trade.price, trade.price):
             price, remaining = live.order.price, live.order.remaining_quantity
             if price is None or not remaining:
                 continue
-            if trade.price <= price if live.order.side is Side.BUY else trade.price >= price:
-                quantity = min(remaining, left)
-                self._fill(live, price, quantity, is_maker=True)
-                left -= quantity
-                if not left:
-                    return
+            quantity = min(remaining, left)
+            self._fill(live, price, quantity, is_maker=True)
+            left -= quantity
+            if not left:
+                return
 
-    def _resting(self) -> list[_Live]:
-        """Open orders by price priority (highest buys, lowest sells first), then time."""
-        return sorted(
-            self._open.values(),
-            key=lambda live: -(live.order.price or ZERO) if live.order.side is Side.BUY
-            else live.order.price or ZERO,
-        )
+    def _crossed(self, ask: Decimal | None, bid: Decimal | None) -> list[_Live]:
+        """The resting buys at `ask` or higher, then the resting sells at `bid` or lower, each best first
+        then by time: the orders a book or print at those prices reaches (the others are not looked at)."""
+        crossed: list[_Live] = []
+        if ask is not None:
+            for live in self._resting[Side.BUY]:
+                if -live.rank[0] < ask:
+                    break
+                crossed.append(live)
+        if bid is not None:
+            for live in self._resting[Side.SELL]:
+                if live.rank[0] > bid:
+                    break
+                crossed.append(live)
+        return crossed
+
+    def _add(self, live: _Live) -> None:
+        """Record a new open order (ranked among the resting orders if it has a price)."""
+        order = live.order
+        self._open[order.id] = live
+        self._ids[order.client_order_id] = order.id
+        if order.price is not None:
+            self._placed += 1
+            live.rank = (-order.price if order.side is Side.BUY else order.price, self._placed)
+            insort(self._resting[order.side], live, key=_rank)
 
     # ------------------------------------------------------------------ liquidity
     def _walk(
@@ -668,8 +690,7 @@ class PaperClient(MarketClient):
             )
         live = _Live(order, info, asset, amount, unit)
         account.order_seq += 1
-        self._open[order.id] = live
-        self._ids[order.client_order_id] = order.id
+        self._add(live)
         if amount:
             account.free[asset] = free - amount
             account.locked[asset] = account.locked.get(asset, ZERO) + amount
@@ -710,6 +731,9 @@ class PaperClient(MarketClient):
         """Close an open order (with `final` as its last state, if given) and release its funds."""
         if self._open.pop(live.order.id, None) is None:
             return
+        if live.order.price is not None:
+            resting = self._resting[live.order.side]
+            del resting[bisect_left(resting, live.rank, key=_rank)]
         account = self.account
         if final is not None:
             live.order = final
