@@ -48,9 +48,10 @@ class Venue:
     faults: kit.Faults | None = None
     #: moves the exchange's clock by this many ms; None: the venue signs no timestamps
     skew: Callable[[int], None] | None = None
-    #: the market feed stalls (its socket stays open, nothing more arrives on it); None: not caught yet
+    #: the market feed stalls (its socket stays open, nothing more arrives on it)
     go_silent: Callable[[], None] | None = None
-    #: sets the venue's silence timeout (seconds) in `moonship`, before the engine is built
+    #: sets the venue's silence timeout (seconds) in `moonship`, before the engine is built; None: the venue's
+    #: silent-feed detection is not on the venue toolkit yet
     silence_timeout: Callable[[float], None] | None = None
 
 
@@ -182,6 +183,7 @@ async def luno() -> AsyncIterator[Venue]:
             drop=drop,
             connections=lambda: sum(len(c) for c in (*sim.market_conns.values(), *sim.user_conns.values())),
             faults=sim.faults,
+            go_silent=lambda: sim.stale_feed(PAIR),
         )
 
 
@@ -228,6 +230,7 @@ async def valr() -> AsyncIterator[Venue]:
             best_bid=lambda: sim.exchange.books["BTCZAR"].bids.best(),
             drop=sim.drop_connections,
             connections=lambda: len(sim.trade_conns) + len(sim.account_conns),
+            go_silent=lambda: setattr(sim.faults, "stale_feed", True),
             faults=sim.faults,
             skew=skew,
         )

@@ -9,8 +9,8 @@ import pytest
 from exchanges.luno import LunoSimulator
 from moonship_luno.client import LunoClient, LunoSettings
 
-from moonship_core import testing
-from moonship_core.testing import RecordingEvents
+from moonship_core import MarketStatus, Order, testing
+from moonship_core.testing import RecordingEvents, until
 
 KEY, SECRET = "sim-luno-keyid", "sim-luno-secret"
 PAIR = "XBTZAR"
@@ -49,3 +49,20 @@ def make_client(
     market = {"client": "luno", "symbol": pair, **(extra or {})}
     settings = settings_for(sim, **overrides)
     return testing.make_client(LunoClient, market, settings, name=pair.lower(), shared=shared, events=events)
+
+
+async def started(sim: LunoSimulator, **overrides: Any) -> tuple[LunoClient, RecordingEvents]:
+    """A client connected to both streams, its start-up reconciliation done."""
+    client, events = make_client(sim, **overrides)
+    await client.get_market_info()
+    await client.connect()
+    assert client.user_stream is not None
+    await until(lambda: events.status_now is MarketStatus.OPEN, what="market stream")
+    await until(client.user_stream.connected.is_set, what="user stream")
+    await until(lambda: not client.reconciling, what="start-up reconciliation")
+    return client, events
+
+
+def latest(events: RecordingEvents, order: Order) -> Order:
+    """The last update pushed for `order` (the order itself before any)."""
+    return events.latest(order.client_order_id) or order

@@ -7,7 +7,6 @@ from decimal import Decimal
 
 import pytest
 from exchanges.luno import LunoSimulator
-from moonship_luno.client import LunoClient
 
 from moonship_core import (
     AuthenticationError,
@@ -27,30 +26,13 @@ from moonship_core import (
     TimeInForce,
     utc_now,
 )
-from moonship_core.testing import RecordingEvents, until
+from moonship_core.testing import until
 
-from .conftest import KEY, PAIR, make_client
+from .conftest import KEY, PAIR, latest, make_client, started
 
 pytestmark = pytest.mark.anyio
 D = Decimal
 BUY, SELL = Side.BUY, Side.SELL
-
-
-async def started(sim: LunoSimulator, **overrides: object) -> tuple[LunoClient, RecordingEvents]:
-    client, events = make_client(sim, **overrides)  # type: ignore[arg-type]
-    await client.get_market_info()
-    await client.connect()
-    assert client.user_stream is not None
-    await until(lambda: events.status_now is MarketStatus.OPEN, what="market stream")
-    await until(client.user_stream.connected.is_set, what="user stream")
-    await until(lambda: not client.reconciling, what="start-up reconciliation")
-    return client, events
-
-
-def latest(events: RecordingEvents, order: Order) -> Order:
-    """The last update pushed for `order` (the order itself before any)."""
-    updates = events.updates_of(order.client_order_id)
-    return updates[-1] if updates else order
 
 
 def unknown_order() -> Order:

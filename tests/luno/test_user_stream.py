@@ -9,31 +9,14 @@ from decimal import Decimal
 import pytest
 from exchanges.luno import LunoSimulator
 from exchanges.luno.engine import User
-from moonship_luno.client import LunoClient
 
-from moonship_core import MarketStatus, Order, OrderRequest, OrderStatus, Side
-from moonship_core.testing import RecordingEvents, until
+from moonship_core import OrderRequest, OrderStatus, Side
+from moonship_core.testing import until
 
-from .conftest import KEY, PAIR, make_client
+from .conftest import KEY, PAIR, latest, started
 
 pytestmark = pytest.mark.anyio
 D = Decimal
-
-
-async def started(sim: LunoSimulator, **kw: object) -> tuple[LunoClient, RecordingEvents]:
-    client, events = make_client(sim, **kw)  # type: ignore[arg-type]
-    await client.get_market_info()
-    await client.connect()
-    assert client.user_stream is not None
-    await until(lambda: events.status_now is MarketStatus.OPEN, what="market stream")
-    await until(client.user_stream.connected.is_set, what="user stream")
-    await until(lambda: not client.reconciling, what="start-up reconciliation")
-    return client, events
-
-
-def latest(events: RecordingEvents, order: Order) -> Order:
-    updates = events.updates_of(order.client_order_id)
-    return updates[-1] if updates else order
 
 
 def other(sim: LunoSimulator) -> User:
