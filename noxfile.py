@@ -51,8 +51,10 @@ def typecheck(session: nox.Session) -> None:
 
 @nox.session(reuse_venv=True)
 def bench(session: nox.Session) -> None:
-    """Every bench/bench_*.py script in turn (arguments after `--` go to each)."""
-    session.install(*editables(test_extras=True))
+    """Every bench/bench_*.py script in turn (arguments after `--` go to each), with the peers of pyproject's
+    `bench` dependency group installed."""
+    groups = tomllib.loads((ROOT / "pyproject.toml").read_text())["dependency-groups"]
+    session.install(*editables(test_extras=True), *groups["bench"])
     for script in sorted(ROOT.glob("bench/bench_*.py")):
         session.run("python", str(script), *session.posargs)
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from .backoff import Backoff
 from .book import OrderBook
@@ -75,9 +77,36 @@ from .trading.engine import TradingEngine
 from .venues.errors import ErrorRule, ErrorTable
 from .venues.ratelimit import Ban, Pool, RateLimiter, RateLimits, RateTable, parse_retry_after
 from .venues.servertime import ServerClock
-from .venues.session import VenueSession
 from .venues.settings import VenueSettings
-from .venues.websocket import Connection, ReconnectingWebSocket, SilenceWatch, Transport, WebsocketsTransport
+
+if TYPE_CHECKING:
+    from .venues.session import VenueSession
+    from .venues.websocket import (
+        Connection,
+        ReconnectingWebSocket,
+        SilenceWatch,
+        Transport,
+        WebsocketsTransport,
+    )
+
+#: names imported on first use: their modules pull in httpx and websockets, which an engine without a venue
+#: client (paper over the simulator) never needs
+_LAZY = {
+    "VenueSession": ".venues.session",
+    **dict.fromkeys(
+        ["Connection", "ReconnectingWebSocket", "SilenceWatch", "Transport", "WebsocketsTransport"],
+        ".venues.websocket",
+    ),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = globals()[name] = getattr(import_module(module, __name__), name)
+    return value
+
 
 try:
     __version__ = version("moonship-core")

@@ -80,6 +80,8 @@ class _Levels(dict[int, Level]):
     def __missing__(self, key: int) -> Level:
         side = self.side
         value = side.levels[key]
+        if key < side.floor:
+            side.floor = key
         try:
             quantity = Decimal(value)
             if _ZERO < quantity < _INFINITY:  # NaN: the comparison raises InvalidOperation
@@ -92,8 +94,8 @@ class _Levels(dict[int, Level]):
 
 class _Side:
     __slots__ = (
-        "cum", "cum_n", "dirty", "keys", "levels", "parsed", "pcache", "prices", "sign", "top_worst", "tops",
-        "watched",
+        "cum", "cum_n", "dirty", "floor", "keys", "levels", "parsed", "pcache", "prices", "sign", "top_worst",
+        "tops", "watched",
     )  # fmt: skip
 
     def __init__(self, sign: int) -> None:
@@ -109,6 +111,7 @@ class _Side:
         self.tops: dict[int, tuple[Level, ...]] = {}  # n -> depth(n), while valid
         self.top_worst = _NO_KEY  # a change at a key >= this invalidates `tops`
         self.watched = _NO_KEY  # a change at a key >= this is parsed as it is applied
+        self.floor = _NO_KEY  # no key in `parsed` is lower (so a change below it has no pair to drop)
 
     def clear(self) -> None:
         self.keys = []
@@ -120,6 +123,7 @@ class _Side:
         self.tops.clear()
         self.top_worst = _NO_KEY
         self.watched = _NO_KEY
+        self.floor = _NO_KEY
 
     def top(self, n: int) -> tuple[Level, ...]:
         """The best `n` levels, remembered in `tops` until a level among them changes."""
@@ -133,6 +137,8 @@ class _Side:
             self.top_worst = worst
         if n <= _WATCHED:
             self.watched = worst
+            if worst < self.floor:
+                self.floor = worst
         return top
 
     def cumulative(self, count: int) -> Decimal:
@@ -216,7 +222,7 @@ class OrderBook:
             if not levels:
                 continue
             pcache, keys, book, parsed, prices = side.pcache, side.keys, side.levels, side.parsed, side.prices
-            drop, watched = parsed.pop, side.watched
+            drop, watched, floor = parsed.pop, side.watched, side.floor
             best = -_NO_KEY  # the best key changed
             try:
                 for price, qty in levels:
@@ -228,7 +234,8 @@ class OrderBook:
                         if book.pop(key, None) is None:
                             continue
                         del keys[find(keys, key)]
-                        drop(key, None)
+                        if key >= floor:
+                            drop(key, None)
                     else:
                         if key not in book:
                             add(keys, key)
@@ -242,7 +249,7 @@ class OrderBook:
                                     drop(key, None)  # malformed: raises when read
                             except InvalidOperation:
                                 drop(key, None)
-                        else:
+                        elif key >= floor:
                             drop(key, None)
                     if key > best:
                         best = key
