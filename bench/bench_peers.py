@@ -118,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
-    args = parser.parse_args(argv)
+    args, _ = parser.parse_known_args(argv)  # `nox -s bench -- ...` hands every script the same arguments
 
     feed = Feed(random.Random(args.seed))
     snapshot = feed.snapshot()

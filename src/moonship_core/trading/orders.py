@@ -224,7 +224,8 @@ class OrderManager:
         except BaseException:  # cancelled while in flight: it may have reached the exchange
             self._unknown(market, request, tracked, sent)
             raise
-        market.logger.debug("%s sent: %s", coid, _describe(request))
+        if market.logger.isEnabledFor(logging.DEBUG):
+            market.logger.debug("%s sent: %s", coid, _describe(request))
         self.update(market, order)
         return tracked.order if tracked.order is not None else order
 
