@@ -3,11 +3,9 @@
 Prices are kept as integers in units of 10**-decimals, so the hot path does no Decimal arithmetic;
 Decimal appears only at the edges. Each side keeps a sorted list of integer keys (bids: +units,
 asks: -units) with the best level *last*, so the frequent changes near the top move little memory, and
-a dict key -> the quantity as received (exchange text such as "0.00240000", or a Decimal); a quantity
-equal to one of `_ZEROS` removes the level. Price texts are parsed once and cached. A level's (price,
-quantity) pair is kept (in `parsed`) until the level changes, so a read gathers the pairs in a C loop.
-Pairs are built when first read, except in the region a reader watches (the top `_WATCHED` levels, once
-read): there a change builds its pair as it is applied, so the first read after it costs no parsing.
+a dict key -> level. A level holds the quantity as received (exchange text such as "0.00240000", or a
+Decimal) until it is first read, when it is parsed and replaced by its (price, quantity) tuple; a
+quantity equal to one of `_ZEROS` removes the level. Price texts are parsed once and cached.
 
 Reads: best price O(1); `depth` from a cache that only changes when a level inside it changes;
 `quantity_up_to` is O(log n) through best-first prefix sums that are rebuilt lazily, and only from the
@@ -36,7 +34,6 @@ _ZEROS = frozenset({"0", "0.", *("0." + "0" * i for i in range(1, 31)), _ZERO})
 _NO_KEY = 1 << 200  # every key lies strictly between -_NO_KEY and _NO_KEY
 _BUY = Side.BUY
 _PRICE_CACHE_MAX = 65536  # price texts remembered per side
-_WATCHED = 10  # reading up to this many levels makes changes among them parsed as they are applied
 #: exact: unit conversions never round, whatever the caller's decimal context
 _EXACT = Context(prec=MAX_PREC, Emax=MAX_EMAX, Emin=MIN_EMIN)
 _PLAIN = re.compile(r"([0-9]*)\.?([0-9]*)")
@@ -65,80 +62,66 @@ def decimal_units(value: Decimal, decimals: int) -> int:
     raise ValueError(f"{value} is not a whole number of {decimals}-decimal units")
 
 
-_INFINITY = Decimal("Infinity")
-
-
-class _Levels(dict[int, Level]):
-    """Key -> (price, quantity) of the levels read since they last changed; the others built on lookup."""
-
-    __slots__ = ("side",)
-
-    def __init__(self, side: _Side) -> None:
-        super().__init__()
-        self.side = side
-
-    def __missing__(self, key: int) -> Level:
-        side = self.side
-        value = side.levels[key]
-        if key < side.floor:
-            side.floor = key
-        try:
-            quantity = Decimal(value)
-            if _ZERO < quantity < _INFINITY:  # NaN: the comparison raises InvalidOperation
-                level = self[key] = (side.prices[key], quantity)
-                return level
-        except InvalidOperation:
-            pass
-        raise ValueError(f"malformed quantity {value!r}")
+def _quantity(value: str | Decimal) -> Decimal:
+    """A stored quantity to a positive Decimal, or a ValueError naming it."""
+    try:
+        quantity = Decimal(value)
+        if quantity > 0 and quantity.is_finite():  # NaN: the comparison raises InvalidOperation
+            return quantity
+    except InvalidOperation:
+        pass
+    raise ValueError(f"malformed quantity {value!r}")
 
 
 class _Side:
-    __slots__ = (
-        "cum", "cum_n", "dirty", "floor", "keys", "levels", "parsed", "pcache", "prices", "sign", "top_worst",
-        "tops", "watched",
-    )  # fmt: skip
+    __slots__ = ("cum", "cum_n", "dirty", "keys", "levels", "pcache", "prices", "sign", "top_worst", "tops")
 
     def __init__(self, sign: int) -> None:
         self.sign = sign  # key = sign * price units
         self.pcache: dict[str | Decimal, int] = {}  # price as received -> key
         self.prices: dict[int, Decimal] = {}  # key -> price, for every key in `pcache` and the book
         self.keys: list[int] = []  # sorted ascending: the best level is last
-        self.levels: dict[int, str | Decimal] = {}  # key -> the quantity as received
-        self.parsed = _Levels(self)
+        # key -> the quantity as received, replaced by the level when first read
+        self.levels: dict[int, str | Decimal | Level] = {}
         self.cum: list[Decimal] = []  # cum[i]: total quantity of the best i + 1 levels, valid for i < cum_n
         self.cum_n = 0
         self.dirty = -_NO_KEY  # the best key changed since the prefix sums were brought up to date
         self.tops: dict[int, tuple[Level, ...]] = {}  # n -> depth(n), while valid
         self.top_worst = _NO_KEY  # a change at a key >= this invalidates `tops`
-        self.watched = _NO_KEY  # a change at a key >= this is parsed as it is applied
-        self.floor = _NO_KEY  # no key in `parsed` is lower (so a change below it has no pair to drop)
 
     def clear(self) -> None:
         self.keys = []
         self.levels.clear()
-        self.parsed.clear()
         self.cum.clear()
         self.cum_n = 0
         self.dirty = -_NO_KEY
         self.tops.clear()
         self.top_worst = _NO_KEY
-        self.watched = _NO_KEY
-        self.floor = _NO_KEY
+
+    def level(self, key: int) -> Level:
+        """The level at `key` (in the book), parsing its quantity on first read."""
+        level = self.levels[key]
+        if not isinstance(level, tuple):
+            level = self.levels[key] = (self.prices[key], _quantity(level))
+        return level
 
     def top(self, n: int) -> tuple[Level, ...]:
         """The best `n` levels, remembered in `tops` until a level among them changes."""
         if n <= 0:
             return ()
+        levels, prices = self.levels, self.prices
         chosen = self.keys[: -n - 1 : -1]
-        top = self.tops[n] = tuple(map(self.parsed.__getitem__, chosen))
+        best_first = []
+        for key in chosen:
+            level = levels[key]
+            if not isinstance(level, tuple):
+                level = levels[key] = (prices[key], _quantity(level))
+            best_first.append(level)
+        top = self.tops[n] = tuple(best_first)
         # fewer than n levels is the whole side, which any change alters
         worst = chosen[-1] if len(chosen) == n else -_NO_KEY
         if worst < self.top_worst:
             self.top_worst = worst
-        if n <= _WATCHED:
-            self.watched = worst
-            if worst < self.floor:
-                self.floor = worst
         return top
 
     def cumulative(self, count: int) -> Decimal:
@@ -156,9 +139,8 @@ class _Side:
             del cum[n:]
             total = cum[n - 1] if n else _ZERO
             end = len(keys)
-            parsed = self.parsed
             for key in keys[end - count : end - n][::-1]:
-                total += parsed[key][1]
+                total += self.level(key)[1]
                 cum.append(total)
             self.cum_n = count
         return cum[count - 1]
@@ -217,12 +199,10 @@ class OrderBook:
                 raise BookGap(seq + 1, first)
         self.version += 1
         # the hot path: one loop for both sides, no calls but on a new price text
-        zeros, find, add, zero, infinity = _ZEROS, bisect_left, insort, _ZERO, _INFINITY
         for levels, side in ((bids, self._bids), (asks, self._asks)):
             if not levels:
                 continue
-            pcache, keys, book, parsed, prices = side.pcache, side.keys, side.levels, side.parsed, side.prices
-            drop, watched, floor = parsed.pop, side.watched, side.floor
+            pcache, keys, book = side.pcache, side.keys, side.levels
             best = -_NO_KEY  # the best key changed
             try:
                 for price, qty in levels:
@@ -230,27 +210,15 @@ class OrderBook:
                         key = pcache[price]
                     except KeyError:
                         key = self._parse_price(price, side)
-                    if qty in zeros:
-                        if book.pop(key, None) is None:
+                    if qty in _ZEROS:
+                        if key not in book:
                             continue
-                        del keys[find(keys, key)]
-                        if key >= floor:
-                            drop(key, None)
+                        del book[key]
+                        del keys[bisect_left(keys, key)]
                     else:
                         if key not in book:
-                            add(keys, key)
+                            insort(keys, key)
                         book[key] = qty
-                        if key >= watched:
-                            try:
-                                quantity = Decimal(qty)
-                                if zero < quantity < infinity:
-                                    parsed[key] = (prices[key], quantity)
-                                else:
-                                    drop(key, None)  # malformed: raises when read
-                            except InvalidOperation:
-                                drop(key, None)
-                        elif key >= floor:
-                            drop(key, None)
                     if key > best:
                         best = key
             finally:
@@ -353,7 +321,7 @@ class OrderBook:
     def levels(self, side: Side) -> Iterator[Level]:
         """Every level of one side, best first (lazy; do not change the book while iterating)."""
         book_side = self._bids if side is _BUY else self._asks
-        return map(book_side.parsed.__getitem__, reversed(book_side.keys))
+        return map(book_side.level, reversed(book_side.keys))
 
     def quantity_at(self, side: Side, price: Decimal) -> Decimal:
         """The quantity of the level at exactly `price` (0 if there is none)."""
@@ -363,7 +331,7 @@ class OrderBook:
         key = units * book_side.sign
         if units != scaled or key not in book_side.levels:
             return _ZERO
-        return book_side.parsed[key][1]
+        return book_side.level(key)[1]
 
     def quantity_up_to(self, side: Side, price: Decimal) -> Decimal:
         """Total quantity on `side` at `price` or better (what a taker of the other side could fill)."""

@@ -242,17 +242,6 @@ def test_malformed_quantity_raises_a_value_error_naming_it_on_read(quantity: str
     assert book.bids == ((D(100), D(2)), (D(99), D(1)))
 
 
-@pytest.mark.parametrize("quantity", ["abc", "-1", "NaN", "Infinity", D("-2"), D("NaN")])
-def test_malformed_quantity_in_the_watched_top_raises_on_read(book: OrderBook, quantity: str | D) -> None:
-    assert book.bids[0] == (D(100), D(1))  # read: changes in the top are now parsed as they are applied
-    book.apply_update([(D("99.50") if isinstance(quantity, Decimal) else "99.50", quantity)], [])
-    assert book.best_bid == D(100)
-    with pytest.raises(ValueError, match=re.escape(f"malformed quantity {quantity!r}")):
-        book.depth(BUY, 2)
-    book.apply_update([("99.5", "7")], [])
-    assert book.bids[:2] == ((D(100), D(1)), (D("99.5"), D(7)))
-
-
 def test_malformed_decimal_quantity_in_an_update_raises_on_read(book: OrderBook) -> None:
     book.apply_update([(D("100"), D("-2"))], [])
     with pytest.raises(ValueError, match="malformed quantity Decimal"):
