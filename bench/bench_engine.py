@@ -186,10 +186,10 @@ def main() -> None:
     }
     print(
         f"tick-to-order latency over {len(lat)} events: p50 {p50:.1f} us, p99 {p99:.1f} us "
-        f"(targets 50 / 200 us)"
+        f"(target p99 <= 50 us)"
     )
     print(
-        f"resident memory of examples/paper.yml after {args.memory_seconds:.0f} s: {rss:.1f} MiB (target 40)"
+        f"resident memory of examples/paper.yml after {args.memory_seconds:.0f} s: {rss:.1f} MiB (target 36)"
     )
     if args.json:
         Path(args.json).write_text(json.dumps(results, indent=2))
