@@ -28,6 +28,7 @@ Level = tuple[Decimal, Decimal]
 WireLevels = Sequence[Sequence[str]] | Sequence[Sequence[Decimal]]
 
 _ZERO = Decimal(0)
+_INFINITY = Decimal("Infinity")
 #: a quantity is zero exactly when it equals one of these: the texts every exchange sends, or a Decimal
 #: zero (any exponent: Decimal("0E-8") == 0 and hashes alike)
 _ZEROS = frozenset({"0", "0.", *("0." + "0" * i for i in range(1, 31)), _ZERO})
@@ -66,7 +67,7 @@ def _quantity(value: str | Decimal) -> Decimal:
     """A stored quantity to a positive Decimal, or a ValueError naming it."""
     try:
         quantity = Decimal(value)
-        if quantity > 0 and quantity.is_finite():  # NaN: the comparison raises InvalidOperation
+        if _ZERO < quantity < _INFINITY:  # NaN: the comparison raises InvalidOperation
             return quantity
     except InvalidOperation:
         pass
@@ -112,11 +113,17 @@ class _Side:
         levels, prices = self.levels, self.prices
         chosen = self.keys[: -n - 1 : -1]
         best_first = []
-        for key in chosen:
-            level = levels[key]
-            if not isinstance(level, tuple):
-                level = levels[key] = (prices[key], _quantity(level))
-            best_first.append(level)
+        try:  # _quantity inlined: this loop runs after nearly every change at the top
+            for key in chosen:
+                level = levels[key]
+                if not isinstance(level, tuple):
+                    quantity = Decimal(level)
+                    if not _ZERO < quantity < _INFINITY:
+                        raise InvalidOperation
+                    level = levels[key] = (prices[key], quantity)
+                best_first.append(level)
+        except InvalidOperation:
+            raise ValueError(f"malformed quantity {level!r}") from None
         top = self.tops[n] = tuple(best_first)
         # fewer than n levels is the whole side, which any change alters
         worst = chosen[-1] if len(chosen) == n else -_NO_KEY
