@@ -1,6 +1,6 @@
 """The `moonship` command: `run`, `init`, `config check`, `plugins list`, `orders`, `fills`, `halt`,
-`reduce`, `resume`, `status`, `strategy start|stop`, `new-algo`, `hash-password`, and the original's bare
-flags."""
+`reduce`, `resume`, `status`, `strategy start|stop`, `new-algo`, `hash-password`, `record`, `backtest`,
+and the original's bare flags."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from .tables import aligned
 PROG = "moonship"
 COMMANDS = (
     "run", "init", "config", "plugins", "orders", "fills", "halt", "reduce", "resume", "status", "strategy",
-    "new-algo", "hash-password",
+    "new-algo", "hash-password", "record", "backtest",
 )
 #: the trading state each trading-state command puts an engine or a strategy in
 TRADING_STATES = {"halt": "HALTED", "reduce": "REDUCING", "resume": "ACTIVE"}
@@ -68,6 +68,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_status(_load(options.config), options))
         if options.command == "strategy":
             return asyncio.run(_strategy(_load(options.config), options))
+        if options.command in ("record", "backtest"):
+            return _record_or_backtest(options)
         config, problems = _load_checked(options.config)
         if options.command == "config":
             return _config_check(config, problems, options)
@@ -203,7 +205,54 @@ def _parser() -> argparse.ArgumentParser:
     strategy.add_argument("action", choices=("start", "stop"))
     strategy.add_argument("engine", metavar="ENGINE")
     strategy.add_argument("strategy", metavar="STRATEGY")
+    record = commands.add_parser(
+        "record",
+        parents=[verbosity, config_file],
+        help="record every configured market's raw input for backtests",
+        description="Record every market of the config (REST snapshots and every websocket frame, as "
+        "received) into DIR until the duration ends or Ctrl-C; no strategy runs.",
+    )
+    record.add_argument("--out", metavar="DIR", required=True, help="the recording directory")
+    record.add_argument("--duration", metavar="SECONDS", type=float, help="stop after this many seconds")
+    backtest = commands.add_parser(
+        "backtest",
+        parents=[verbosity, config_file],
+        help="run the config's strategies over a recording",
+        description="Run the config's auto-start strategies over a recording (moonship record) on the paper "
+        "fill model, under simulated time; write report.json, trades.csv, equity.csv, report.html and "
+        "run.json into OUTDIR.",
+    )
+    backtest.add_argument("--data", metavar="DIR", required=True, help="the recording directory")
+    backtest.add_argument("--out", metavar="OUTDIR", required=True, help="where the report goes")
+    backtest.add_argument("--from", dest="start", metavar="ISO", type=_iso_time, help="replay from this time")
+    backtest.add_argument("--to", dest="end", metavar="ISO", type=_iso_time, help="replay up to this time")
+    backtest.add_argument(
+        "--latency", metavar="MS", type=Decimal, default=Decimal(0),
+        help="milliseconds before an order or a cancel reaches the simulated book (0)",
+    )
     return parser
+
+
+def _record_or_backtest(options: argparse.Namespace) -> int:
+    config = _load(options.config)
+    configure_logging(config)
+    level = logging.DEBUG if options.verbose else logging.WARNING if options.quiet else None
+    if options.command == "backtest":
+        level = level or logging.WARNING  # the progress bar and the summary tell the story
+        from .backtest.command import backtest
+
+        if options.latency < 0:
+            raise ConfigError("--latency: must be 0 or more milliseconds")
+        logging.getLogger("moonship").setLevel(level)
+        return asyncio.run(backtest(
+            config, Path(options.data), Path(options.out), start=options.start, end=options.end,
+            latency_ms=options.latency, plugins=Plugins.load(),
+        ))
+    from .record.command import record
+
+    if level is not None:
+        logging.getLogger("moonship").setLevel(level)
+    return asyncio.run(record(config, Path(options.out), options.duration, Plugins.load()))
 
 
 def _init(options: argparse.Namespace) -> int:

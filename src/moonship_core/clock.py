@@ -31,6 +31,10 @@ class Clock(ABC):
     async def sleep(self, seconds: float) -> None:
         """Wait `seconds` of this clock's time."""
 
+    def epoch_ns(self) -> int:
+        """`now()` as integer nanoseconds since the Unix epoch (the receive time of a recorded frame)."""
+        return epoch_ns(self.now())
+
     async def wait_for(self, awaitable: Awaitable[T], timeout: float) -> T:
         """The result of `awaitable`, or TimeoutError (and `awaitable` cancelled) once `timeout` seconds of
         this clock's time have passed."""
@@ -56,6 +60,9 @@ class LiveClock(Clock):
 
     def monotonic(self) -> float:
         return time.monotonic()
+
+    def epoch_ns(self) -> int:
+        return time.time_ns()
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(max(seconds, 0.0))
@@ -117,3 +124,14 @@ class SimClock(Clock):
 
 
 _MICROSECOND = timedelta(microseconds=1)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def epoch_ns(when: datetime) -> int:
+    """An aware datetime as integer nanoseconds since the Unix epoch (exact)."""
+    return (when - _EPOCH) // _MICROSECOND * 1000
+
+
+def from_epoch_ns(ns: int) -> datetime:
+    """Integer nanoseconds since the Unix epoch as an aware UTC datetime (microseconds, rounded down)."""
+    return _EPOCH + timedelta(microseconds=ns // 1000)

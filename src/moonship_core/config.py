@@ -229,6 +229,14 @@ class MetricsConfig(_Model):
     host: str = "127.0.0.1"
 
 
+class RecordConfig(_Model):
+    """`moonship.record`: recording every market's raw input while the engine trades (see `moonship
+    record`)."""
+
+    #: the recording directory (added to if it holds a recording of the same markets); unset: no recording
+    dir: str | None = None
+
+
 class MoonshipConfig(BaseModel):
     """The `moonship` root. Any other root key is a plugin section (a raw mapping, see `sections`)."""
 
@@ -242,6 +250,7 @@ class MoonshipConfig(BaseModel):
     journal: JournalConfig = Field(default_factory=JournalConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    record: RecordConfig = Field(default_factory=RecordConfig)
     #: `logging.config.dictConfig` entries merged over the defaults (INFO to stderr): formatters, filters,
     #: handlers and loggers merge per name, `root` key by key
     logging: dict[str, Any] = Field(default_factory=dict)

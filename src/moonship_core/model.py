@@ -7,7 +7,11 @@ simulated times."""
 from __future__ import annotations
 
 import enum
+import itertools
 import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import ROUND_CEILING, ROUND_DOWN, ROUND_FLOOR, Decimal
@@ -30,9 +34,27 @@ def from_ms(ms: int | float | str) -> datetime:
 CLIENT_ORDER_ID_PREFIX = "ms"
 
 
+_ID_COUNTER: ContextVar[Iterator[int] | None] = ContextVar("moonship_client_order_ids", default=None)
+
+
 def new_client_order_id() -> str:
-    """A unique client order id (alphanumeric, 26 chars: fits every exchange's limit)."""
+    """A unique client order id (alphanumeric, 26 chars: fits every exchange's limit); counted up from 1
+    inside `sequential_client_order_ids`."""
+    counter = _ID_COUNTER.get()
+    if counter is not None:
+        return f"{CLIENT_ORDER_ID_PREFIX}{next(counter):024x}"
     return CLIENT_ORDER_ID_PREFIX + secrets.token_hex(12)
+
+
+@contextmanager
+def sequential_client_order_ids() -> Iterator[None]:
+    """Within (and in the tasks started within), client order ids count up: a backtest's are the same on
+    every run."""
+    token = _ID_COUNTER.set(itertools.count(1))
+    try:
+        yield
+    finally:
+        _ID_COUNTER.reset(token)
 
 
 def round_to_step(value: Decimal, step: Decimal, *, up: bool = False) -> Decimal:

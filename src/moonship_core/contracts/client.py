@@ -13,7 +13,7 @@ from pydantic import BaseModel
 from ..book import OrderBook
 from ..clock import Clock, LiveClock
 from ..config import MarketConfig
-from ..errors import NotSupported
+from ..errors import ConfigError, NotSupported
 from ..model import (
     Balance,
     Candle,
@@ -27,6 +27,7 @@ from ..model import (
     Trade,
 )
 from ..orderlevel import OrderLevelBook
+from .recording import FrameParser, Recorder
 from .stores import Journal
 
 
@@ -156,6 +157,8 @@ class ClientContext:
     sessions: Sessions = field(default_factory=Sessions)
     #: the engine's per-venue counters (its metrics): call `reconnected` and `rate_limit_waited`
     counters: VenueCounters = field(default_factory=VenueCounters)
+    #: where the client records its raw market input (`moonship record`, `moonship.record.dir`), or None
+    recorder: Recorder | None = None
 
     @property
     def symbol(self) -> str:
@@ -194,6 +197,12 @@ class MarketClient(ABC):
     def order_level_book(self) -> OrderLevelBook | None:
         """The individual orders behind the book, for venues that publish them (None elsewhere)."""
         return None
+
+    @classmethod
+    def replay_parser(cls, context: ClientContext, events: MarketEvents) -> FrameParser:
+        """A parser of what this venue's client recorded, feeding `events` through the client's own parsing
+        and book code (for replay and backtests). ConfigError for a venue that does not record."""
+        raise ConfigError(f"{cls.name or cls.__name__} does not replay recordings")
 
     @abstractmethod
     async def connect(self) -> None:

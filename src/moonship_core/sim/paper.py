@@ -80,6 +80,8 @@ class PaperSettings(BaseModel):
     fee_rate: Decimal = Field(Decimal("0.001"), ge=0, lt=1)
     #: maker fee rate (default: fee_rate)
     maker_fee_rate: Decimal | None = Field(None, ge=0, lt=1)
+    #: milliseconds (of the engine's clock) before an order or a cancel reaches the simulated book
+    latency_ms: Decimal = Field(Decimal(0), ge=0, le=60_000)
 
 
 @dataclass(slots=True)
@@ -369,6 +371,7 @@ class PaperClient(MarketClient):
         maker = settings.maker_fee_rate
         self.maker_fee_rate = settings.fee_rate if maker is None else maker
         self._reserve_rate = max(self.taker_fee_rate, self.maker_fee_rate)
+        self.latency = float(settings.latency_ms) / 1000
         #: the funds, shared with every paper market on the same real client and account
         self.account = PaperAccount.of(context, real_name)
         self.account.join(self, settings.balances, path)
@@ -468,6 +471,8 @@ class PaperClient(MarketClient):
 
     # ------------------------------------------------------------------ orders
     async def place_order(self, request: OrderRequest) -> Order:
+        if self.latency:
+            await self.context.clock.sleep(self.latency)
         info = self._info or await self.get_market_info()
         # from here on nothing awaits: the book cannot move under the order; the id is taken if it is recorded
         known = self._ids.get(request.client_order_id)
@@ -529,6 +534,8 @@ class PaperClient(MarketClient):
             self._finish(live, live.order.closed(OrderStatus.CANCELLED, "not enough liquidity", at=now))
 
     async def cancel_order(self, order: Order) -> Order:
+        if self.latency:
+            await self.context.clock.sleep(self.latency)
         live = self._open.get(order.id) or self._open.get(self._ids.get(order.client_order_id, ""))
         if live is None:
             raise OrderNotFound(f"paper order {order.id or order.client_order_id} is not open")

@@ -13,12 +13,15 @@ import random
 import zlib
 from bisect import insort
 from collections import deque
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..config import ROOT, format_errors
 from ..contracts.client import ClientContext, MarketClient, MarketEvents
+from ..contracts.recording import FRAME, FrameParser
 from ..errors import ConfigError, ExchangeError
 from ..model import Balance, MarketInfo, MarketStatus, Order, OrderRequest, Side, Ticker, Trade
 
@@ -28,6 +31,7 @@ _GAPS = (1, 1, 1, 2, 3)  # ticks between neighbouring levels
 _TRADE_CHANCE = 0.5  # per event
 _SWEEP_CHANCE = 0.25  # a trade takes the whole touch level
 _LEVEL_NOTIONAL_MINIMUMS = 100  # a typical level is worth this many min_notionals
+_PRICE_TEXTS_MAX = 100_000
 _NO_ORDERS = "the sim client supplies market data only; trade on it with client: paper and real_client: sim"
 
 
@@ -45,7 +49,7 @@ def split_symbol(symbol: str) -> tuple[str, str]:
 
 #: the keys a sim market's section may hold beside the sim's own: the market's and the paper client's
 MARKET_KEYS = ("client", "symbol", "account", "enable_margin", "max_recent_trade_list_size", "candle_period",
-               "real_client", "balances", "fee_rate", "maker_fee_rate")
+               "real_client", "balances", "fee_rate", "maker_fee_rate", "latency_ms")
 
 
 class SimSettings(BaseModel):
@@ -122,11 +126,17 @@ class SimClient(MarketClient):
         self._asks = _Ladder()  # ticks > fair
         self._sequence = 0
         self._trade_id = 0
-        self._last_price: Decimal | None = None
+        self._last_price: str | None = None
         self._trades: deque[Trade] = deque(maxlen=context.config.max_recent_trade_list_size)
+        self._price_texts: dict[int, str] = {}
+        self._parser = SimParser(events, symbol, self._trades)
         self._published = False
         self._task: asyncio.Task[None] | None = None
         self._recentre({}, {})
+
+    @classmethod
+    def replay_parser(cls, context: ClientContext, events: MarketEvents) -> FrameParser:
+        return SimParser(events, context.symbol)
 
     # ------------------------------------------------------------------ lifecycle
     async def connect(self) -> None:
@@ -228,54 +238,68 @@ class SimClient(MarketClient):
         lots = level if rng.random() < _SWEEP_CHANCE else rng.randint(1, level)
         self._trade_id += 1
         price = self._price(tick)
-        now = self.context.clock.now()
-        trade = Trade(str(self._trade_id), self.symbol, price, self._qty(lots), taker, now)
-        self._trades.append(trade)
         self._last_price = price
-        self.events.trade(trade)
+        self._emit(orjson.dumps({
+            "e": "trade", "i": str(self._trade_id), "p": price, "q": self._qty(lots), "s": taker.value,
+            "T": self.context.clock.epoch_ns() // 1000,
+        }))
         changes: dict[int, int] = {}
         ladder.set(tick, level - lots, changes)
         if taker is Side.BUY:
             self._publish({}, changes)
         else:
             self._publish(changes, {})
-        self.events.ticker(self._ticker())
+        ticker = self._ticker()
+        self._emit(orjson.dumps({
+            "e": "ticker", "b": _text(ticker.bid), "a": _text(ticker.ask), "l": _text(ticker.last),
+            "T": self.context.clock.epoch_ns() // 1000,
+        }))
 
-    # ------------------------------------------------------------------ publishing
-    def _price(self, tick: int) -> Decimal:
-        return self.settings.tick_size * tick
+    # ------------------------------------------------------------------ publishing: wire frames
+    def _price(self, tick: int) -> str:
+        text = self._price_texts.get(tick)
+        if text is None:
+            if len(self._price_texts) > _PRICE_TEXTS_MAX:
+                self._price_texts.clear()
+            text = self._price_texts[tick] = format(self.settings.tick_size * tick, "f")
+        return text
 
-    def _qty(self, lots: int) -> Decimal:
-        return self.settings.lot_size * lots
+    def _qty(self, lots: int) -> str:
+        return format(self.settings.lot_size * lots, "f") if lots else "0"
+
+    def _emit(self, frame: bytes) -> None:
+        """Record a frame as sent and apply it through the sim's own parser, as a replay does."""
+        text = frame.decode()
+        recorder = self.context.recorder
+        if recorder is not None:
+            recorder.record(FRAME, text, self.context.clock.epoch_ns())
+        self._parser.feed(FRAME, text)
 
     def _publish_snapshot(self) -> None:
         self._sequence += 1
         bids = [(self._price(t), self._qty(self._bids.lots[t])) for t in reversed(self._bids.ticks)]
         asks = [(self._price(t), self._qty(self._asks.lots[t])) for t in self._asks.ticks]
-        self.events.book.load_snapshot(bids, asks, self._sequence)
         self._published = True
-        self.events.book_changed()
-        self.events.status(MarketStatus.OPEN)
+        self._emit(orjson.dumps({"e": "snapshot", "u": self._sequence, "b": bids, "a": asks}))
 
     def _publish(self, bid_changes: dict[int, int], ask_changes: dict[int, int]) -> None:
         if not (bid_changes or ask_changes):
             return
         self._sequence += 1
-        self.events.book.apply_update(
-            [(self._price(t), self._qty(q)) for t, q in bid_changes.items()],
-            [(self._price(t), self._qty(q)) for t, q in ask_changes.items()],
-            self._sequence,
-            self._sequence,
-        )
-        self.events.book_changed()
+        self._emit(orjson.dumps({
+            "e": "depth", "u": self._sequence,
+            "b": [(self._price(t), self._qty(q)) for t, q in bid_changes.items()],
+            "a": [(self._price(t), self._qty(q)) for t, q in ask_changes.items()],
+        }))
 
     def _ticker(self) -> Ticker:
         bids, asks = self._bids.ticks, self._asks.ticks
+        last = self._last_price
         return Ticker(
             self.symbol,
-            self._price(bids[-1]) if bids else None,
-            self._price(asks[0]) if asks else None,
-            self._last_price,
+            Decimal(self._price(bids[-1])) if bids else None,
+            Decimal(self._price(asks[0])) if asks else None,
+            None if last is None else Decimal(last),
             self.context.clock.now(),
         )
 
@@ -306,3 +330,49 @@ class SimClient(MarketClient):
     async def get_balances(self) -> dict[str, Balance]:
         return {}
 
+
+def _text(value: Decimal | None) -> str | None:
+    return None if value is None else format(value, "f")
+
+
+def _time(micros: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=micros)
+
+
+class SimParser(FrameParser):
+    """The sim's wire: JSON frames `snapshot` and `depth` (sequenced absolute levels), `trade` and `ticker`
+    (times in epoch microseconds). Live and in replay, every sim event goes through it."""
+
+    __slots__ = ("_events", "_symbol", "_trades")
+
+    def __init__(self, events: MarketEvents, symbol: str, trades: deque[Trade] | None = None) -> None:
+        self._events = events
+        self._symbol = symbol
+        self._trades = trades
+
+    def feed(self, kind: str, data: str) -> None:
+        msg = orjson.loads(data)
+        event, events = msg["e"], self._events
+        if event == "depth":
+            events.book.apply_update(msg["b"], msg["a"], msg["u"], msg["u"])
+            events.book_changed()
+        elif event == "trade":
+            trade = Trade(
+                msg["i"], self._symbol, Decimal(msg["p"]), Decimal(msg["q"]), Side(msg["s"]), _time(msg["T"])
+            )
+            if self._trades is not None:
+                self._trades.append(trade)
+            events.trade(trade)
+        elif event == "ticker":
+            bid, ask, last = msg["b"], msg["a"], msg["l"]
+            events.ticker(Ticker(
+                self._symbol, None if bid is None else Decimal(bid), None if ask is None else Decimal(ask),
+                None if last is None else Decimal(last), _time(msg["T"]),
+            ))
+        elif event == "snapshot":
+            events.book.load_snapshot(msg["b"], msg["a"], msg["u"])
+            events.book_changed()
+            events.status(MarketStatus.OPEN)
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 from typing import Any
 
 from ..clock import Clock, LiveClock
@@ -16,6 +17,7 @@ from ..control import ControlPlane
 from ..errors import ConfigError
 from ..metrics import EngineMetrics, MetricsServer, render
 from ..plugins import Plugins
+from ..record.writer import RecordWriter, recorded_client
 from ..stores.memory import MemoryBus, MemoryCache, MemoryJournal
 from .commands import Commands
 from .counters import EngineCounters
@@ -60,6 +62,7 @@ class TradingEngine(Service):
             self.publisher.engine_changed,
         )
         self.publisher.engine_info = self.risk.engine_info
+        self.recording = RecordWriter(Path(config.record.dir)) if config.record.dir else None
         self.markets = {name: self._build_market(name, mc) for name, mc in config.markets.items()}
         for name, strategy_config in config.strategies.items():
             self.strategies[name] = self._build_strategy(name, strategy_config)
@@ -122,6 +125,9 @@ class TradingEngine(Service):
             journal=self.journal,
             counters=self.counters.venues,
         )
+        if self.recording is not None:
+            recorded = recorded_client(config, client_class, self._client_class)
+            client_context.recorder = self.recording.market(name, config.symbol, recorded)
         return Market(name, config, client_class, client_context, self.orders, self.risk, self.counters)
 
     def _build_strategy(self, name: str, config: StrategyConfig, *, dotted: bool = True) -> Strategy:
@@ -173,6 +179,8 @@ class TradingEngine(Service):
         after kill -9 and a clean start are the same path)."""
         self._started = True
         await self.publisher.claim_name()
+        if self.recording is not None:
+            await self.recording.start(lambda: {name: m.info for name, m in self.markets.items()})
         await self.journal.open()
         await self.risk.restore()
         with self.risk.restoring():
@@ -236,6 +244,8 @@ class TradingEngine(Service):
             await self.sessions.aclose()
         except Exception as exc:
             self.logger.warning("closing the venue sessions failed: %s", exc)
+        if self.recording is not None:
+            await self.recording.close()
         await self.publisher.stop()
         try:
             await self.journal.close()

@@ -1,0 +1,281 @@
+"""Record, replay, backtest: a sim session recorded and replayed gives the book the live client held at every
+input; `moonship backtest` is deterministic, its files add up, --from/--to select the range, and a strategy's
+backtest fills are those of the live paper run on the same frames."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import gzip
+import json
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from moonship_core.cli import main
+from moonship_core.clock import SimClock, epoch_ns, from_epoch_ns
+from moonship_core.config import MarketConfig, MoonshipConfig
+from moonship_core.contracts.client import ClientContext
+from moonship_core.contracts.stores import FillRecord
+from moonship_core.model import Side, sequential_client_order_ids
+from moonship_core.plugins import Plugins
+from moonship_core.record.reader import Recording
+from moonship_core.record.writer import MarketRecorder, RecordWriter
+from moonship_core.sim.synthetic import SimClient
+from moonship_core.trading.engine import TradingEngine
+from moonship_core.trading.market import Market
+
+D = Decimal
+START = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+RESOLVE = Plugins().resolve
+
+
+def market_config(**extra: Any) -> dict[str, Any]:
+    return {
+        "client": "paper", "real_client": "sim", "symbol": "BTCUSDT", "balances": {"BTC": 1, "USDT": 100_000},
+        "fee_rate": "0.001", "maker_fee_rate": "0.0002", "events_per_second": 50, "volatility_bps": 1,
+        "seed": 5, "levels": 10, **extra,
+    }
+
+
+def config(record_dir: Path | None = None, **extra: Any) -> MoonshipConfig:
+    return MoonshipConfig.model_validate({
+        "engine": {"name": "bt", "summary_interval": 0},
+        "markets": {"btc": market_config(**extra)},
+        "strategies": {
+            "quoter": {
+                "algo": "spread_quoter", "auto_start": True, "markets": ["btc"], "trade_quantity": "0.01",
+                "spread_bps": 1, "max_position": "0.05", "max_drawdown": 1000,
+            },
+        },
+        "record": {"dir": str(record_dir) if record_dir else None},
+    })
+
+
+async def settle() -> None:
+    for _ in range(30):
+        await asyncio.sleep(0)
+
+
+async def drive(clock: SimClock, seconds: float) -> None:
+    """Jump from one sleeper's deadline to the next for `seconds` of simulated time."""
+    end = clock.now() + timedelta(seconds=seconds)
+    await settle()
+    while (due := clock.next_wakeup) is not None and due <= end:
+        clock.advance_to(due)
+        await settle()
+    clock.advance_to(end)
+    await settle()
+
+
+def live_session(directory: Path, seconds: float, **extra: Any) -> list[tuple[Any, ...]]:
+    """A live paper run over sim under a SimClock, recording into `directory`; the quoter's fills."""
+    fills: list[tuple[Any, ...]] = []
+
+    async def session() -> None:
+        clock = SimClock(START)
+        with sequential_client_order_ids():
+            engine = TradingEngine.embedded(config(directory, **extra), clock=clock)
+            engine.orders.portfolio.listeners.append(lambda r, p: fills.append(_fill(r, p, clock)))
+            await engine.start()
+            try:
+                await drive(clock, seconds)
+            finally:
+                await engine.stop()
+
+    asyncio.run(session())
+    return fills
+
+
+def _fill(record: FillRecord, profit: Decimal | None, clock: SimClock) -> tuple[Any, ...]:
+    f = record.fill
+    return (
+        clock.now(), record.strategy, record.client_order_id, record.side.value, f.price, f.quantity, f.fee,
+        profit or D(0),
+    )
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[tuple[Any, ...]]]:
+    directory = tmp_path_factory.mktemp("rec")
+    return directory, live_session(directory, 30)
+
+
+def test_a_recording_has_a_manifest_and_compressed_hourly_files(
+    recorded: tuple[Path, list[tuple[Any, ...]]],
+) -> None:
+    directory, _ = recorded
+    manifest = json.loads((directory / "manifest.json").read_text())
+    entry = manifest["markets"]["btc"]
+    assert entry["venue"] == "sim" and entry["symbol"] == "BTCUSDT"
+    assert entry["info"]["tick_size"] == "0.01" and entry["plugin"]["name"] == "moonship-core"
+    assert entry["files"] == ["btc/2024-05-01T12.jsonl.gz"]
+    assert manifest["start"] == START.isoformat()
+    assert manifest["moonship"]
+    with gzip.open(directory / entry["files"][0]) as file:
+        lines = file.read().splitlines()
+    assert len(lines) == entry["frames"] > 1500  # 50 events/s for 30 s, trades and tickers besides
+    ns, kind, data = json.loads(lines[0])
+    assert ns == epoch_ns(START) and kind == "ws" and json.loads(data)["e"] == "snapshot"
+
+
+def test_the_writer_rotates_hourly_and_adds_to_a_recording(tmp_path: Path) -> None:
+    async def session(start_ns: int, count: int) -> None:
+        writer = RecordWriter(tmp_path)
+        recorder = writer.market("m", "BTCUSDT", SimClient)
+        await writer.start(dict)
+        for i in range(count):
+            recorder.record("ws", f'{{"i":{i}}}', start_ns + i * 600_000_000_000)  # every 10 minutes
+        await writer.close()
+
+    base = epoch_ns(START)
+    asyncio.run(session(base, 9))
+    asyncio.run(session(base + 9 * 600_000_000_000, 3))
+    recording = Recording(tmp_path)
+    market = recording.markets["m"]
+    assert [p.name for p in market.files] == [f"2024-05-01T{h}.jsonl.gz" for h in (12, 13)]
+    assert market.frames == 12 and market.first_ns == base and market.last_ns == base + 11 * 600_000_000_000
+    inputs = list(market.inputs())
+    assert [json.loads(data)["i"] for _, _, data in inputs] == [*range(9), *range(3)]
+    assert [ns for ns, _, _ in inputs] == [base + i * 600_000_000_000 for i in range(12)]
+
+
+class _Tap:
+    """A recorder that remembers the live book before each input, then records it."""
+
+    def __init__(self, inner: MarketRecorder, market: Market) -> None:
+        self.inner = inner
+        self.market = market
+        self.books: list[Any] = []
+
+    def record(self, kind: str, data: str, receive_ns: int) -> None:
+        self.books.append(_book(self.market))
+        self.inner.record(kind, data, receive_ns)
+
+
+def _book(market: Market) -> tuple[Any, ...]:
+    book = market.book
+    return book.sequence, book.depth(Side.BUY, 1000), book.depth(Side.SELL, 1000)
+
+
+def _sim_market(name: str, clock: SimClock) -> Market:
+    cfg = MarketConfig.model_validate({"client": "sim", "symbol": "BTCUSDT", "seed": 3, "levels": 20})
+    context = ClientContext(name, cfg, {}, lambda n: RESOLVE("market_clients", n), clock=clock)
+    return Market(name, cfg, SimClient, context)
+
+
+def test_the_replayed_book_equals_the_live_book_at_every_input(tmp_path: Path) -> None:
+    clock = SimClock(START)
+    live = _sim_market("btc", clock)
+
+    async def record() -> _Tap:
+        writer = RecordWriter(tmp_path)
+        tap = _Tap(writer.market("btc", "BTCUSDT", SimClient), live)
+        live.client.context.recorder = tap
+        await writer.start(lambda: {"btc": live.info})
+        live.info = await live.client.get_market_info()
+        for _ in range(2000):
+            clock.advance(0.01)
+            live.client.step()  # type: ignore[attr-defined]
+        tap.books.append(_book(live))
+        await writer.close()
+        return tap
+
+    tap = asyncio.run(record())
+    replayed = _sim_market("btc", SimClock(START))
+    parser = SimClient.replay_parser(replayed.client.context, replayed.client.events)
+    inputs = list(Recording(tmp_path).markets["btc"].inputs())
+    assert len(inputs) == len(tap.books) - 1 > 4000
+    for i, (_, kind, data) in enumerate(inputs):
+        assert _book(replayed) == tap.books[i], f"before input {i}"
+        parser.feed(kind, data)
+    assert _book(replayed) == tap.books[-1]
+    assert len(replayed.trades) == len(live.trades) and replayed.trades[-1] == live.trades[-1]
+    assert replayed.ticker == live.ticker
+
+
+def backtest(data: Path, out: Path, *args: str, cfg: MoonshipConfig | None = None) -> None:
+    path = out.parent / f"{out.name}.yml"
+    path.write_text(json.dumps({"moonship": json.loads((cfg or config()).model_dump_json())}))
+    assert main(["backtest", "-c", str(path), "--data", str(data), "--out", str(out), "-q", *args]) == 0
+
+
+def test_a_backtest_gives_the_fills_of_the_live_paper_run(
+    recorded: tuple[Path, list[tuple[Any, ...]]], tmp_path: Path
+) -> None:
+    directory, live_fills = recorded
+    backtest(directory, tmp_path / "out")
+    rows = list(csv.DictReader((tmp_path / "out" / "trades.csv").open()))
+    assert len(live_fills) > 20
+    replayed = [
+        (datetime.fromisoformat(r["time"]), r["strategy"], r["client_order_id"], r["side"], D(r["price"]),
+         D(r["quantity"]), D(r["fee"]), D(r["realized_profit"]))
+        for r in rows
+    ]
+    assert replayed == live_fills
+
+
+def test_a_backtest_is_deterministic_and_its_files_add_up(
+    recorded: tuple[Path, list[tuple[Any, ...]]], tmp_path: Path
+) -> None:
+    directory, _ = recorded
+    backtest(directory, tmp_path / "a", "--latency", "25")
+    backtest(directory, tmp_path / "b", "--latency", "25")
+    first = (tmp_path / "a" / "report.json").read_bytes()
+    assert first == (tmp_path / "b" / "report.json").read_bytes()
+    report = json.loads(first)
+    figures = report["strategies"]["quoter"]
+    rows = list(csv.DictReader((tmp_path / "a" / "trades.csv").open()))
+    assert figures["trades"] == len(rows) > 10
+    assert D(figures["volume"]) == sum(D(r["price"]) * D(r["quantity"]) for r in rows)
+    assert D(figures["realized_profit"]) == sum(D(r["realized_profit"]) for r in rows)
+    assert figures["fees"] == {"USDT": str(sum(D(r["fee"]) for r in rows))}
+    position = sum(D(r["quantity"]) * (1 if r["side"] == "BUY" else -1) for r in rows)
+    assert D(figures["final_position"]["btc"]) == position
+    assert D(figures["total_profit"]) == D(figures["realized_profit"]) + D(figures["unrealized_profit"])
+    assert figures["sharpe"] is None  # under two days
+    assert D(figures["max_drawdown"]) >= 0
+    equity = list(csv.DictReader((tmp_path / "a" / "equity.csv").open()))
+    assert equity[-1]["strategy"] == "quoter" and D(equity[-1]["equity"]) == D(figures["total_profit"])
+    assert report["data"]["events"] == Recording(directory).markets["btc"].frames
+    run = json.loads((tmp_path / "a" / "run.json").read_text())
+    assert run["events"] == report["data"]["events"] and run["events_per_second"] > 0
+    page = (tmp_path / "a" / "report.html").read_text()
+    assert page.count("<svg") == 3 and "http" not in page.replace("http://www.w3.org/2000/svg", "")
+
+
+def test_latency_delays_each_order(recorded: tuple[Path, list[tuple[Any, ...]]], tmp_path: Path) -> None:
+    directory, live_fills = recorded
+    backtest(directory, tmp_path / "slow", "--latency", "500")
+    rows = list(csv.DictReader((tmp_path / "slow" / "trades.csv").open()))
+    assert rows and [r["time"] for r in rows] != [f[0].isoformat() for f in live_fills]
+
+
+def test_from_and_to_select_the_range(recorded: tuple[Path, list[tuple[Any, ...]]], tmp_path: Path) -> None:
+    directory, _ = recorded
+    start, end = START + timedelta(seconds=10), START + timedelta(seconds=20)
+    backtest(directory, tmp_path / "part", "--from", start.isoformat(), "--to", end.isoformat())
+    report = json.loads((tmp_path / "part" / "report.json").read_text())
+    inputs = list(Recording(directory).markets["btc"].inputs())
+    inside = [ns for ns, _, _ in inputs if epoch_ns(start) <= ns <= epoch_ns(end)]
+    assert report["data"]["events"] == len(inside) > 100
+    assert report["data"]["from"] == from_epoch_ns(inside[0]).isoformat()
+    assert report["data"]["to"] == from_epoch_ns(inside[-1]).isoformat()
+    rows = list(csv.DictReader((tmp_path / "part" / "trades.csv").open()))
+    assert rows and all(start <= datetime.fromisoformat(r["time"]) <= end for r in rows)
+
+
+def test_moonship_record_records_sim_until_the_duration_ends(tmp_path: Path) -> None:
+    path = tmp_path / "c.yml"
+    cfg = config(events_per_second=200)
+    path.write_text(json.dumps({"moonship": json.loads(cfg.model_dump_json())}))
+    assert main(["record", "-c", str(path), "--out", str(tmp_path / "rec"), "--duration", "1", "-q"]) == 0
+    market = Recording(tmp_path / "rec").markets["btc"]
+    inputs = list(market.inputs())
+    assert market.frames == len(inputs) > 50 and market.info is not None
+    assert market.last_ns is not None and market.first_ns is not None
+    assert 0.5e9 < market.last_ns - market.first_ns < 1.5e9
+
