@@ -13,6 +13,7 @@ from .codec import json_dumps, json_loads
 from .config import MarketConfig, MoonshipConfig, StrategyConfig, format_errors, validate_model
 from .contracts.algo import AlgoContext, NoSettings, PositionView, StrategyMarket, TradingAlgo
 from .contracts.client import ClientContext, Features, MarketClient, MarketEvents, Sessions, VenueCounters
+from .contracts.recording import FRAME, FrameParser, Recorder
 from .contracts.service import Registry, Service, ServiceContext
 from .contracts.stores import FIRED_ALERTS_KEY, MessageBus, SharedCache, Stores
 from .control import ControlPlane
@@ -115,6 +116,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree
 
 __all__ = [
     "FIRED_ALERTS_KEY",
+    "FRAME",
     "MAX_DEPTH",
     "METRICS_CONTENT_TYPE",
     "STRATEGY_NAME_PATTERN",
@@ -142,6 +144,7 @@ __all__ = [
     "ExchangeError",
     "Features",
     "Fill",
+    "FrameParser",
     "InsufficientFunds",
     "InvalidOrder",
     "LevelOrder",
@@ -177,6 +180,7 @@ __all__ = [
     "RateLimits",
     "RateTable",
     "ReconnectingWebSocket",
+    "Recorder",
     "Registry",
     "RequestTimeout",
     "RiskDenied",

@@ -26,6 +26,7 @@ from moonship_core import (
     DuplicateClientOrderId,
     Features,
     Fill,
+    FrameParser,
     InvalidOrder,
     MarketClient,
     MarketEvents,
@@ -52,7 +53,7 @@ from . import constants as c
 from .auth import Credentials
 from .parse import SymbolRules, order_from_report, parse_order, response_fills
 from .rest import BinanceRest
-from .stream import BookFeed, MarketStream
+from .stream import BookFeed, MarketStream, ReplayParser
 from .user_stream import UserStream
 
 _KEEP_FINAL = 1000  # finished orders remembered for late events and idempotent retries
@@ -207,11 +208,16 @@ class BinanceClient(MarketClient):
             synced_status=self._synced_status,
             logger=self.logger,
             clock=context.clock,
+            recorder=context.recorder,
         )
         self._rules: SymbolRules | None = None
         self._orders: OrderedDict[str, Order] = OrderedDict()  # client order id -> latest merged state
         self._connected = False
         self._tasks: set[asyncio.Task[Any]] = set()
+
+    @classmethod
+    def replay_parser(cls, context: ClientContext, events: MarketEvents) -> FrameParser:
+        return ReplayParser(context.symbol, events, context.logger.getChild("replay"), context.clock)
 
     # ------------------------------------------------------------------ lifecycle
     async def connect(self) -> None:

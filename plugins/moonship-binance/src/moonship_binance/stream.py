@@ -19,14 +19,17 @@ from typing import Any
 import orjson
 
 from moonship_core import (
+    FRAME,
     Backoff,
     BookGap,
     Clock,
+    FrameParser,
     MarketEvents,
     MarketStatus,
     MoonshipError,
     RateLimited,
     ReconnectingWebSocket,
+    Recorder,
     SilenceWatch,
 )
 
@@ -38,6 +41,10 @@ _MAX_BUFFER = 10_000  # diffs buffered while a snapshot loads; more means the sn
 _CONTROL_SPACING = 0.25  # seconds between control messages (Binance allows 5 incoming per second)
 _PROBE_LEVELS = 5  # the probe only needs lastUpdateId: the cheapest depth snapshot
 _MAX_PROBE_FACTOR = 16  # a quiet market is probed at most every 16 silence timeouts
+#: the kind of a recorded depth snapshot (the REST body as parsed)
+SNAPSHOT = "rest:depth"
+#: a replayed feed's silence timeout: a recording's quiet spells never trigger the live probe
+_REPLAY_SILENCE = 1e9
 
 
 class BookFeed:
@@ -55,9 +62,12 @@ class BookFeed:
         synced_status: Callable[[], MarketStatus],
         logger: logging.Logger,
         clock: Clock,
+        recorder: Recorder | None = None,
     ) -> None:
         self.symbol = symbol
         self.clock = clock
+        #: where this market's raw input is recorded (its stream frames and depth snapshots), or None
+        self.recorder = recorder
         self.events = events
         self._snapshot = snapshot
         self._depth_limit = depth_limit
@@ -159,6 +169,8 @@ class BookFeed:
                 self.logger.warning("%s depth snapshot failed: %s", self.symbol, exc)
                 await backoff.wait()
                 continue
+            if self.recorder is not None:
+                self.recorder.record(SNAPSHOT, orjson.dumps(snap).decode(), self.clock.epoch_ns())
             last = int(snap["lastUpdateId"])
             buffer = self._buffer
             if buffer and last + 1 < int(buffer[0]["U"]):  # snapshot older than the stream: fetch again
@@ -278,6 +290,7 @@ class MarketStream:
         self.feeds: list[BookFeed] = []
         self.malformed = 0
         self._routes: dict[str, tuple[Handler, ...]] = {}
+        self._recorders: dict[str, tuple[Recorder, ...]] = {}
         self._subscribed: set[str] = set()
         self._url_streams: set[str] = set()
         self._control_ids = 0
@@ -329,6 +342,12 @@ class MarketStream:
             for stream, handler in feed.routes().items():
                 routes.setdefault(stream, []).append(handler)
         self._routes = {stream: tuple(handlers) for stream, handlers in routes.items()}
+        recorders: dict[str, list[Recorder]] = {}
+        for feed in self.feeds:
+            if feed.recorder is not None:
+                for stream in feed.routes():
+                    recorders.setdefault(stream, []).append(feed.recorder)
+        self._recorders = {stream: tuple(r) for stream, r in recorders.items()}
 
     async def stop(self) -> None:
         await self.ws.stop()
@@ -384,6 +403,11 @@ class MarketStream:
             self.logger.warning("Binance market stream: malformed frame ignored (%d so far)", self.malformed)
             return
         if stream is not None:
+            recorders = self._recorders.get(stream)
+            if recorders:
+                text, now = raw if isinstance(raw, str) else raw.decode(), self.clock.epoch_ns()
+                for recorder in recorders:
+                    recorder.record(FRAME, text, now)
             data = msg.get("data")
             if type(data) is dict:
                 for handler in self._routes.get(stream, ()):
@@ -394,3 +418,42 @@ class MarketStream:
             self.ws.reconnect("serverShutdown")
         elif "code" in msg:
             self.logger.warning("Binance market stream error: %s", msg)
+
+
+class ReplayParser(FrameParser):
+    """A recorded Binance market fed through its own BookFeed: stream frames to its handlers, each recorded
+    depth snapshot to the book sync waiting for it (as the REST answer came live)."""
+
+    def __init__(self, symbol: str, events: MarketEvents, logger: logging.Logger, clock: Clock) -> None:
+        self._snapshots: list[dict[str, Any]] = []
+        self._waiting: asyncio.Future[dict[str, Any]] | None = None
+        self.book_feed = BookFeed(
+            symbol, events, self._snapshot, depth_limit=1000, speed="100ms", silence_timeout=_REPLAY_SILENCE,
+            synced_status=lambda: MarketStatus.OPEN, logger=logger, clock=clock,
+        )
+        low = symbol.lower()
+        self._depth, self._trade = f"{low}@depth", f"{low}@trade"
+        self.book_feed.start()  # the live feed starts its sync when the stream opens
+
+    async def _snapshot(self, symbol: str, limit: int) -> dict[str, Any]:
+        if self._snapshots:
+            return self._snapshots.pop(0)
+        waiting: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._waiting = waiting
+        return await waiting
+
+    def feed(self, kind: str, data: str) -> None:
+        if kind == FRAME:
+            msg = orjson.loads(data)
+            stream: str = msg.get("stream", "")
+            if stream.startswith(self._depth):
+                self.book_feed.on_depth(msg["data"])
+            elif stream == self._trade:
+                self.book_feed.on_trade(msg["data"])
+        elif kind == SNAPSHOT:
+            snapshot = orjson.loads(data)
+            waiting, self._waiting = self._waiting, None
+            if waiting is not None and not waiting.done():
+                waiting.set_result(snapshot)
+            else:
+                self._snapshots.append(snapshot)
