@@ -41,7 +41,7 @@ async def test_the_replayed_book_equals_the_live_book_at_every_input(sim: Binanc
     client, events = make_client(fast(sim))
     tap = Tap(events)
     client.feed.recorder = tap
-    await client.get_market_info()
+    info = await client.get_market_info()
     await client.connect()
     sim.exchange.set_level("BTCUSDT", "a", "30000.50", "2")
     await until(lambda: events.status_now is MarketStatus.OPEN, what="book synced")
@@ -59,7 +59,7 @@ async def test_the_replayed_book_equals_the_live_book_at_every_input(sim: Binanc
     assert all(a[2] <= b[2] for a, b in zip(tap.inputs, tap.inputs[1:], strict=False))
 
     replayed = RecordingEvents("BTCUSDT")
-    parser = BinanceClient.replay_parser(client.context, replayed)
+    parser = BinanceClient.replay_parser(client.context, replayed, info)
     for i, (kind, data, _) in enumerate(tap.inputs):
         assert state(replayed.book) == tap.books[i], f"before input {i} ({kind})"
         parser.feed(kind, data)

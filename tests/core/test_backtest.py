@@ -186,7 +186,9 @@ def test_the_replayed_book_equals_the_live_book_at_every_input(tmp_path: Path) -
 
     tap = asyncio.run(record())
     replayed = _sim_market("btc", SimClock(START))
-    parser = SimClient.replay_parser(replayed.client.context, replayed.client.events)
+    info = Recording(tmp_path).markets["btc"].info
+    assert info is not None
+    parser = SimClient.replay_parser(replayed.client.context, replayed.client.events, info)
     inputs = list(Recording(tmp_path).markets["btc"].inputs())
     assert len(inputs) == len(tap.books) - 1 > 4000
     for i, (_, kind, data) in enumerate(inputs):

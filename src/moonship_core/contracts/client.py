@@ -199,9 +199,10 @@ class MarketClient(ABC):
         return None
 
     @classmethod
-    def replay_parser(cls, context: ClientContext, events: MarketEvents) -> FrameParser:
-        """A parser of what this venue's client recorded, feeding `events` through the client's own parsing
-        and book code (for replay and backtests). ConfigError for a venue that does not record."""
+    def replay_parser(cls, context: ClientContext, events: MarketEvents, info: MarketInfo) -> FrameParser:
+        """A parser of what this venue's client recorded (market rules `info`), feeding `events` through the
+        client's own parsing and book code (for replay and backtests). ConfigError for a venue that does not
+        record."""
         raise ConfigError(f"{cls.name or cls.__name__} does not replay recordings")
 
     @abstractmethod

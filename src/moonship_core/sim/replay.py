@@ -164,7 +164,7 @@ class ReplayClient(MarketClient):
             )
         if recorded.info is None:
             raise ConfigError(f"the recording has no market rules for {context.market_name}")
-        parser = replay.venues[recorded.venue].replay_parser(context, self.events)
+        parser = replay.venues[recorded.venue].replay_parser(context, self.events, recorded.info)
         self._source = (replay, recorded.info, parser)
         return self._source
 

@@ -135,7 +135,7 @@ class SimClient(MarketClient):
         self._recentre({}, {})
 
     @classmethod
-    def replay_parser(cls, context: ClientContext, events: MarketEvents) -> FrameParser:
+    def replay_parser(cls, context: ClientContext, events: MarketEvents, info: MarketInfo) -> FrameParser:
         return SimParser(events, context.symbol)
 
     # ------------------------------------------------------------------ lifecycle

@@ -216,7 +216,7 @@ class BinanceClient(MarketClient):
         self._tasks: set[asyncio.Task[Any]] = set()
 
     @classmethod
-    def replay_parser(cls, context: ClientContext, events: MarketEvents) -> FrameParser:
+    def replay_parser(cls, context: ClientContext, events: MarketEvents, info: MarketInfo) -> FrameParser:
         return ReplayParser(context.symbol, events, context.logger.getChild("replay"), context.clock)
 
     # ------------------------------------------------------------------ lifecycle

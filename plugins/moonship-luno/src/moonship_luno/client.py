@@ -25,6 +25,7 @@ from moonship_core import (
     Clock,
     ConfigError,
     Fill,
+    FrameParser,
     MarketClient,
     MarketClosed,
     MarketEvents,
@@ -52,7 +53,7 @@ from moonship_core import (
 from . import constants as c
 from .auth import Credentials, resolve
 from .rest import DuplicateClientOrderId, LunoFill, LunoMarket, LunoOrder, LunoRest, dec
-from .stream import MarketStream
+from .stream import MarketStream, ReplayParser
 from .user_stream import UserStream
 
 ZERO = Decimal(0)
@@ -183,6 +184,10 @@ class LunoClient(MarketClient):
         self._balances_task: asyncio.Task[None] | None = None
         self._connected = False
 
+    @classmethod
+    def replay_parser(cls, context: ClientContext, events: MarketEvents, info: MarketInfo) -> FrameParser:
+        return ReplayParser(context.symbol, events, context.logger.getChild("replay"), info.tick_size)
+
     # ------------------------------------------------------------------ lifecycle
     @property
     def order_level_book(self) -> OrderLevelBook | None:
@@ -204,6 +209,7 @@ class LunoClient(MarketClient):
             self.settings.ws_url, self.pair, self.credentials, self.events, self.logger,
             tick=info.tick_size, on_status=self._on_stream_status, stale_timeout=self.settings.stale_timeout,
             open_timeout=self.settings.request_timeout, clock=self.context.clock,
+            recorder=self.context.recorder,
         )
         self.stream.on_reconnect = partial(self.hub.counters.reconnected, "luno")
         self.stream.start()

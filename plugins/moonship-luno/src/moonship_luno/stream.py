@@ -22,12 +22,15 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from moonship_core import (
+    FRAME,
     Backoff,
     BookGap,
     Clock,
+    FrameParser,
     MarketEvents,
     MarketStatus,
     OrderLevelBook,
+    Recorder,
     Side,
     Trade,
     from_ms,
@@ -37,6 +40,8 @@ from . import constants as c
 from .auth import Credentials
 
 _KEEPALIVE = ('""', "")
+#: the kind of the recorded mark of a new connection (its next frame is a snapshot)
+OPEN = "open"
 
 
 class Resync(Exception):
@@ -59,7 +64,11 @@ class MarketStream:
         stale_timeout: float = c.STALE_TIMEOUT,
         open_timeout: float = c.REQUEST_TIMEOUT,
         clock: Clock | None = None,
+        recorder: Recorder | None = None,
     ) -> None:
+        #: where the stream's frames are recorded (each connection's start marked OPEN), or None
+        self.recorder = recorder
+        self.clock = clock
         self.url = ws_url.rstrip("/") + c.MARKET_STREAM.format(pair=pair)
         self.pair = pair
         self.credentials = credentials
@@ -145,10 +154,15 @@ class MarketStream:
     async def _read(self, ws: ClientConnection, loop: asyncio.AbstractEventLoop) -> None:
         """The snapshot, then updates, until the connection ends."""
         snapshot = False
+        recorder, clock = self.recorder, self.clock
+        if recorder is not None and clock is not None:
+            recorder.record(OPEN, "", clock.epoch_ns())
         async for raw in ws:
             self._last = loop.time()
             if raw in _KEEPALIVE:
                 continue
+            if recorder is not None and clock is not None:
+                recorder.record(FRAME, raw if isinstance(raw, str) else raw.decode(), clock.epoch_ns())
             try:
                 frame = orjson.loads(raw)
                 if not isinstance(frame, dict):
@@ -245,3 +259,34 @@ class MarketStream:
         self.trading_status = status
         self.on_status(status)
         self.events.status(c.MARKET_STATUS.get(status, MarketStatus.CLOSED), f"luno status {status}")
+
+
+class ReplayParser(FrameParser):
+    """A recorded Luno market fed through its own MarketStream: each connection's first frame loads the
+    snapshot, the rest apply in sequence; a gap or a malformed frame unsyncs the market until the next
+    connection's snapshot, as live."""
+
+    def __init__(self, pair: str, events: MarketEvents, logger: logging.Logger, tick: Decimal) -> None:
+        self.stream = MarketStream(
+            "", pair, Credentials("", ""), events, logger, tick=tick, on_status=lambda _: None
+        )
+        #: whether the connection's snapshot came (None: unsynced until the next connection)
+        self._snapshot: bool | None = False
+
+    def feed(self, kind: str, data: str) -> None:
+        if kind == OPEN:
+            self._snapshot = False
+            return
+        if self._snapshot is None:  # waiting for the next connection
+            return
+        try:
+            frame = orjson.loads(data)
+            if self._snapshot:
+                self.stream._apply(frame)
+            else:
+                self.stream._load(frame)
+                self._snapshot = True
+        except (BookGap, Resync, orjson.JSONDecodeError, KeyError, TypeError, ValueError,
+                ArithmeticError) as exc:
+            self._snapshot = None
+            self.stream.events.status(MarketStatus.UNSYNCED, str(exc))
