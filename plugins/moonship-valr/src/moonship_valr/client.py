@@ -23,6 +23,7 @@ from moonship_core import (
     Clock,
     ConfigError,
     ExchangeError,
+    FrameParser,
     InvalidOrder,
     LiveClock,
     MarketClient,
@@ -56,7 +57,7 @@ from .rest import (
     parse_ticker,
     parse_trade,
 )
-from .stream import MarketFeed, Timing, TradeStream
+from .stream import MarketFeed, ReplayParser, Timing, TradeStream
 from .user_stream import AccountStream, order_from_status
 
 _PAIRS_TTL = 60.0
@@ -287,12 +288,19 @@ class ValrClient(MarketClient):
             )
         self.rest = hub.rest(signer)
         self.info: MarketInfo | None = None
-        self.feed = MarketFeed(self.pair, events, self._open_status)
+        self.feed = MarketFeed(
+            self.pair, events, self._open_status, recorder=context.recorder, clock=context.clock
+        )
         self.account: AccountStream | None = None
         self._connected = False
 
     def _open_status(self) -> MarketStatus:
         return self.info.status if self.info is not None else MarketStatus.OPEN
+
+    @classmethod
+    def replay_parser(cls, context: ClientContext, events: MarketEvents, info: MarketInfo) -> FrameParser:
+        feed = MarketFeed(context.symbol.upper(), events, lambda: info.status, clock=context.clock)
+        return ReplayParser(feed, context.logger.getChild("replay"))
 
     # ------------------------------------------------------------------ lifecycle
     async def connect(self) -> None:

@@ -13,7 +13,16 @@ import orjson
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import InvalidStatus, WebSocketException
 
-from moonship_core import Backoff, Clock, LiveClock, MarketEvents, MarketStatus
+from moonship_core import (
+    FRAME,
+    Backoff,
+    Clock,
+    FrameParser,
+    LiveClock,
+    MarketEvents,
+    MarketStatus,
+    Recorder,
+)
 
 from . import constants as c
 from .auth import Signer
@@ -234,7 +243,11 @@ class Socket:
 
 # ---------------------------------------------------------------------- trade socket
 class TradeListener(Protocol):
-    """What the trade socket feeds: one per market (pair)."""
+    """What the trade socket feeds: one per market (pair); it records the messages it is fed (as parsed and
+    written again: the socket is shared by every market) when it has a recorder."""
+
+    recorder: Recorder | None
+    clock: Clock
 
     def on_book(self, data: Mapping[str, Any]) -> None: ...
 
@@ -293,16 +306,15 @@ class TradeStream(Socket):
         data = message.get("data")
         if not isinstance(pair, str) or not isinstance(data, Mapping):
             return
-        for listener in self.listeners.get(pair, ()):
-            try:
-                if kind == "AGGREGATED_ORDERBOOK_UPDATE":
-                    listener.on_book(data)
-                elif kind == "NEW_TRADE":
-                    listener.on_trade(data)
-                elif kind == "MARKET_SUMMARY_UPDATE":
-                    listener.on_summary(data)
-            except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
-                self.logger.warning("ignored a malformed %s for %s: %r", kind, pair, exc)
+        listeners = self.listeners.get(pair, ())
+        if not listeners:
+            return
+        text: str | None = None
+        for listener in listeners:
+            if listener.recorder is not None:
+                text = text or orjson.dumps(message).decode()
+                listener.recorder.record(FRAME, text, listener.clock.epoch_ns())
+            dispatch(listener, kind, data, self.logger)
 
     def on_close(self, reason: str) -> None:
         for users in self.listeners.values():
@@ -310,11 +322,38 @@ class TradeStream(Socket):
                 listener.on_feed_lost(reason)
 
 
+def dispatch(listener: TradeListener, kind: Any, data: Mapping[str, Any], logger: logging.Logger) -> None:
+    """One trade-socket message of the listener's pair to the listener."""
+    try:
+        if kind == "AGGREGATED_ORDERBOOK_UPDATE":
+            listener.on_book(data)
+        elif kind == "NEW_TRADE":
+            listener.on_trade(data)
+        elif kind == "MARKET_SUMMARY_UPDATE":
+            listener.on_summary(data)
+    except (KeyError, TypeError, ValueError, ArithmeticError) as exc:
+        logger.warning("ignored a malformed %s for %s: %r", kind, data, exc)
+
+
+#: the kind of a recorded loss of the trade socket (data: the reason)
+LOST = "lost"
+
+
 class MarketFeed:
     """One market's view of the trade socket: full aggregated books diffed into the core's book, trades
     with VALR's trade ids, market summaries as tickers, and UNSYNCED/OPEN as the book loses/regains sync."""
 
-    def __init__(self, symbol: str, events: MarketEvents, open_status: Callable[[], MarketStatus]) -> None:
+    def __init__(
+        self,
+        symbol: str,
+        events: MarketEvents,
+        open_status: Callable[[], MarketStatus],
+        *,
+        recorder: Recorder | None = None,
+        clock: Clock | None = None,
+    ) -> None:
+        self.recorder = recorder
+        self.clock: Clock = clock or LiveClock()
         self.symbol = symbol
         self.events = events
         self._open_status = open_status
@@ -354,6 +393,8 @@ class MarketFeed:
 
     def on_feed_lost(self, reason: str) -> None:
         """The book cannot be trusted until the next full book arrives."""
+        if self.recorder is not None:
+            self.recorder.record(LOST, reason, self.clock.epoch_ns())
         self._bids, self._asks = None, {}
         self.events.status(MarketStatus.UNSYNCED, reason)
 
@@ -370,3 +411,19 @@ def _diff(old: dict[str, str], new: dict[str, str]) -> list[tuple[str, str]]:
     changes = [(price, "0") for price in old if price not in new]
     changes.extend((price, qty) for price, qty in new.items() if old.get(price) != qty)
     return changes
+
+
+class ReplayParser(FrameParser):
+    """A recorded VALR market fed through its own MarketFeed: trade-socket messages, and the socket's
+    losses."""
+
+    def __init__(self, feed: MarketFeed, logger: logging.Logger) -> None:
+        self.market_feed = feed
+        self.logger = logger
+
+    def feed(self, kind: str, data: str) -> None:
+        if kind == FRAME:
+            message = orjson.loads(data)
+            dispatch(self.market_feed, message.get("type"), message.get("data") or {}, self.logger)
+        elif kind == LOST:
+            self.market_feed.on_feed_lost(data)
