@@ -12,7 +12,7 @@ import contextlib
 import gzip
 import logging
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -149,10 +149,10 @@ class RecordWriter:
         """Hand every buffered line to the writer thread and update the manifest after them."""
         for recorder in self.markets.values():
             recorder.flush()
-        self._executor.submit(self._write_manifest, self._manifest_now())
+        self._executor.submit(self._write_manifest, self._manifest_now()).add_done_callback(_failed)
 
     def submit(self, market: str, hour: int, lines: list[bytes]) -> None:
-        self._executor.submit(self._write, market, hour, lines)
+        self._executor.submit(self._write, market, hour, lines).add_done_callback(_failed)
 
     async def close(self) -> None:
         """Write out everything, close the files (complete gzip streams) and the manifest; idempotent."""
@@ -216,6 +216,13 @@ class RecordWriter:
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(orjson.dumps(manifest, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS))
         tmp.replace(path)
+
+
+def _failed(future: Future[None]) -> None:
+    """Log a write the writer thread could not make (a full disk): the recording goes on."""
+    exc = future.exception()
+    if exc is not None:
+        logger.error("recording write failed: %s", exc)
 
 
 def _file_name(hour: int) -> str:
