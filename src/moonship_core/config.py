@@ -225,7 +225,9 @@ class JournalConfig(_Model):
 class MetricsConfig(_Model):
     """`moonship.metrics`: the engine's own Prometheus listener (GET /metrics); no `port`, none."""
 
+    #: TCP port of the engine's own GET /metrics listener (none: no listener)
     port: int | None = Field(default=None, ge=0, le=65535)
+    #: address the metrics listener binds (no login: keep it on loopback or a private network)
     host: str = "127.0.0.1"
 
 

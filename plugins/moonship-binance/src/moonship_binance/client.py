@@ -67,7 +67,9 @@ class BinanceSettings(VenueSettings):
         "max_reconnect_delay": "reconnect_max_delay",
     }
 
+    #: Binance API key for trading (e.g. `$BINANCE_API_KEY`); none: market data only
     api_key: str | None = None
+    #: the API key's secret (HMAC-SHA256 signing); never logged
     api_secret: SecretStr | None = None
     #: Binance's spot testnet for every URL not given explicitly
     testnet: bool = False
@@ -77,9 +79,11 @@ class BinanceSettings(VenueSettings):
     ws_url: str | None = None
     #: the full WebSocket API URL
     ws_api_url: str | None = None
+    #: milliseconds a signed request stays valid after its timestamp (Binance `recvWindow`)
     recv_window: int = Field(5000, gt=0, le=60000)
     #: levels in the book snapshot (weight 5/25/50/250 up to 100/500/1000/5000)
     depth_limit: int = Field(1000, ge=5, le=5000)
+    #: diff-depth stream update speed
     depth_speed: Literal["100ms", "1000ms"] = "100ms"
     #: reconnect every connection after this many seconds, ahead of Binance's 24-hour cut
     reconnect_after: float = Field(23.5 * 3600, gt=0)
