@@ -17,15 +17,18 @@ from datetime import UTC, datetime
 from decimal import Decimal
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .config import MoonshipConfig, configure_logging, load_config_checked, validate_sections
+from .config import MoonshipConfig, RedisConfig, configure_logging, load_config_checked, validate_sections
 from .contracts.stores import Journal
 from .errors import ConfigError
 from .model import fmt_decimal
 from .plugins import SERVICE_DISTRIBUTIONS, Plugins, install_command
 from .preflight import check
 from .tables import aligned
+
+if TYPE_CHECKING:
+    from .control import ControlPlane
 
 PROG = "moonship"
 COMMANDS = (
@@ -373,9 +376,26 @@ async def _journal(config: MoonshipConfig, options: argparse.Namespace) -> int:
     return 0
 
 
+@contextlib.asynccontextmanager
+async def _redis_control(redis: RedisConfig, url: str) -> AsyncIterator[ControlPlane]:
+    """ControlPlane over Redis at `url` (cache and bus opened here, closed on exit)."""
+    from .control import ControlPlane
+    from .stores.redis import RedisBus, RedisCache
+
+    cache = RedisCache(url, verify_cert=redis.ssl_verify_cert, protocol=redis.protocol)
+    bus = RedisBus(url, verify_cert=redis.ssl_verify_cert, protocol=redis.protocol)
+    try:
+        await cache.open()
+        await bus.open()
+        yield ControlPlane(cache, bus)
+    finally:
+        for part in (bus, cache):
+            with contextlib.suppress(Exception):
+                await part.close()
+
+
 async def _trading_state(config: MoonshipConfig, options: argparse.Namespace) -> int:
     """`moonship halt|reduce|resume`: the trading-state command to the running engine, over Redis."""
-    from .control import ControlPlane
     from .errors import ControlError
 
     engine = options.engine or config.engine.name
@@ -388,24 +408,13 @@ async def _trading_state(config: MoonshipConfig, options: argparse.Namespace) ->
             file=sys.stderr,
         )
         return 2
-    from .stores.redis import RedisBus, RedisCache
-
-    redis, url = config.redis, config.redis.url
-    cache = RedisCache(url, verify_cert=redis.ssl_verify_cert, protocol=redis.protocol)
-    bus = RedisBus(url, verify_cert=redis.ssl_verify_cert, protocol=redis.protocol)
+    state = TRADING_STATES[options.command]
     try:
-        await cache.open()
-        await bus.open()
-        control = ControlPlane(cache, bus)
-        state = TRADING_STATES[options.command]
-        result = await control.trading_state(engine, state, options.reason, options.strategy)
+        async with _redis_control(config.redis, config.redis.url) as control:
+            result = await control.trading_state(engine, state, options.reason, options.strategy)
     except (ControlError, ConnectionError, OSError) as exc:
         print(f"{PROG} {options.command}: {exc}", file=sys.stderr)
         return 1
-    finally:
-        for part in (bus, cache):
-            with contextlib.suppress(Exception):
-                await part.close()
     who = f"strategy {options.strategy} of engine {engine}" if options.strategy else f"engine {engine}"
     shown = result.get("trading_state") if isinstance(result, dict) else state
     reason = result.get("trading_state_reason") if isinstance(result, dict) else None
@@ -424,20 +433,8 @@ async def _control(config: MoonshipConfig) -> AsyncIterator[Any]:
     """The control facade for a running engine: ControlPlane over Redis when configured, else ApiControl
     over the API (ConfigError without credentials)."""
     if config.redis.url:
-        from .control import ControlPlane
-        from .stores.redis import RedisBus, RedisCache
-
-        redis, url = config.redis, config.redis.url
-        cache = RedisCache(url, verify_cert=redis.ssl_verify_cert, protocol=redis.protocol)
-        bus = RedisBus(url, verify_cert=redis.ssl_verify_cert, protocol=redis.protocol)
-        try:
-            await cache.open()
-            await bus.open()
-            yield ControlPlane(cache, bus)
-        finally:
-            for part in (bus, cache):
-                with contextlib.suppress(Exception):
-                    await part.close()
+        async with _redis_control(config.redis, config.redis.url) as control:
+            yield control
         return
     from .remote import ApiControl
 
