@@ -48,6 +48,7 @@ from .limits import (
     too_deep,
     valid_strategy_name,
 )
+from .listener import bind_listener
 from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from .metrics import EngineMetrics
 from .metrics import render as render_metrics
@@ -206,6 +207,7 @@ __all__ = [
     "VenueSettings",
     "WebsocketsTransport",
     "__version__",
+    "bind_listener",
     "fmt_decimal",
     "format_errors",
     "from_ms",

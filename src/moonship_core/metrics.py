@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .errors import MoonshipError
+from .listener import bind_listener
 
 if TYPE_CHECKING:
     from prometheus_client.core import Metric
@@ -165,17 +165,7 @@ class MetricsServer:
     @classmethod
     def bind(cls, host: str, port: int, source: Callable[[], bytes]) -> MetricsServer:
         """Listen on host:port now; MoonshipError (one line) when it cannot."""
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-            sock.listen(64)
-        except OSError as exc:
-            sock.close()
-            raise MoonshipError(
-                f"the engine's metrics cannot listen on {host}:{port}: {exc.strerror or exc}"
-            ) from None
+        sock = bind_listener(host, port, what="the engine's metrics", backlog=64)
         sock.setblocking(False)
         return cls(sock, source)
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import uvicorn
 
-from moonship_core import ConfigError, MoonshipError, Service, ServiceContext, validate_model
+from moonship_core import ConfigError, MoonshipError, Service, ServiceContext, bind_listener, validate_model
 
 from .accesslog import AccessLogFormat
 from .app import Api
@@ -193,15 +193,4 @@ class ApiService(Service):
         return context
 
     def _listen(self) -> socket.socket:
-        host, port = self.settings.host, self.settings.port
-        family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        # IPPROTO_TCP explicitly: asyncio sets TCP_NODELAY on accepted sockets only when proto says TCP
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-        try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((host, port))
-            sock.listen(2048)
-        except OSError as exc:
-            sock.close()
-            raise MoonshipError(f"the API cannot listen on {host}:{port}: {exc.strerror or exc}") from None
-        return sock
+        return bind_listener(self.settings.host, self.settings.port, what="the API", backlog=2048)
