@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import asyncio
 from decimal import Decimal
-from typing import Any
 
 import pytest
 from exchanges.binance import BinanceSim
 from moonship_binance.client import BinanceClient
 
-from moonship_core import MarketStatus, OrderBook, Side
-from moonship_core.testing import RecordingEvents, until
+from moonship_core import MarketStatus
+from moonship_core.testing import BookTap, RecordingEvents, book_state, until
 
 from .conftest import fast, make_client
 
@@ -20,26 +19,9 @@ pytestmark = pytest.mark.anyio
 D = Decimal
 
 
-def state(book: OrderBook) -> tuple[Any, ...]:
-    return book.sequence, book.depth(Side.BUY, 1000), book.depth(Side.SELL, 1000)
-
-
-class Tap:
-    """Keeps every input as recorded and the live book just before it."""
-
-    def __init__(self, events: RecordingEvents) -> None:
-        self.events = events
-        self.inputs: list[tuple[str, str, int]] = []
-        self.books: list[tuple[Any, ...]] = []
-
-    def record(self, kind: str, data: str, receive_ns: int) -> None:
-        self.books.append(state(self.events.book))
-        self.inputs.append((kind, data, receive_ns))
-
-
 async def test_the_replayed_book_equals_the_live_book_at_every_input(sim: BinanceSim) -> None:
     client, events = make_client(fast(sim))
-    tap = Tap(events)
+    tap = BookTap(lambda: events.book)
     client.feed.recorder = tap
     info = await client.get_market_info()
     await client.connect()
@@ -52,7 +34,7 @@ async def test_the_replayed_book_equals_the_live_book_at_every_input(sim: Binanc
         sim.exchange.set_level("BTCUSDT", "a", f"{30011 + i}.00", "0.5")
     await until(lambda: events.book.sequence == sim.exchange.symbols["BTCUSDT"].update_id)
     await until(lambda: len(events.trades) == 6)
-    final = state(events.book)
+    final = book_state(events.book)
     await client.close()
     kinds = [kind for kind, _, _ in tap.inputs]
     assert kinds.count("rest:depth") == 1 and kinds.count("ws") >= 4
@@ -61,11 +43,11 @@ async def test_the_replayed_book_equals_the_live_book_at_every_input(sim: Binanc
     replayed = RecordingEvents("BTCUSDT")
     parser = BinanceClient.replay_parser(client.context, replayed, info)
     for i, (kind, data, _) in enumerate(tap.inputs):
-        assert state(replayed.book) == tap.books[i], f"before input {i} ({kind})"
+        assert book_state(replayed.book) == tap.books[i], f"before input {i} ({kind})"
         parser.feed(kind, data)
         for _ in range(5):
             await asyncio.sleep(0)
-    assert state(replayed.book) == final
+    assert book_state(replayed.book) == final
     assert replayed.status_now is MarketStatus.OPEN
     assert [(t.price, t.quantity, t.taker_side) for t in replayed.trades] == [
         (t.price, t.quantity, t.taker_side) for t in events.trades

@@ -20,11 +20,12 @@ from moonship_core.clock import SimClock, epoch_ns, from_epoch_ns
 from moonship_core.config import MarketConfig, MoonshipConfig
 from moonship_core.contracts.client import ClientContext
 from moonship_core.contracts.stores import FillRecord
-from moonship_core.model import Side, sequential_client_order_ids
+from moonship_core.model import sequential_client_order_ids
 from moonship_core.plugins import Plugins
 from moonship_core.record.reader import Recording
-from moonship_core.record.writer import MarketRecorder, RecordWriter
+from moonship_core.record.writer import RecordWriter
 from moonship_core.sim.synthetic import SimClient
+from moonship_core.testing import BookTap, book_state
 from moonship_core.trading.engine import TradingEngine
 from moonship_core.trading.market import Market
 
@@ -143,24 +144,6 @@ def test_the_writer_rotates_hourly_and_adds_to_a_recording(tmp_path: Path) -> No
     assert [ns for ns, _, _ in inputs] == [base + i * 600_000_000_000 for i in range(12)]
 
 
-class _Tap:
-    """A recorder that remembers the live book before each input, then records it."""
-
-    def __init__(self, inner: MarketRecorder, market: Market) -> None:
-        self.inner = inner
-        self.market = market
-        self.books: list[Any] = []
-
-    def record(self, kind: str, data: str, receive_ns: int) -> None:
-        self.books.append(_book(self.market))
-        self.inner.record(kind, data, receive_ns)
-
-
-def _book(market: Market) -> tuple[Any, ...]:
-    book = market.book
-    return book.sequence, book.depth(Side.BUY, 1000), book.depth(Side.SELL, 1000)
-
-
 def _sim_market(name: str, clock: SimClock) -> Market:
     cfg = MarketConfig.model_validate({"client": "sim", "symbol": "BTCUSDT", "seed": 3, "levels": 20})
     context = ClientContext(name, cfg, {}, lambda n: RESOLVE("market_clients", n), clock=clock)
@@ -171,16 +154,16 @@ def test_the_replayed_book_equals_the_live_book_at_every_input(tmp_path: Path) -
     clock = SimClock(START)
     live = _sim_market("btc", clock)
 
-    async def record() -> _Tap:
+    async def record() -> BookTap:
         writer = RecordWriter(tmp_path)
-        tap = _Tap(writer.market("btc", "BTCUSDT", SimClient), live)
+        tap = BookTap(lambda: live.book, writer.market("btc", "BTCUSDT", SimClient))
         live.client.context.recorder = tap
         await writer.start(lambda: {"btc": live.info})
         live.info = await live.client.get_market_info()
         for _ in range(2000):
             clock.advance(0.01)
             live.client.step()  # type: ignore[attr-defined]
-        tap.books.append(_book(live))
+        tap.books.append(book_state(live.book))
         await writer.close()
         return tap
 
@@ -192,9 +175,9 @@ def test_the_replayed_book_equals_the_live_book_at_every_input(tmp_path: Path) -
     inputs = list(Recording(tmp_path).markets["btc"].inputs())
     assert len(inputs) == len(tap.books) - 1 > 4000
     for i, (_, kind, data) in enumerate(inputs):
-        assert _book(replayed) == tap.books[i], f"before input {i}"
+        assert book_state(replayed.book) == tap.books[i], f"before input {i}"
         parser.feed(kind, data)
-    assert _book(replayed) == tap.books[-1]
+    assert book_state(replayed.book) == tap.books[-1]
     assert len(replayed.trades) == len(live.trades) and replayed.trades[-1] == live.trades[-1]
     assert replayed.ticker == live.ticker
 

@@ -4,34 +4,18 @@ replayed book equals the live client's before every recorded input, and at the e
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Any
 
 import pytest
 from exchanges.luno import LunoSimulator
 from moonship_luno.client import LunoClient
 
-from moonship_core import MarketStatus, OrderBook, Side
-from moonship_core.testing import RecordingEvents, until
+from moonship_core import MarketStatus
+from moonship_core.testing import BookTap, RecordingEvents, book_state, until
 
 from .conftest import PAIR, make_client
 
 pytestmark = pytest.mark.anyio
 D = Decimal
-
-
-def state(book: OrderBook) -> tuple[Any, ...]:
-    return book.sequence, book.depth(Side.BUY, 1000), book.depth(Side.SELL, 1000)
-
-
-class Tap:
-    def __init__(self, events: RecordingEvents) -> None:
-        self.events = events
-        self.inputs: list[tuple[str, str]] = []
-        self.books: list[tuple[Any, ...]] = []
-
-    def record(self, kind: str, data: str, receive_ns: int) -> None:
-        self.books.append(state(self.events.book))
-        self.inputs.append((kind, data))
 
 
 async def test_the_replayed_book_equals_the_live_book_at_every_input(sim: LunoSimulator) -> None:
@@ -41,7 +25,7 @@ async def test_the_replayed_book_equals_the_live_book_at_every_input(sim: LunoSi
     ex.post_limit(maker, PAIR, "ASK", "0.5", "1000100.00")
     ex.post_limit(maker, PAIR, "BID", "1", "999900.00")
     client, events = make_client(sim)
-    tap = Tap(events)
+    tap = BookTap(lambda: events.book)
     client.context.recorder = tap
     info = await client.get_market_info()
     await client.connect()
@@ -53,17 +37,17 @@ async def test_the_replayed_book_equals_the_live_book_at_every_input(sim: LunoSi
     ex.post_market(taker, PAIR, "SELL", base_volume="0.3")
     await until(lambda: events.book.sequence == ex.markets[PAIR].sequence, what="all updates")
     await until(lambda: len(events.trades) >= 3, what="trades")
-    final, trades = state(events.book), list(events.trades)
+    final, trades = book_state(events.book), list(events.trades)
     await client.close()
-    kinds = [kind for kind, _ in tap.inputs]
+    kinds = [kind for kind, _, _ in tap.inputs]
     assert kinds[0] == "open" and kinds.count("ws") > 10
 
     replayed = RecordingEvents(PAIR)
     parser = LunoClient.replay_parser(client.context, replayed, info)
-    for i, (kind, data) in enumerate(tap.inputs):
-        assert state(replayed.book) == tap.books[i], f"before input {i} ({kind})"
+    for i, (kind, data, _) in enumerate(tap.inputs):
+        assert book_state(replayed.book) == tap.books[i], f"before input {i} ({kind})"
         parser.feed(kind, data)
-    assert state(replayed.book) == final
+    assert book_state(replayed.book) == final
     assert replayed.status_now is MarketStatus.OPEN
     assert [(t.price, t.quantity, t.taker_side) for t in replayed.trades] == [
         (t.price, t.quantity, t.taker_side) for t in trades

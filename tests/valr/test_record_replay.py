@@ -3,33 +3,16 @@ replayed book equals the live market's before every recorded input, and at the e
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 from exchanges.valr import Participants
 from moonship_valr.client import ValrClient
 
-from moonship_core import MarketStatus, OrderBook, Side
-from moonship_core.testing import RecordingEvents, until
+from moonship_core import MarketStatus
+from moonship_core.testing import BookTap, RecordingEvents, book_state, until
 
 from .harness import D, book_levels, make_market, sim_levels, venue
 
 pytestmark = pytest.mark.anyio
-
-
-def state(book: OrderBook) -> tuple[Any, ...]:
-    return book.sequence, book.depth(Side.BUY, 1000), book.depth(Side.SELL, 1000)
-
-
-class Tap:
-    def __init__(self, book: Any) -> None:
-        self.book = book
-        self.inputs: list[tuple[str, str]] = []
-        self.books: list[tuple[Any, ...]] = []
-
-    def record(self, kind: str, data: str, receive_ns: int) -> None:
-        self.books.append(state(self.book()))
-        self.inputs.append((kind, data))
 
 
 async def test_the_replayed_book_equals_the_live_book_at_every_input() -> None:
@@ -39,7 +22,7 @@ async def test_the_replayed_book_equals_the_live_book_at_every_input() -> None:
         market, rec = make_market(server)
         client = market.client
         assert isinstance(client, ValrClient)
-        tap = Tap(lambda: market.book)
+        tap = BookTap(lambda: market.book)
         client.feed.recorder = tap
         await market.open()
         try:
@@ -47,7 +30,7 @@ async def test_the_replayed_book_equals_the_live_book_at_every_input() -> None:
             async with house:
                 await until(lambda: house.actions > 100, what="activity")
             await until(lambda: book_levels(market) == sim_levels(sim), what="books equal")
-            final, trades = state(market.book), list(rec.trades)
+            final, trades = book_state(market.book), list(rec.trades)
             info = market.info
         finally:
             client.feed.recorder = None
@@ -56,10 +39,10 @@ async def test_the_replayed_book_equals_the_live_book_at_every_input() -> None:
 
     replayed = RecordingEvents("BTCZAR")
     parser = ValrClient.replay_parser(client.context, replayed, info)
-    for i, (kind, data) in enumerate(tap.inputs):
-        assert state(replayed.book) == tap.books[i], f"before input {i} ({kind})"
+    for i, (kind, data, _) in enumerate(tap.inputs):
+        assert book_state(replayed.book) == tap.books[i], f"before input {i} ({kind})"
         parser.feed(kind, data)
-    assert state(replayed.book) == final
+    assert book_state(replayed.book) == final
     assert replayed.status_now is MarketStatus.OPEN
     assert [(t.id, t.price, t.quantity) for t in replayed.trades] == [
         (t.id, t.price, t.quantity) for t in trades

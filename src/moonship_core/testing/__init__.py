@@ -5,12 +5,14 @@ from .algos import AnyStatusAlgo, ScriptedAlgo
 from .clients import ScriptedClient
 from .engines import LocalPlugin, build_engine, make_client, plugins_with, started
 from .events import RecordingEvents
+from .recording import BookTap, book_state
 from .servers import AsgiServer, MoonshipProcess, Process, RedisServer, free_port, websocket_server
 from .waiting import until
 
 __all__ = [
     "AnyStatusAlgo",
     "AsgiServer",
+    "BookTap",
     "LocalPlugin",
     "MoonshipProcess",
     "Process",
@@ -18,6 +20,7 @@ __all__ = [
     "RedisServer",
     "ScriptedAlgo",
     "ScriptedClient",
+    "book_state",
     "build_engine",
     "free_port",
     "make_client",
