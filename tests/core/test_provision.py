@@ -124,13 +124,15 @@ def test_a_user_without_root_gets_the_unpacked_packages() -> None:
     """As `nobody` (no root, no sudo), with nothing on the PATH: not apt-get install but the download."""
     with tempfile.TemporaryDirectory() as home:
         os.chmod(home, 0o777)
+        # a copy of the module where `nobody` can read it: a checkout may be private to its owner
+        shutil.copy(TESTS / "support" / "provision.py", home)
         script = (
-            "import os; from pathlib import Path; from support.provision import ensure; "
+            "import os; from pathlib import Path; from provision import ensure; "
             "print(os.geteuid(), ensure('redis-server', search_path=''))"
         )
         result = subprocess.run(
             ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", sys.executable, "-c", script],
-            cwd=TESTS, capture_output=True, text=True, timeout=600,
+            cwd=home, capture_output=True, text=True, timeout=600,
             env={"HOME": home, "PATH": os.environ["PATH"], "MOONSHIP_TEST_TOOLS": f"{home}/tools"},
         )
         assert result.returncode == 0, result.stderr
