@@ -47,3 +47,17 @@ async def test_margin_orders_use_the_cross_margin_endpoints(sim: BinanceSim) -> 
     } <= paths
     assert "/api/v3/order" not in paths
     await client.close()
+
+
+async def test_margin_requests_spend_the_sapi_limits_not_the_api_weight() -> None:
+    """/sapi has its own IP and UID weight limits: margin queries never wait on /api's weight window."""
+    async with BinanceSim(weight_limit=40, weight_seconds=60) as sim:
+        client, _ = make_client(fast(sim), market={"enable_margin": True})
+        await client.get_market_info()  # 20 of /api's 40 for the minute
+        for _ in range(6):
+            assert await client.get_open_orders() == []  # 10 IP weight each on /sapi
+        placed = await client.place_order(OrderRequest.limit(Side.BUY, D("0.1"), D("29000")))  # 6 UID weight
+        assert placed.status is OrderStatus.PENDING
+        assert sim.weight.used <= 40 and sim.sapi_ip.used >= 60 and sim.sapi_uid[KEY].used == 6
+        assert not [1 for *_, p in sim.requests if p.get("code")]
+        await client.close()

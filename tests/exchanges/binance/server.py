@@ -126,6 +126,8 @@ class BinanceSim:
         depth_interval: float = 0.01,
         max_connection_age: float | None = None,
         ping_interval: float = 20,
+        sapi_ip_limit: int = 12000,
+        sapi_uid_limit: int = 180000,
     ) -> None:
         self.exchange = Exchange()
         for spec in symbols or (SymbolSpec("BTCUSDT", "BTC", "USDT"), SymbolSpec("ETHUSDT", "ETH", "USDT")):
@@ -138,6 +140,11 @@ class BinanceSim:
         self.exchange.on_user = self._on_user
         self.faults = Faults()
         self.weight = _Window(weight_limit, weight_seconds)
+        #: /sapi endpoints have their own limits (12,000 IP weight and 180,000 UID weight per minute), apart
+        #: from /api's; breaking them is a 429 that never escalates to a 418 ban
+        self.sapi_ip = _Window(sapi_ip_limit, 60)
+        self.sapi_uid_limit = sapi_uid_limit
+        self.sapi_uid: dict[str, _Window] = {}
         self.order_limits = ((orders_per_10s, 10.0), (orders_per_day, 86400.0))
         self.order_windows: dict[str, list[_Window]] = {}
         self.ban_seconds = ban_seconds
@@ -413,7 +420,7 @@ class BinanceSim:
             ("GET", api + "/allOrders", self._all_orders, 20, SIGNED, False),
             ("GET", api + "/myTrades", self._my_trades, 20, SIGNED, False),
             ("GET", margin + "/account", self._margin_account, 10, SIGNED, False),
-            ("POST", margin + "/order", self._margin_new_order, 6, SIGNED, True),
+            ("POST", margin + "/order", self._margin_new_order, 6, SIGNED, False),  # UID weight
             ("GET", margin + "/order", self._margin_query_order, 10, SIGNED, False),
             ("DELETE", margin + "/order", self._margin_cancel_order, 10, SIGNED, False),
             ("GET", margin + "/openOrders", self._margin_open_orders, 10, SIGNED, False),
@@ -450,8 +457,12 @@ class BinanceSim:
                 if self.faults.take("rate_limited") or (is_order and self.faults.take("orders_rate_limited")):
                     headers["Retry-After"] = self.faults.retry_after or "1"
                     raise SimError(-1003, "Too many requests; use the websocket for live updates.", 429)
-                self._spend_weight(weight, headers)
+                sapi = path.startswith("/sapi/")
+                if not sapi:
+                    self._spend_weight(weight, headers)
                 account = self._authenticate(request, security, params, raw_query, raw_body)
+                if sapi:
+                    self._spend_sapi_weight(request.method == "POST", account, weight, headers)
                 if is_order and account is not None:
                     self._count_order(account, headers)
                 body = await handler(params, account)
@@ -514,6 +525,25 @@ class BinanceSim:
             )
         self.weight.add(now, weight)
         headers[f"X-MBX-USED-WEIGHT-{suffix}"] = str(self.weight.used)
+
+    def _spend_sapi_weight(
+        self, per_uid: bool, account: Account | None, weight: int, headers: dict[str, str]
+    ) -> None:
+        """Charge a /sapi request to the IP window, or to the account's UID window (margin new order)."""
+        now = time.monotonic()
+        if per_uid and account is not None:
+            window = self.sapi_uid.setdefault(account.api_key, _Window(self.sapi_uid_limit, 60))
+            header, who = "X-SAPI-USED-UID-WEIGHT-1M", "UID"
+        else:
+            window, header, who = self.sapi_ip, "X-SAPI-USED-IP-WEIGHT-1M", "IP(127.0.0.1)"
+        window.expire(now)
+        if window.used + weight > window.limit:
+            headers[header] = str(window.used)
+            headers["Retry-After"] = str(max(1, math.ceil(window.wait(now, weight))))
+            message = f"Too many requests; current limit of {who} is {window.limit} per minute."
+            raise SimError(-1003, message, 429)
+        window.add(now, weight)
+        headers[header] = str(window.used)
 
     def _count_order(self, account: Account, headers: dict[str, str]) -> None:
         now = time.monotonic()

@@ -43,9 +43,12 @@ def _filter_rule(message: str) -> str:
 API: Final = "/api/v3"
 MARGIN_API: Final = "/sapi/v1/margin"
 
-#: request weights (Binance's documented values) per pool: "weight" per IP, "orders" per API key (new orders
-#: only). GET /depth costs by its limit: see depth_endpoint. exchangeInfo's rateLimits replace the pools.
+#: request weights (Binance's documented values) per pool: "weight" per IP and "orders" per API key (new
+#: orders only) for /api; /sapi endpoints have their own limits, each marked IP or UID in Binance's docs.
+#: GET /depth costs by its limit: see depth_endpoint. exchangeInfo's rateLimits replace the /api pools.
 _W = "weight"
+_SAPI_IP = "sapi_ip"
+_SAPI_UID = "sapi_uid"
 ENDPOINTS: Final[dict[str, dict[str, int]]] = {
     "GET /api/v3/time": {_W: 1},
     "GET /api/v3/exchangeInfo": {_W: 20},
@@ -62,13 +65,19 @@ ENDPOINTS: Final[dict[str, dict[str, int]]] = {
     "GET /api/v3/order": {_W: 4},
     "GET /api/v3/openOrders": {_W: 6},
     "GET /api/v3/myTrades": {_W: 5},  # with orderId
-    "POST /sapi/v1/margin/order": {_W: 6, "orders": 1},
-    "DELETE /sapi/v1/margin/order": {_W: 6},
-    "GET /sapi/v1/margin/order": {_W: 6},
-    "GET /sapi/v1/margin/openOrders": {_W: 10},
-    "GET /sapi/v1/margin/myTrades": {_W: 10},
-    "GET /sapi/v1/margin/account": {_W: 10},
+    "POST /sapi/v1/margin/order": {_SAPI_UID: 6},
+    "DELETE /sapi/v1/margin/order": {_SAPI_IP: 10},
+    "GET /sapi/v1/margin/order": {_SAPI_IP: 10},
+    "GET /sapi/v1/margin/openOrders": {_SAPI_IP: 10},
+    "GET /sapi/v1/margin/myTrades": {_SAPI_IP: 10},
+    "GET /sapi/v1/margin/account": {_SAPI_IP: 10},
 }
+#: /sapi's limits, not listed in exchangeInfo: 12,000 IP weight and 180,000 UID weight per minute (Binance
+#: counts each endpoint on its own; one shared window per kind is the stricter reading)
+SAPI_POOLS: Final = (
+    Pool(_SAPI_IP, 12000, 60.0, header="x-sapi-used-ip-weight-1m"),
+    Pool(_SAPI_UID, 180000, 60.0, per_account=True, header="x-sapi-used-uid-weight-1m"),
+)
 INTERVAL_SECONDS: Final = {"SECOND": 1, "MINUTE": 60, "HOUR": 3600, "DAY": 86400}
 INTERVAL_LETTER: Final = {"SECOND": "s", "MINUTE": "m", "HOUR": "h", "DAY": "d"}
 
@@ -88,6 +97,7 @@ RATE_TABLE: Final = RateTable(
         pool("REQUEST_WEIGHT", 6000, "MINUTE", 1),
         pool("ORDERS", 50, "SECOND", 10),
         pool("ORDERS", 160000, "DAY", 1),
+        *SAPI_POOLS,
     ),
     endpoints=ENDPOINTS,
     default={_W: 1},

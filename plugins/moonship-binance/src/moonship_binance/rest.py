@@ -183,7 +183,7 @@ class BinanceRest:
             if e.get("rateLimitType") in ("REQUEST_WEIGHT", "ORDERS")
         ]
         if pools:
-            self.limits.configure(pools)
+            self.limits.configure([*pools, *c.SAPI_POOLS])
 
     async def depth(self, symbol: str, limit: int) -> dict[str, Any]:
         """The raw snapshot (level texts stay strings: the book takes them as they are)."""
