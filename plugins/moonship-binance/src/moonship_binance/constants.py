@@ -124,12 +124,12 @@ ERRORS: Final = ErrorTable(
         ErrorRule(PostOnlyRejected, code=-2010, message="immediately match and take"),
         ErrorRule(DuplicateClientOrderId, code=-2010, message="duplicate order"),
         ErrorRule(MarketClosed, code=-2010, message="market is closed"),
+        ErrorRule(NotSupported, code=-2010, message="not support", rule="order_type"),  # "not support(ed)"
         ErrorRule(InvalidOrder, code=-2010, rule="rejected"),
         ErrorRule(InvalidOrder, code=-1013, rule=_filter_rule),
         ErrorRule(OrderNotFound, code=(-2011, -2013, -2026)),
         ErrorRule(AuthenticationError, code=(-1022, -2014, -2015, -1002)),
-        ErrorRule(AuthenticationError, status=401),
-        ErrorRule(AuthenticationError, status=403),
+        ErrorRule(AuthenticationError, status=401),  # 403 is a WAF block (rate or security), not the key
         ErrorRule(InvalidOrder, code=-1111, rule="precision"),
         ErrorRule(InvalidOrder, code=-1121, rule="symbol"),
         ErrorRule(NotSupported, code=-1116, rule="order_type"),

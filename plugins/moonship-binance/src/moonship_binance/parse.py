@@ -96,7 +96,7 @@ def parse_order(body: Mapping[str, Any], fills: Sequence[Fill] = ()) -> Order:
         fills=tuple(fills),
         created=from_ms(created) if created else from_ms(time.time() * 1000),
         updated=from_ms(updated) if updated else from_ms(time.time() * 1000),
-        reason=body.get("expiryReason")
+        reason=_reason(body.get("expiryReason"))
         or ("self-trade prevention" if body.get("status") == "EXPIRED_IN_MATCH" else None),
     )
 
@@ -177,7 +177,7 @@ def order_from_report(e: dict[str, Any]) -> Order:
         )
     qty, quote, price = Decimal(e["q"]), Decimal(e.get("Q") or "0"), Decimal(e["p"])
     tif = e.get("f") or "GTC"
-    reason = e.get("eR") or (e["r"] if e.get("r") not in (None, "NONE") else None)
+    reason = _reason(e.get("eR")) or _reason(e.get("r"))
     return Order(
         id=str(e["i"]),
         client_order_id=e.get("C") or e["c"],
@@ -197,3 +197,8 @@ def order_from_report(e: dict[str, Any]) -> Order:
         updated=from_ms(e["T"]),
         reason=reason,
     )
+
+
+def _reason(value: str | None) -> str | None:
+    """An expiry or reject reason; Binance's enums spell "none" as NONE."""
+    return value if value and value != "NONE" else None

@@ -409,11 +409,12 @@ class MarketStream:
                 for recorder in recorders:
                     recorder.record(FRAME, text, now)
             data = msg.get("data")
-            if type(data) is dict:
-                for handler in self._routes.get(stream, ()):
+            handlers = self._routes.get(stream)
+            if handlers is not None and type(data) is dict:
+                for handler in handlers:
                     handler(data)
                 return
-        event = msg.get("data", msg)
+        event = msg.get("data", msg)  # a combined stream wraps serverShutdown as stream "!serverShutdown"
         if isinstance(event, dict) and event.get("e") == "serverShutdown":
             self.ws.reconnect("serverShutdown")
         elif "code" in msg:
