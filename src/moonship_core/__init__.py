@@ -82,23 +82,20 @@ from .venues.servertime import ServerClock
 from .venues.settings import VenueSettings
 
 if TYPE_CHECKING:
+    from .venues.picows_transport import PicowsTransport
     from .venues.session import VenueSession
-    from .venues.websocket import (
-        Connection,
-        ReconnectingWebSocket,
-        SilenceWatch,
-        Transport,
-        WebsocketsTransport,
-    )
+    from .venues.transport import Connection, Transport, UpgradeRefused
+    from .venues.websocket import ReconnectingWebSocket, SilenceWatch, default_transport
+    from .venues.websockets_transport import WebsocketsTransport
 
-#: names imported on first use: their modules pull in httpx and websockets, which an engine without a venue
-#: client (paper over the simulator) never needs
+#: names imported on first use: their modules pull in httpx, picows and websockets, which an engine without a
+#: venue client (paper over the simulator) never needs
 _LAZY = {
     "VenueSession": ".venues.session",
-    **dict.fromkeys(
-        ["Connection", "ReconnectingWebSocket", "SilenceWatch", "Transport", "WebsocketsTransport"],
-        ".venues.websocket",
-    ),
+    **dict.fromkeys(["Connection", "Transport", "UpgradeRefused"], ".venues.transport"),
+    **dict.fromkeys(["ReconnectingWebSocket", "SilenceWatch", "default_transport"], ".venues.websocket"),
+    "PicowsTransport": ".venues.picows_transport",
+    "WebsocketsTransport": ".venues.websockets_transport",
 }
 
 
@@ -172,6 +169,7 @@ __all__ = [
     "OrderStatus",
     "OrderStatusUnknown",
     "OrderType",
+    "PicowsTransport",
     "Plugins",
     "Pool",
     "PositionView",
@@ -202,12 +200,14 @@ __all__ = [
     "TradingAlgo",
     "TradingEngine",
     "Transport",
+    "UpgradeRefused",
     "VenueCounters",
     "VenueSession",
     "VenueSettings",
     "WebsocketsTransport",
     "__version__",
     "bind_listener",
+    "default_transport",
     "fmt_decimal",
     "format_errors",
     "from_ms",

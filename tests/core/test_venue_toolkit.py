@@ -1,16 +1,14 @@
-"""The venue toolkit on real sockets: ReconnectingWebSocket (reconnect, backoff, keepalive, silence watch,
-pre-emptive reconnect), RateLimits (tables, Retry-After, 418 bans), ServerClock, ErrorTable, Features,
-VenueSession."""
+"""The venue toolkit on real sockets: SilenceWatch, RateLimits (tables, Retry-After, 418 bans), ServerClock,
+ErrorTable, Features, VenueSession (ReconnectingWebSocket over both transports: test_venue_websocket.py)."""
 
 from __future__ import annotations
 
 import asyncio
-import itertools
 import time
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from email.utils import format_datetime
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import httpx
 import pytest
@@ -23,7 +21,6 @@ from moonship_core import (
     AuthenticationError,
     Ban,
     ClientContext,
-    Connection,
     DuplicateClientOrderId,
     ErrorRule,
     ErrorTable,
@@ -40,7 +37,6 @@ from moonship_core import (
     RateLimited,
     RateLimits,
     RateTable,
-    ReconnectingWebSocket,
     ServerClock,
     Sessions,
     Side,
@@ -50,225 +46,10 @@ from moonship_core import (
     VenueSettings,
     parse_retry_after,
 )
-from moonship_core.testing import ScriptedClient, until, websocket_server
+from moonship_core.testing import ScriptedClient, websocket_server
 from moonship_core.trading.market import Market
 
 D = Decimal
-class Recorder:
-    """Collects what a ReconnectingWebSocket tells its owner."""
-
-    def __init__(self) -> None:
-        self.messages: list[str | bytes] = []
-        self.drops: list[str] = []
-        self.drop_times: list[float] = []
-        self.opens: list[float] = []
-        self.reconnects: list[str] = []
-        self.frames: list[tuple[str | bytes, int]] = []
-        self.silences: list[float] = []
-
-    async def on_open(self, conn: Connection) -> None:
-        self.opens.append(time.monotonic())
-        await conn.send('{"method": "SUBSCRIBE"}')
-
-    def dropped(self, reason: str) -> None:
-        self.drops.append(reason)
-        self.drop_times.append(time.monotonic())
-
-    def socket(self, url: str, **kw: Any) -> ReconnectingWebSocket:
-        return ReconnectingWebSocket(
-            url,
-            self.messages.append,
-            name="test",
-            on_open=self.on_open,
-            on_drop=self.dropped,
-            on_reconnect=self.reconnects.append,
-            on_frame=lambda raw, ns: self.frames.append((raw, ns)),
-            **kw,
-        )
-
-
-# ---------------------------------------------------------------------- websocket
-def test_reconnects_after_every_drop_and_subscribes_again() -> None:
-    subscriptions: list[str] = []
-
-    async def handler(ws: ServerConnection) -> None:
-        subscriptions.append(str(await ws.recv()))
-        await ws.send("hello")
-        await ws.close()  # the venue drops us after one frame
-
-    async def main() -> None:
-        rec = Recorder()
-        async with websocket_server(handler) as url:
-            sock = rec.socket(url, reconnect_initial_delay=0.02, reconnect_max_delay=0.05)
-            sock.start()
-            await until(lambda: len(rec.messages) >= 3)
-            await sock.stop()
-        assert len(subscriptions) >= 3  # on_open ran on every connection
-        assert rec.messages[:3] == [b"hello"] * 3  # text frames arrive as UTF-8 bytes
-        assert len(rec.drops) >= 2 and all("closed" in r or "lost" in r for r in rec.drops)
-        assert len(rec.reconnects) >= 2  # the metrics callback heard of each reconnect
-        before, after = time.time_ns() - 10**10, time.time_ns()
-        assert all(raw == b"hello" and before < ns <= after for raw, ns in rec.frames)
-
-    asyncio.run(main())
-
-
-def test_backoff_grows_with_jitter_up_to_the_maximum_while_the_venue_refuses() -> None:
-    attempts: list[float] = []
-
-    def refuse(conn: ServerConnection, request: Request) -> Response:
-        attempts.append(time.monotonic())
-        return Response(503, "Service Unavailable", Headers(), b"down")
-
-    async def handler(ws: ServerConnection) -> None:
-        raise AssertionError("never accepted")
-
-    async def main() -> None:
-        rec = Recorder()
-        async with websocket_server(handler, process_request=refuse) as url:
-            sock = rec.socket(url, reconnect_initial_delay=0.05, reconnect_max_delay=0.4)
-            sock.start()
-            await until(lambda: len(attempts) >= 7, timeout=10)
-            await sock.stop()
-        gaps = [b - a for a, b in itertools.pairwise(attempts)]
-        # ceilings 0.05, 0.1, 0.2, 0.4, 0.4, ...; each delay is within [ceiling/2, ceiling]
-        assert gaps[0] < 0.15
-        assert all(0.2 - 0.02 <= g <= 0.4 + 0.15 for g in gaps[3:])
-        assert rec.opens == [] and all("connect failed" in r for r in rec.drops)
-
-    asyncio.run(main())
-
-
-def test_silence_is_reported_within_the_timeout_while_the_socket_stays_open() -> None:
-    async def handler(ws: ServerConnection) -> None:
-        await ws.recv()
-        for i in range(5):
-            await ws.send(str(i))
-            await asyncio.sleep(0.02)
-        await ws.wait_closed()  # open, answering pings, but the feed has stopped
-
-    async def main() -> None:
-        rec = Recorder()
-        silent_at: list[float] = []
-
-        def on_silent(seconds: float) -> None:
-            silent_at.append(time.monotonic())
-            rec.silences.append(seconds)
-
-        async with websocket_server(handler) as url:
-            sock = rec.socket(url, silence_timeout=0.3, on_silent=on_silent, ping_interval=0.1)
-            sock.start()
-            await until(lambda: len(rec.messages) == 5)
-            last_frame = time.monotonic()
-            await until(lambda: bool(silent_at), timeout=2)
-            assert 0.25 <= silent_at[0] - last_frame <= 0.6
-            assert rec.silences[0] >= 0.3
-            assert await sock.probe()  # the socket itself is fine: ping/pong answers
-            await asyncio.sleep(0.5)
-            assert len(silent_at) == 1  # reported once per silence, until re-armed or touched
-            assert sock.connects == 1 and rec.drops == []
-            await sock.stop()
-
-    asyncio.run(main())
-
-
-def test_a_quiet_market_backs_off_its_probes_and_never_reconnects() -> None:
-    async def handler(ws: ServerConnection) -> None:
-        await ws.recv()
-        await ws.wait_closed()  # nothing trades
-
-    async def main() -> None:
-        rec = Recorder()
-        probes: list[float] = []
-        sock: ReconnectingWebSocket
-
-        def on_silent(seconds: float) -> None:
-            async def probe() -> None:
-                probes.append(time.monotonic())
-                assert sock.watch is not None
-                if await sock.probe():  # alive and quiet (a venue also asks REST): look again later
-                    sock.watch.arm(min(sock.watch.timeout * 2, 2.0))
-                else:
-                    sock.reconnect("probe failed")
-
-            asyncio.get_running_loop().create_task(probe())
-
-        async with websocket_server(handler) as url:
-            sock = rec.socket(url, silence_timeout=0.1, on_silent=on_silent)
-            sock.start()
-            await asyncio.sleep(1.6)
-            await sock.stop()
-        assert sock.connects == 1 and rec.drops == []
-        # probes at ~0.1, 0.3, 0.7, 1.5 s: doubling, not one every 0.1 s
-        assert 3 <= len(probes) <= 5
-        gaps = [b - a for a, b in itertools.pairwise(probes)]
-        assert all(later > earlier * 1.5 for earlier, later in itertools.pairwise(gaps))
-
-    asyncio.run(main())
-
-
-def test_without_an_on_silent_callback_a_silent_feed_is_recycled() -> None:
-    async def handler(ws: ServerConnection) -> None:
-        await ws.recv()
-        await ws.send("one")
-        await ws.wait_closed()
-
-    async def main() -> None:
-        rec = Recorder()
-        async with websocket_server(handler) as url:
-            sock = rec.socket(url, silence_timeout=0.2)
-            sock.start()
-            await until(lambda: len(rec.opens) >= 2, timeout=3)
-            await sock.stop()
-        assert "silent feed" in rec.drops[0]
-        assert rec.opens[1] - rec.opens[0] < 0.6  # a planned reconnect: no backoff
-
-    asyncio.run(main())
-
-
-def test_no_pong_in_time_drops_the_connection() -> None:
-    async def handler(ws: ServerConnection) -> None:
-        await ws.recv()
-        await ws.send("subscribed")
-        ws.transport.pause_reading()  # a hung peer: reads nothing, so never answers a ping
-        await ws.wait_closed()
-
-    async def main() -> None:
-        rec = Recorder()
-        async with websocket_server(handler, close_timeout=0.2) as url:
-            sock = rec.socket(url, ping_interval=0.1, pong_timeout=0.2, reconnect_initial_delay=0.4)
-            sock.start()
-            started = time.monotonic()
-            await until(lambda: bool(rec.drops), timeout=3)
-            assert time.monotonic() - started < 1.5
-            await until(lambda: len(rec.opens) >= 2)
-            await sock.stop()
-        assert "no pong within 0.2 s" in rec.drops[0]
-        assert rec.opens[1] - rec.drop_times[0] >= 0.19  # a failure, not a planned reconnect: it backs off
-
-    asyncio.run(main())
-
-
-def test_connection_is_replaced_ahead_of_its_maximum_lifetime() -> None:
-    async def handler(ws: ServerConnection) -> None:
-        await ws.recv()
-        while True:
-            await ws.send("tick")
-            await asyncio.sleep(0.02)
-
-    async def main() -> None:
-        rec = Recorder()
-        async with websocket_server(handler) as url:
-            sock = rec.socket(url, max_lifetime=0.3, reconnect_initial_delay=5.0)
-            sock.start()
-            await until(lambda: len(rec.opens) >= 2, timeout=3)
-            await sock.stop()
-        assert rec.drops[0] == "scheduled reconnect after 0.3 s"
-        assert 0.25 <= rec.opens[1] - rec.opens[0] < 1.0  # no backoff wait for a planned reconnect
-
-    asyncio.run(main())
-
-
 def test_silence_watch_fires_once_and_rearms_on_touch() -> None:
     async def main() -> None:
         fired: list[float] = []

@@ -21,7 +21,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 #: what moonship-core and moonship-valr need, from the same pins as the projects
 DEPENDENCIES = ["pluggy>=1.5", "redis>=5.0", "pydantic>=2.7", "PyYAML>=6.0", "orjson>=3.9", "httpx>=0.27",
-                "websockets>=13", "prometheus-client>=0.20", "rich>=13"]
+                "picows>=2.3", "websockets>=13", "prometheus-client>=0.20", "rich>=13"]
 #: what building the `new-algo` project without build isolation (no index) needs in the venv
 BUILD_TOOLS = ["setuptools>=77", "wheel"]
 

@@ -1,91 +1,39 @@
 """ReconnectingWebSocket: one venue connection kept alive (keepalive ping/pong, data watchdog, jittered
-backoff, pre-emptive reconnect), over a small Transport protocol so another websocket library can replace
-`websockets`."""
+backoff, pre-emptive reconnect), over a Transport (venues/transport.py): picows where it is installed, else
+the pure-Python `websockets`; MOONSHIP_WS_TRANSPORT (`picows` or `websockets`) chooses."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
-from collections.abc import Awaitable, Callable, Coroutine
-from functools import partial
-from typing import Any, Protocol
-
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import WebSocketException
+import os
+from collections.abc import Awaitable, Callable, Mapping
 
 from ..backoff import Backoff
 from ..clock import Clock, LiveClock
+from .transport import Connection, Frame, Transport
 
-Frame = str | bytes
 #: a raw frame and its receive time (ns since the epoch, from the injected clock)
 FrameTap = Callable[[Frame, int], None]
+#: the environment variable that picks the default transport: `picows` or `websockets`
+TRANSPORT_ENV = "MOONSHIP_WS_TRANSPORT"
 
 
-class Connection(Protocol):
-    """One open websocket. Once the socket is gone every method raises ConnectionError (`recv`, the hot path,
-    may raise the library's own exception instead)."""
+def default_transport() -> Transport:
+    """picows when it is importable, else websockets; MOONSHIP_WS_TRANSPORT (`picows` or `websockets`)
+    chooses."""
+    choice = os.environ.get(TRANSPORT_ENV, "").strip().lower()
+    if choice not in ("", "picows", "websockets"):
+        raise ValueError(f"{TRANSPORT_ENV} must be picows or websockets, not {choice!r}")
+    if choice == "websockets" or (not choice and importlib.util.find_spec("picows") is None):
+        from .websockets_transport import WebsocketsTransport
 
-    async def send(self, message: str) -> None: ...
+        return WebsocketsTransport()
+    from .picows_transport import PicowsTransport
 
-    async def recv(self) -> Frame: ...
-
-    async def ping(self) -> Awaitable[object]:
-        """Send a ping; the returned awaitable completes when its pong arrives."""
-        ...
-
-    async def close(self) -> None: ...
-
-
-class Transport(Protocol):
-    """Opens connections (websockets by default; picows or another library behind the same protocol)."""
-
-    async def connect(self, url: str, *, open_timeout: float) -> Connection: ...
-
-
-class WebsocketsConnection:
-    """A `websockets` client connection behind the Connection protocol."""
-
-    def __init__(self, ws: ClientConnection) -> None:
-        self._ws = ws
-        #: no wrapper on the hot path: text frames as UTF-8 bytes (parsers take them as they are)
-        self.recv: Callable[[], Coroutine[Any, Any, Frame]] = partial(ws.recv, decode=False)
-
-    async def send(self, message: str) -> None:
-        try:
-            await self._ws.send(message)
-        except WebSocketException as exc:
-            raise ConnectionError(str(exc)) from exc
-
-    async def ping(self) -> Awaitable[object]:
-        try:
-            return await self._ws.ping()
-        except WebSocketException as exc:
-            raise ConnectionError(str(exc)) from exc
-
-    async def close(self) -> None:
-        await self._ws.close()
-
-
-class WebsocketsTransport:
-    """The default transport: the `websockets` library, its keepalive off (ReconnectingWebSocket pings)."""
-
-    def __init__(self, *, max_size: int = 2**24) -> None:
-        self.max_size = max_size
-
-    async def connect(self, url: str, *, open_timeout: float) -> Connection:
-        try:
-            ws = await connect(
-                url,
-                open_timeout=open_timeout,
-                ping_interval=None,
-                close_timeout=1,
-                max_size=self.max_size,
-                max_queue=None,
-            )
-        except WebSocketException as exc:
-            raise ConnectionError(f"websocket handshake failed: {exc}") from exc
-        return WebsocketsConnection(ws)
+    return PicowsTransport()
 
 
 class SilenceWatch:
@@ -147,7 +95,9 @@ class ReconnectingWebSocket:
     - reconnects with jittered exponential backoff up to `reconnect_max_delay` (reset after a healthy
       connection), and pre-emptively after `max_lifetime` s (without backoff);
     - `on_drop(reason)` on every drop (the client marks its markets UNSYNCED), `on_reconnect(reason)` when a
-      connection opens again after a drop (metrics), `on_frame(raw, receive_ns)` taps every frame (recorder).
+      connection opens again after a drop (metrics), `on_frame(raw, receive_ns)` taps every frame (recorder);
+    - `headers` go with every upgrade request (a function is called at each connect: a fresh signature);
+    - `transport`: `default_transport()` unless given.
     """
 
     def __init__(
@@ -161,6 +111,7 @@ class ReconnectingWebSocket:
         on_reconnect: Callable[[str], None] | None = None,
         on_frame: FrameTap | None = None,
         on_silent: Callable[[float], None] | None = None,
+        headers: Mapping[str, str] | Callable[[], Mapping[str, str]] | None = None,
         open_timeout: float = 10.0,
         ping_interval: float = 20.0,
         pong_timeout: float = 10.0,
@@ -179,11 +130,12 @@ class ReconnectingWebSocket:
         self.on_drop = on_drop
         self.on_reconnect = on_reconnect
         self.on_frame = on_frame
+        self.headers = headers
         self.open_timeout = open_timeout
         self.ping_interval = ping_interval
         self.pong_timeout = pong_timeout
         self.max_lifetime = max_lifetime
-        self.transport: Transport = transport or WebsocketsTransport()
+        self.transport: Transport = transport or default_transport()
         self.clock = clock or LiveClock()
         self.logger = logger or logging.getLogger("moonship.venue")
         self.backoff = Backoff(reconnect_initial_delay, reconnect_max_delay, clock=self.clock)
@@ -259,8 +211,10 @@ class ReconnectingWebSocket:
         while True:
             healthy, planned = False, False
             try:
+                headers = self.headers() if callable(self.headers) else self.headers
                 conn = await self.clock.wait_for(
-                    self.transport.connect(self.url, open_timeout=self.open_timeout), self.open_timeout
+                    self.transport.connect(self.url, open_timeout=self.open_timeout, headers=headers),
+                    self.open_timeout,
                 )
             except (OSError, TimeoutError) as exc:
                 reason = f"connect failed: {exc!r}"
@@ -294,13 +248,13 @@ class ReconnectingWebSocket:
                 helpers.append(loop.create_task(self._retire(self.max_lifetime)))
             if self.watch is not None:
                 self.watch.arm()
-            await self._receive(conn)
-            reason = "closed by the venue"
+            await conn.deliver(self._handler())
+            reason = "closed by the venue"  # an implementation that returns instead of raising
         except asyncio.CancelledError:
             self._conn = None
             self.connected.clear()
             raise
-        except (OSError, TimeoutError, WebSocketException) as exc:
+        except (OSError, TimeoutError) as exc:
             reason = self._close_reason or f"connection lost: {exc}"
         except Exception as exc:  # on_open refused (e.g. a subscription error): back off and retry
             reason = self._close_reason or f"{type(exc).__name__}: {exc}"
@@ -315,17 +269,20 @@ class ReconnectingWebSocket:
         healthy = self.connected.is_set() and self.frames > frames  # opened and carried data
         return healthy, self._planned, reason
 
-    async def _receive(self, conn: Connection) -> None:
-        on_message, watch, clock, recv = self.on_message, self.watch, self.clock, conn.recv
-        while True:
-            raw = await recv()
+    def _handler(self) -> Callable[[Frame], None]:
+        """What the connection calls with each frame: counts it, touches the watch, taps it, hands it on."""
+        on_message, watch, clock, tap = self.on_message, self.watch, self.clock, self.on_frame
+
+        def handle(raw: Frame) -> None:
             self.frames += 1
             if watch is not None:
                 watch.touch()
-            if self.on_frame is not None:
+            if tap is not None:
                 now = clock.now()
-                self.on_frame(raw, int(now.timestamp()) * 1_000_000_000 + now.microsecond * 1000)
+                tap(raw, int(now.timestamp()) * 1_000_000_000 + now.microsecond * 1000)
             on_message(raw)
+
+        return handle
 
     def _dropped(self, reason: str) -> None:
         self._conn = None
