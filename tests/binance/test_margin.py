@@ -58,6 +58,7 @@ async def test_margin_requests_spend_the_sapi_limits_not_the_api_weight() -> Non
             assert await client.get_open_orders() == []  # 10 IP weight each on /sapi
         placed = await client.place_order(OrderRequest.limit(Side.BUY, D("0.1"), D("29000")))  # 6 UID weight
         assert placed.status is OrderStatus.PENDING
-        assert sim.weight.used <= 40 and sim.sapi_ip.used >= 60 and sim.sapi_uid[KEY].used == 6
+        assert sim.weight.used <= 40 and sim.sapi_used("GET /sapi/v1/margin/openOrders") >= 60
+        assert sim.sapi_used("POST /sapi/v1/margin/order", KEY) == 6
         assert not [1 for *_, p in sim.requests if p.get("code")]
         await client.close()

@@ -22,6 +22,12 @@ ZERO = D(0)
 EIGHT = D("0.00000001")
 CENT, LOT, FEE = D("0.01"), D("0.00001"), D("0.001")
 ORDER_TYPES = ("LIMIT", "LIMIT_MAKER", "MARKET")
+#: why an order expired (enums.md "Expiry Reasons", user-data-stream.md "Order Expiry Reason")
+EXPIRY = {
+    "MARKET": "INSUFFICIENT_LIQUIDITY",
+    "IOC": "UNFILLED_IOC_QUANTITY_EXPIRED",
+    "FOK": "UNFILLED_FOK_ORDER_EXPIRED",
+}
 COID_CHARS = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.:/_-")
 
 
@@ -391,13 +397,13 @@ class Exchange:
         account.orders[order.order_id] = order
         self._report(order, "NEW")
         if kind == "LIMIT" and tif == "FOK" and self._available(opposite, price) < order.qty:
-            order.expiry_reason = "INSUFFICIENT_LIQUIDITY"
+            order.expiry_reason = EXPIRY["FOK"]
             self._close(order, "EXPIRED")
         else:
             order.fills = self._match(state, order, price)
             if order.is_open:
                 if kind == "MARKET" or tif in ("IOC", "FOK"):
-                    order.expiry_reason = "INSUFFICIENT_LIQUIDITY" if kind == "MARKET" else None
+                    order.expiry_reason = EXPIRY["MARKET" if kind == "MARKET" else str(tif)]
                     self._close(order, "EXPIRED")
                 else:
                     (state.bids if side == "BUY" else state.asks).add(order)

@@ -140,11 +140,12 @@ class BinanceSim:
         self.exchange.on_user = self._on_user
         self.faults = Faults()
         self.weight = _Window(weight_limit, weight_seconds)
-        #: /sapi endpoints have their own limits (12,000 IP weight and 180,000 UID weight per minute), apart
-        #: from /api's; breaking them is a 429 that never escalates to a 418 ban
-        self.sapi_ip = _Window(sapi_ip_limit, 60)
+        #: /sapi limits, apart from /api's: every IP-limited endpoint has its own 12,000 weight per minute and
+        #: every UID-limited one its own 180,000 per account; breaking them is a 429, never a 418 ban
+        self.sapi_ip_limit = sapi_ip_limit
         self.sapi_uid_limit = sapi_uid_limit
-        self.sapi_uid: dict[str, _Window] = {}
+        #: ("METHOD path", "IP" or the API key) -> that endpoint's window
+        self.sapi_windows: dict[tuple[str, str], _Window] = {}
         self.order_limits = ((orders_per_10s, 10.0), (orders_per_day, 86400.0))
         self.order_windows: dict[str, list[_Window]] = {}
         self.ban_seconds = ban_seconds
@@ -232,7 +233,13 @@ class BinanceSim:
         """Announce maintenance on every connection, as Binance does before closing them."""
         event = {"e": "serverShutdown", "E": now_ms()}
         for conn in list(self.conns):
-            conn.send(orjson.dumps(event if conn.kind == "stream" else {"event": event}).decode())
+            if conn.kind == "api":
+                message: dict[str, Any] = {"event": event}
+            elif conn.combined:
+                message = {"stream": "!serverShutdown", "data": event}
+            else:
+                message = event
+            conn.send(orjson.dumps(message).decode())
 
     # ------------------------------------------------------------------ streams
     def subscribers(self, stream: str) -> bool:
@@ -377,7 +384,7 @@ class BinanceSim:
             account = self.exchange.accounts.get(str(params.get("apiKey", "")))
             if account is None:
                 raise SimError(-2015, "Invalid API-key, IP, or permissions for action.", 401)
-            payload = "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "signature")
+            payload = ws_payload(params)
             expected = hmac.new(account.secret.encode(), payload.encode(), hashlib.sha256).hexdigest()
             if str(params.get("signature", "")).lower() != expected:
                 raise SimError(-1022, "Signature for this request is not valid.")
@@ -450,8 +457,8 @@ class BinanceSim:
             params.update(parse_qsl(raw_query, keep_blank_values=True))  # the query copy wins
             self.requests.append((request.method, path, params))
             if path.endswith("/depth"):
-                weight = _depth_weight(int(params.get("limit", "100") or 100))
                 self.depth_requests += 1
+            weight = _request_weight(request.method, path, params, weight)
             headers: dict[str, str] = {}
             try:
                 if self.faults.take("rate_limited") or (is_order and self.faults.take("orders_rate_limited")):
@@ -462,7 +469,9 @@ class BinanceSim:
                     self._spend_weight(weight, headers)
                 account = self._authenticate(request, security, params, raw_query, raw_body)
                 if sapi:
-                    self._spend_sapi_weight(request.method == "POST", account, weight, headers)
+                    self._spend_sapi_weight(
+                        f"{request.method} {path}", request.method == "POST", account, weight, headers
+                    )
                 if is_order and account is not None:
                     self._count_order(account, headers)
                 body = await handler(params, account)
@@ -496,51 +505,49 @@ class BinanceSim:
         headers[f"X-MBX-USED-WEIGHT-{suffix}"] = str(self.weight.used)
         if now < self.banned_until:
             headers["Retry-After"] = str(math.ceil(self.banned_until - now))
-            raise SimError(
-                -1003,
-                f"Way too many requests; IP(127.0.0.1) banned until "
-                f"{now_ms() + int((self.banned_until - now) * 1000)}. Please use the "
-                "websocket for live updates to avoid bans.",
-                418,
-            )
+            raise SimError(-1003, _banned_until(now_ms() + int((self.banned_until - now) * 1000)), 418)
         if now < self.retry_until:  # ignored a Retry-After: auto-ban
             self.banned_until = now + self.ban_seconds
             headers["Retry-After"] = str(math.ceil(self.ban_seconds))
-            raise SimError(
-                -1003,
-                "Way too many requests; IP(127.0.0.1) banned until "
-                f"{now_ms() + int(self.ban_seconds * 1000)}.",
-                418,
-            )
+            raise SimError(-1003, _banned_until(now_ms() + int(self.ban_seconds * 1000)), 418)
         if self.weight.used + weight > self.weight.limit:
             wait = self.weight.wait(now, weight)
             self.retry_until = now + wait
             headers["Retry-After"] = str(max(1, math.ceil(wait)))
+            interval, num, _ = _interval(self.weight.seconds)
             raise SimError(
                 -1003,
-                f"Too many requests; current limit of IP(127.0.0.1) is {self.weight.limit} "
-                f"requests per {_interval(self.weight.seconds)[0].lower()}. Please use the websocket for "
-                "live updates to avoid polling the API.",
+                f"Too much request weight used; current limit is {self.weight.limit} request weight per "
+                f"{num} {interval}. Please use WebSocket Streams for live updates to avoid polling the API.",
                 429,
             )
         self.weight.add(now, weight)
         headers[f"X-MBX-USED-WEIGHT-{suffix}"] = str(self.weight.used)
 
+    def sapi_used(self, endpoint: str, api_key: str | None = None) -> int:
+        """The weight `endpoint` ("METHOD path") used this minute: per IP, or per account if `api_key`."""
+        window = self.sapi_windows.get((endpoint, api_key or "IP"))
+        if window is None:
+            return 0
+        window.expire(time.monotonic())
+        return window.used
+
     def _spend_sapi_weight(
-        self, per_uid: bool, account: Account | None, weight: int, headers: dict[str, str]
+        self, endpoint: str, per_uid: bool, account: Account | None, weight: int, headers: dict[str, str]
     ) -> None:
-        """Charge a /sapi request to the IP window, or to the account's UID window (margin new order)."""
+        """Charge a /sapi request to its endpoint's IP window, or to the account's UID window of it (margin
+        new order)."""
         now = time.monotonic()
         if per_uid and account is not None:
-            window = self.sapi_uid.setdefault(account.api_key, _Window(self.sapi_uid_limit, 60))
-            header, who = "X-SAPI-USED-UID-WEIGHT-1M", "UID"
+            key, limit, header = (endpoint, account.api_key), self.sapi_uid_limit, "X-SAPI-USED-UID-WEIGHT-1M"
         else:
-            window, header, who = self.sapi_ip, "X-SAPI-USED-IP-WEIGHT-1M", "IP(127.0.0.1)"
+            key, limit, header = (endpoint, "IP"), self.sapi_ip_limit, "X-SAPI-USED-IP-WEIGHT-1M"
+        window = self.sapi_windows.setdefault(key, _Window(limit, 60))
         window.expire(now)
         if window.used + weight > window.limit:
             headers[header] = str(window.used)
             headers["Retry-After"] = str(max(1, math.ceil(window.wait(now, weight))))
-            message = f"Too many requests; current limit of {who} is {window.limit} per minute."
+            message = f"Too much request weight used; current limit is {window.limit} per 1 MINUTE."
             raise SimError(-1003, message, 429)
         window.add(now, weight)
         headers[header] = str(window.used)
@@ -857,6 +864,12 @@ class BinanceSim:
         return await self._my_trades(p, self._margin(a))
 
 
+def ws_payload(params: dict[str, Any]) -> str:
+    """What a WebSocket API request signs: every param but `signature`, sorted by name, `k=v` joined by `&`
+    (web-socket-api.md, "SIGNED request example (HMAC)")."""
+    return "&".join(f"{k}={params[k]}" for k in sorted(params) if k != "signature")
+
+
 def _t(value: Decimal | None) -> str:
     return f"{(value or Decimal(0)).quantize(Decimal('0.00000001')):f}"
 
@@ -865,5 +878,20 @@ def _without_signature(raw: str) -> str:
     return "&".join(part for part in raw.split("&") if not part.startswith("signature=")) if raw else ""
 
 
-def _depth_weight(limit: int) -> int:
-    return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+def _request_weight(method: str, path: str, params: dict[str, str], weight: int) -> int:
+    """The weights rest-api.md makes depend on the parameters; `weight` otherwise."""
+    if path == "/api/v3/depth":
+        limit = int(params.get("limit") or 100)
+        return 5 if limit <= 100 else 25 if limit <= 500 else 50 if limit <= 1000 else 250
+    if path == "/api/v3/myTrades" and params.get("orderId"):
+        return 5
+    if method == "GET" and path == "/api/v3/openOrders" and not params.get("symbol"):
+        return 80
+    return weight
+
+
+def _banned_until(stamp_ms: int) -> str:
+    return (
+        f"Way too much request weight used; IP banned until {stamp_ms}. Please use WebSocket Streams for "
+        "live updates to avoid bans."
+    )
