@@ -82,6 +82,7 @@ class SimClock(Clock):
         if start.tzinfo is None:
             raise ValueError("SimClock needs a timezone-aware start time")
         self._epoch = start.astimezone(UTC)
+        self._epoch_us = epoch_ns(self._epoch) // 1000
         self._elapsed = 0  # microseconds
         self._sleepers: list[tuple[int, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
@@ -104,18 +105,29 @@ class SimClock(Clock):
     @property
     def next_wakeup(self) -> datetime | None:
         """When the earliest sleeper is due (None when nothing sleeps)."""
+        due = self.next_wakeup_ns
+        return None if due is None else from_epoch_ns(due)
+
+    @property
+    def next_wakeup_ns(self) -> int | None:
+        """`next_wakeup` in epoch nanoseconds."""
         while self._sleepers and self._sleepers[0][2].done():  # cancelled sleepers
             heapq.heappop(self._sleepers)
-        return self._epoch + timedelta(microseconds=self._sleepers[0][0]) if self._sleepers else None
+        return (self._epoch_us + self._sleepers[0][0]) * 1000 if self._sleepers else None
 
     def advance_to(self, when: datetime) -> None:
         """Move to `when` (never backwards) and wake the sleepers due by then; they run at the loop's next
         turn."""
-        target = (when - self._epoch) // _MICROSECOND
+        self.advance_to_ns(epoch_ns(when))
+
+    def advance_to_ns(self, ns: int) -> None:
+        """`advance_to` a time in epoch nanoseconds (rounded down to the microsecond)."""
+        target = ns // 1000 - self._epoch_us
         if target > self._elapsed:
             self._elapsed = target
-        while self._sleepers and self._sleepers[0][0] <= self._elapsed:
-            _, _, future = heapq.heappop(self._sleepers)
+        sleepers = self._sleepers
+        while sleepers and sleepers[0][0] <= self._elapsed:
+            _, _, future = heapq.heappop(sleepers)
             if not future.done():
                 future.set_result(None)
 

@@ -13,8 +13,11 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
+from moonship_core import Order, OrderRequest, Side, StrategyMarket, TradingAlgo, hookimpl
+from moonship_core.backtest.run import run_backtest
 from moonship_core.cli import main
 from moonship_core.clock import SimClock, epoch_ns, from_epoch_ns
 from moonship_core.config import MarketConfig, MoonshipConfig
@@ -264,3 +267,83 @@ def test_moonship_record_records_sim_until_the_duration_ends(tmp_path: Path) -> 
     assert market.last_ns is not None and market.first_ns is not None
     assert 0.5e9 < market.last_ns - market.first_ns < 1.5e9
 
+
+
+class BuyOnce(TradingAlgo):
+    """Notes every book (its best ask) and order update (its fill price) it sees; buys at market once, on
+    the book whose best ask is 105."""
+
+    seen: list[tuple[str, Decimal | None]] = []
+
+    async def on_order_book(self, market: StrategyMarket) -> None:
+        ask = market.book.best_ask
+        BuyOnce.seen.append(("book", ask))
+        if ask == D(105):
+            await market.place_order(OrderRequest.market(Side.BUY, quantity=D("0.01")))
+
+    async def on_order_update(self, market: StrategyMarket, order: Order) -> None:
+        if order.status.is_final:
+            BuyOnce.seen.append((order.status.value, order.average_price))
+
+
+class _BuyOnceAlgos:
+    @hookimpl
+    def moonship_algos(self) -> dict[str, type[TradingAlgo]]:
+        return {"buy_once": BuyOnce}
+
+
+def _stepping_recording(directory: Path, steps: int) -> None:
+    """A sim recording: a snapshot (bid 100, ask 101) and then, 1 ms apart, `steps` depth updates that each
+    move the best ask one up (update i: ask 101 + i)."""
+    t0 = epoch_ns(START)
+    frames = [{"e": "snapshot", "u": 0, "b": [["100.00", "5"]], "a": [["101.00", "5"]]}]
+    frames += [
+        {"e": "depth", "u": i, "b": [], "a": [[f"{100 + i}.00", "0"], [f"{101 + i}.00", "5"]]}
+        for i in range(1, steps + 1)
+    ]
+    lines = [orjson.dumps([t0 + i * 1_000_000, "ws", orjson.dumps(f).decode()]) for i, f in enumerate(frames)]
+    (directory / "btc").mkdir(parents=True)
+    with gzip.open(directory / "btc" / "2024-05-01T12.jsonl.gz", "wb") as file:
+        file.write(b"\n".join(lines) + b"\n")
+    last = t0 + steps * 1_000_000
+    (directory / "manifest.json").write_bytes(orjson.dumps({
+        "format": 1, "first_ns": t0, "last_ns": last,
+        "markets": {"btc": {
+            "venue": "sim", "symbol": "BTCUSDT", "files": ["btc/2024-05-01T12.jsonl.gz"],
+            "frames": len(frames), "first_ns": t0, "last_ns": last,
+            "info": {"symbol": "BTCUSDT", "base_asset": "BTC", "quote_asset": "USDT", "tick_size": "0.01",
+                     "lot_size": "0.00001", "min_quantity": "0.00001", "min_notional": "1"},
+        }},
+    }))
+
+
+@pytest.mark.parametrize(
+    ("latency", "fill"),
+    [
+        ("0", 105),  # at once, on the book it was placed on
+        ("2.5", 107),  # 2.5 ms later: after the updates at +1 and +2 ms, before the one at +3 ms
+        ("3", 107),  # due with the update at +3 ms: the order reaches the book before that update
+    ],
+)
+def test_an_order_meets_the_book_as_it_stands_after_its_latency(
+    tmp_path: Path, latency: str, fill: int
+) -> None:
+    _stepping_recording(tmp_path / "rec", 10)
+    cfg = MoonshipConfig.model_validate({
+        "engine": {"name": "bt", "summary_interval": 0},
+        "markets": {"btc": {"client": "sim", "symbol": "BTCUSDT", "balances": {"BTC": 1, "USDT": 100_000}}},
+        "strategies": {"buyer": {"algo": "buy_once", "auto_start": True, "markets": ["btc"]}},
+    })
+    plugins = Plugins.load()
+    plugins.register(_BuyOnceAlgos(), "buy-once")
+    BuyOnce.seen = []
+    outcome = asyncio.run(run_backtest(cfg, tmp_path / "rec", latency_ms=D(latency), plugins=plugins))
+    [trade] = outcome.collector.strategies["buyer"].trades
+    assert trade.price == fill
+    placed = epoch_ns(START) + 4_000_000  # the book of update 4 (ask 105)
+    assert trade.time_ns == placed + int(D(latency) * 1_000_000)
+    # every update is seen, in order, one callback each, but for those that came while the algo awaited its
+    # order: they are one book notice, before the fill's update (conflated, as live)
+    books = [("book", D(ask)) for ask in range(101, 112)]
+    while_placing = [("book", D(fill))] if latency != "0" else []
+    assert BuyOnce.seen == books[:5] + while_placing + [("FILLED", D(fill))] + books[fill - 100 :]

@@ -2,20 +2,25 @@
 SimClock that jumps to each input's receive time. No sleeps, no network.
 
 `Replay` drives the time: before each input it wakes the clock's sleepers that are due (an order's latency,
-an algo's timer) in time order, and after each it lets the event loop run until nothing more is ready, so
-every strategy sees the market exactly as it stood after that input (inputs received at the same instant,
-as the sim's under a SimClock, are delivered together, as live). `ReplayClient` is the market-data client
-that a replayed market (or the paper client over it) gets in place of the venue's.
+an algo's timer) in time order, and after each it runs what became ready until nothing more is, so every
+strategy sees the market exactly as it stood after that input (inputs received at the same instant, as the
+sim's under a SimClock, are delivered together, as live). What became ready runs from inside the replay's
+task, first in first out as the event loop's own turns would run it, without a loop turn per input (see
+`_run_ready`); the loop itself gets a turn every `YIELD_EVERY` inputs. `ReplayClient` is the market-data
+client that a replayed market (or the paper client over it) gets in place of the venue's.
 """
 
 from __future__ import annotations
 
 import asyncio
 import heapq
+from asyncio.tasks import _enter_task, _leave_task
+from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from itertools import repeat
+from typing import Any
 
-from ..clock import SimClock, from_epoch_ns
+from ..clock import SimClock
 from ..contracts.client import ClientContext, MarketClient, MarketEvents
 from ..contracts.recording import FrameParser
 from ..errors import ConfigError, ExchangeError
@@ -24,8 +29,11 @@ from ..record.reader import Recording
 
 #: the key of the running Replay in ClientContext.shared
 REPLAY = "replay"
-#: loop turns after one input before the replay gives up waiting for the loop to go quiet (a busy algo)
-MAX_TURNS = 10_000
+#: callbacks (or loop turns) run after one input before the replay moves on without waiting for quiet
+#: (a busy algo)
+MAX_STEPS = 10_000
+#: inputs between two turns of the event loop itself (its timers and I/O; trading time is the SimClock's)
+YIELD_EVERY = 1000
 _NO_ORDERS = "a replayed market supplies market data only; its orders go to the paper client over it"
 
 _Entry = tuple[int, str, str, str]  # (receive ns, market, kind, data)
@@ -46,7 +54,9 @@ class Replay:
         self.first_ns: int | None = None
         self.last_ns: int | None = None
         streams = [_tagged(name, m.inputs()) for name, m in recording.markets.items()]
-        self._inputs: Iterator[_Entry] = heapq.merge(*streams, key=lambda entry: entry[0])
+        self._inputs: Iterator[_Entry] = (
+            streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda entry: entry[0])
+        )
         self._next: _Entry | None = next(self._inputs, None)
 
     def attach(self, market: str, parser: FrameParser) -> None:
@@ -70,13 +80,19 @@ class Replay:
     ) -> None:
         """Feed the inputs received up to `until_ns` (all by default); `count` them as the replay's events
         (not while warming up); `progress(events)` every `every` events."""
-        loop = asyncio.get_running_loop()
-        ready = getattr(loop, "_ready", None)  # asyncio's queue of ready callbacks (None on other loops)
+        settle = _settler()
+        clock = self.clock
         parsers = self.parsers
+        inputs = self._inputs
         entry = self._next
+        fed = 0
         while entry is not None and (until_ns is None or entry[0] <= until_ns):
             ns, market, kind, data = entry
-            await self._advance(ns)
+            wakeup = clock.next_wakeup_ns
+            if wakeup is not None and wakeup <= ns:
+                await self._advance(ns, settle)
+            else:
+                clock.advance_to_ns(ns)
             parser = parsers.get(market)
             if parser is not None:
                 parser.feed(kind, data)
@@ -87,12 +103,16 @@ class Replay:
                     self.last_ns = ns
                     if progress is not None and not self.events % every:
                         progress(self.events)
-            entry = self._next = next(self._inputs, None)
-            # inputs received at the same instant are one delivery: the loop runs after the last of them
-            if (entry is None or entry[0] != ns) and (ready is None or ready):
-                await _settle(ready)
+            entry = self._next = next(inputs, None)
+            # inputs received at the same instant are one delivery: what they readied runs after the last
+            if entry is None or entry[0] != ns:
+                fed += 1
+                if fed % YIELD_EVERY:
+                    await settle()
+                else:
+                    await _turns()
         if until_ns is not None:
-            await self._advance(until_ns)
+            await self._advance(until_ns, settle)
 
     async def finish(self, work: Awaitable[None]) -> None:
         """Await `work` (the engine stopping) past the recording's end: simulated time moves on from one
@@ -100,34 +120,68 @@ class Replay:
         task = asyncio.ensure_future(work)
         while not task.done():
             await asyncio.wait((task,), timeout=0.001)
-            wakeup = self.clock.next_wakeup
+            wakeup = self.clock.next_wakeup_ns
             if wakeup is not None and not task.done():
-                self.clock.advance_to(wakeup)
+                self.clock.advance_to_ns(wakeup)
         task.result()
 
-    async def _advance(self, ns: int) -> None:
+    async def _advance(self, ns: int, settle: Callable[[], Awaitable[None]]) -> None:
         """Move the clock to `ns`, waking what sleeps until then in time order."""
         clock = self.clock
-        target = from_epoch_ns(ns)
-        wakeup = clock.next_wakeup
-        while wakeup is not None and wakeup <= target:
-            clock.advance_to(wakeup)
-            await _settle(getattr(asyncio.get_running_loop(), "_ready", None))
-            wakeup = clock.next_wakeup
-        clock.advance_to(target)
+        wakeup = clock.next_wakeup_ns
+        while wakeup is not None and wakeup <= ns:
+            clock.advance_to_ns(wakeup)
+            await settle()
+            wakeup = clock.next_wakeup_ns
+        clock.advance_to_ns(ns)
 
 
-async def _settle(ready: object) -> None:
-    """Let the loop run until no callback is ready (a fixed number of turns on a loop that does not say)."""
+def _settler() -> Callable[[], Awaitable[None]]:
+    """How the running replay task runs what became ready until nothing more is: inline on asyncio's own
+    loop (whose queue of ready callbacks it can see), by loop turns on another."""
+    loop = asyncio.get_running_loop()
+    task = asyncio.current_task()
+    ready: deque[asyncio.Handle] | None = getattr(loop, "_ready", None)
+    if ready is None or task is None:
+        return _turns
+
+    async def settle() -> None:
+        if ready:
+            _run_ready(loop, task, ready)
+
+    return settle
+
+
+def _run_ready(
+    loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any], ready: deque[asyncio.Handle]
+) -> None:
+    """Run the loop's ready callbacks (a woken strategy's step, an order's continuation) from inside `task`,
+    first in first out as the loop's turns would, until none is ready. `task` steps aside as the current task
+    meanwhile, so each callback runs as the task it belongs to; `MAX_STEPS` bounds a busy algo."""
+    _leave_task(loop, task)
+    try:
+        for _ in range(MAX_STEPS):
+            if not ready:
+                break
+            handle = ready.popleft()
+            if not handle._cancelled:
+                handle._run()
+    finally:
+        _enter_task(loop, task)
+
+
+async def _turns() -> None:
+    """Let the loop turn until no callback is ready (a fixed number of turns on a loop that does not say)."""
+    ready = getattr(asyncio.get_running_loop(), "_ready", None)
     if ready is None:
         for _ in range(20):
             await asyncio.sleep(0)
         return
-    turns = 0
     await asyncio.sleep(0)
-    while ready and turns < MAX_TURNS:
+    for _ in range(MAX_STEPS):
+        if not ready:
+            break
         await asyncio.sleep(0)
-        turns += 1
 
 
 def _tagged(market: str, inputs: Iterator[tuple[int, str, str]]) -> Iterator[_Entry]:
