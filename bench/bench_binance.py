@@ -66,15 +66,16 @@ async def _simulator(pipe: Connection, seed: int) -> None:
             command = await loop.run_in_executor(None, pipe.recv)
             if command is None:
                 return
-            count, levels, rate = command
-            frames, ids = _frames(state, rng, bids, asks, count, levels)
-            pipe.send(await _send(_stream_transport(sim), frames, ids, rate))
+            count, levels, rate, *raw = command  # raw: unwrapped frames on a /ws/ connection (ccxt.pro's)
+            frames, ids = _frames(state, rng, bids, asks, count, levels, combined=not raw)
+            pipe.send(await _send(_stream_transport(sim, "/ws/" if raw else "/stream"), frames, ids, rate))
 
 
 def _frames(
-    state: Any, rng: random.Random, bids: set[int], asks: set[int], count: int, levels: int
+    state: Any, rng: random.Random, bids: set[int], asks: set[int], count: int, levels: int, *, combined: bool
 ) -> tuple[list[str], list[int]]:
-    """`count` depthUpdate frames of `levels` level changes each near the top (20% deletions)."""
+    """`count` depthUpdate frames of `levels` level changes each near the top (20% deletions), in the combined
+    stream's wrapper or raw."""
     frames, ids = [], []
     stream = f"{SYMBOL.lower()}@depth@100ms"
     for _ in range(count):
@@ -100,7 +101,7 @@ def _frames(
             "b": changes["b"],
             "a": changes["a"],
         }
-        frames.append(orjson.dumps({"stream": stream, "data": data}).decode())
+        frames.append(orjson.dumps({"stream": stream, "data": data} if combined else data).decode())
         ids.append(state.update_id)
     return frames, ids
 
@@ -118,11 +119,14 @@ def _ws_frame(text: str) -> bytes:
     return header + payload
 
 
-def _stream_transport(sim: Any) -> asyncio.WriteTransport:
-    """The socket of the client's market-stream connection (uvicorn's protocol object holds it)."""
+def _stream_transport(sim: Any, path: str) -> asyncio.WriteTransport:
+    """The socket of the client's market-stream connection on `path` (or below it, ending in /), which
+    uvicorn's protocol object holds."""
     for protocol in sim._server._server.server_state.connections:
         scope = getattr(protocol, "scope", None)
-        if scope and scope.get("type") == "websocket" and scope.get("path") == "/stream":
+        if not scope or scope.get("type") != "websocket":
+            continue
+        if scope.get("path") == path or (path.endswith("/") and scope.get("path", "").startswith(path)):
             return protocol.transport  # type: ignore[no-any-return]
     raise RuntimeError("no market-stream connection")
 
