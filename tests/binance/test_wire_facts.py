@@ -3,6 +3,8 @@ signature examples, the documented combined-stream serverShutdown frame, enum sp
 
 from __future__ import annotations
 
+import asyncio
+
 import orjson
 import pytest
 from exchanges.binance import BinanceSim
@@ -13,7 +15,7 @@ from moonship_binance.parse import order_from_report, parse_order
 from moonship_core import AuthenticationError, MarketStatus, NotSupported
 from moonship_core.testing import until
 
-from .conftest import fast, make_client
+from .conftest import fast, make_client, seed_book
 
 pytestmark = pytest.mark.anyio
 
@@ -90,6 +92,22 @@ async def test_the_documented_combined_server_shutdown_frame_reconnects_the_mark
     assert any("serverShutdown" in reason for _, reason in events.statuses)
     await until(lambda: events.status_now is MarketStatus.OPEN, what="book resynced")
     await client.close()
+
+
+@pytest.mark.parametrize("transport", ["picows", "websockets"])
+async def test_both_sockets_answer_the_servers_pings(monkeypatch: pytest.MonkeyPatch, transport: str) -> None:
+    """web-socket-streams.md / web-socket-api.md: the server pings every 20 s and drops a connection whose
+    pong (a copy of the ping's payload) is not back within a minute; here scaled down to 0.2 s and 0.5 s."""
+    monkeypatch.setenv("MOONSHIP_WS_TRANSPORT", transport)
+    async with BinanceSim(ping_interval=0.2, ping_timeout=0.5) as sim:
+        seed_book(sim)
+        client, events = make_client(fast(sim, ping_interval=60.0))  # only the server's pings
+        await client.get_market_info()
+        await client.connect()
+        await until(lambda: events.status_now is MarketStatus.OPEN and sim.api_connects == 1, what="open")
+        await asyncio.sleep(2.0)
+        assert (sim.stream_connects, sim.api_connects) == (1, 1)
+        await client.close()
 
 
 def test_expiry_and_reject_reason_none_is_no_reason() -> None:

@@ -126,6 +126,7 @@ class BinanceSim:
         depth_interval: float = 0.01,
         max_connection_age: float | None = None,
         ping_interval: float = 20,
+        ping_timeout: float = 60,
         sapi_ip_limit: int = 12000,
         sapi_uid_limit: int = 180000,
     ) -> None:
@@ -153,7 +154,9 @@ class BinanceSim:
         self.banned_until = 0.0
         self.depth_interval = depth_interval
         self.max_connection_age = max_connection_age
+        #: Binance pings every 20 s and drops a connection that has not answered within a minute
         self.ping_interval = ping_interval
+        self.ping_timeout = ping_timeout
         self.conns: set[_Conn] = set()
         #: every REST request as (method, path, params) and websocket connections opened, for assertions
         self.requests: list[tuple[str, str, dict[str, str]]] = []
@@ -175,7 +178,8 @@ class BinanceSim:
 
     async def start(self, port: int = 0) -> None:
         self._server = AsgiServer(
-            self.app, port, ws="websockets-sansio", ws_ping_interval=self.ping_interval, ws_ping_timeout=60
+            self.app, port, ws="websockets-sansio", ws_ping_interval=self.ping_interval,
+            ws_ping_timeout=self.ping_timeout,
         )
         await self._server.start()
         self.rest_url = self._server.rest_url
