@@ -251,6 +251,36 @@ class Order:
     #: why an order was REJECTED: the error taxonomy's class name ("InsufficientFunds", "InvalidOrder", ...)
     error: str | None = None
 
+    @classmethod
+    def from_request(
+        cls,
+        request: OrderRequest,
+        symbol: str,
+        status: OrderStatus,
+        at: datetime,
+        *,
+        order_id: str = "",
+        reason: str | None = None,
+    ) -> Order:
+        """The order `request` asks for on `symbol`, as far as known `at`: no fills, id `order_id` ("" until
+        the venue names it), `status` usually UNKNOWN or PENDING."""
+        return cls(
+            id=order_id,
+            client_order_id=request.client_order_id,
+            symbol=symbol,
+            side=request.side,
+            type=request.type,
+            status=status,
+            quantity=request.quantity,
+            quote_quantity=request.quote_quantity,
+            price=request.price,
+            time_in_force=request.time_in_force,
+            post_only=request.post_only,
+            created=at,
+            updated=at,
+            reason=reason,
+        )
+
     @property
     def average_price(self) -> Decimal | None:
         if not self.filled_quantity:

@@ -479,11 +479,8 @@ class PaperClient(MarketClient):
         if known is not None:
             return self._current(known)
         order_id = f"paper-{self.account.order_seq + 1}"
-        order = Order(
-            id=order_id, client_order_id=request.client_order_id, symbol=self.symbol,
-            side=request.side, type=request.type, status=OrderStatus.PENDING, quantity=request.quantity,
-            quote_quantity=request.quote_quantity, price=request.price, time_in_force=request.time_in_force,
-            post_only=request.post_only, created=self.context.clock.now(), updated=self.context.clock.now(),
+        order = Order.from_request(
+            request, self.symbol, OrderStatus.PENDING, self.context.clock.now(), order_id=order_id
         )
         if request.type is OrderType.MARKET:
             self._market_order(order, info)

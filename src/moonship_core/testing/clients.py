@@ -53,18 +53,8 @@ class ScriptedClient(MarketClient):
 
     async def place_order(self, request: OrderRequest) -> Order:
         self.placed.append(request)
-        return Order(
-            id=str(next(self.ids)),
-            client_order_id=request.client_order_id,
-            symbol=self.symbol,
-            side=request.side,
-            type=request.type,
-            status=OrderStatus.PENDING,
-            quantity=request.quantity,
-            price=request.price,
-            post_only=request.post_only,
-            created=self.context.clock.now(),
-            updated=self.context.clock.now(),
+        return Order.from_request(
+            request, self.symbol, OrderStatus.PENDING, self.context.clock.now(), order_id=str(next(self.ids))
         )
 
     async def cancel_order(self, order: Order) -> Order:

@@ -400,14 +400,7 @@ class OrderManager:
     def _request_order(
         self, market: OrderVenue, request: OrderRequest, status: OrderStatus, reason: str
     ) -> Order:
-        now = self.clock.now()
-        return Order(
-            id="", client_order_id=request.client_order_id, symbol=market.symbol, side=request.side,
-            type=request.type, status=status, quantity=request.quantity,
-            quote_quantity=request.quote_quantity, price=request.price,
-            time_in_force=request.time_in_force, post_only=request.post_only,
-            created=now, updated=now, reason=reason or None,
-        )
+        return Order.from_request(request, market.symbol, status, self.clock.now(), reason=reason or None)
 
     def _remember_closed(self, client_order_id: str) -> None:
         if len(self._closed) == self._closed.maxlen:

@@ -333,22 +333,7 @@ class BinanceClient(MarketClient):
         return quantity
 
     def _pending(self, request: OrderRequest) -> Order:
-        now = self.context.clock.now()
-        return Order(
-            id="",
-            client_order_id=request.client_order_id,
-            symbol=self.symbol,
-            side=request.side,
-            type=request.type,
-            status=OrderStatus.UNKNOWN,
-            quantity=request.quantity,
-            quote_quantity=request.quote_quantity,
-            price=request.price,
-            time_in_force=request.time_in_force,
-            post_only=request.post_only,
-            created=now,
-            updated=now,
-        )
+        return Order.from_request(request, self.symbol, OrderStatus.UNKNOWN, self.context.clock.now())
 
     def _ref(self, order: Order) -> list[tuple[str, str]]:
         return [("orderId", order.id)] if order.id else [("origClientOrderId", order.client_order_id)]

@@ -464,16 +464,4 @@ class ValrClient(MarketClient):
 
 
 def _probe(request: OrderRequest, pair: str, at: datetime) -> Order:
-    return Order(
-        id="",
-        client_order_id=request.client_order_id,
-        symbol=pair,
-        side=request.side,
-        type=request.type,
-        status=OrderStatus.UNKNOWN,
-        quantity=request.quantity,
-        quote_quantity=request.quote_quantity,
-        price=request.price,
-        created=at,
-        updated=at,
-    )
+    return Order.from_request(request, pair, OrderStatus.UNKNOWN, at)

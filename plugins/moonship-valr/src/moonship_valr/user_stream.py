@@ -147,21 +147,7 @@ class AccountStream(Socket):
         """Track `request` (sent `at`) before it is sent, so events that beat the REST answer find it."""
         if request.client_order_id in self._by_coid:
             return
-        order = Order(
-            id="",
-            client_order_id=request.client_order_id,
-            symbol=pair,
-            side=request.side,
-            type=request.type,
-            status=OrderStatus.PENDING,
-            quantity=request.quantity,
-            quote_quantity=request.quote_quantity,
-            price=request.price,
-            time_in_force=request.time_in_force,
-            post_only=request.post_only,
-            created=at,
-            updated=at,
-        )
+        order = Order.from_request(request, pair, OrderStatus.PENDING, at)
         self._by_coid[request.client_order_id] = _State(order, pair, held=True)
 
     def track(self, order: Order, pair: str) -> None:
