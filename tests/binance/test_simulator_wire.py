@@ -4,6 +4,7 @@ endpoint, -1003 wording and expiry reasons (docs/venues/binance-wire-facts.md)."
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import time
@@ -168,8 +169,9 @@ async def test_sapi_ip_limits_are_per_endpoint_and_never_ban() -> None:
         assert sim.sapi_used("GET /sapi/v1/margin/account") == 10
 
 
-async def test_api_weight_limit_answers_with_the_documented_message() -> None:
-    """errors.md -1003: "Too much request weight used; current limit is %s request weight per %s." """
+async def test_api_weight_limit_answers_with_the_documented_message_and_bans_who_does_not_back_off() -> None:
+    """errors.md -1003: "Too much request weight used; current limit is %s request weight per %s.";
+    rest-api.md "IP Limits": failing to back off after 429s gets a 418 ban (a request in flight does not)."""
     async with BinanceSim(weight_limit=1) as sim:
         away_from_minute_end()
         async with httpx.AsyncClient(base_url=sim.rest_url) as http:
@@ -179,7 +181,10 @@ async def test_api_weight_limit_answers_with_the_documented_message() -> None:
             assert refused.json()["msg"].startswith(
                 "Too much request weight used; current limit is 1 request weight per 1 MINUTE."
             )
-            banned = await http.get("/api/v3/time")  # the Retry-After was ignored
+            in_flight = await http.get("/api/v3/time")  # sent before its sender read the 429
+            assert in_flight.status_code == 429 and in_flight.json()["code"] == -1003
+            await asyncio.sleep(0.6)
+            banned = await http.get("/api/v3/time")  # the Retry-After was ignored: "failing to back off"
             assert banned.status_code == 418
             assert banned.json()["msg"].startswith("Way too much request weight used; IP banned until ")
 

@@ -40,6 +40,9 @@ SECRET = "sim-binance-secret-0001"
 MAKER_KEY = "sim-binance-key-0002"
 MAKER_SECRET = "sim-binance-secret-0002"
 
+#: a request arriving this soon after a 429 was sent before its sender read it: another 429, not a ban
+#: (Binance bans for "failing to back off after receiving 429s", rest-api.md "IP Limits")
+IN_FLIGHT = 0.5
 Handler = Callable[[dict[str, str], Account | None], Awaitable[Any]]
 NONE, KEYED, SIGNED = "NONE", "USER_STREAM", "SIGNED"
 
@@ -151,6 +154,7 @@ class BinanceSim:
         self.order_windows: dict[str, list[_Window]] = {}
         self.ban_seconds = ban_seconds
         self.retry_until = 0.0
+        self.refused_at = 0.0
         self.banned_until = 0.0
         self.depth_interval = depth_interval
         self.max_connection_age = max_connection_age
@@ -510,14 +514,14 @@ class BinanceSim:
         if now < self.banned_until:
             headers["Retry-After"] = str(math.ceil(self.banned_until - now))
             raise SimError(-1003, _banned_until(now_ms() + int((self.banned_until - now) * 1000)), 418)
-        if now < self.retry_until:  # ignored a Retry-After: auto-ban
+        if now < self.retry_until and now - self.refused_at > IN_FLIGHT:  # did not back off: auto-ban
             self.banned_until = now + self.ban_seconds
             headers["Retry-After"] = str(math.ceil(self.ban_seconds))
             raise SimError(-1003, _banned_until(now_ms() + int(self.ban_seconds * 1000)), 418)
-        if self.weight.used + weight > self.weight.limit:
-            wait = self.weight.wait(now, weight)
-            self.retry_until = now + wait
-            headers["Retry-After"] = str(max(1, math.ceil(wait)))
+        if now < self.retry_until or self.weight.used + weight > self.weight.limit:
+            if now >= self.retry_until:
+                self.retry_until, self.refused_at = now + self.weight.wait(now, weight), now
+            headers["Retry-After"] = str(max(1, math.ceil(self.retry_until - now)))
             interval, num, _ = _interval(self.weight.seconds)
             raise SimError(
                 -1003,
