@@ -3,6 +3,8 @@
 The mid price is a seeded random walk; the book is a ladder of levels one to a few ticks apart that follows
 it; trades print at the touch and take their quantity off that level. Prices and sizes are held as integer
 ticks and lots (floats appear only as random draws), so the same seed gives the same prices and quantities.
+Frames are written as text straight from the ticks and lots (each price and quantity formatted once and
+cached), with no Decimal arithmetic per event.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import random
 import zlib
 from bisect import insort
 from collections import deque
+from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
+from math import log
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -28,10 +32,11 @@ from ..model import Balance, MarketInfo, MarketStatus, Order, OrderRequest, Side
 QUOTE_ASSETS = ("USDT", "USDC", "BUSD", "ZAR", "EUR", "USD", "BTC", "ETH")
 _SEPARATORS = ("/", "-", "_")
 _GAPS = (1, 1, 1, 2, 3)  # ticks between neighbouring levels
+_GAP_BITS = len(_GAPS).bit_length()
 _TRADE_CHANCE = 0.5  # per event
 _SWEEP_CHANCE = 0.25  # a trade takes the whole touch level
 _LEVEL_NOTIONAL_MINIMUMS = 100  # a typical level is worth this many min_notionals
-_PRICE_TEXTS_MAX = 100_000
+_TEXTS_MAX = 100_000  # cached price and quantity texts per sim
 _NO_ORDERS = "the sim client supplies market data only; trade on it with client: paper and real_client: sim"
 
 
@@ -118,6 +123,8 @@ class SimClient(MarketClient):
         )
         seed = settings.seed if settings.seed is not None else zlib.crc32(symbol.encode())
         self._rng = random.Random(seed)
+        self._random = self._rng.random
+        self._getrandbits = self._rng.getrandbits
         self._vol = float(settings.volatility_bps) / 10_000
         self._fair = max(1, int((settings.start_price / settings.tick_size).to_integral_value()))
         level_notional = settings.min_notional * _LEVEL_NOTIONAL_MINIMUMS
@@ -126,9 +133,10 @@ class SimClient(MarketClient):
         self._asks = _Ladder()  # ticks > fair
         self._sequence = 0
         self._trade_id = 0
-        self._last_price: str | None = None
         self._trades: deque[Trade] = deque(maxlen=context.config.max_recent_trade_list_size)
+        self._last_tick: int | None = None
         self._price_texts: dict[int, str] = {}
+        self._qty_texts: dict[int, str] = {}
         self._parser = SimParser(events, symbol, self._trades)
         self._published = False
         self._task: asyncio.Task[None] | None = None
@@ -186,15 +194,32 @@ class SimClient(MarketClient):
         bid_changes: dict[int, int] = {}
         ask_changes: dict[int, int] = {}
         self._recentre(bid_changes, ask_changes)
-        ladder, changes = (self._bids, bid_changes) if rng.random() < 0.5 else (self._asks, ask_changes)
+        ladder, changes = (self._bids, bid_changes) if self._random() < 0.5 else (self._asks, ask_changes)
         if ladder.ticks:  # another participant adds or cancels at one level
-            ladder.set(rng.choice(ladder.ticks), self._random_lots(), changes)
+            ladder.set(ladder.ticks[self._below(len(ladder.ticks))], self._random_lots(), changes)
         self._publish(bid_changes, ask_changes)
-        if rng.random() < _TRADE_CHANCE:
+        if self._random() < _TRADE_CHANCE:
             self._trade()
 
+    def _below(self, n: int) -> int:
+        """A uniform integer in [0, n): `random.Random.choice`'s draw, without its call layers."""
+        bits, getrandbits = n.bit_length(), self._getrandbits
+        r = getrandbits(bits)
+        while r >= n:
+            r = getrandbits(bits)
+        return r
+
+    def _gap(self) -> int:
+        """Ticks to the next level, drawn as `_below(len(_GAPS))` draws."""
+        getrandbits = self._getrandbits
+        r = getrandbits(_GAP_BITS)
+        while r >= len(_GAPS):
+            r = getrandbits(_GAP_BITS)
+        return _GAPS[r]
+
     def _random_lots(self) -> int:
-        return 1 + int(self._rng.expovariate(1.0) * self._typical_lots)
+        """An exponentially distributed size, as `1 + int(expovariate(1.0) * typical)` draws it."""
+        return 1 + int(-log(1.0 - self._random()) * self._typical_lots)
 
     def _recentre(self, bid_changes: dict[int, int], ask_changes: dict[int, int]) -> None:
         """Drop levels the mid moved through, fill the gap to the mid, keep `levels` levels per side."""
@@ -208,68 +233,78 @@ class SimClient(MarketClient):
         tick, stop, added = fair - rng.randint(0, 1), bids.ticks[-1] if bids.ticks else 0, 0
         while tick > stop and added < n:
             bids.set(tick, self._random_lots(), bid_changes)
-            tick -= rng.choice(_GAPS)
+            tick -= self._gap()
             added += 1
         tick, added = fair + 1 + rng.randint(0, 1), 0
         stop = asks.ticks[0] if asks.ticks else tick + n * max(_GAPS) + 1
         while tick < stop and added < n:
             asks.set(tick, self._random_lots(), ask_changes)
-            tick += rng.choice(_GAPS)
+            tick += self._gap()
             added += 1
         # far from the mid: trim to `levels`, or extend the ladder outwards
         while len(bids.ticks) > n:
             bids.set(bids.ticks[0], 0, bid_changes)
         while len(asks.ticks) > n:
             asks.set(asks.ticks[-1], 0, ask_changes)
-        while bids.ticks and len(bids.ticks) < n and (tick := bids.ticks[0] - rng.choice(_GAPS)) > 0:
+        while bids.ticks and len(bids.ticks) < n and (tick := bids.ticks[0] - self._gap()) > 0:
             bids.set(tick, self._random_lots(), bid_changes)
         while asks.ticks and len(asks.ticks) < n:
-            asks.set(asks.ticks[-1] + rng.choice(_GAPS), self._random_lots(), ask_changes)
+            asks.set(asks.ticks[-1] + self._gap(), self._random_lots(), ask_changes)
 
     def _trade(self) -> None:
         """A taker of a random side takes part or all of the touch level."""
         rng = self._rng
-        taker = Side.BUY if rng.random() < 0.5 else Side.SELL
+        taker = Side.BUY if self._random() < 0.5 else Side.SELL
         ladder = self._asks if taker is Side.BUY else self._bids
         if not ladder.ticks:
             return
         tick = ladder.ticks[0] if taker is Side.BUY else ladder.ticks[-1]
         level = ladder.lots[tick]
-        lots = level if rng.random() < _SWEEP_CHANCE else rng.randint(1, level)
+        lots = level if self._random() < _SWEEP_CHANCE else rng.randint(1, level)
         self._trade_id += 1
-        price = self._price(tick)
-        self._last_price = price
-        self._emit(orjson.dumps({
-            "e": "trade", "i": str(self._trade_id), "p": price, "q": self._qty(lots), "s": taker.value,
-            "T": self.context.clock.epoch_ns() // 1000,
-        }))
+        self._last_tick = tick
+        micros = self.context.clock.epoch_ns() // 1000
+        self._emit(f'{{"e":"trade","i":"{self._trade_id}","p":{self._price(tick)},"q":{self._qty(lots)},'
+                   f'"s":"{taker.value}","T":{micros}}}')  # fmt: skip
         changes: dict[int, int] = {}
         ladder.set(tick, level - lots, changes)
         if taker is Side.BUY:
             self._publish({}, changes)
         else:
             self._publish(changes, {})
-        ticker = self._ticker()
-        self._emit(orjson.dumps({
-            "e": "ticker", "b": _text(ticker.bid), "a": _text(ticker.ask), "l": _text(ticker.last),
-            "T": self.context.clock.epoch_ns() // 1000,
-        }))
+        bids, asks = self._bids.ticks, self._asks.ticks
+        self._emit(f'{{"e":"ticker","b":{self._price(bids[-1]) if bids else "null"},'
+                   f'"a":{self._price(asks[0]) if asks else "null"},"l":{self._price(tick)},'
+                   f'"T":{self.context.clock.epoch_ns() // 1000}}}')  # fmt: skip
 
     # ------------------------------------------------------------------ publishing: wire frames
     def _price(self, tick: int) -> str:
+        """The price at `tick` as a JSON string ("30000.01", quotes included), formatted once."""
         text = self._price_texts.get(tick)
         if text is None:
-            if len(self._price_texts) > _PRICE_TEXTS_MAX:
+            if len(self._price_texts) > _TEXTS_MAX:
                 self._price_texts.clear()
-            text = self._price_texts[tick] = format(self.settings.tick_size * tick, "f")
+            text = self._price_texts[tick] = f'"{self.settings.tick_size * tick:f}"'
         return text
 
     def _qty(self, lots: int) -> str:
-        return format(self.settings.lot_size * lots, "f") if lots else "0"
+        """The quantity of `lots` as a JSON string, quotes included, formatted once."""
+        text = self._qty_texts.get(lots)
+        if text is None:
+            if len(self._qty_texts) > _TEXTS_MAX:
+                self._qty_texts.clear()
+            text = self._qty_texts[lots] = f'"{self.settings.lot_size * lots:f}"' if lots else '"0"'
+        return text
 
-    def _emit(self, frame: bytes) -> None:
+    def _levels(self, ticks: Iterable[int], lots: dict[int, int]) -> str:
+        """A JSON array of [price, quantity] pairs."""
+        price, qty, prices, qtys = self._price, self._qty, self._price_texts, self._qty_texts
+        return "[" + ",".join([
+            f"[{prices.get(t) or price(t)},{qtys.get(lots[t]) or qty(lots[t])}]" for t in ticks
+        ]) + "]"
+
+    def _emit(self, text: str) -> None:
         """Record a frame as sent and apply it through the sim's own parser, as a replay does."""
-        text = frame.decode()
         recorder = self.context.recorder
         if recorder is not None:
             recorder.record(FRAME, text, self.context.clock.epoch_ns())
@@ -277,29 +312,26 @@ class SimClient(MarketClient):
 
     def _publish_snapshot(self) -> None:
         self._sequence += 1
-        bids = [(self._price(t), self._qty(self._bids.lots[t])) for t in reversed(self._bids.ticks)]
-        asks = [(self._price(t), self._qty(self._asks.lots[t])) for t in self._asks.ticks]
         self._published = True
-        self._emit(orjson.dumps({"e": "snapshot", "u": self._sequence, "b": bids, "a": asks}))
+        bids, asks = self._bids, self._asks
+        bid_levels = self._levels(reversed(bids.ticks), bids.lots)
+        ask_levels = self._levels(asks.ticks, asks.lots)
+        self._emit(f'{{"e":"snapshot","u":{self._sequence},"b":{bid_levels},"a":{ask_levels}}}')
 
     def _publish(self, bid_changes: dict[int, int], ask_changes: dict[int, int]) -> None:
         if not (bid_changes or ask_changes):
             return
         self._sequence += 1
-        self._emit(orjson.dumps({
-            "e": "depth", "u": self._sequence,
-            "b": [(self._price(t), self._qty(q)) for t, q in bid_changes.items()],
-            "a": [(self._price(t), self._qty(q)) for t, q in ask_changes.items()],
-        }))
+        self._emit(f'{{"e":"depth","u":{self._sequence},"b":{self._levels(bid_changes, bid_changes)},'
+                   f'"a":{self._levels(ask_changes, ask_changes)}}}')  # fmt: skip
 
     def _ticker(self) -> Ticker:
-        bids, asks = self._bids.ticks, self._asks.ticks
-        last = self._last_price
+        bids, asks, last = self._bids.ticks, self._asks.ticks, self._last_tick
         return Ticker(
             self.symbol,
-            Decimal(self._price(bids[-1])) if bids else None,
-            Decimal(self._price(asks[0])) if asks else None,
-            None if last is None else Decimal(last),
+            self.settings.tick_size * bids[-1] if bids else None,
+            self.settings.tick_size * asks[0] if asks else None,
+            None if last is None else self.settings.tick_size * last,
             self.context.clock.now(),
         )
 
@@ -329,10 +361,6 @@ class SimClient(MarketClient):
 
     async def get_balances(self) -> dict[str, Balance]:
         return {}
-
-
-def _text(value: Decimal | None) -> str | None:
-    return None if value is None else format(value, "f")
 
 
 def _time(micros: int) -> datetime:
