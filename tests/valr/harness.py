@@ -10,9 +10,10 @@ from functools import partial
 from typing import Any, Literal
 
 from exchanges.valr import SimServer, ValrSimulator
+from moonship_valr.auth import Signer
 from moonship_valr.client import ValrClient, ValrSettings
 
-from moonship_core import ClientContext, LiveClock, MarketStatus, Order, Ticker, Trade
+from moonship_core import ClientContext, Clock, LiveClock, MarketStatus, Order, ServerClock, Ticker, Trade
 from moonship_core.config import MarketConfig
 from moonship_core.plugins import Plugins
 from moonship_core.stores.memory import MemoryJournal
@@ -51,6 +52,24 @@ class Recorder:
             self.tickers.append(payload)
         elif kind == "status":
             self.statuses.append(payload)
+
+
+async def _no_time_source() -> int:
+    raise AssertionError("this signer's clock is set by the test, never synced")
+
+
+def local_signer(
+    offset_ms: int = 0,
+    *,
+    key: str = API_KEY,
+    secret: str = SECRET,
+    sub_account: str = "",
+    clock: Clock | None = None,
+) -> Signer:
+    """A signer stamping with `clock` (the local one) + `offset_ms` (`signer.server_time.offset_ms`)."""
+    server_time = ServerClock(_no_time_source, clock)
+    server_time.offset_ms = offset_ms
+    return Signer(key, secret, server_time, sub_account)
 
 
 @asynccontextmanager

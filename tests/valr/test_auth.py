@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from moonship_valr.auth import Signer, sign
+from moonship_valr.auth import sign
+
+from .harness import local_signer
 
 SECRET = "sim-valr-secret-0001"
 
@@ -54,18 +56,18 @@ def test_worked_examples(verb: str, path: str, body: str | bytes, expected: str)
 
 
 def test_sub_account_is_signed_and_sent() -> None:
-    signer = Signer("key", SECRET, sub_account="123456")
+    signer = local_signer(key="key", secret=SECRET, sub_account="123456")
     headers = signer.headers("GET", "/v1/account/balances")
     ts = headers["X-VALR-TIMESTAMP"]
     assert headers["X-VALR-SUB-ACCOUNT-ID"] == "123456"
     assert headers["X-VALR-SIGNATURE"] == sign(SECRET, ts, "GET", "/v1/account/balances", "", "123456")
     assert headers["X-VALR-SIGNATURE"] != sign(SECRET, ts, "GET", "/v1/account/balances")
-    assert "X-VALR-SUB-ACCOUNT-ID" not in Signer("key", SECRET).headers("GET", "/x")
+    assert "X-VALR-SUB-ACCOUNT-ID" not in local_signer(key="key", secret=SECRET).headers("GET", "/x")
     assert SECRET not in repr(signer)
 
 
 def test_clock_offset_moves_the_timestamp() -> None:
-    signer = Signer("key", SECRET)
-    signer.offset_ms = -3_600_000
-    assert abs(int(signer.headers("GET", "/x")["X-VALR-TIMESTAMP"]) - (signer.now_ms())) < 1000
-    assert signer.now_ms() < Signer("key", SECRET).now_ms() - 3_000_000
+    signer = local_signer(-3_600_000, key="key", secret=SECRET)
+    stamp = int(signer.headers("GET", "/x")["X-VALR-TIMESTAMP"])
+    assert abs(stamp - signer.server_time.now_ms()) < 1000
+    assert stamp < local_signer(key="key", secret=SECRET).server_time.now_ms() - 3_000_000

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -26,11 +26,12 @@ from moonship_core import (
     OrderRequest,
     OrderStatus,
     Side,
+    SimClock,
     StrategyMarket,
 )
 from moonship_core.testing import LocalPlugin, ScriptedAlgo, build_engine, started, until
 
-from .harness import API_KEY, OWNER, SECRET, D, client_of, make_market, settings_for, venue
+from .harness import API_KEY, OWNER, SECRET, D, client_of, local_signer, make_market, settings_for, venue
 
 pytestmark = pytest.mark.anyio
 
@@ -84,17 +85,39 @@ def test_expired_code_is_a_stale_timestamp_whatever_the_wording() -> None:
     assert not isinstance(error_for(401, {"code": -11, "message": "Invalid API key"}), StaleTimestamp)
 
 
-def test_documented_sample_is_signed_with_the_synced_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """VALR's documented sample request (timestamp 1558014486185) from a local clock an hour behind."""
-    monkeypatch.setattr(time, "time", lambda: 1558010886.5)  # the local clock; exactly representable
-    signer = Signer("key", "4961b74efac86b25cce8fbe4c9811c4c7a787b7a5996660afcc2e287ad864363")
-    signer.offset_ms = 1558014486185 - 1558010886500
-    headers = signer.headers("GET", "/v1/account/balances")
-    assert headers["X-VALR-TIMESTAMP"] == "1558014486185"
-    assert headers["X-VALR-SIGNATURE"] == (
+#: VALR's documented signing samples: (server time ms, verb, path, body, X-VALR-SIGNATURE)
+DOC_SAMPLES = [
+    (
+        1558014486185,
+        "GET",
+        "/v1/account/balances",
+        b"",
         "9d52c181ed69460b49307b7891f04658e938b21181173844b5018b2fe783a6d4"
-        "c62b8e67a03de4d099e7437ebfabe12c56233b73c6a0cc0f7ae87e05f6289928"
+        "c62b8e67a03de4d099e7437ebfabe12c56233b73c6a0cc0f7ae87e05f6289928",
+    ),
+    (
+        1558017528946,
+        "POST",
+        "/v1/orders/market",
+        b'{"customerOrderId":"ORDER-000001","pair":"BTCUSDC","side":"BUY","quoteAmount":"80000"}',
+        "09f536e3dfdad58443f16010a97a0a21ad27486b7b8d6d4103170d885410ed77"
+        "f037f1fa628474190d4f5c08ca12c1acc850901f1c2e75c6d906ec3b32b008d0",
+    ),
+]
+
+
+@pytest.mark.parametrize(("server_ms", "verb", "path", "body", "signature"), DOC_SAMPLES)
+def test_documented_samples_are_signed_with_the_synced_clock(
+    server_ms: int, verb: str, path: str, body: bytes, signature: str
+) -> None:
+    """VALR's documented sample requests, signed by a process whose clock is an hour behind VALR's."""
+    local = SimClock(datetime.fromtimestamp((server_ms - HOUR_MS) / 1000, UTC))
+    signer = local_signer(
+        HOUR_MS, secret="4961b74efac86b25cce8fbe4c9811c4c7a787b7a5996660afcc2e287ad864363", clock=local
     )
+    headers = signer.headers(verb, path, body)
+    assert headers["X-VALR-TIMESTAMP"] == str(server_ms)
+    assert headers["X-VALR-SIGNATURE"] == signature
 
 
 # ---------------------------------------------------------------------- the simulator's clock
@@ -118,7 +141,7 @@ async def test_simulator_time_is_documented_shape_and_follows_its_skew(skew_ms: 
 async def test_simulator_refuses_timestamps_outside_the_window_on_rest_and_sockets() -> None:
     async with venue() as (sim, server):
         sim.clock_skew_ms = HOUR_MS
-        signer = Signer(API_KEY, SECRET)  # unsynced: an hour behind the server
+        signer = local_signer()  # unsynced: an hour behind the server
         async with httpx.AsyncClient(base_url=server.rest_url) as http:
             path = "/v1/account/balances"
             refused = await http.get(path, headers=signer.headers("GET", path))
@@ -126,13 +149,13 @@ async def test_simulator_refuses_timestamps_outside_the_window_on_rest_and_socke
             seconds = str(int(time.time()) + HOUR_MS // 1000)  # the right moment, in the wrong unit
             headers = signer.headers("GET", path) | {"X-VALR-TIMESTAMP": seconds}
             assert (await http.get(path, headers=headers)).status_code == 401
-            signer.offset_ms = HOUR_MS
+            signer.server_time.offset_ms = HOUR_MS
             assert (await http.get(path, headers=signer.headers("GET", path))).status_code == 200
-            signer.offset_ms = HOUR_MS - 59_000  # inside the 60 s window
+            signer.server_time.offset_ms = HOUR_MS - 59_000  # inside the 60 s window
             assert (await http.get(path, headers=signer.headers("GET", path))).status_code == 200
-            signer.offset_ms = HOUR_MS + 61_000
+            signer.server_time.offset_ms = HOUR_MS + 61_000
             assert (await http.get(path, headers=signer.headers("GET", path))).status_code == 401
-        signer.offset_ms = 0
+        signer.server_time.offset_ms = 0
         for kind in ("account", "trade"):
             with pytest.raises(InvalidStatus) as refusal:
                 async with websockets.connect(
@@ -141,7 +164,7 @@ async def test_simulator_refuses_timestamps_outside_the_window_on_rest_and_socke
                     pass
             assert refusal.value.response.status_code == 401
             assert orjson.loads(refusal.value.response.body) == EXPIRED
-        signer.offset_ms = HOUR_MS
+        signer.server_time.offset_ms = HOUR_MS
         async with websockets.connect(
             server.ws_url + "/ws/account", additional_headers=signer.headers("GET", "/ws/account")
         ) as ws:
@@ -158,7 +181,8 @@ async def test_client_syncs_to_a_skewed_server_then_signs_rest_and_the_account_s
         await market.open()
         try:
             client = client_of(market)
-            assert client.hub.offset_ms is not None and abs(client.hub.offset_ms - skew_ms) < 1000
+            server_time = client.hub.server_time
+            assert server_time.synced_at is not None and abs(server_time.offset_ms - skew_ms) < 1000
             await until(lambda: market.status is MarketStatus.OPEN, what="market open")
             await until(lambda: sim.connections["account"] == 1, what="account socket")
             assert sim.refused == 0  # no upgrade was refused: both were signed with the server's time
@@ -183,17 +207,18 @@ async def test_server_clock_jump_is_followed_on_rest_and_on_socket_reconnects() 
         try:
             client = client_of(market)
             await until(lambda: sim.connections["account"] == 1, what="account socket")
-            assert client.hub.offset_ms is not None and abs(client.hub.offset_ms) < 1000
+            assert client.hub.server_time.synced_at is not None
+            assert abs(client.hub.server_time.offset_ms) < 1000
             sim.clock_skew_ms = -HOUR_MS  # the server's clock jumps back an hour
             await sim.drop_connections()  # refusals (REST or upgrade, whichever comes first) resync the clock
             await until(lambda: sim.connections["account"] == 2, what="account socket back")
             await until(lambda: sim.connections["trade"] == 2, what="trade socket back")
             await until(lambda: market.status is MarketStatus.OPEN, what="market open again")
-            assert abs(client.hub.offset_ms + HOUR_MS) < 1000
+            assert abs(client.hub.server_time.offset_ms + HOUR_MS) < 1000
             sim.clock_skew_ms = HOUR_MS  # and forward: a refused REST call resyncs and is retried
             assert (await client.get_balances())["ZAR"].free == D(1_000_000)
-            assert abs(client.hub.offset_ms - HOUR_MS) < 1000
-            assert client.rest.signer is not None and client.rest.signer.offset_ms == client.hub.offset_ms
+            assert abs(client.hub.server_time.offset_ms - HOUR_MS) < 1000
+            assert client.rest.signer is not None and client.rest.signer.server_time is client.hub.server_time
         finally:
             await market.close()
 
@@ -203,14 +228,15 @@ async def test_socket_refused_for_its_timestamp_resyncs_the_clock(path: str) -> 
     async with venue() as (sim, server):
         sim.clock_skew_ms = -HOUR_MS
         hub = ValrHub(settings_for(server), logging.getLogger("test.valr"))
-        rest = hub.rest(Signer(API_KEY, SECRET))  # never synced: an hour ahead of the server
-        socket = Socket(server.ws_url, path, rest.signer, Timing(backoff_max=0.2), hub.logger, rest.sync_time)
+        rest = hub.rest(Signer(API_KEY, SECRET, hub.server_time))  # never synced: an hour ahead of the server
+        timing = Timing(backoff_max=0.2)
+        socket = Socket(server.ws_url, path, rest.signer, timing, hub.logger, hub.resync_time)
         socket.start()
         try:
             kind = path.rsplit("/", 1)[1]
             await until(lambda: sim.connections[kind] == 1, what="socket admitted")
             assert sim.refused == 1  # the first upgrade: 401 expired, then the clock was resynced
-            assert hub.offset_ms is not None and abs(hub.offset_ms + HOUR_MS) < 1000
+            assert hub.server_time.synced_at is not None and abs(hub.server_time.offset_ms + HOUR_MS) < 1000
             assert sim.requests == [("GET", "/v1/public/time")]
         finally:
             await socket.stop()

@@ -7,14 +7,13 @@ from typing import Any
 import orjson
 import pytest
 import websockets
-from moonship_valr.auth import Signer
 from moonship_valr.rest import parse_balance
 from moonship_valr.stream import MarketFeed
 
 from moonship_core import Balance, MarketStatus
 from moonship_core.testing import RecordingEvents
 
-from .harness import API_KEY, SECRET, D, venue
+from .harness import D, local_signer, venue
 
 pytestmark = pytest.mark.anyio
 
@@ -47,7 +46,7 @@ def test_aggregated_book_keys_in_pascal_or_lower_case(lower: bool) -> None:
 
 async def test_signed_trade_socket_is_told_it_is_authenticated() -> None:
     async with venue() as (_sim, server):
-        signer = Signer(API_KEY, SECRET)
+        signer = local_signer()
         async with websockets.connect(
             server.ws_url + "/ws/trade", additional_headers=signer.headers("GET", "/ws/trade")
         ) as ws:

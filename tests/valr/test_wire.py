@@ -10,11 +10,10 @@ import orjson
 import pytest
 import websockets
 from exchanges.valr import Participants
-from moonship_valr.auth import Signer
 
 from moonship_core.testing import until
 
-from .harness import API_KEY, SECRET, D, venue
+from .harness import D, local_signer, venue
 
 pytestmark = pytest.mark.anyio
 
@@ -119,7 +118,7 @@ async def test_rest_and_socket_messages_match_the_reference_fields() -> None:
     async with venue() as (sim, server):
         house = Participants(sim.exchange, "BTCZAR", mid=D(1_000_000))
         house.seed_book(3)
-        signer = Signer(API_KEY, SECRET)
+        signer = local_signer()
         frames: list[dict[str, Any]] = []
 
         async def signed(http: httpx.AsyncClient, verb: str, path: str, body: Any = None) -> httpx.Response:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import time
+
+from moonship_core import ServerClock
 
 
 def sign(
@@ -20,25 +21,23 @@ def sign(
 
 
 class Signer:
-    """One set of credentials (optionally a sub-account) and the exchange's clock offset."""
+    """One set of credentials (optionally a sub-account), stamping requests with VALR's clock (the engine's
+    one ServerClock of VALR, synced from /v1/public/time)."""
 
-    def __init__(self, api_key: str, api_secret: str, sub_account: str = "") -> None:
+    def __init__(
+        self, api_key: str, api_secret: str, server_time: ServerClock, sub_account: str = ""
+    ) -> None:
         self.api_key = api_key
         self._secret = api_secret
+        self.server_time = server_time
         self.sub_account = sub_account
-        #: server time minus local time in ms (set from /v1/public/time)
-        self.offset_ms = 0
-
-    def now_ms(self) -> int:
-        """The exchange's current time as this process estimates it."""
-        return int(time.time() * 1000) + self.offset_ms
 
     def headers(
         self, verb: str, path: str, body: bytes = b"", sub_account: str | None = None
     ) -> dict[str, str]:
         """The X-VALR headers for one request (`sub_account` overrides the signer's own)."""
         sub = self.sub_account if sub_account is None else sub_account
-        timestamp = str(self.now_ms())
+        timestamp = str(self.server_time.now_ms())
         headers = {
             "X-VALR-API-KEY": self.api_key,
             "X-VALR-SIGNATURE": sign(self._secret, timestamp, verb, path, body, sub),

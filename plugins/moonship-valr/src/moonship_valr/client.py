@@ -38,6 +38,7 @@ from moonship_core import (
     OrderStatusUnknown,
     OrderType,
     RateLimiter,
+    ServerClock,
     Ticker,
     Trade,
     VenueCounters,
@@ -158,8 +159,8 @@ class ValrHub:
         self._rests: dict[tuple[str, str], ValrRest] = {}
         self._accounts: dict[tuple[str, str], AccountStream] = {}
         self.trade: TradeStream | None = None
-        self.offset_ms: int | None = None
-        self._time_lock = asyncio.Lock()
+        #: VALR's clock: every signer of the engine stamps with it
+        self.server_time = ServerClock(self._fetch_time, self.clock)
         self._pairs: tuple[float, str, dict[str, dict[str, Any]]] | None = None
         self._pairs_lock = asyncio.Lock()
         self.users = 0
@@ -180,30 +181,20 @@ class ValrHub:
                     signer.api_key,
                     RateLimiter(self.settings.rate_limit, 60.0, clock=self.clock, on_wait=self._on_wait),
                 )
-                if self.offset_ms is not None:
-                    signer.offset_ms = self.offset_ms
             rest = self._rests[key] = ValrRest(
-                lambda: self.http,
-                self.settings.rest_url,
-                signer,
-                limiter,
-                self.public_limiter,
-                on_clock=self._adopt_offset,
+                lambda: self.http, self.settings.rest_url, signer, limiter, self.public_limiter
             )
         return rest
 
-    async def sync_time(self, rest: ValrRest) -> None:
-        """Learn the server clock once per engine (every later resync shares its offset the same way)."""
-        async with self._time_lock:
-            if self.offset_ms is None and rest.signer is not None:
-                await rest.sync_time()
+    async def _fetch_time(self) -> int:
+        server = await self.rest(None).server_time()
+        self.logger.info("VALR clock read: %d ms", server)
+        return server
 
-    def _adopt_offset(self, offset_ms: int) -> None:
-        """A ValrRest measured VALR's clock: every signer of the engine signs with it from now on."""
-        self.offset_ms = offset_ms
-        for other in self._rests.values():
-            if other.signer is not None:
-                other.signer.offset_ms = offset_ms
+    async def resync_time(self) -> None:
+        """VALR refused a timestamp: learn its clock again (concurrent callers share one request)."""
+        self.server_time.invalidate()
+        await self.server_time.ensure()
 
     async def pairs(self, rest: ValrRest) -> tuple[str, dict[str, dict[str, Any]]]:
         """The exchange status and every pair's metadata (one request per minute at most, however many
@@ -222,7 +213,7 @@ class ValrHub:
                 rest.signer,
                 self.timing,
                 self.logger.getChild("trade"),
-                rest.sync_time if rest.signer is not None else None,
+                self.resync_time if rest.signer is not None else None,
             )
             self.trade.on_reconnect = partial(self.counters.reconnected, "valr")
         return self.trade
@@ -239,6 +230,7 @@ class ValrHub:
                 self.timing,
                 self.settings.fill_wait,
                 self.logger.getChild("account"),
+                self.resync_time,
             )
             stream.on_reconnect = partial(self.counters.reconnected, "valr")
         return stream
@@ -281,7 +273,7 @@ class ValrClient(MarketClient):
         self.sub_account = keys.sub_account_id or context.config.account or settings.sub_account_id or ""
         signer = None
         if api_key and secret:
-            signer = Signer(api_key, secret.get_secret_value(), self.sub_account)
+            signer = Signer(api_key, secret.get_secret_value(), hub.server_time, self.sub_account)
         elif api_key or secret:
             raise ConfigError(
                 f"moonship.markets.{context.market_name}: VALR needs both api_key and api_secret"
@@ -307,7 +299,8 @@ class ValrClient(MarketClient):
         if self._connected:
             return
         info = await self.get_market_info()
-        await self.hub.sync_time(self.rest)
+        if self.rest.signer is not None:
+            await self.hub.server_time.ensure()
         self._connected = True
         self.hub.users += 1
         self.events.status(MarketStatus.UNSYNCED, "connecting")

@@ -107,15 +107,12 @@ class ValrRest:
         signer: Signer | None,
         key_limiter: RateLimiter,
         public_limiter: RateLimiter,
-        on_clock: Callable[[int], None] | None = None,
     ) -> None:
         self.http = http
         self.base_url = base_url.rstrip("/")
         self.signer = signer
         self.key_limiter = key_limiter
         self.public_limiter = public_limiter
-        #: told every newly measured clock offset (ms), so every signer of the engine can adopt it
-        self.on_clock = on_clock
 
     # ------------------------------------------------------------------ transport
     async def request(
@@ -185,23 +182,15 @@ class ValrRest:
             error = error_for(status, data, text=response.text[:200])
             if isinstance(error, StaleTimestamp) and attempt == 0 and self.signer is not None:
                 log.warning("VALR refused our timestamp: resynchronising the clock")
-                await self.sync_time()
+                self.signer.server_time.invalidate()
+                await self.signer.server_time.ensure()
                 continue
             raise error
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def sync_time(self) -> None:
-        """Adopt the server clock (X-VALR-TIMESTAMP, in ms, must be close to VALR's time)."""
-        if self.signer is None:
-            return
-        local_before = _now_ms()
-        data = await self.request("GET", "/v1/public/time", signed=False)
-        local_after = _now_ms()
-        offset = server_time_ms(data) - (local_before + local_after) // 2
-        self.signer.offset_ms = offset
-        log.info("VALR clock offset %+d ms", offset)
-        if self.on_clock is not None:
-            self.on_clock(offset)
+    async def server_time(self) -> int:
+        """VALR's clock in epoch ms (X-VALR-TIMESTAMP, in ms, must be close to it)."""
+        return server_time_ms(await self.request("GET", "/v1/public/time", signed=False))
 
     # ------------------------------------------------------------------ public
     async def status(self) -> str:
@@ -272,10 +261,6 @@ class ValrRest:
         body = {"orderId": order_id} if order_id else {"customerOrderId": customer_order_id}
         body["pair"] = pair
         await self.request("DELETE", "/v2/orders/order", body=body, sub_account=sub_account)
-
-
-def _now_ms() -> int:
-    return int(datetime.now(UTC).timestamp() * 1000)
 
 
 def _json(content: bytes) -> Any:

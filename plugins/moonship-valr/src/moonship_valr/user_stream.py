@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
@@ -109,8 +109,9 @@ class AccountStream(Socket):
         timing: Timing,
         fill_wait: float,
         logger: logging.Logger,
+        resync: Callable[[], Awaitable[None]],
     ) -> None:
-        super().__init__(url, c.ACCOUNT_WS_PATH, signer, timing, logger, rest.sync_time)
+        super().__init__(url, c.ACCOUNT_WS_PATH, signer, timing, logger, resync)
         self.rest = rest
         self.fill_wait = fill_wait
         self.listeners: dict[str, list[_Listener]] = {}
