@@ -458,21 +458,22 @@ def test_tls_with_a_trusted_certificate_for_the_host(ca: trustme.CA, transport: 
     asyncio.run(main())
 
 
-@pytest.mark.parametrize("trusted", [True, False], ids=["other-host", "unknown-ca"])
+@pytest.mark.parametrize("case", ["other-host", "unknown-ca", "default-context"])
 def test_tls_refuses_a_certificate_for_another_host_or_from_an_unknown_ca(
-    ca: trustme.CA, transport: str, trusted: bool
+    ca: trustme.CA, transport: str, case: str
 ) -> None:
     async def handler(ws: ServerConnection) -> None:
         raise AssertionError("never accepted")
 
     async def main() -> None:
         client = ssl.create_default_context()
-        if trusted:
+        if case == "other-host":
             ca.configure_trust(client)
-        names = ("venue.example",) if trusted else ("localhost",)
+        names = ("venue.example",) if case == "other-host" else ("localhost",)
+        chosen = TRANSPORTS[transport](ssl_context=None if case == "default-context" else client)
         async with websocket_server(handler, ssl=_tls_server(ca, *names)) as url:
             wss = url.replace("ws://127.0.0.1", "wss://localhost")
             with pytest.raises(ssl.SSLCertVerificationError):
-                await TRANSPORTS[transport](ssl_context=client).connect(wss, open_timeout=2)
+                await chosen.connect(wss, open_timeout=2)
 
     asyncio.run(main())
