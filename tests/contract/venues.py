@@ -230,9 +230,10 @@ async def valr() -> AsyncIterator[Venue]:
             best_bid=lambda: sim.exchange.books["BTCZAR"].bids.best(),
             drop=sim.drop_connections,
             connections=lambda: len(sim.trade_conns) + len(sim.account_conns),
-            go_silent=lambda: setattr(sim.faults, "stale_feed", True),
+            go_silent=sim.go_silent,
             faults=sim.faults,
             skew=skew,
+            silence_timeout=lambda seconds: section.update(silence_timeout=seconds),
         )
 
 

@@ -229,7 +229,7 @@ async def test_socket_refused_for_its_timestamp_resyncs_the_clock(path: str) -> 
         sim.clock_skew_ms = -HOUR_MS
         hub = ValrHub(settings_for(server), logging.getLogger("test.valr"))
         rest = hub.rest(Signer(API_KEY, SECRET, hub.server_time))  # never synced: an hour ahead of the server
-        timing = Timing(backoff_max=0.2)
+        timing = Timing(reconnect_max_delay=0.2)
         socket = Socket(server.ws_url, path, rest.signer, timing, hub.logger, hub.resync_time)
         socket.start()
         try:

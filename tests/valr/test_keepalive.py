@@ -17,7 +17,7 @@ from .harness import D, Recorder, book_levels, client_of, make_market, sim_level
 
 pytestmark = pytest.mark.anyio
 
-FAST = {"ping_interval": 0.1, "pong_timeout": 0.4, "stale_timeout": 0.6}
+FAST = {"ping_interval": 0.1, "pong_timeout": 0.4, "silence_timeout": 0.6}
 
 
 @asynccontextmanager
@@ -34,25 +34,20 @@ async def live(**settings: object) -> AsyncIterator[tuple[ValrSimulator, SimServ
 
 
 def _tasks() -> list[str]:
-    return sorted(t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("valr/"))
+    return sorted(t.get_name() for t in asyncio.all_tasks() if "valr" in t.get_name())
 
 
 async def test_pings_both_sockets_and_close_cancels_every_task() -> None:
-    async with live(stale_timeout=30) as (sim, _, market, _rec):
+    async with live(silence_timeout=30) as (sim, _, market, _rec):
         await until(lambda: sim.pings["trade"] >= 3 and sim.pings["account"] >= 3, what="pings")
-        assert _tasks() == [
-            "valr/ws/account",
-            "valr/ws/account-keepalive",
-            "valr/ws/trade",
-            "valr/ws/trade-keepalive",
-        ]  # one keepalive task per socket
+        assert _tasks() == ["ws-valr/ws/account", "ws-valr/ws/trade"]  # one connection loop per socket
         await market.close()
         assert _tasks() == []
         await until(lambda: not sim.trade_conns and not sim.account_conns, what="server saw the close")
 
 
 async def test_socket_without_pong_is_replaced_and_the_book_resyncs() -> None:
-    async with live(stale_timeout=30) as (sim, _, market, rec):
+    async with live(silence_timeout=30) as (sim, _, market, rec):
         sim.faults.ignore_pings = True
         await until(
             lambda: sim.connections["trade"] >= 2 and sim.connections["account"] >= 2, what="replaced"
@@ -63,18 +58,43 @@ async def test_socket_without_pong_is_replaced_and_the_book_resyncs() -> None:
         assert book_levels(market) == sim_levels(sim)
 
 
-async def test_silent_feed_is_replaced() -> None:
+def _nudge(sim: ValrSimulator, price: int) -> None:
+    """A house bid far below the market: the book changes (and its SequenceNumber moves on)."""
+    account = sim.exchange.account("house-BTCZAR", house=True)
+    sim.exchange.place(account, "BTCZAR", "buy", kind="limit", quantity=D("0.001"), price=D(price))
+
+
+async def test_silent_feed_on_an_active_market_unsyncs_probes_and_resyncs() -> None:
     async with live() as (sim, _, market, _rec):
-        sim.faults.stale_feed = True
-        await until(lambda: market.status is MarketStatus.UNSYNCED, what="stale detected")
-        assert sim.connections["account"] == 1  # PONGs keep the account socket alive
-        sim.faults.stale_feed = False
-        await until(lambda: sim.connections["trade"] >= 2 and market.status is MarketStatus.OPEN, what="back")
+        feed = client_of(market).feed
+        for price in (500_000, 500_001):
+            _nudge(sim, price)  # an active market
+        await until(lambda: feed.active, what="book updates")
+        loop = asyncio.get_running_loop()
+        stalled = loop.time()
+        sim.go_silent()  # the socket stays open and answers PINGs, no book reaches us
+        _nudge(sim, 500_002)  # VALR's book moves on
+        await until(lambda: market.status is MarketStatus.UNSYNCED, what="silence detected")
+        assert loop.time() - stalled < 0.6 + 0.6  # the silence timeout (0.6 s), no more than a probe
+        await until(lambda: sim.connections["trade"] >= 2, what="the probe reconnected the trade socket")
+        assert feed.silences == 1
+        assert sim.connections["account"] == 1  # the account socket is not touched
+        await until(lambda: market.status is MarketStatus.OPEN, what="resynced from a full book")
         assert book_levels(market) == sim_levels(sim)
 
 
+async def test_quiet_market_is_probed_without_reconnects() -> None:
+    async with live() as (sim, _, market, rec):
+        feed = client_of(market).feed
+        opened = len(rec.statuses)
+        await until(lambda: feed.quiet_probes >= 3, timeout=10, what="quiet probes")
+        assert sim.connections == {"trade": 1, "account": 1}
+        assert rec.statuses[opened:] == []  # the market never left OPEN
+        assert feed.watch is not None and feed.watch.timeout > feed.watch.base_timeout  # probes back off
+
+
 async def test_dropped_connections_reconnect_resync_and_reconcile() -> None:
-    async with live(stale_timeout=30) as (sim, _, market, _rec):
+    async with live(silence_timeout=30) as (sim, _, market, _rec):
         account = client_of(market).account
         assert account is not None
         await until(lambda: account.reconciled == 1, what="start-up reconciliation")
@@ -88,7 +108,7 @@ async def test_dropped_connections_reconnect_resync_and_reconcile() -> None:
 
 
 async def test_refused_reconnects_back_off() -> None:
-    async with live(stale_timeout=30, reconnect_max_delay=0.4) as (sim, _, market, _rec):
+    async with live(silence_timeout=30, reconnect_max_delay=0.4) as (sim, _, market, _rec):
         sim.faults.refuse_connections = True
         await sim.drop_connections("trade")
         await asyncio.sleep(1.0)  # measuring the retry rate over a fixed window
@@ -98,7 +118,7 @@ async def test_refused_reconnects_back_off() -> None:
 
 
 async def test_malformed_frames_are_survived() -> None:
-    async with live(stale_timeout=30) as (sim, _, market, rec):
+    async with live(silence_timeout=30) as (sim, _, market, rec):
         sim.send_malformed()  # a frame that is not JSON, then a book with a broken level
         await until(lambda: market.status is MarketStatus.UNSYNCED, what="broken book noticed")
         assert sim.connections["trade"] == 1  # the socket stays; the next full book resyncs

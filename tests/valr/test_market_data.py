@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from decimal import Decimal
 
 import httpx
@@ -37,6 +38,14 @@ def test_settings_defaults_and_url_validation() -> None:
         ValrSettings(ws_url="https://api.valr.com")
     with pytest.raises(ValueError):
         ValrSettings(ping_interval=26)  # VALR drops sockets idle for 30 s
+
+
+def test_settings_share_the_venue_key_names_and_accept_the_old_one(caplog: pytest.LogCaptureFixture) -> None:
+    s = ValrSettings()
+    assert (s.silence_timeout, s.ping_interval, s.reconnect_max_delay) == (10.0, 20.0, 30.0)
+    with caplog.at_level(logging.WARNING, "moonship.config"):
+        assert ValrSettings.model_validate({"stale_timeout": 3}).silence_timeout == 3
+    assert "'stale_timeout' is deprecated: use 'silence_timeout'" in caplog.text
 
 
 async def test_simulator_wire_shapes_match_the_reference() -> None:

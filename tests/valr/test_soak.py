@@ -141,7 +141,7 @@ async def test_one_minute_with_faults_ends_in_agreement() -> None:
             server,
             ping_interval=0.5,
             pong_timeout=1.2,
-            stale_timeout=1.5,
+            silence_timeout=1.5,
             cancel_wait=0.5,
             reconnect_max_delay=0.5,
         )

@@ -80,9 +80,11 @@ class _Conn(Connection):
         super().__init__(ws)
         self.account = account
         self.subs: dict[str, set[str] | None] = {}  # event -> pairs (None: all)
+        #: stalled (go_silent): open, answers PINGs, carries no events
+        self.silent = False
 
     def wants(self, event: str, pair: str) -> bool:
-        if event not in self.subs:
+        if self.silent or event not in self.subs:
             return False
         pairs = self.subs[event]
         return pairs is None or pair in pairs
@@ -145,6 +147,12 @@ class ValrSimulator:
             conn.close()
             with contextlib.suppress(Exception):
                 await conn.ws.close(1011)
+
+    def go_silent(self) -> None:
+        """Stall every open trade socket: it stays open and answers PINGs, but carries no more events (new
+        connections are healthy). The books keep changing behind it."""
+        for conn in self.trade_conns:
+            conn.silent = True
 
     def send_malformed(self) -> None:
         """A frame that is not JSON and a book with a broken level on every trade socket."""

@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import datetime
 from decimal import Decimal
 from functools import partial
-from typing import Any
+from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -42,6 +42,7 @@ from moonship_core import (
     Ticker,
     Trade,
     VenueCounters,
+    VenueSettings,
     fmt_decimal,
     validate_model,
 )
@@ -71,10 +72,11 @@ def _base_url(value: str, schemes: tuple[str, ...]) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-class ValrSettings(BaseModel):
-    """The `moonship.valr` section."""
+class ValrSettings(VenueSettings):
+    """The `moonship.valr` section (VenueSettings' keys: request_timeout, silence_timeout,
+    reconnect_max_delay, ping_interval, pong_timeout, rate_limit_max_wait)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    renamed: ClassVar[dict[str, str]] = {"stale_timeout": "silence_timeout"}
 
     #: API key for live trading (a market's `api_key` overrides it)
     api_key: str | None = None
@@ -86,16 +88,8 @@ class ValrSettings(BaseModel):
     rest_url: str = c.REST_URL
     #: scheme://host[:port]; the client appends /ws/trade and /ws/account
     ws_url: str = c.WS_URL
-    #: seconds for any REST call or websocket handshake
-    request_timeout: float = Field(c.REQUEST_TIMEOUT, gt=0)
-    #: seconds between two PINGs on each socket
-    ping_interval: float = Field(c.PING_INTERVAL, gt=0, le=25)
-    #: reconnect a socket whose PONG is this many seconds late
-    pong_timeout: float = Field(c.PONG_TIMEOUT, gt=0)
-    #: reconnect a socket whose feed was silent this many seconds
-    stale_timeout: float = Field(c.STALE_TIMEOUT, gt=0)
-    #: longest wait between reconnect attempts (exponential backoff with jitter up to it)
-    reconnect_max_delay: float = Field(30.0, gt=0)
+    #: seconds between two PINGs on each socket (VALR drops sockets idle for 30 s)
+    ping_interval: float = Field(20.0, gt=0, le=25)
     #: how long a final status may wait for its trades before they are fetched over REST
     fill_wait: float = Field(1.0, ge=0)
     #: how long cancel_order waits for the account socket to confirm before asking over REST
@@ -146,10 +140,9 @@ class ValrHub:
         self.timing = Timing(
             settings.ping_interval,
             settings.pong_timeout,
-            settings.stale_timeout,
             settings.request_timeout,
-            backoff_max=settings.reconnect_max_delay,
-            clock=self.clock,
+            settings.reconnect_max_delay,
+            self.clock,
         )
         self._http: httpx.AsyncClient | None = None
         self.public_limiter = RateLimiter(
@@ -281,7 +274,14 @@ class ValrClient(MarketClient):
         self.rest = hub.rest(signer)
         self.info: MarketInfo | None = None
         self.feed = MarketFeed(
-            self.pair, events, self._open_status, recorder=context.recorder, clock=context.clock
+            self.pair,
+            events,
+            self._open_status,
+            snapshot=partial(self.rest.orderbook, self.pair),
+            silence_timeout=settings.silence_timeout,
+            logger=self.logger,
+            recorder=context.recorder,
+            clock=context.clock,
         )
         self.account: AccountStream | None = None
         self._connected = False

@@ -13,13 +13,6 @@ ACCOUNT_WS_PATH: Final = "/ws/account"
 KEY_LIMIT_PER_MIN: Final = 2000
 PUBLIC_LIMIT_PER_MIN: Final = 30
 
-#: the client pings each socket this often (VALR drops sockets idle for 30 s)
-PING_INTERVAL: Final = 25.0
-#: a socket whose PONG takes longer than this, or whose feed is silent this long, is replaced
-PONG_TIMEOUT: Final = 30.0
-STALE_TIMEOUT: Final = 30.0
-REQUEST_TIMEOUT: Final = 10.0
-
 #: VALR error codes (HTTP 400 / v2 201 bodies) the client maps onto moonship's errors
 CODE_UNKNOWN_ORDER: Final = -1
 CODE_INSUFFICIENT_FUNDS: Final = -6

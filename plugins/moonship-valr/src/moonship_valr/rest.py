@@ -204,6 +204,13 @@ class ValrRest:
     async def market_summary(self, pair: str) -> dict[str, Any]:
         return dict(await self.request("GET", f"/v1/public/{pair}/marketsummary", signed=False))
 
+    async def orderbook(self, pair: str) -> dict[str, Any]:
+        """The aggregated book (top 40 per side) with its `SequenceNumber` (the signed twin when we have a
+        key: it has the key's limit)."""
+        if self.signer is not None:
+            return dict(await self.request("GET", f"/v1/marketdata/{pair}/orderbook"))
+        return dict(await self.request("GET", f"/v1/public/{pair}/orderbook", signed=False))
+
     async def trades(self, pair: str, limit: int = 100) -> list[dict[str, Any]]:
         """Recent public trades, newest first (the signed twin when we have a key: it has the key's limit)."""
         params = {"limit": min(max(limit, 1), 100)}

@@ -1,71 +1,149 @@
-"""VALR websockets: the shared socket loop (signed upgrade, PING/PONG keepalive, stale-feed detection,
-reconnect with backoff) and the trade socket (aggregated book, trades, market summaries)."""
+"""VALR websockets: each socket a toolkit ReconnectingWebSocket (signed upgrade, VALR's JSON PING/PONG as its
+keepalive and probe, reconnect with backoff, a clock resync when an upgrade is refused for its timestamp) and
+the trade socket (aggregated book, trades, market summaries, the silent-feed probe)."""
 
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus, WebSocketException
 
 from moonship_core import (
     FRAME,
-    Backoff,
     Clock,
+    Connection,
     FrameParser,
     LiveClock,
     MarketEvents,
     MarketStatus,
+    MoonshipError,
+    ReconnectingWebSocket,
     Recorder,
+    SilenceWatch,
+    Transport,
+    UpgradeRefused,
+    default_transport,
 )
 
 from . import constants as c
 from .auth import Signer
 from .rest import StaleTimestamp, error_for, parse_ticker, parse_trade
 
-_PING = orjson.dumps({"type": "PING"})
+_PING = '{"type":"PING"}'
+Frame = str | bytes
 
 
+@dataclass(frozen=True)
 class Timing:
     """Keepalive and reconnect timing of every socket (seconds); reconnects back off on `clock` (the
     engine's)."""
 
+    ping_interval: float = 20.0
+    pong_timeout: float = 10.0
+    open_timeout: float = 10.0
+    reconnect_max_delay: float = 30.0
+    clock: Clock | None = None
+
+
+def _is_pong(frame: Frame) -> bool:
+    if len(frame) > 64 or ("PONG" not in frame if isinstance(frame, str) else b"PONG" not in frame):
+        return False
+    try:
+        message = orjson.loads(frame)
+    except orjson.JSONDecodeError:
+        return False
+    return isinstance(message, dict) and message.get("type") == "PONG"
+
+
+class _PongConnection:
+    """A connection whose ping is VALR's `{"type":"PING"}`: a `{"type":"PONG"}` frame answers it and goes no
+    further (a PONG is no market data)."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+        self._waiting: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    async def send(self, message: str) -> None:
+        await self._conn.send(message)
+
+    async def recv(self) -> Frame:
+        return await self._conn.recv()
+
+    async def deliver(self, on_frame: Callable[[Frame], None]) -> None:
+        waiting = self._waiting
+
+        def handle(frame: Frame) -> None:
+            if _is_pong(frame):
+                while waiting:
+                    future = waiting.popleft()
+                    if not future.done():
+                        future.set_result(None)
+                return
+            on_frame(frame)
+
+        await self._conn.deliver(handle)
+
+    async def ping(self) -> Awaitable[object]:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiting.append(future)
+        await self._conn.send(_PING)
+        return future
+
+    async def close(self) -> None:
+        while self._waiting:
+            self._waiting.popleft().cancel()
+        await self._conn.close()
+
+
+class _ValrTransport:
+    """`inner`'s connections with VALR's PING/PONG; an upgrade refused for its timestamp first calls `resync`
+    (re-learn VALR's clock), so that the next attempt is signed with the corrected time."""
+
     def __init__(
-        self,
-        ping_interval: float = c.PING_INTERVAL,
-        pong_timeout: float = c.PONG_TIMEOUT,
-        stale_timeout: float = c.STALE_TIMEOUT,
-        open_timeout: float = c.REQUEST_TIMEOUT,
-        backoff_initial: float = 0.5,
-        backoff_max: float = 30.0,
-        clock: Clock | None = None,
+        self, inner: Transport, resync: Callable[[], Awaitable[None]] | None, logger: logging.Logger
     ) -> None:
-        self.ping_interval = ping_interval
-        self.pong_timeout = pong_timeout
-        self.stale_timeout = stale_timeout
-        self.open_timeout = open_timeout
-        self.backoff_initial = backoff_initial
-        self.backoff_max = backoff_max
-        self.clock = clock or LiveClock()
+        self.inner = inner
+        self.resync = resync
+        self.logger = logger
+
+    async def connect(
+        self, url: str, *, open_timeout: float, headers: Mapping[str, str] | None = None
+    ) -> Connection:
+        try:
+            conn = await self.inner.connect(url, open_timeout=open_timeout, headers=headers)
+        except UpgradeRefused as exc:
+            if self.resync is not None and _refused_for_time(exc):
+                self.logger.warning("%s refused our timestamp: resynchronising the clock", url)
+                try:
+                    await self.resync()
+                except Exception as resync_error:  # the next attempt (after the backoff) tries again
+                    self.logger.warning("VALR clock resync failed: %r", resync_error)
+            raise
+        return _PongConnection(conn)
+
+
+def _refused_for_time(exc: UpgradeRefused) -> bool:
+    """Whether a refused upgrade blames our timestamp (or is a bare 401, which might)."""
+    try:
+        data = orjson.loads(exc.body) if exc.body.strip() else None
+    except orjson.JSONDecodeError:
+        data = None
+    if data is None:
+        return exc.status == 401
+    text = exc.body[:200].decode(errors="replace")
+    return isinstance(error_for(exc.status, data, text=text), StaleTimestamp)
 
 
 class Socket:
-    """One VALR websocket kept alive for as long as it has users.
-
-    One task runs the connection and, per connection, one keepalive task: it sends `{"type":"PING"}` every
-    `ping_interval` and replaces the socket when a PONG is `pong_timeout` late or when no feed message
-    arrived for `stale_timeout`. Reconnects back off with jitter; every (re)connection calls `on_open`.
-    An upgrade refused for its timestamp (HTTP 401 "Request has expired") first calls `resync` (re-learn
-    VALR's clock) so that the next attempt is signed with the corrected time.
-    """
-
-    #: whether PONGs count as feed traffic (the account socket's feed may be silent for long)
-    pong_is_traffic = False
+    """One VALR websocket kept alive for as long as it has users: a ReconnectingWebSocket that sends
+    `{"type":"PING"}` every `ping_interval` (VALR drops idle sockets) and replaces the connection when a PONG
+    is `pong_timeout` late. Every (re)connection calls `on_open`, every drop `on_close`."""
 
     def __init__(
         self,
@@ -75,43 +153,48 @@ class Socket:
         timing: Timing,
         logger: logging.Logger,
         resync: Callable[[], Awaitable[None]] | None = None,
+        transport: Transport | None = None,
     ) -> None:
-        self.url = url.rstrip("/") + path
         self.path = path
         self.signer = signer
-        self.resync = resync
-        self.timing = timing
         self.logger = logger
-        self.ws: ClientConnection | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.connects = 0
         #: called when a connection is made again (the engine's metrics)
         self.on_reconnect: Callable[[], None] | None = None
-        self._last_feed = 0.0
-        self._ping_sent: float | None = None  # when the unanswered PING left
+        self.ws = ReconnectingWebSocket(
+            url.rstrip("/") + path,
+            self._on_frame,
+            name=f"valr{path}",
+            on_open=self._opened,
+            on_drop=self.on_close,
+            on_reconnect=self._reconnected,
+            headers=self._headers if signer is not None else None,
+            open_timeout=timing.open_timeout,
+            ping_interval=timing.ping_interval,
+            pong_timeout=timing.pong_timeout,
+            reconnect_max_delay=timing.reconnect_max_delay,
+            transport=_ValrTransport(transport or default_transport(), resync if signer else None, logger),
+            clock=timing.clock,
+            logger=logger,
+        )
 
     # ------------------------------------------------------------------ lifecycle
     def start(self) -> None:
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._run(), name=f"valr{self.path}")
+        self.ws.start()
 
     async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await self.ws.stop()
 
     @property
     def running(self) -> bool:
-        return self._task is not None and not self._task.done()
+        return self.ws.connection is not None
+
+    @property
+    def connects(self) -> int:
+        return self.ws.connects
 
     async def send(self, message: Mapping[str, Any]) -> None:
         """Send on the current connection (dropped when disconnected: `on_open` re-sends state)."""
-        ws = self.ws
-        if ws is not None:
-            with contextlib.suppress(WebSocketException):
-                await ws.send(orjson.dumps(message).decode())
+        await self.ws.send(orjson.dumps(message).decode())
 
     # ------------------------------------------------------------------ hooks
     async def on_open(self) -> None:
@@ -123,122 +206,28 @@ class Socket:
     def on_close(self, reason: str) -> None:
         """The connection ended (it will be replaced)."""
 
-    # ------------------------------------------------------------------ loop
-    async def _run(self) -> None:
-        timing = self.timing
-        backoff = Backoff(timing.backoff_initial, timing.backoff_max, clock=timing.clock)
-        while True:
-            reason = "closed"
-            try:
-                headers = self.signer.headers("GET", self.path, sub_account=None) if self.signer else {}
-                async with connect(
-                    self.url,
-                    additional_headers=headers,
-                    open_timeout=timing.open_timeout,
-                    ping_interval=None,
-                    close_timeout=1,
-                    max_size=2**23,
-                ) as ws:
-                    self.ws = ws
-                    self.connects += 1
-                    if self.connects > 1 and self.on_reconnect is not None:
-                        self.on_reconnect()
-                    self.logger.info("connected to %s", self.url)
-                    reason = await self._session(ws, backoff)
-            except asyncio.CancelledError:
-                self.ws = None
-                self.on_close("closed")
-                raise
-            except InvalidStatus as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-                if self._refused_for_time(exc):
-                    await self._resync()
-            except (OSError, WebSocketException, TimeoutError) as exc:
-                reason = f"{type(exc).__name__}: {exc}"
-            except Exception as exc:  # a bug must not end the feed for good
-                self.logger.exception("unexpected error on %s", self.url)
-                reason = f"{type(exc).__name__}: {exc}"
-            self.ws = None
-            self.logger.warning("%s disconnected (%s); reconnecting", self.url, reason)
-            self.on_close(reason)
-            await backoff.wait()
+    # ------------------------------------------------------------------ plumbing
+    def _headers(self) -> Mapping[str, str]:
+        assert self.signer is not None
+        return self.signer.headers("GET", self.path, sub_account=None)
 
-    def _refused_for_time(self, exc: InvalidStatus) -> bool:
-        """Whether a refused upgrade blames our timestamp (or is a bare 401, which might)."""
-        if self.signer is None or self.resync is None:
-            return False
-        status = exc.response.status_code
-        body = bytes(exc.response.body or b"")
+    async def _opened(self, _conn: Connection) -> None:
+        await self.on_open()
+
+    def _reconnected(self, _reason: str) -> None:
+        if self.on_reconnect is not None:
+            self.on_reconnect()
+
+    def _on_frame(self, frame: Frame) -> None:
+        if not frame:
+            return  # VALR sends empty frames now and then
         try:
-            data = orjson.loads(body) if body.strip() else None
+            message = orjson.loads(frame)
         except orjson.JSONDecodeError:
-            data = None
-        if data is None:
-            return status == 401
-        return isinstance(error_for(status, data, text=body[:200].decode(errors="replace")), StaleTimestamp)
-
-    async def _resync(self) -> None:
-        assert self.resync is not None
-        self.logger.warning("%s refused our timestamp: resynchronising the clock", self.url)
-        try:
-            await self.resync()
-        except Exception as exc:  # the next attempt (after the backoff) tries again
-            self.logger.warning("VALR clock resync failed: %r", exc)
-
-    async def _session(self, ws: ClientConnection, backoff: Backoff) -> str:
-        loop = asyncio.get_running_loop()
-        self._last_feed = loop.time()
-        self._ping_sent = None
-        stop: asyncio.Future[str] = loop.create_future()
-        keepalive = loop.create_task(self._keepalive(ws, stop), name=f"valr{self.path}-keepalive")
-        try:
-            await self.on_open()
-            async for frame in ws:
-                if not frame:
-                    continue  # VALR sends empty frames now and then
-                try:
-                    message = orjson.loads(frame)
-                except orjson.JSONDecodeError:
-                    self.logger.warning("ignored a malformed frame on %s: %.80r", self.path, frame)
-                    continue
-                if not isinstance(message, dict):
-                    continue
-                if message.get("type") == "PONG":
-                    self._ping_sent = None
-                    if not self.pong_is_traffic:
-                        continue
-                self._last_feed = loop.time()
-                backoff.reset()
-                self.on_message(message)
-        finally:
-            keepalive.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keepalive
-        return stop.result() if stop.done() else f"code {ws.close_code}"
-
-    async def _keepalive(self, ws: ClientConnection, stop: asyncio.Future[str]) -> None:
-        timing = self.timing
-        loop = asyncio.get_running_loop()
-        step = max(0.01, min(timing.ping_interval, timing.pong_timeout, timing.stale_timeout) / 5)
-        next_ping = loop.time() + timing.ping_interval
-        while True:
-            await asyncio.sleep(step)
-            now = loop.time()
-            problem = ""
-            if self._ping_sent is not None and now - self._ping_sent > timing.pong_timeout:
-                problem = f"no PONG for {timing.pong_timeout:g} s"
-            elif now - self._last_feed > timing.stale_timeout:
-                problem = f"feed silent for {timing.stale_timeout:g} s"
-            if problem:
-                stop.set_result(problem)
-                await ws.close(4000, problem)
-                return
-            if now >= next_ping:
-                next_ping = now + timing.ping_interval
-                if self._ping_sent is None:
-                    self._ping_sent = now
-                with contextlib.suppress(WebSocketException):
-                    await ws.send(_PING.decode())
+            self.logger.warning("ignored a malformed frame on %s: %.80r", self.path, frame)
+            return
+        if isinstance(message, dict):
+            self.on_message(message)
 
 
 # ---------------------------------------------------------------------- trade socket
@@ -255,7 +244,11 @@ class TradeListener(Protocol):
 
     def on_summary(self, data: Mapping[str, Any]) -> None: ...
 
-    def on_feed_lost(self, reason: str) -> None: ...
+    def start(self, stream: TradeStream) -> None: ...
+
+    def on_drop(self, reason: str) -> None: ...
+
+    async def stop(self) -> None: ...
 
 
 TRADE_EVENTS = ("AGGREGATED_ORDERBOOK_UPDATE", "NEW_TRADE", "MARKET_SUMMARY_UPDATE")
@@ -279,6 +272,7 @@ class TradeStream(Socket):
         self.listeners.setdefault(pair, []).append(listener)
         if self.running:
             await self.send(self._subscription())
+            listener.start(self)
         else:
             self.start()
 
@@ -286,6 +280,7 @@ class TradeStream(Socket):
         users = self.listeners.get(pair, [])
         if listener in users:
             users.remove(listener)
+        await listener.stop()
         if not users:
             self.listeners.pop(pair, None)
         if not self.listeners:
@@ -299,6 +294,9 @@ class TradeStream(Socket):
 
     async def on_open(self) -> None:
         await self.send(self._subscription())
+        for users in self.listeners.values():
+            for listener in users:
+                listener.start(self)
 
     def on_message(self, message: Mapping[str, Any]) -> None:
         kind = message.get("type")
@@ -319,7 +317,7 @@ class TradeStream(Socket):
     def on_close(self, reason: str) -> None:
         for users in self.listeners.values():
             for listener in users:
-                listener.on_feed_lost(reason)
+                listener.on_drop(reason)
 
 
 def dispatch(listener: TradeListener, kind: Any, data: Mapping[str, Any], logger: logging.Logger) -> None:
@@ -337,11 +335,23 @@ def dispatch(listener: TradeListener, kind: Any, data: Mapping[str, Any], logger
 
 #: the kind of a recorded loss of the trade socket (data: the reason)
 LOST = "lost"
+#: a quiet market is probed at most every 16 silence timeouts
+_MAX_PROBE_FACTOR = 16
+
+#: the venue's aggregated book over REST (`GET /v1/public/{pair}/orderbook`), for the silent-feed probe
+Snapshot = Callable[[], Awaitable[Mapping[str, Any]]]
 
 
 class MarketFeed:
     """One market's view of the trade socket: full aggregated books diffed into the core's book, trades
-    with VALR's trade ids, market summaries as tickers, and UNSYNCED/OPEN as the book loses/regains sync."""
+    with VALR's trade ids, market summaries as tickers, and UNSYNCED/OPEN as the book loses/regains sync.
+
+    Silent feed: with a `silence_timeout`, no book update for that long on an active market (one whose book
+    changed since it was last known right) → UNSYNCED at once and VALR is probed: a PING on the trade socket
+    (no PONG: reconnect), then the REST book's `SequenceNumber` against the book's. VALR moved on → the trade
+    socket reconnects and every market reloads from the first full book; it has not → the market was quiet,
+    the book is still right, the market reopens and the next probe waits twice as long (no reconnect
+    storm)."""
 
     def __init__(
         self,
@@ -349,6 +359,9 @@ class MarketFeed:
         events: MarketEvents,
         open_status: Callable[[], MarketStatus],
         *,
+        snapshot: Snapshot | None = None,
+        silence_timeout: float | None = None,
+        logger: logging.Logger | None = None,
         recorder: Recorder | None = None,
         clock: Clock | None = None,
     ) -> None:
@@ -356,21 +369,42 @@ class MarketFeed:
         self.clock: Clock = clock or LiveClock()
         self.symbol = symbol
         self.events = events
+        self.logger = logger or logging.getLogger("moonship.valr")
         self._open_status = open_status
-        #: the last full book as received: price text -> quantity text, per side (None: not in sync)
+        self._snapshot = snapshot
+        #: the last full book as received: price text -> quantity text, per side (None: none yet)
         self._bids: dict[str, str] | None = None
         self._asks: dict[str, str] = {}
+        #: the book is known right (a silence on an active market unsyncs it until a probe or a new book)
+        self.synced = False
+        #: book updates arrived since the book was last known right
+        self.active = False
+        #: silences noticed on an active market, probes that found a quiet market (metrics)
+        self.silences = 0
+        self.quiet_probes = 0
+        self.stream: TradeStream | None = None
+        self.watch = (
+            SilenceWatch(silence_timeout, self._on_silent, clock=self.clock)
+            if silence_timeout is not None and snapshot is not None
+            else None
+        )
+        self._probe: asyncio.Task[None] | None = None
 
+    # ------------------------------------------------------------------ the trade socket's messages
     def on_book(self, data: Mapping[str, Any]) -> None:
+        if self.watch is not None:
+            self.watch.touch()
         # VALR sends PascalCase keys; the docs mirror shows lower case: either is read
         bids = {level["price"]: level["quantity"] for level in _key(data, "Bids")}
         asks = {level["price"]: level["quantity"] for level in _key(data, "Asks")}
         seq = data.get("SequenceNumber", data.get("sequenceNumber"))
         book = self.events.book
+        reload = self._bids is None or not self.synced
         try:
-            if self._bids is None:
+            if reload:
                 book.load_snapshot(list(bids.items()), list(asks.items()), seq)
             else:
+                assert self._bids is not None
                 stale = seq is not None and book.sequence is not None and seq <= book.sequence
                 if stale:
                     return
@@ -379,10 +413,11 @@ class MarketFeed:
         except (ValueError, TypeError, ArithmeticError) as exc:
             self.on_feed_lost(f"malformed book: {exc}")
             return
-        first = self._bids is None
         self._bids, self._asks = bids, asks
+        self.active = not reload
+        self.synced = True
         self.events.book_changed()
-        if first:
+        if reload:
             self.events.status(self._open_status())
 
     def on_trade(self, data: Mapping[str, Any]) -> None:
@@ -396,7 +431,91 @@ class MarketFeed:
         if self.recorder is not None:
             self.recorder.record(LOST, reason, self.clock.epoch_ns())
         self._bids, self._asks = None, {}
+        self.synced = self.active = False
         self.events.status(MarketStatus.UNSYNCED, reason)
+
+    # ------------------------------------------------------------------ the socket's life
+    def start(self, stream: TradeStream) -> None:
+        """The trade socket carries this market now: watch for silence."""
+        self.stream = stream
+        if self.watch is not None:
+            self.watch.arm()
+
+    def on_drop(self, reason: str) -> None:
+        """The trade socket dropped: no watching or probing until it is back; the book is lost."""
+        if self.watch is not None:
+            self.watch.disarm()
+        self._cancel_probe()
+        self.on_feed_lost(reason)
+
+    async def stop(self) -> None:
+        if self.watch is not None:
+            self.watch.disarm()
+        probe, self._probe = self._probe, None
+        if probe is not None:
+            probe.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await probe
+
+    # ------------------------------------------------------------------ silent feed
+    def _on_silent(self, seconds: float) -> None:
+        assert self.watch is not None
+        if self._probe is not None:  # a probe is under way
+            self.watch.arm()
+            return
+        if self.active and self.synced:
+            self.silences += 1
+            self.synced = False
+            reason = f"silent feed: no book update for {seconds:.1f} s"
+            self.logger.warning("%s %s: probing VALR", self.symbol, reason)
+            self.events.status(MarketStatus.UNSYNCED, reason)
+        self._probe = asyncio.get_running_loop().create_task(
+            self._run_probe(), name=f"valr-probe-{self.symbol}"
+        )
+
+    async def _run_probe(self) -> None:
+        try:
+            await self._probe_venue()
+        finally:
+            self._probe = None
+
+    async def _probe_venue(self) -> None:
+        stream, watch, snapshot = self.stream, self.watch, self._snapshot
+        if stream is None or watch is None or snapshot is None:
+            return
+        ws = stream.ws
+        connects, last_update = ws.connects, watch.last
+        if not await ws.probe():
+            ws.reconnect(f"silent feed: the trade socket did not answer a PING ({self.symbol})")
+            return
+        try:
+            venue_seq = int((await snapshot())["SequenceNumber"])
+        except (MoonshipError, KeyError, TypeError, ValueError) as exc:
+            self.logger.warning("%s silent-feed probe failed: %s", self.symbol, exc)
+            watch.arm()
+            return
+        if ws.connects != connects or watch.last != last_update:
+            return  # reconnected, or books arrived meanwhile: the usual path has it
+        book_seq = self.events.book.sequence
+        if self._bids is not None and book_seq is not None and venue_seq <= book_seq:
+            self.quiet_probes += 1
+            self.active = False
+            if not self.synced:
+                self.synced = True
+                self.logger.info("%s quiet market: book still at sequence %d", self.symbol, book_seq)
+                self.events.status(self._open_status())
+            watch.arm(min(watch.timeout * 2, watch.base_timeout * _MAX_PROBE_FACTOR))
+            return
+        reason = f"silent feed: {self.symbol} book at sequence {book_seq}, VALR at {venue_seq}"
+        if self.synced:
+            self.synced = False
+            self.events.status(MarketStatus.UNSYNCED, reason)
+        ws.reconnect(reason)  # the socket stopped carrying books: every market reloads from a full book
+
+    def _cancel_probe(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            self._probe = None
 
 
 def _key(data: Mapping[str, Any], name: str) -> Any:

@@ -99,8 +99,6 @@ class _Listener:
 class AccountStream(Socket):
     """The one account socket of an engine per VALR account, and the order state it drives."""
 
-    pong_is_traffic = True
-
     def __init__(
         self,
         url: str,
