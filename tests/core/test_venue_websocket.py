@@ -321,7 +321,24 @@ def test_the_venue_close_code_is_the_drop_reason() -> None:
             sock.start()
             await until(lambda: bool(rec.drops))
             await sock.stop()
-        assert "4001" in rec.drops[0] and "going away now" in rec.drops[0]
+        assert rec.drops[0] == "connection lost: closed by the venue: 4001 going away now"  # on both
+
+    asyncio.run(main())
+
+
+def test_a_socket_lost_without_a_close_frame_says_so() -> None:
+    async def handler(ws: ServerConnection) -> None:
+        await ws.recv()
+        ws.transport.abort()  # TCP reset, no close frame
+
+    async def main() -> None:
+        rec = Recorder()
+        async with websocket_server(handler) as url:
+            sock = rec.socket(url, reconnect_initial_delay=0.5)
+            sock.start()
+            await until(lambda: bool(rec.drops))
+            await sock.stop()
+        assert rec.drops[0] == "connection lost: no close frame"
 
     asyncio.run(main())
 

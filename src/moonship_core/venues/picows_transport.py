@@ -39,7 +39,7 @@ class PicowsConnection(WSListener):
         self._fragments: bytearray | None = None
         self._handler: Callable[[bytes], None] = self._enqueue
         self._ended: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._end = "connection lost"
+        self._end = "no close frame"
         self._error: Exception | None = None
         self._writable = asyncio.Event()
         self._writable.set()
@@ -68,7 +68,7 @@ class PicowsConnection(WSListener):
             return
         elif kind is _CLOSE:
             code = frame.get_close_code()
-            self._end = f"closed by the venue: {int(code.value)} {frame.get_close_reason()}".rstrip()
+            self._end = f"closed by the venue: {int(code.value)} {frame.get_close_reason() or ''}".rstrip()
             if not transport.is_close_frame_sent:
                 transport.send_close(WSCloseCode.OK if code is WSCloseCode.NO_INFO else code)
             transport.disconnect()

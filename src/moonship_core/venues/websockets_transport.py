@@ -9,9 +9,20 @@ from functools import partial
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus, WebSocketException
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
 
 from .transport import CLOSE_TIMEOUT, Connection, Frame, UpgradeRefused
+
+
+def _gone(exc: WebSocketException) -> ConnectionError:
+    """How the connection ended, in the words PicowsConnection uses."""
+    if not isinstance(exc, ConnectionClosed):
+        return ConnectionError(str(exc))
+    if exc.rcvd is None:
+        return ConnectionError("no close frame")
+    if exc.sent is not None and not exc.rcvd_then_sent:
+        return ConnectionError("closed by us")
+    return ConnectionError(f"closed by the venue: {exc.rcvd.code} {exc.rcvd.reason}".rstrip())
 
 
 class WebsocketsConnection:
@@ -26,7 +37,7 @@ class WebsocketsConnection:
         try:
             return await self._recv()
         except WebSocketException as exc:
-            raise ConnectionError(str(exc)) from exc
+            raise _gone(exc) from exc
 
     async def deliver(self, on_frame: Callable[[Frame], None]) -> None:
         recv = self._recv
@@ -34,19 +45,19 @@ class WebsocketsConnection:
             while True:
                 on_frame(await recv())
         except WebSocketException as exc:
-            raise ConnectionError(str(exc)) from exc
+            raise _gone(exc) from exc
 
     async def send(self, message: str) -> None:
         try:
             await self._ws.send(message)
         except WebSocketException as exc:
-            raise ConnectionError(str(exc)) from exc
+            raise _gone(exc) from exc
 
     async def ping(self) -> Awaitable[object]:
         try:
             return await self._ws.ping()
         except WebSocketException as exc:
-            raise ConnectionError(str(exc)) from exc
+            raise _gone(exc) from exc
 
     async def close(self) -> None:
         await self._ws.close()
