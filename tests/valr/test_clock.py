@@ -16,7 +16,8 @@ import websockets
 from exchanges.valr import Participants
 from moonship_valr.auth import Signer
 from moonship_valr.client import ValrHub
-from moonship_valr.rest import StaleTimestamp, error_for, server_time_ms
+from moonship_valr.constants import StaleTimestamp
+from moonship_valr.rest import error_for, server_time_ms
 from moonship_valr.stream import Socket, Timing
 from websockets.exceptions import InvalidStatus
 

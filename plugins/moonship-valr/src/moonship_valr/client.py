@@ -22,6 +22,7 @@ from moonship_core import (
     ClientContext,
     Clock,
     ConfigError,
+    DuplicateClientOrderId,
     ExchangeError,
     FrameParser,
     InvalidOrder,
@@ -50,7 +51,6 @@ from moonship_core import (
 from . import constants as c
 from .auth import Signer
 from .rest import (
-    DuplicateClientOrderId,
     ValrRest,
     check_client_order_id,
     error_for,

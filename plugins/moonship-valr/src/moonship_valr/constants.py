@@ -4,6 +4,17 @@ from __future__ import annotations
 
 from typing import Final
 
+from moonship_core import (
+    AuthenticationError,
+    DuplicateClientOrderId,
+    ErrorRule,
+    ErrorTable,
+    InsufficientFunds,
+    InvalidOrder,
+    OrderNotFound,
+    PostOnlyRejected,
+)
+
 REST_URL: Final = "https://api.valr.com"
 WS_URL: Final = "wss://api.valr.com"
 TRADE_WS_PATH: Final = "/ws/trade"
@@ -21,3 +32,39 @@ CODE_MIN_SIZE: Final = -12007
 CODE_DUPLICATE_CUSTOMER_ORDER_ID: Final = -11502
 #: HTTP 401 `{"code": -11254, "message": "Request has expired"}`: X-VALR-TIMESTAMP too far from server time
 CODE_REQUEST_EXPIRED: Final = -11254
+
+
+class StaleTimestamp(AuthenticationError):
+    """VALR refused the request's timestamp (clock skew): nothing was executed."""
+
+
+def _min_rule(message: str) -> str:
+    lowered = message.lower()
+    return "min_notional" if "quote" in lowered or "value" in lowered else "min_quantity"
+
+
+#: VALR's error answers onto the taxonomy, first match wins (codes, else the message: VALR's wording varies)
+ERRORS: Final = ErrorTable(
+    "VALR",
+    [
+        ErrorRule(StaleTimestamp, code=CODE_REQUEST_EXPIRED),
+        ErrorRule(StaleTimestamp, status=401, message="expired"),
+        ErrorRule(StaleTimestamp, status=401, message="timestamp"),
+        ErrorRule(AuthenticationError, status=401),
+        ErrorRule(AuthenticationError, status=403),
+        ErrorRule(OrderNotFound, status=404),
+        ErrorRule(OrderNotFound, code=CODE_UNKNOWN_ORDER),
+        ErrorRule(OrderNotFound, message="could not find"),
+        ErrorRule(OrderNotFound, message="not found"),
+        ErrorRule(InsufficientFunds, code=CODE_INSUFFICIENT_FUNDS),
+        ErrorRule(InsufficientFunds, message="insufficient"),
+        ErrorRule(PostOnlyRejected, code=CODE_POST_ONLY),
+        *(ErrorRule(PostOnlyRejected, message=m) for m in ("postonly", "post-only", "post only")),
+        ErrorRule(DuplicateClientOrderId, code=CODE_DUPLICATE_CUSTOMER_ORDER_ID),
+        ErrorRule(DuplicateClientOrderId, message="duplicate"),
+        ErrorRule(InvalidOrder, code=CODE_MIN_SIZE, rule=_min_rule),
+        ErrorRule(InvalidOrder, message="minimum", rule=_min_rule),
+        ErrorRule(InvalidOrder, status=400),
+        ErrorRule(InvalidOrder, status=201),  # v2's synchronous order failure
+    ],
+)

@@ -17,14 +17,12 @@ from moonship_core import (
     AuthenticationError,
     Balance,
     ExchangeError,
-    InsufficientFunds,
     InvalidOrder,
     MarketInfo,
     MarketStatus,
     NetworkError,
     OrderNotFound,
     OrderStatusUnknown,
-    PostOnlyRejected,
     RateLimited,
     RateLimiter,
     RequestTimeout,
@@ -35,6 +33,7 @@ from moonship_core import (
 
 from . import constants as c
 from .auth import Signer
+from .constants import StaleTimestamp
 
 log = logging.getLogger("moonship.valr")
 
@@ -42,17 +41,6 @@ ZERO = Decimal(0)
 _COID = re.compile(r"[A-Za-z0-9-]{1,50}")
 #: how long a 429 holds every request back when VALR gives no Retry-After
 _DEFAULT_RETRY_AFTER = 1.0
-
-
-class DuplicateClientOrderId(InvalidOrder):
-    """VALR already has an open order with this customerOrderId: an earlier attempt went through."""
-
-    def __init__(self, message: str, *, code: int | str | None = None) -> None:
-        super().__init__(message, rule="duplicate_client_order_id", code=code)
-
-
-class StaleTimestamp(AuthenticationError):
-    """VALR refused the request's timestamp (clock skew): nothing was executed."""
 
 
 def check_client_order_id(coid: str) -> str:
@@ -65,7 +53,8 @@ def check_client_order_id(coid: str) -> str:
 
 
 def error_for(status: int, body: Any, *, text: str = "") -> ExchangeError:
-    """The moonship error for a VALR failure: 400 `{code, message}` or v2's 201 `{orderId, code, message}`."""
+    """The moonship error for a VALR failure: 400 `{code, message}` or v2's 201 `{orderId, code, message}`
+    (codes sometimes arrive as strings)."""
     code: int | str | None = None
     message = text
     if isinstance(body, Mapping):
@@ -75,26 +64,7 @@ def error_for(status: int, body: Any, *, text: str = "") -> ExchangeError:
             code = int(raw) if raw is not None else None
         except (TypeError, ValueError):
             code = raw
-    lower = message.lower()
-    detail = f"VALR {status}: {message}" + (f" (code {code})" if code is not None else "")
-    if status in (401, 403) or code == c.CODE_REQUEST_EXPIRED:
-        if code == c.CODE_REQUEST_EXPIRED or "timestamp" in lower or "expired" in lower:
-            return StaleTimestamp(detail, code=code)
-        return AuthenticationError(detail, code=code)
-    if status == 404 or code == c.CODE_UNKNOWN_ORDER or "could not find" in lower or "not found" in lower:
-        return OrderNotFound(detail, code=code)
-    if code == c.CODE_INSUFFICIENT_FUNDS or "insufficient" in lower:
-        return InsufficientFunds(detail, code=code)
-    if code == c.CODE_POST_ONLY or "postonly" in lower.replace("-", "").replace(" ", ""):
-        return PostOnlyRejected(detail, code=code)
-    if code == c.CODE_DUPLICATE_CUSTOMER_ORDER_ID or "duplicate" in lower:
-        return DuplicateClientOrderId(detail, code=code)
-    if code == c.CODE_MIN_SIZE or "minimum" in lower:
-        rule = "min_notional" if "quote" in lower or "value" in lower else "min_quantity"
-        return InvalidOrder(detail, rule=rule, code=code)
-    if status == 400 or code is not None:
-        return InvalidOrder(detail, code=code)
-    return ExchangeError(detail, code=code)
+    return c.ERRORS.error(status, code, message)
 
 
 class ValrRest:

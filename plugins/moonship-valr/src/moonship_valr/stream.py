@@ -33,7 +33,8 @@ from moonship_core import (
 
 from . import constants as c
 from .auth import Signer
-from .rest import StaleTimestamp, error_for, parse_ticker, parse_trade
+from .constants import StaleTimestamp
+from .rest import error_for, parse_ticker, parse_trade
 
 _PING = '{"type":"PING"}'
 Frame = str | bytes
