@@ -15,7 +15,7 @@ from moonship_valr.client import ValrSettings
 from moonship_core import ConfigError, MarketStatus, Side
 from moonship_core.testing import until
 
-from .harness import D, book_levels, client_of, make_market, sim_levels, venue
+from .harness import API_KEY, D, book_levels, client_of, make_market, sim_levels, venue
 
 pytestmark = pytest.mark.anyio
 
@@ -157,8 +157,10 @@ async def test_all_markets_share_one_trade_and_one_account_socket() -> None:
             assert len(sim.trade_conns) == 1 and len(sim.account_conns) == 1
             assert eth.book.best_bid == D(49_999) and btc.book.best_bid == D(999_999)
             assert sim.requests.count(("GET", "/v1/public/pairs")) == 1  # one metadata call for both
-            limiter = client_of(btc).rest.key_limiter
-            assert limiter is client_of(eth).rest.key_limiter and limiter.limit == 2000  # per key, shared
+            limits = client_of(btc).rest.limits
+            assert limits is client_of(eth).rest.limits  # one per engine
+            limiter = limits.limiter(limits.pools[0], API_KEY)
+            assert (limits.pools[0].name, limiter.limit) == ("key", 2000)  # per key, shared
             # the account socket's start-up reconciliation may still be calling: count once it is quiet
             used = -1
             while limiter.used != used:

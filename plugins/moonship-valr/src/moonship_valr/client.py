@@ -38,7 +38,7 @@ from moonship_core import (
     OrderStatus,
     OrderStatusUnknown,
     OrderType,
-    RateLimiter,
+    RateLimits,
     ServerClock,
     Ticker,
     Trade,
@@ -133,7 +133,6 @@ class ValrHub:
         self.settings = settings
         #: the engine's reconnect and rate-limit-wait counters
         self.counters = counters or VenueCounters()
-        self._on_wait = partial(self.counters.rate_limit_waited, "valr")
         self.logger = logger
         #: the engine's clock: rate limits and reconnect backoff wait on it
         self.clock = clock or LiveClock()
@@ -145,10 +144,13 @@ class ValrHub:
             self.clock,
         )
         self._http: httpx.AsyncClient | None = None
-        self.public_limiter = RateLimiter(
-            settings.public_rate_limit, 60.0, clock=self.clock, on_wait=self._on_wait
+        #: every request of the engine's VALR markets, per key and per IP
+        self.limits = RateLimits(
+            c.rate_table(settings.rate_limit, settings.public_rate_limit),
+            clock=self.clock,
+            max_wait=settings.rate_limit_max_wait,
+            on_wait=lambda _endpoint, _seconds: self.counters.rate_limit_waited("valr"),
         )
-        self._key_limiters: dict[str, RateLimiter] = {}
         self._rests: dict[tuple[str, str], ValrRest] = {}
         self._accounts: dict[tuple[str, str], AccountStream] = {}
         self.trade: TradeStream | None = None
@@ -168,14 +170,8 @@ class ValrHub:
         key = (signer.api_key, signer.sub_account) if signer is not None else ("", "")
         rest = self._rests.get(key)
         if rest is None:
-            limiter = self.public_limiter
-            if signer is not None:
-                limiter = self._key_limiters.setdefault(
-                    signer.api_key,
-                    RateLimiter(self.settings.rate_limit, 60.0, clock=self.clock, on_wait=self._on_wait),
-                )
             rest = self._rests[key] = ValrRest(
-                lambda: self.http, self.settings.rest_url, signer, limiter, self.public_limiter
+                lambda: self.http, self.settings.rest_url, signer, self.limits, self.clock
             )
         return rest
 

@@ -12,7 +12,9 @@ from moonship_core import (
     InsufficientFunds,
     InvalidOrder,
     OrderNotFound,
+    Pool,
     PostOnlyRejected,
+    RateTable,
 )
 
 REST_URL: Final = "https://api.valr.com"
@@ -20,9 +22,42 @@ WS_URL: Final = "wss://api.valr.com"
 TRADE_WS_PATH: Final = "/ws/trade"
 ACCOUNT_WS_PATH: Final = "/ws/account"
 
-#: REST calls per minute per API key (signed routes) and per IP for /v1/public/* (docs mirror)
+#: REST calls per minute per API key (signed routes), per IP (every route) and per IP for /v1/public/*
+#: (docs mirror; exchanges.md 3.7)
 KEY_LIMIT_PER_MIN: Final = 2000
+IP_LIMIT_PER_MIN: Final = 1200
 PUBLIC_LIMIT_PER_MIN: Final = 30
+
+#: rate-table entries: a public call, a signed call, and the routes with limits of their own
+PUBLIC: Final = "public"
+SIGNED: Final = "signed"
+TIME: Final = "GET /v1/public/time"
+STATUS: Final = "GET /v1/public/status"
+PLACE: Final = "POST /v2/orders"
+CANCEL: Final = "DELETE /v2/orders/order"
+
+
+def rate_table(key_limit: int = KEY_LIMIT_PER_MIN, public_limit: int = PUBLIC_LIMIT_PER_MIN) -> RateTable:
+    """VALR's request limits: per minute per key (`key_limit`), per IP (1200) and for /v1/public/*
+    (`public_limit`); /v1/public/time and /status 20/s; order placement 400/s and cancels 450/s per key."""
+    return RateTable(
+        pools=(
+            Pool("key", key_limit, 60.0, per_account=True),
+            Pool("ip", IP_LIMIT_PER_MIN, 60.0),
+            Pool("public", public_limit, 60.0),
+            Pool("clock", 20, 1.0),
+            Pool("place", 400, 1.0, per_account=True),
+            Pool("cancel", 450, 1.0, per_account=True),
+        ),
+        endpoints={
+            PUBLIC: {"public": 1, "ip": 1},
+            TIME: {"clock": 1, "ip": 1},
+            STATUS: {"clock": 1, "ip": 1},
+            PLACE: {"key": 1, "ip": 1, "place": 1},
+            CANCEL: {"key": 1, "ip": 1, "cancel": 1},
+        },
+        default={"key": 1, "ip": 1},
+    )
 
 #: VALR error codes (HTTP 400 / v2 201 bodies) the client maps onto moonship's errors
 CODE_UNKNOWN_ORDER: Final = -1

@@ -16,6 +16,7 @@ import orjson
 from moonship_core import (
     AuthenticationError,
     Balance,
+    Clock,
     ExchangeError,
     InvalidOrder,
     MarketInfo,
@@ -24,11 +25,12 @@ from moonship_core import (
     OrderNotFound,
     OrderStatusUnknown,
     RateLimited,
-    RateLimiter,
+    RateLimits,
     RequestTimeout,
     Side,
     Ticker,
     Trade,
+    parse_retry_after,
 )
 
 from . import constants as c
@@ -39,8 +41,6 @@ log = logging.getLogger("moonship.valr")
 
 ZERO = Decimal(0)
 _COID = re.compile(r"[A-Za-z0-9-]{1,50}")
-#: how long a 429 holds every request back when VALR gives no Retry-After
-_DEFAULT_RETRY_AFTER = 1.0
 
 
 def check_client_order_id(coid: str) -> str:
@@ -75,14 +75,14 @@ class ValrRest:
         http: Callable[[], httpx.AsyncClient],
         base_url: str,
         signer: Signer | None,
-        key_limiter: RateLimiter,
-        public_limiter: RateLimiter,
+        limits: RateLimits,
+        clock: Clock,
     ) -> None:
         self.http = http
         self.base_url = base_url.rstrip("/")
         self.signer = signer
-        self.key_limiter = key_limiter
-        self.public_limiter = public_limiter
+        self.limits = limits
+        self.clock = clock
 
     # ------------------------------------------------------------------ transport
     async def request(
@@ -96,24 +96,27 @@ class ValrRest:
         sub_account: str | None = None,
         order_id_for_unknown: str | None = None,
         ok: tuple[int, ...] = (200, 201, 202),
+        endpoint: str | None = None,
     ) -> Any:
         """Send one request and return its parsed JSON (None for an empty body).
 
         `order_id_for_unknown`: the request places an order with this customerOrderId, so a lost answer
         (timeout, 5xx, dropped connection after sending) raises OrderStatusUnknown instead of NetworkError.
+        `endpoint`: its rate-table entry (a public or a signed call by default).
         """
+        endpoint = endpoint or (c.SIGNED if signed else c.PUBLIC)
+        account = self.signer.api_key if signed and self.signer is not None else None
         if params:
             path = f"{path}?{urlencode({k: v for k, v in params.items() if v is not None})}"
         content = orjson.dumps(body) if body is not None else b""
         for attempt in range(3):
             headers = {"Content-Type": "application/json"} if body is not None else {}
+            if signed and self.signer is None:
+                raise AuthenticationError(f"VALR {verb} {path.split('?')[0]} needs an API key and secret")
+            await self.limits.acquire(endpoint, account=account)
             if signed:
-                if self.signer is None:
-                    raise AuthenticationError(f"VALR {verb} {path.split('?')[0]} needs an API key and secret")
-                await self.key_limiter.acquire()
+                assert self.signer is not None
                 headers.update(self.signer.headers(verb, path, content, sub_account))
-            else:
-                await self.public_limiter.acquire()
             try:
                 response = await self.http().request(
                     verb, self.base_url + path, content=content, headers=headers
@@ -137,8 +140,8 @@ class ValrRest:
             if status in ok:
                 return data
             if status == 429:
-                retry_after = _retry_after(response.headers)
-                (self.key_limiter if signed else self.public_limiter).pause(retry_after)
+                retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock.now())
+                self.limits.refused(status, retry_after)
                 if verb == "GET" and attempt < 2:
                     log.warning("VALR rate limit hit on %s: pausing %.1f s", path.split("?")[0], retry_after)
                     continue
@@ -160,11 +163,11 @@ class ValrRest:
 
     async def server_time(self) -> int:
         """VALR's clock in epoch ms (X-VALR-TIMESTAMP, in ms, must be close to it)."""
-        return server_time_ms(await self.request("GET", "/v1/public/time", signed=False))
+        return server_time_ms(await self.request("GET", "/v1/public/time", signed=False, endpoint=c.TIME))
 
     # ------------------------------------------------------------------ public
     async def status(self) -> str:
-        data = await self.request("GET", "/v1/public/status", signed=False)
+        data = await self.request("GET", "/v1/public/status", signed=False, endpoint=c.STATUS)
         return str(data.get("status", ""))
 
     async def pairs(self) -> list[dict[str, Any]]:
@@ -229,6 +232,7 @@ class ValrRest:
             body=body,
             sub_account=sub_account,
             order_id_for_unknown=str(body["customerOrderId"]),
+            endpoint=c.PLACE,
         )
         return dict(data) if isinstance(data, Mapping) else {}
 
@@ -237,7 +241,9 @@ class ValrRest:
     ) -> None:
         body = {"orderId": order_id} if order_id else {"customerOrderId": customer_order_id}
         body["pair"] = pair
-        await self.request("DELETE", "/v2/orders/order", body=body, sub_account=sub_account)
+        await self.request(
+            "DELETE", "/v2/orders/order", body=body, sub_account=sub_account, endpoint=c.CANCEL
+        )
 
 
 def _json(content: bytes) -> Any:
@@ -247,13 +253,6 @@ def _json(content: bytes) -> Any:
         return orjson.loads(content)
     except orjson.JSONDecodeError:
         return None
-
-
-def _retry_after(headers: httpx.Headers) -> float:
-    try:
-        return max(float(headers.get("retry-after", "")), 0.0)
-    except ValueError:
-        return _DEFAULT_RETRY_AFTER
 
 
 # ---------------------------------------------------------------------- wire parsers
