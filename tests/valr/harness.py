@@ -13,7 +13,17 @@ from exchanges.valr import SimServer, ValrSimulator
 from moonship_valr.auth import Signer
 from moonship_valr.client import ValrClient, ValrSettings
 
-from moonship_core import ClientContext, Clock, LiveClock, MarketStatus, Order, ServerClock, Ticker, Trade
+from moonship_core import (
+    ClientContext,
+    Clock,
+    LiveClock,
+    MarketStatus,
+    Order,
+    ServerClock,
+    Sessions,
+    Ticker,
+    Trade,
+)
 from moonship_core.config import MarketConfig
 from moonship_core.plugins import Plugins
 from moonship_core.stores.memory import MemoryJournal
@@ -99,7 +109,7 @@ def settings_for(server: SimServer, **overrides: Any) -> ValrSettings:
 
 def make_market(
     server: SimServer,
-    shared: dict[str, Any] | None = None,
+    sessions: Sessions | None = None,
     *,
     name: str = "btc",
     symbol: str = "BTCZAR",
@@ -108,14 +118,15 @@ def make_market(
     **settings: Any,
 ) -> tuple[Market, Recorder]:
     """A core Market over ValrClient pointed at the simulator, with a recording subscriber and an order
-    manager of its own (`unknown_orders`: what it does with the open orders of another process)."""
+    manager of its own (`unknown_orders`: what it does with the open orders of another process); markets
+    given the same `sessions` share one ValrSession, as in an engine."""
     config = MarketConfig.model_validate({"client": "valr", "symbol": symbol, **(extra or {})})
     context = ClientContext(
         name,
         config,
         settings_for(server, **settings),
         partial(Plugins.load(entry_points=False).resolve, "market_clients"),
-        shared=shared if shared is not None else {},
+        sessions=sessions if sessions is not None else Sessions(),
         logger=logging.getLogger(f"moonship.market.{name}"),
     )
     orders = OrderManager(MemoryJournal(), Portfolio(), LiveClock(), unknown_orders=unknown_orders)

@@ -15,7 +15,7 @@ import pytest
 import websockets
 from exchanges.valr import Participants
 from moonship_valr.auth import Signer
-from moonship_valr.client import ValrHub
+from moonship_valr.client import ValrSession
 from moonship_valr.constants import StaleTimestamp
 from moonship_valr.rest import error_for, server_time_ms
 from moonship_valr.stream import Socket, Timing
@@ -182,7 +182,7 @@ async def test_client_syncs_to_a_skewed_server_then_signs_rest_and_the_account_s
         await market.open()
         try:
             client = client_of(market)
-            server_time = client.hub.server_time
+            server_time = client.session.server_time
             assert server_time.synced_at is not None and abs(server_time.offset_ms - skew_ms) < 1000
             await until(lambda: market.status is MarketStatus.OPEN, what="market open")
             await until(lambda: sim.connections["account"] == 1, what="account socket")
@@ -208,18 +208,19 @@ async def test_server_clock_jump_is_followed_on_rest_and_on_socket_reconnects() 
         try:
             client = client_of(market)
             await until(lambda: sim.connections["account"] == 1, what="account socket")
-            assert client.hub.server_time.synced_at is not None
-            assert abs(client.hub.server_time.offset_ms) < 1000
+            assert client.session.server_time.synced_at is not None
+            assert abs(client.session.server_time.offset_ms) < 1000
             sim.clock_skew_ms = -HOUR_MS  # the server's clock jumps back an hour
             await sim.drop_connections()  # refusals (REST or upgrade, whichever comes first) resync the clock
             await until(lambda: sim.connections["account"] == 2, what="account socket back")
             await until(lambda: sim.connections["trade"] == 2, what="trade socket back")
             await until(lambda: market.status is MarketStatus.OPEN, what="market open again")
-            assert abs(client.hub.server_time.offset_ms + HOUR_MS) < 1000
+            assert abs(client.session.server_time.offset_ms + HOUR_MS) < 1000
             sim.clock_skew_ms = HOUR_MS  # and forward: a refused REST call resyncs and is retried
             assert (await client.get_balances())["ZAR"].free == D(1_000_000)
-            assert abs(client.hub.server_time.offset_ms - HOUR_MS) < 1000
-            assert client.rest.signer is not None and client.rest.signer.server_time is client.hub.server_time
+            assert abs(client.session.server_time.offset_ms - HOUR_MS) < 1000
+            assert client.rest.signer is not None
+            assert client.rest.signer.server_time is client.session.server_time
         finally:
             await market.close()
 
@@ -228,7 +229,7 @@ async def test_server_clock_jump_is_followed_on_rest_and_on_socket_reconnects() 
 async def test_socket_refused_for_its_timestamp_resyncs_the_clock(path: str) -> None:
     async with venue() as (sim, server):
         sim.clock_skew_ms = -HOUR_MS
-        hub = ValrHub(settings_for(server), logging.getLogger("test.valr"))
+        hub = ValrSession(settings_for(server), logging.getLogger("test.valr"))
         rest = hub.rest(Signer(API_KEY, SECRET, hub.server_time))  # never synced: an hour ahead of the server
         timing = Timing(reconnect_max_delay=0.2)
         socket = Socket(server.ws_url, path, rest.signer, timing, hub.logger, hub.resync_time)
@@ -241,7 +242,7 @@ async def test_socket_refused_for_its_timestamp_resyncs_the_clock(path: str) -> 
             assert sim.requests == [("GET", "/v1/public/time")]
         finally:
             await socket.stop()
-            await hub.release()
+            await hub.aclose()
 
 
 # ---------------------------------------------------------------------- a strategy in an engine

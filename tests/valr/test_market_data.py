@@ -12,7 +12,7 @@ import pytest
 from exchanges.valr import Participants, ValrSimulator, valr_signature
 from moonship_valr.client import ValrSettings
 
-from moonship_core import ConfigError, MarketStatus, Side
+from moonship_core import ConfigError, MarketStatus, Sessions, Side
 from moonship_core.testing import until
 
 from .harness import API_KEY, D, book_levels, client_of, make_market, sim_levels, venue
@@ -98,12 +98,12 @@ async def test_market_info_ticker_and_recent_trades() -> None:
         assert [t.id for t in trades] == [t.id for t in wire]  # VALR's own ids, oldest first
         assert trades[-1].taker_side is Side.SELL and trades[0].taker_side is Side.BUY
         sim.status = "read-only"
-        client.hub._pairs = None
+        client.session._pairs = None
         assert (await client.get_market_info()).status is MarketStatus.CLOSED
         unknown, _ = make_market(server, symbol="DOGEZAR")
         with pytest.raises(ConfigError, match="no pair DOGEZAR"):
             await unknown.client.get_market_info()
-        await client.hub.release()
+        await client.session.aclose()
 
 
 async def test_book_trades_and_ticker_from_the_trade_socket() -> None:
@@ -145,9 +145,9 @@ async def test_all_markets_share_one_trade_and_one_account_socket() -> None:
     async with venue() as (sim, server):
         Participants(sim.exchange, "BTCZAR", mid=D(1_000_000)).seed_book(3)
         Participants(sim.exchange, "ETHZAR", mid=D(50_000)).seed_book(3)
-        shared: dict[str, object] = {}
-        btc, _ = make_market(server, shared, name="btc", symbol="BTCZAR")
-        eth, _ = make_market(server, shared, name="eth", symbol="ETHZAR")
+        sessions = Sessions()
+        btc, _ = make_market(server, sessions, name="btc", symbol="BTCZAR")
+        eth, _ = make_market(server, sessions, name="eth", symbol="ETHZAR")
         await asyncio.gather(btc.open(), eth.open())
         try:
             await until(

@@ -276,7 +276,7 @@ async def test_rate_limits_stale_timestamps_and_clock_skew() -> None:
         await market.open()
         try:
             client = market.client
-            assert client_of(market).hub.server_time.offset_ms > 590_000
+            assert client_of(market).session.server_time.offset_ms > 590_000
             assert (await client.get_balances())["BTC"].free == D(10)
             sim.faults.stale_timestamp_next = 1  # refused once: the client resyncs its clock and retries
             assert (await client.get_balances())["ZAR"].free == D(1_000_000)
@@ -295,7 +295,7 @@ async def test_wrong_secret_is_an_authentication_error() -> None:
         market, _ = make_market(server, api_secret="wrong")
         with pytest.raises(AuthenticationError):
             await market.client.get_balances()
-        await client_of(market).hub.release()
+        await client_of(market).session.aclose()
 
 
 async def test_sub_account_is_signed_on_rest_and_the_account_socket() -> None:

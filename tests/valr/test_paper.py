@@ -9,7 +9,7 @@ from typing import Any
 import moonship_valr.plugin
 import pytest
 from exchanges.valr import Participants
-from moonship_valr.client import ValrClient, ValrHub, ValrSettings
+from moonship_valr.client import ValrClient, ValrSession, ValrSettings
 
 from moonship_core import (
     ClientContext,
@@ -107,7 +107,7 @@ def test_config_errors_name_the_property() -> None:
 def test_the_hub_leaves_the_httpx_logger_to_the_logging_config(monkeypatch: pytest.MonkeyPatch) -> None:
     httpx_log = logging.getLogger("httpx")
     monkeypatch.setattr(httpx_log, "level", logging.NOTSET)
-    ValrHub(ValrSettings(), logging.getLogger("moonship.valr"))
+    ValrSession(ValrSettings(), logging.getLogger("moonship.valr"))
     assert httpx_log.level == logging.NOTSET
 
 

@@ -209,4 +209,4 @@ async def test_one_minute_with_faults_ends_in_agreement() -> None:
             f" faults={len(faults)}, expected errors={sorted(set(errors))}"
         )
         assert len(ours) > 50 and filled > 10 and len(faults) >= min(9, int(SECONDS / 4))
-        assert sim.connections["trade"] > 2 and client_of(market).hub.users == 0
+        assert sim.connections["trade"] > 2 and client_of(market).session.users == 0

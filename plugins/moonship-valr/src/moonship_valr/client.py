@@ -1,5 +1,6 @@
-"""ValrClient: one VALR market. Every VALR market of an engine shares one ValrHub: one HTTP client, one
-rate limiter per API key, one trade socket and one account socket per account."""
+"""ValrClient: one VALR market. Every VALR market of an engine shares one ValrSession (a toolkit VenueSession
+the engine owns and closes): one HTTP client, the rate limits, VALR's clock, one trade socket and one account
+socket per account."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from functools import partial
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 
 from moonship_core import (
@@ -26,7 +26,6 @@ from moonship_core import (
     ExchangeError,
     FrameParser,
     InvalidOrder,
-    LiveClock,
     MarketClient,
     MarketEvents,
     MarketInfo,
@@ -43,6 +42,7 @@ from moonship_core import (
     Ticker,
     Trade,
     VenueCounters,
+    VenueSession,
     VenueSettings,
     fmt_decimal,
     validate_model,
@@ -120,8 +120,9 @@ class _MarketKeys(BaseModel):
     sub_account_id: str | None = None
 
 
-class ValrHub:
-    """What every VALR market of one engine shares."""
+class ValrSession(VenueSession):
+    """What every VALR market of one engine shares (per REST base URL): the HTTP client, rate limits, VALR's
+    clock, the pair metadata, the trade socket and one account socket per account; the engine closes it."""
 
     def __init__(
         self,
@@ -130,12 +131,12 @@ class ValrHub:
         clock: Clock | None = None,
         counters: VenueCounters | None = None,
     ) -> None:
+        super().__init__(
+            "valr", settings.rest_url, request_timeout=settings.request_timeout, clock=clock, logger=logger
+        )
         self.settings = settings
         #: the engine's reconnect and rate-limit-wait counters
         self.counters = counters or VenueCounters()
-        self.logger = logger
-        #: the engine's clock: rate limits and reconnect backoff wait on it
-        self.clock = clock or LiveClock()
         self.timing = Timing(
             settings.ping_interval,
             settings.pong_timeout,
@@ -143,7 +144,6 @@ class ValrHub:
             settings.reconnect_max_delay,
             self.clock,
         )
-        self._http: httpx.AsyncClient | None = None
         #: every request of the engine's VALR markets, per key and per IP
         self.limits = RateLimits(
             c.rate_table(settings.rate_limit, settings.public_rate_limit),
@@ -152,26 +152,18 @@ class ValrHub:
             on_wait=lambda _endpoint, _seconds: self.counters.rate_limit_waited("valr"),
         )
         self._rests: dict[tuple[str, str], ValrRest] = {}
-        self._accounts: dict[tuple[str, str], AccountStream] = {}
         self.trade: TradeStream | None = None
         #: VALR's clock: every signer of the engine stamps with it
         self.server_time = ServerClock(self._fetch_time, self.clock)
         self._pairs: tuple[float, str, dict[str, dict[str, Any]]] | None = None
         self._pairs_lock = asyncio.Lock()
-        self.users = 0
-
-    @property
-    def http(self) -> httpx.AsyncClient:
-        if self._http is None:
-            self._http = httpx.AsyncClient(timeout=self.settings.request_timeout)
-        return self._http
 
     def rest(self, signer: Signer | None) -> ValrRest:
         key = (signer.api_key, signer.sub_account) if signer is not None else ("", "")
         rest = self._rests.get(key)
         if rest is None:
             rest = self._rests[key] = ValrRest(
-                lambda: self.http, self.settings.rest_url, signer, self.limits, self.clock
+                lambda: self.http, self.base_url, signer, self.limits, self.clock
             )
         return rest
 
@@ -196,46 +188,41 @@ class ValrHub:
             return self._pairs[1], self._pairs[2]
 
     def trade_stream(self, rest: ValrRest) -> TradeStream:
-        if self.trade is None:
-            self.trade = TradeStream(
+        """The engine's one trade socket (signed with the first market's key, if it has one)."""
+
+        def build() -> TradeStream:
+            stream = TradeStream(
                 self.settings.ws_url,
                 rest.signer,
                 self.timing,
                 self.logger.getChild("trade"),
                 self.resync_time if rest.signer is not None else None,
             )
-            self.trade.on_reconnect = partial(self.counters.reconnected, "valr")
+            stream.on_reconnect = partial(self.counters.reconnected, "valr")
+            return stream
+
+        self.trade = self.part("trade", build)
         return self.trade
 
     def account(self, rest: ValrRest) -> AccountStream:
-        assert rest.signer is not None
-        key = (rest.signer.api_key, rest.signer.sub_account)
-        stream = self._accounts.get(key)
-        if stream is None:
-            stream = self._accounts[key] = AccountStream(
+        """The account socket of `rest`'s key and sub-account."""
+        signer = rest.signer
+        assert signer is not None
+
+        def build() -> AccountStream:
+            stream = AccountStream(
                 self.settings.ws_url,
                 rest,
-                rest.signer,
+                signer,
                 self.timing,
                 self.settings.fill_wait,
                 self.logger.getChild("account"),
                 self.resync_time,
             )
             stream.on_reconnect = partial(self.counters.reconnected, "valr")
-        return stream
+            return stream
 
-    async def release(self) -> None:
-        """A market closed: with the last one, stop the sockets and the HTTP client."""
-        self.users -= 1
-        if self.users > 0:
-            return
-        if self.trade is not None:
-            await self.trade.stop()
-        for stream in self._accounts.values():
-            await stream.stop()
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        return self.part(f"account {signer.api_key} {signer.sub_account}", build)
 
 
 class ValrClient(MarketClient):
@@ -251,23 +238,23 @@ class ValrClient(MarketClient):
         if not isinstance(settings, ValrSettings):
             settings = validate_model(ValrSettings, settings or {}, "moonship.valr")
         keys = validate_model(_MarketKeys, context.config.extra, f"moonship.markets.{context.market_name}")
-        hub = context.shared.get("valr")
-        if not isinstance(hub, ValrHub):
-            hub = ValrHub(settings, logging.getLogger("moonship.valr"), context.clock, context.counters)
-            context.shared["valr"] = hub
-        self.hub: ValrHub = hub
+        valr = settings
+        self.session = context.session(
+            f"valr {settings.rest_url}",
+            lambda: ValrSession(valr, logging.getLogger("moonship.valr"), context.clock, context.counters),
+        )
         self.pair = self.symbol.upper()
         api_key = keys.api_key or settings.api_key
         secret = keys.api_secret or settings.api_secret
         self.sub_account = keys.sub_account_id or context.config.account or settings.sub_account_id or ""
         signer = None
         if api_key and secret:
-            signer = Signer(api_key, secret.get_secret_value(), hub.server_time, self.sub_account)
+            signer = Signer(api_key, secret.get_secret_value(), self.session.server_time, self.sub_account)
         elif api_key or secret:
             raise ConfigError(
                 f"moonship.markets.{context.market_name}: VALR needs both api_key and api_secret"
             )
-        self.rest = hub.rest(signer)
+        self.rest = self.session.rest(signer)
         self.info: MarketInfo | None = None
         self.feed = MarketFeed(
             self.pair,
@@ -296,29 +283,27 @@ class ValrClient(MarketClient):
             return
         info = await self.get_market_info()
         if self.rest.signer is not None:
-            await self.hub.server_time.ensure()
+            await self.session.server_time.ensure()
         self._connected = True
-        self.hub.users += 1
         self.events.status(MarketStatus.UNSYNCED, "connecting")
-        await self.hub.trade_stream(self.rest).add(self.pair, self.feed)
+        await self.session.trade_stream(self.rest).add(self.pair, self.feed)
         if self.rest.signer is not None and not self.context.market_data_only:
-            self.account = self.hub.account(self.rest)
+            self.account = self.session.account(self.rest)
             await self.account.add(self.pair, self.events, info.base_asset, info.quote_asset)
 
     async def close(self) -> None:
         if not self._connected:
             return
         self._connected = False
-        if self.hub.trade is not None:
-            await self.hub.trade.remove(self.pair, self.feed)
+        if self.session.trade is not None:
+            await self.session.trade.remove(self.pair, self.feed)
         if self.account is not None:
             await self.account.remove(self.events)
-        await self.hub.release()
         self.events.status(MarketStatus.CLOSED)
 
     # ------------------------------------------------------------------ market data
     async def get_market_info(self) -> MarketInfo:
-        status, pairs = await self.hub.pairs(self.rest)
+        status, pairs = await self.session.pairs(self.rest)
         pair = pairs.get(self.pair)
         if pair is None:
             raise ConfigError(
@@ -341,7 +326,7 @@ class ValrClient(MarketClient):
         if self.account is None:
             if self.rest.signer is None:
                 raise AuthenticationError("VALR orders need moonship.valr.api_key and api_secret")
-            self.account = self.hub.account(self.rest)
+            self.account = self.session.account(self.rest)
         return self.account
 
     async def place_order(self, request: OrderRequest) -> Order:
@@ -412,7 +397,7 @@ class ValrClient(MarketClient):
             if current.status.is_final:
                 return current
             raise
-        final = await account.wait_final(order.client_order_id, self.hub.settings.cancel_wait)
+        final = await account.wait_final(order.client_order_id, self.session.settings.cancel_wait)
         if final is not None:
             return final
         current = await self.get_order(order)
