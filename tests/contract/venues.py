@@ -167,7 +167,7 @@ async def luno() -> AsyncIterator[Venue]:
 
         section = {
             "api_key": LUNO_KEY, "api_secret": LUNO_SECRET, "rest_url": sim.rest_url, "ws_url": sim.ws_url,
-            "stale_timeout": 3, "replay_window": 2, "request_timeout": 2,
+            "silence_timeout": 3, "replay_window": 2, "request_timeout": 2,
         }
         yield Venue(
             "luno",
@@ -183,7 +183,8 @@ async def luno() -> AsyncIterator[Venue]:
             drop=drop,
             connections=lambda: sum(len(c) for c in (*sim.market_conns.values(), *sim.user_conns.values())),
             faults=sim.faults,
-            go_silent=lambda: sim.stale_feed(PAIR),
+            go_silent=lambda: sim.go_silent(PAIR),
+            silence_timeout=lambda seconds: section.update(silence_timeout=seconds),
         )
 
 

@@ -30,7 +30,7 @@ def settings_for(sim: LunoSimulator, **overrides: Any) -> LunoSettings:
         "api_secret": SECRET,
         "rest_url": sim.rest_url,
         "ws_url": sim.ws_url,
-        "stale_timeout": 3.0,
+        "silence_timeout": 3.0,
         "replay_window": 2.0,
         "request_timeout": 5.0,
     }

@@ -6,19 +6,21 @@ from decimal import Decimal
 
 import pytest
 from exchanges.luno import LunoSimulator
+from moonship_luno import constants
 from moonship_luno.auth import Credentials
 from moonship_luno.client import LunoClient, LunoSettings
-from moonship_luno.rest import DuplicateClientOrderId, ServerError, error_for
 
 from moonship_core import (
     AuthenticationError,
     ClientContext,
     ConfigError,
+    DuplicateClientOrderId,
     ExchangeError,
     InsufficientFunds,
     InvalidOrder,
     MarketClosed,
     MarketConfig,
+    NetworkError,
     OrderNotFound,
     OrderRequest,
     PostOnlyRejected,
@@ -96,17 +98,36 @@ def test_basic_auth_and_websocket_credentials_match_the_wire_reference() -> None
         (401, "ErrUnauthorised", AuthenticationError, None),
         (403, "ErrInsufficientPerms", AuthenticationError, None),
         (401, "", AuthenticationError, None),
-        (429, "ErrTooManyRequests", RateLimited, None),
-        (500, "ErrInternal", ServerError, None),
-        (502, "", ServerError, None),
+        (404, "", OrderNotFound, None),
+        (409, "", DuplicateClientOrderId, None),
         (400, "ErrSomethingNew", ExchangeError, None),
     ],
 )
 def test_error_codes_map_onto_the_taxonomy(status: int, code: str, expected: type, rule: str | None) -> None:
-    error = error_for(status, {"error": "message", "error_code": code} if code else None)
+    error = constants.ERRORS.error(status, code or None, "message")
     assert type(error) is expected
     if isinstance(error, InvalidOrder):
         assert error.rule == rule and error.code == code
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("status", "code", "expected"),
+    [(429, "ErrTooManyRequests", RateLimited), (503, "ErrInternal", NetworkError)],
+)
+async def test_rate_limits_and_server_errors_are_network_outcomes(
+    sim: LunoSimulator, status: int, code: str, expected: type
+) -> None:
+    """A 429 (Retry-After as an HTTP-date) is RateLimited, a 5xx a NetworkError: the call may have run."""
+    client, _ = make_client(sim)
+    sim.faults.retry_after = "Wed, 21 Oct 2015 07:28:00 GMT"  # an HTTP-date in the past: no wait
+    if status == 429:
+        sim.faults.rate_limited = 3  # every attempt
+    else:
+        sim.faults.fail_before_execute = 1
+    with pytest.raises(expected):
+        await client.rest.call("POST", "/api/1/postorder", [("pair", PAIR)])
+    await client.close()
 
 
 @pytest.mark.anyio
@@ -115,8 +136,8 @@ async def test_markets_share_one_hub_and_a_market_may_use_its_own_key(sim: LunoS
     shared: dict[str, object] = {}
     main, _ = make_client(sim, shared=shared)
     desk, _ = make_client(sim, shared=shared, extra={"api_key": "desk-2", "api_secret": "secret-2"})
-    assert main.hub is desk.hub and main.rest.limiter is desk.rest.limiter
-    assert (main.rest.limiter.limit, main.rest.limiter.period) == (25, 5.0)  # 300 a minute, paced
+    assert main.session is desk.session and main.rest.limits is desk.rest.limits
+    assert [(p.limit, p.period) for p in main.rest.limits.pools] == [(300, 60.0), (25, 5.0)]
     assert desk.credentials is not None and desk.credentials.key_id == "desk-2"
     for client in (main, desk):
         await client.get_market_info()

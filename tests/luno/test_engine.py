@@ -37,7 +37,7 @@ class Buyer(ScriptedAlgo):
 def engine_for(sim: LunoSimulator) -> TradingEngine:
     luno: dict[str, Any] = {
         "api_key": KEY, "api_secret": SECRET, "rest_url": sim.rest_url, "ws_url": sim.ws_url,
-        "stale_timeout": 3,
+        "silence_timeout": 3,
     }
     moonship = {
         "engine": {"name": "luno-test"},

@@ -34,7 +34,7 @@ OTHER = "other"
 async def started(sim: LunoSimulator) -> tuple[TradingEngine, ScriptedAlgo]:
     luno: dict[str, Any] = {
         "api_key": KEY, "api_secret": SECRET, "rest_url": sim.rest_url, "ws_url": sim.ws_url,
-        "stale_timeout": 3, "replay_window": 2, "request_timeout": 2,
+        "silence_timeout": 3, "replay_window": 2, "request_timeout": 2,
     }
     moonship = {
         "engine": {"name": "luno-outcomes"},

@@ -15,6 +15,7 @@ from exchanges.luno import LunoSimulator, SimOrder
 from support.restart import journaled, stop, until
 from support.servers import moonship
 
+from moonship_core import MarketStatus
 from moonship_core.stores.sqlite import SqliteJournal
 from moonship_core.trading.portfolio import Portfolio
 
@@ -32,7 +33,7 @@ def write_config(sim: LunoSimulator, tmp_path: Path, *, auto_start: bool = True)
             "journal": {"path": str(tmp_path / "journal.sqlite")},
             "luno": {
                 "api_key": KEY, "api_secret": SECRET, "rest_url": sim.rest_url, "ws_url": sim.ws_url,
-                "stale_timeout": 3, "replay_window": 2, "request_timeout": 2,
+                "silence_timeout": 3, "replay_window": 2, "request_timeout": 2,
             },
             "markets": {"xbt": {"client": "luno", "symbol": PAIR}},
             "strategies": {
@@ -155,6 +156,7 @@ async def test_restart_books_once_when_the_journal_has_fills_in_other_pieces(
     try:
         market = first.markets["xbt"]
         await market.open()
+        await until(lambda: market.status is MarketStatus.OPEN, "the market stream synced")
         price = D("998000")
         order = await market.place_order(OrderRequest.limit(Side.BUY, D("0.01"), price), owner="q")
         (resting,) = open_orders(sim).values()

@@ -59,7 +59,7 @@ async def test_l3_to_l2_book_equals_the_simulators_after_busy_trading_with_gaps(
     crowd = Participants(sim.exchange, PAIR, rate=RATE, seed=21, max_orders=120)
     for _ in range(300):
         crowd.step()
-    client, events = make_client(sim, stale_timeout=1.5)
+    client, events = make_client(sim, silence_timeout=1.5)
     await client.get_market_info()
     await client.connect()
     stream = client.stream
@@ -83,7 +83,7 @@ async def test_l3_to_l2_book_equals_the_simulators_after_busy_trading_with_gaps(
             elif fault == "malformed":
                 sim.malformed_frame(PAIR)
             elif fault == "stale":
-                sim.stale_feed(PAIR)
+                sim.go_silent(PAIR)
             else:
                 sim.drop_market_streams(PAIR)
             await asyncio.sleep(CHECK_EVERY - lead)

@@ -41,7 +41,7 @@ async def test_a_broken_feed_reconnects_for_a_fresh_snapshot(sim: LunoSimulator,
     crowd = Participants(sim.exchange, PAIR, seed=3)
     for _ in range(100):
         crowd.step()
-    client, events = make_client(sim, stale_timeout=1.0 if fault == "stale" else 3.0)
+    client, events = make_client(sim, silence_timeout=1.0 if fault == "stale" else 3.0)
     await client.get_market_info()
     await client.connect()
     stream = client.stream
@@ -56,13 +56,13 @@ async def test_a_broken_feed_reconnects_for_a_fresh_snapshot(sim: LunoSimulator,
     elif fault == "malformed":
         sim.malformed_frame(PAIR)
     elif fault == "stale":
-        sim.stale_feed(PAIR)  # silent but open: only the client's watchdog notices
+        sim.go_silent(PAIR)  # silent but open: only the client's silence watch and probe notice
         crowd.step()
     else:
         sim.drop_market_streams()
     await until(lambda: events.status_now is MarketStatus.UNSYNCED, what="UNSYNCED")
     reason = events.statuses[-1][1]
-    expected = {"gap": "gap", "malformed": "malformed", "stale": "stale", "drop": "closed"}[fault]
+    expected = {"gap": "gap", "malformed": "malformed", "stale": "silent feed", "drop": "closed"}[fault]
     assert expected in reason
     for _ in range(20):
         crowd.step()
@@ -76,7 +76,7 @@ async def test_a_broken_feed_reconnects_for_a_fresh_snapshot(sim: LunoSimulator,
 
 
 async def test_keepalives_keep_a_quiet_feed_alive(sim: LunoSimulator) -> None:
-    client, events = make_client(sim, stale_timeout=1.0)
+    client, events = make_client(sim, silence_timeout=1.0)
     await client.get_market_info()
     await client.connect()
     await until(lambda: events.status_now is MarketStatus.OPEN, what="synced")
@@ -97,10 +97,10 @@ async def test_refused_connections_retry_with_backoff_until_the_stream_returns(s
     assert stream is not None
     await until(lambda: len(events.statuses) >= 2, what="two failed attempts")
     assert all(s is MarketStatus.UNSYNCED for s, _ in events.statuses)
-    assert stream.backoff.attempts >= 2
+    assert stream.ws.backoff.attempts >= 2
     sim.faults.market_stream_down = False
     await until(lambda: events.status_now is MarketStatus.OPEN, timeout=10, what="synced")
-    assert stream.backoff.attempts == 0  # a snapshot resets the backoff
+    assert stream.ws.backoff.attempts == 0  # a snapshot resets the backoff
     await client.close()
 
 

@@ -119,7 +119,7 @@ async def test_start_up_reconciles_orders_placed_before(sim: LunoSimulator) -> N
 
 
 async def test_a_silent_user_stream_is_reconnected(sim: LunoSimulator) -> None:
-    client, events = await started(sim, stale_timeout=1.0)
+    client, events = await started(sim, user_silence_timeout=1.0)
     sim.stale_user_streams()
     await until(lambda: sim.stats["user_connects"] == 2, what="user stream reconnected")
     order = await client.place_order(OrderRequest.limit(Side.SELL, D("0.1"), D("1000000")))

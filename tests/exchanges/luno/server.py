@@ -145,8 +145,9 @@ class LunoSimulator:
         for conn in self.market_conns[pair]:
             conn.send('{"sequence": "1", "create_update": {"order_id": ')
 
-    def stale_feed(self, pair: str) -> None:
-        """Every open market stream of `pair` goes silent (no updates, no keepalives) but stays open."""
+    def go_silent(self, pair: str) -> None:
+        """Every open market stream of `pair` goes silent (no updates, no keepalives; pings are still
+        answered) but stays open; a new connection is served as usual."""
         for conn in self.market_conns[pair]:
             conn.frozen = True
 

@@ -1,29 +1,28 @@
-"""LunoClient: one Luno market for Moonship, tying REST, the market stream and the shared user stream.
-
-Every Luno market of an engine shares one hub (`context.shared["luno"]`): the rate limiter (300 calls/min),
-the HTTP connection pool, the markets list and one user stream per set of credentials.
-"""
+"""LunoClient: one Luno market for Moonship, assembled from the venue toolkit, and the session every Luno
+market of an engine shares (HTTP client, rate limits, the markets list, one user stream per set of
+credentials), which the engine closes at stop."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-import time
 from collections import OrderedDict
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from functools import partial
-from typing import Annotated, Any
+from typing import Annotated, Any, ClassVar
 
-import httpx
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from moonship_core import (
+    ZERO,
     Balance,
+    Ban,
     ClientContext,
     Clock,
     ConfigError,
+    DuplicateClientOrderId,
+    Features,
     Fill,
     FrameParser,
     MarketClient,
@@ -40,31 +39,37 @@ from moonship_core import (
     OrderStatusUnknown,
     OrderType,
     RateLimited,
-    RateLimiter,
+    RateLimits,
     Side,
     Ticker,
     TimeInForce,
     Trade,
     VenueCounters,
+    VenueSession,
+    VenueSettings,
     from_ms,
     validate_model,
 )
 
 from . import constants as c
 from .auth import Credentials, resolve
-from .rest import DuplicateClientOrderId, LunoFill, LunoMarket, LunoOrder, LunoRest, dec
+from .parse import LunoFill, LunoMarket, LunoOrder, dec
+from .rest import LunoRest
 from .stream import MarketStream, ReplayParser
 from .user_stream import UserStream
 
-ZERO = Decimal(0)
 _KEEP_FINAL = 1000  # final orders remembered, so late or replayed messages about them are recognised
 
 
-class LunoSettings(BaseModel):
+class LunoSettings(VenueSettings):
     """`moonship.luno`: credentials (a market may override them with its own api_key/api_secret) and
-    endpoints (scheme://host[:port]; the client appends the paths)."""
+    endpoints (scheme://host[:port]; the client appends the paths); the connection keys every venue shares
+    come from VenueSettings."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    renamed: ClassVar[dict[str, str]] = {
+        "stale_timeout": "silence_timeout",
+        "max_reconnect_delay": "reconnect_max_delay",
+    }
 
     #: API key id for live trading (a market's `api_key` overrides it)
     api_key: str | None = None
@@ -74,46 +79,39 @@ class LunoSettings(BaseModel):
     rest_url: str = c.REST_URL
     #: streaming endpoint
     ws_url: str = c.WS_URL
-    #: seconds for any REST call or websocket handshake
-    request_timeout: Annotated[float, Field(gt=0)] = c.REQUEST_TIMEOUT
-    #: seconds of silence (no update, no keepalive) after which a stream is reconnected
-    stale_timeout: Annotated[float, Field(gt=0)] = c.STALE_TIMEOUT
     #: how much of the user stream Luno replays after a reconnect; longer outages reconcile through REST
     replay_window: Annotated[float, Field(gt=0)] = c.REPLAY_WINDOW
-    #: REST calls per minute for the whole engine
+    #: REST calls per minute per API key, for the whole engine
     rate_limit: Annotated[int, Field(gt=0)] = c.RATE_LIMIT
+    #: seconds without any frame (message or keepalive) after which the user stream is reconnected
+    user_silence_timeout: Annotated[float, Field(gt=0)] = c.USER_SILENCE_TIMEOUT
 
 
-class Hub:
-    """What every Luno market of one engine shares."""
+class LunoSession(VenueSession):
+    """What every Luno market of one engine shares (per REST base URL); the engine closes it."""
 
     def __init__(
-        self, settings: LunoSettings, clock: Clock | None = None, counters: VenueCounters | None = None
+        self, settings: LunoSettings, clock: Clock, logger: logging.Logger, ban: Ban, counters: VenueCounters
     ) -> None:
-        per_window = max(1, round(settings.rate_limit * c.PACE_WINDOW / 60))
-        #: the engine's reconnect and rate-limit-wait counters
-        self.counters = counters or VenueCounters()
-        on_wait = partial(self.counters.rate_limit_waited, "luno")
-        self.limiter = RateLimiter(per_window, c.PACE_WINDOW, clock=clock, on_wait=on_wait)
-        self.timeout = settings.request_timeout
-        self.user_streams: dict[tuple[str, str], UserStream] = {}
+        super().__init__(c.NAME, settings.rest_url, request_timeout=settings.request_timeout, clock=clock,
+                         logger=logger)
+        self.settings = settings
+        self.limits = RateLimits(
+            c.rate_table(settings.rate_limit),
+            clock=clock,
+            max_wait=settings.rate_limit_max_wait,
+            ban=ban,
+            on_wait=lambda _endpoint, _seconds: counters.rate_limit_waited(c.NAME),
+            latency_margin=c.LATENCY_MARGIN,
+        )
+        #: the engine's metrics hear of every reconnect
+        self.on_reconnect = lambda _reason: counters.reconnected(c.NAME)
         self.accounts: dict[str, str] = {}  # account id -> asset
-        self.users = 0
-        self._http: httpx.AsyncClient | None = None
         self._markets: list[LunoMarket] | None = None
         self._markets_lock = asyncio.Lock()
 
-    def session(self) -> httpx.AsyncClient:
-        """The shared HTTP connection pool (opened on first use)."""
-        if self._http is None:
-            self._http = httpx.AsyncClient(timeout=self.timeout)
-        return self._http
-
-    async def close_if_unused(self) -> None:
-        """Close the connection pool once no client is connected (it reopens on next use)."""
-        if self.users == 0 and self._http is not None:
-            http, self._http = self._http, None
-            await http.aclose()
+    def rest(self, credentials: Credentials | None) -> LunoRest:
+        return LunoRest(self.http, credentials, self.limits, self.clock, self.logger)
 
     async def markets(self, rest: LunoRest, *, refresh: bool = False) -> list[LunoMarket]:
         """Every Luno market, loaded once for all clients."""
@@ -121,6 +119,26 @@ class Hub:
             if self._markets is None or refresh:
                 self._markets = await rest.markets()
             return self._markets
+
+    def user_stream(self, credentials: Credentials) -> UserStream:
+        """The user stream of `credentials`, shared by their markets."""
+        settings = self.settings
+        return self.part(
+            f"user stream {settings.ws_url} {credentials.key_id}",
+            lambda: UserStream(
+                settings.ws_url,
+                credentials,
+                logging.getLogger("moonship.luno.user_stream"),
+                replay_window=settings.replay_window,
+                silence_timeout=settings.user_silence_timeout,
+                open_timeout=settings.request_timeout,
+                ping_interval=settings.ping_interval,
+                pong_timeout=settings.pong_timeout,
+                reconnect_max_delay=settings.reconnect_max_delay,
+                on_reconnect=self.on_reconnect,
+                clock=self.clock,
+            ),
+        )
 
 
 @dataclass(slots=True)
@@ -142,7 +160,7 @@ class _Tracked:
     fee_base: Decimal = ZERO
     fee_counter: Decimal = ZERO
     fills: list[Fill] = field(default_factory=list)
-    created: int = field(default_factory=lambda: _now_ms())
+    created: int = 0  # ms
     #: the final status, once known
     final: OrderStatus | None = None
     #: a REST look-up of its final state is under way
@@ -153,23 +171,25 @@ class LunoClient(MarketClient):
     """A Luno market: order-level book over the market stream, orders over REST, updates from the user
     stream, reconciliation through REST when the user stream may have missed something."""
 
-    name = "luno"
+    name = c.NAME
     settings_model = LunoSettings
+    #: Luno takes limit orders (GTC, IOC, FOK, post-only) and market orders by base or quote amount; no margin
+    features = Features(margin=False)
 
     def __init__(self, context: ClientContext, events: MarketEvents) -> None:
         super().__init__(context, events)
         settings = context.settings
         if not isinstance(settings, LunoSettings):
-            settings = validate_model(LunoSettings, settings or {}, "moonship.luno")
+            settings = validate_model(LunoSettings, settings or {}, f"moonship.{c.NAME}")
         self.settings = settings
         self.pair = context.symbol
         self.credentials: Credentials | None = resolve(settings, context.config.extra)
-        if "luno" not in context.shared:
-            context.shared["luno"] = Hub(settings, context.clock, context.counters)
-        self.hub: Hub = context.shared["luno"]
-        self.rest = LunoRest(
-            self.hub.session, settings.rest_url, self.credentials, self.hub.limiter, self.logger
+        ban: Ban = context.shared.setdefault(f"{c.NAME}.ban", Ban())
+        self.session = context.session(
+            f"{c.NAME} {settings.rest_url}",
+            lambda: LunoSession(settings, context.clock, self.logger, ban, context.counters),
         )
+        self.rest = self.session.rest(self.credentials)
         self.market: LunoMarket | None = None
         #: Luno's trading status (ACTIVE, POST_ONLY/POSTONLY, SUSPENDED/DISABLED), from REST and the stream
         self.trading_status = "UNKNOWN"
@@ -204,35 +224,25 @@ class LunoClient(MarketClient):
             )
         info = await self.get_market_info() if self.market is None else self.market.info()
         self._connected = True
-        self.hub.users += 1
+        settings = self.settings
         self.stream = MarketStream(
-            self.settings.ws_url, self.pair, self.credentials, self.events, self.logger,
-            tick=info.tick_size, on_status=self._on_stream_status, stale_timeout=self.settings.stale_timeout,
-            open_timeout=self.settings.request_timeout, clock=self.context.clock,
-            recorder=self.context.recorder,
+            settings.ws_url, self.pair, self.credentials, self.events, self.logger,
+            tick=info.tick_size, on_status=self._on_stream_status, book_top=self.rest.book_top,
+            silence_timeout=settings.silence_timeout, open_timeout=settings.request_timeout,
+            ping_interval=settings.ping_interval, pong_timeout=settings.pong_timeout,
+            reconnect_max_delay=settings.reconnect_max_delay, on_reconnect=self.session.on_reconnect,
+            clock=self.context.clock, recorder=self.context.recorder,
         )
-        self.stream.on_reconnect = partial(self.hub.counters.reconnected, "luno")
         self.stream.start()
         if self.context.market_data_only:
             return
-        key = (self.settings.ws_url, self.credentials.key_id)
-        user_stream = self.hub.user_streams.get(key)
-        if user_stream is None:
-            user_stream = self.hub.user_streams[key] = UserStream(
-                self.settings.ws_url, self.credentials, logging.getLogger("moonship.luno.user_stream"),
-                replay_window=self.settings.replay_window, stale_timeout=self.settings.stale_timeout,
-                open_timeout=self.settings.request_timeout, clock=self.context.clock,
-            )
-            user_stream.on_reconnect = partial(self.hub.counters.reconnected, "luno")
-        self.user_stream = user_stream
-        user_stream.add(self)
+        self.user_stream = self.session.user_stream(self.credentials)
+        self.user_stream.add(self)
 
     async def close(self) -> None:
         if not self._connected:
-            await self.hub.close_if_unused()
             return
         self._connected = False
-        self.hub.users -= 1
         if self.stream is not None:
             await self.stream.stop()
         if self.user_stream is not None:
@@ -240,12 +250,11 @@ class LunoClient(MarketClient):
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self.hub.close_if_unused()
         self.events.status(MarketStatus.CLOSED, "closed")
 
     # ------------------------------------------------------------------ market data
     async def get_market_info(self) -> MarketInfo:
-        markets = await self.hub.markets(self.rest, refresh=self.market is not None)
+        markets = await self.session.markets(self.rest, refresh=self.market is not None)
         for market in markets:
             if market.market_id == self.pair:
                 self.market = market
@@ -279,7 +288,7 @@ class LunoClient(MarketClient):
         if tracked is None:
             tracked = self._orders[coid] = _Tracked(
                 coid, request.side, request.type, request.quantity, request.quote_quantity, request.price,
-                request.time_in_force, request.post_only,
+                request.time_in_force, request.post_only, created=self._now_ms(),
             )
         attempts = 1 + c.ORDER_RETRIES
         last: Exception | None = None
@@ -300,7 +309,7 @@ class LunoClient(MarketClient):
                     "luno order %s: %s (attempt %d of %d)", coid, exc, attempt + 1, attempts
                 )
                 if attempt + 1 < attempts:
-                    await asyncio.sleep(0.2 * (attempt + 1))
+                    await self.context.clock.sleep(0.2 * (attempt + 1))
                 continue
             except BaseException:
                 if not tracked.order_id:
@@ -353,7 +362,7 @@ class LunoClient(MarketClient):
             base=known.filled_quantity, counter=known.filled_quote_quantity,
             fee_base=sum((f.fee for f in known.fills if f.fee_asset == base_asset), ZERO),
             fee_counter=sum((f.fee for f in known.fills if f.fee_asset == counter_asset), ZERO),
-            fills=list(known.fills), created=luno.created or _now_ms(),
+            fills=list(known.fills), created=luno.created or self._now_ms(),
         )
         self._orders[tracked.client_order_id] = tracked
         self._bind(tracked, luno.order_id)
@@ -365,7 +374,7 @@ class LunoClient(MarketClient):
     async def get_balances(self) -> dict[str, Balance]:
         balances: dict[str, Balance] = {}
         for b in await self.rest.balances():
-            self.hub.accounts[b.account_id] = b.asset
+            self.session.accounts[b.account_id] = b.asset
             free, locked = b.available, b.reserved
             if b.asset in balances:  # several accounts of one asset add up
                 free += balances[b.asset].free
@@ -400,6 +409,7 @@ class LunoClient(MarketClient):
                 time_in_force=TimeInForce(luno.time_in_force) if luno.time_in_force in TimeInForce.__members__
                 else TimeInForce.GTC,
             )
+            tracked.created = self._now_ms()
             if known is not None and known.client_order_id == tracked.client_order_id:
                 tracked.quantity, tracked.quote_quantity = known.quantity, known.quote_quantity
                 tracked.post_only = known.post_only
@@ -547,14 +557,14 @@ class LunoClient(MarketClient):
             return
         if self._advance(
             tracked, dec(update.get("base_fill")), dec(update.get("counter_fill")),
-            dec(update.get("base_fee")), dec(update.get("counter_fee")), _now_ms(),
+            dec(update.get("base_fee")), dec(update.get("counter_fee")), self._now_ms(),
         ):
             if tracked.luno_status == "COMPLETE" and tracked.final is None and self._fully_filled(tracked):
                 self._set_status(tracked, "COMPLETE", confirmed=False)
             self._publish(tracked)
 
     def on_balance(self, update: dict[str, Any]) -> None:
-        asset = self.hub.accounts.get(str(update.get("account_id")))
+        asset = self.session.accounts.get(str(update.get("account_id")))
         if asset is None:
             if self._balances_task is None or self._balances_task.done():
                 self._balances_task = self._spawn(self._refresh_balances())
@@ -585,7 +595,7 @@ class LunoClient(MarketClient):
                 await self._reconcile_once()
             except Exception as exc:
                 self.logger.warning("luno %s: reconciliation failed: %s; retrying", self.pair, exc)
-                await asyncio.sleep(1.0)
+                await self.context.clock.sleep(1.0)
                 self._reconcile_again = True
             if not self._reconcile_again:
                 return
@@ -637,6 +647,10 @@ class LunoClient(MarketClient):
             if changed:
                 self._publish(tracked)
 
+    def _now_ms(self) -> int:
+        now = self.context.clock.now()
+        return int(now.timestamp()) * 1000 + now.microsecond // 1000
+
     def _spawn(self, coro: Any) -> asyncio.Task[Any]:
         task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
@@ -651,7 +665,3 @@ def _unfilled(luno: LunoOrder) -> LunoOrder:
 
 def _with_id(order: Order, order_id: str) -> Order:
     return replace(order, id=order_id)
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)

@@ -1,11 +1,11 @@
-"""Typed Luno REST calls: Basic auth, form-encoded POSTs, pacing, 429 back-off and error mapping."""
+"""Typed Luno REST calls on the venue session's HTTP client: Basic auth, form-encoded POSTs, pacing by the
+rate table, Retry-After honoured, error answers mapped by the error table."""
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from collections.abc import Sequence
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -13,276 +13,82 @@ import orjson
 
 from moonship_core import (
     AuthenticationError,
-    ExchangeError,
-    InsufficientFunds,
-    InvalidOrder,
-    MarketClosed,
-    MarketInfo,
-    MarketStatus,
+    Clock,
     NetworkError,
-    OrderNotFound,
-    PostOnlyRejected,
     RateLimited,
-    RateLimiter,
+    RateLimits,
     RequestTimeout,
     Side,
     Ticker,
     Trade,
     fmt_decimal,
-    from_ms,
+    parse_retry_after,
 )
 
 from . import constants as c
 from .auth import Credentials
+from .parse import AccountBalance, LunoFill, LunoMarket, LunoOrder, book_levels, dec, public_trade, ticker
 
-ZERO = Decimal(0)
 Params = Sequence[tuple[str, str]]
 
 
-class ServerError(NetworkError):
-    """Luno answered 5xx: the request may or may not have been carried out."""
-
-    def __init__(self, message: str, *, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class DuplicateClientOrderId(ExchangeError):
-    """409 ErrDuplicateClientOrderID: an order with this client_order_id already exists."""
-
-
-#: error_code -> (exception class, InvalidOrder rule)
-_ERRORS: dict[str, tuple[type[ExchangeError], str | None]] = {
-    "ErrInsufficientFunds": (InsufficientFunds, None),
-    "ErrInsufficientBalance": (InsufficientFunds, None),
-    "ErrOrderCanceled": (PostOnlyRejected, "post_only"),
-    "ErrPostOnlyNotAllowed": (InvalidOrder, "post_only"),
-    "ErrPostOnlyMode": (MarketClosed, None),
-    "ErrMarketUnavailable": (MarketClosed, None),
-    "ErrUnderMaintenance": (MarketClosed, None),
-    "ErrVolumeTooLow": (InvalidOrder, "min_quantity"),
-    "ErrVolumeTooHigh": (InvalidOrder, "max_quantity"),
-    "ErrPriceTooLow": (InvalidOrder, "min_price"),
-    "ErrPriceTooHigh": (InvalidOrder, "max_price"),
-    "ErrValueTooHigh": (InvalidOrder, "max_notional"),
-    "ErrVolumeDenominationNotAllowed": (InvalidOrder, "lot_size"),
-    "ErrCounterDenominationNotAllowed": (InvalidOrder, "quote_precision"),
-    "ErrPriceDenominationNotAllowed": (InvalidOrder, "tick_size"),
-    "ErrInvalidPrice": (InvalidOrder, "price"),
-    "ErrInvalidVolume": (InvalidOrder, "quantity"),
-    "ErrInvalidBaseVolume": (InvalidOrder, "quantity"),
-    "ErrInvalidCounterVolume": (InvalidOrder, "quote_quantity"),
-    "ErrInvalidOrderSide": (InvalidOrder, "side"),
-    "ErrNotEnoughLiquidity": (InvalidOrder, "liquidity"),
-    "ErrInvalidMarketPair": (InvalidOrder, "symbol"),
-    "ErrInvalidClientOrderId": (InvalidOrder, "client_order_id"),
-    "ErrInvalidArguments": (InvalidOrder, None),
-    "ErrOrderNotFound": (OrderNotFound, None),
-    "ErrCannotStopUnknownOrNonPendingOrder": (OrderNotFound, None),
-    "ErrDuplicateClientOrderID": (DuplicateClientOrderId, None),
-    "ErrUnauthorised": (AuthenticationError, None),
-    "ErrApiKeyRevoked": (AuthenticationError, None),
-    "ErrInsufficientPerms": (AuthenticationError, None),
-}
-
-
-def error_for(status: int, body: Any, retry_after: float | None = None) -> Exception:
-    """The taxonomy's exception for a Luno error answer (keyed on `error_code`, then the HTTP status)."""
-    code = message = ""
-    if isinstance(body, dict):
-        code = str(body.get("error_code") or "")
-        message = str(body.get("error") or "")
-    text = f"luno {status} {code}: {message}" if code else f"luno {status}: {message or 'error'}"
-    if status == 429 or code == "ErrTooManyRequests":
-        return RateLimited(text, retry_after=retry_after)
-    if status >= 500 or code == "ErrInternal":
-        return ServerError(text, status=status)
-    known = _ERRORS.get(code)
-    if known is not None:
-        cls, rule = known
-        if cls is PostOnlyRejected:
-            return PostOnlyRejected(text, code=code)
-        if issubclass(cls, InvalidOrder):
-            return cls(text, rule=rule, code=code)
-        return cls(text, code=code)
-    if status in (401, 403):
-        return AuthenticationError(text, code=code or status)
-    if status == 404:
-        return OrderNotFound(text, code=code or status)
-    return ExchangeError(text, code=code or status)
-
-
-def dec(value: Any) -> Decimal:
-    """A Luno decimal string (or missing/empty: 0)."""
-    if value is None or value == "":
-        return ZERO
-    try:
-        return Decimal(str(value))
-    except InvalidOperation:
-        raise ValueError(f"malformed decimal {value!r}") from None
-
-
-def _side(value: str) -> Side:
-    return Side.BUY if value in ("BID", "BUY") else Side.SELL
-
-
-@dataclass(frozen=True, slots=True)
-class LunoMarket:
-    """One entry of /api/exchange/1/markets."""
-
-    market_id: str
-    base: str
-    counter: str
-    trading_status: str
-    min_volume: Decimal
-    max_volume: Decimal
-    volume_scale: int
-    min_price: Decimal
-    max_price: Decimal
-    price_scale: int
-
-    @classmethod
-    def parse(cls, raw: dict[str, Any]) -> LunoMarket:
-        return cls(
-            raw["market_id"], raw["base_currency"], raw["counter_currency"], str(raw["trading_status"]),
-            dec(raw.get("min_volume")), dec(raw.get("max_volume")), int(raw["volume_scale"]),
-            dec(raw.get("min_price")), dec(raw.get("max_price")), int(raw["price_scale"]),
-        )
-
-    def info(self) -> MarketInfo:
-        return MarketInfo(
-            symbol=self.market_id,
-            base_asset=self.base,
-            quote_asset=self.counter,
-            tick_size=Decimal(1).scaleb(-self.price_scale),
-            lot_size=Decimal(1).scaleb(-self.volume_scale),
-            min_quantity=self.min_volume,
-            status=c.MARKET_STATUS.get(self.trading_status, MarketStatus.CLOSED),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class LunoOrder:
-    """An order as /api/exchange/2|3 describe it (amounts filled so far are cumulative)."""
-
-    order_id: str
-    client_order_id: str
-    pair: str
-    side: Side
-    type: str  # LIMIT | MARKET | STOP_LIMIT
-    status: str  # AWAITING | PENDING | COMPLETE
-    limit_price: Decimal
-    limit_volume: Decimal
-    base: Decimal
-    counter: Decimal
-    fee_base: Decimal
-    fee_counter: Decimal
-    created: int
-    expired: int
-    completed: int
-    time_in_force: str
-
-    @classmethod
-    def parse(cls, raw: dict[str, Any]) -> LunoOrder:
-        return cls(
-            str(raw["order_id"]), str(raw.get("client_order_id") or ""), str(raw.get("pair") or ""),
-            _side(str(raw.get("side") or raw.get("type"))), str(raw.get("type") or "LIMIT"),
-            str(raw.get("status") or raw.get("state") or "PENDING"), dec(raw.get("limit_price")),
-            dec(raw.get("limit_volume")), dec(raw.get("base")), dec(raw.get("counter")),
-            dec(raw.get("fee_base")), dec(raw.get("fee_counter")), int(raw.get("creation_timestamp") or 0),
-            int(raw.get("expiration_timestamp") or 0), int(raw.get("completed_timestamp") or 0),
-            str(raw.get("time_in_force") or "GTC"),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class LunoFill:
-    """One of our trades, from /api/1/listtrades."""
-
-    sequence: int
-    order_id: str
-    side: Side  # our order's side
-    is_buy: bool  # the taker bought
-    base: Decimal
-    counter: Decimal
-    fee_base: Decimal
-    fee_counter: Decimal
-    timestamp: int
-
-    @property
-    def is_maker(self) -> bool:
-        return self.is_buy == (self.side is Side.SELL)
-
-    @classmethod
-    def parse(cls, raw: dict[str, Any]) -> LunoFill:
-        return cls(
-            int(raw["sequence"]), str(raw["order_id"]), _side(str(raw["type"])), bool(raw.get("is_buy")),
-            dec(raw.get("base") or raw.get("volume")), dec(raw.get("counter")), dec(raw.get("fee_base")),
-            dec(raw.get("fee_counter")), int(raw.get("timestamp") or 0),
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class AccountBalance:
-    account_id: str
-    asset: str
-    balance: Decimal
-    reserved: Decimal
-
-    @property
-    def available(self) -> Decimal:
-        return self.balance - self.reserved
-
-
 class LunoRest:
-    """Luno's REST API for one set of credentials, paced by the limiter its engine's Luno markets share."""
+    """Luno's REST API for one set of credentials (or none: public calls only), on the HTTP client and rate
+    limits its engine's Luno markets share."""
 
     def __init__(
         self,
-        session: Callable[[], httpx.AsyncClient],
-        base_url: str,
+        http: httpx.AsyncClient,
         credentials: Credentials | None,
-        limiter: RateLimiter,
+        limits: RateLimits,
+        clock: Clock,
         logger: logging.Logger,
     ) -> None:
-        self.session = session
-        self.base_url = base_url.rstrip("/")
+        self._http = http
         self.credentials = credentials
-        self.limiter = limiter
+        self.limits = limits
+        self.clock = clock
         self.logger = logger
 
     async def call(self, method: str, path: str, params: Params = (), *, private: bool = True) -> Any:
-        """One request; retried (paused) while Luno answers 429, then RateLimited."""
+        """One request. A 429 pauses every call of this key for Retry-After (seconds or an HTTP-date, 1 s
+        without one) and is retried (Luno did not process it), then raises RateLimited; a 5xx or a transport
+        failure raises NetworkError (the call may have run)."""
         headers = {}
+        account = self.credentials.key_id if self.credentials is not None else "public"
         if private:
             if self.credentials is None:
                 raise AuthenticationError("luno: api_key and api_secret are required for this request")
             headers["Authorization"] = self.credentials.basic
-        url = self.base_url + path
-        retry_after: float | None = None
-        for attempt in range(c.RATE_LIMIT_RETRIES):
-            await self.limiter.acquire()
-            http = self.session()
+        retry_after = 0.0
+        for _ in range(c.RATE_LIMIT_ATTEMPTS):
+            await self.limits.acquire(f"{method} {path}", account=account)
             try:
                 if method == "GET":
-                    response = await http.get(url, params=list(params), headers=headers)
+                    response = await self._http.get(path, params=list(params), headers=headers)
                 else:
-                    response = await http.request(method, url, data=dict(params), headers=headers)
+                    response = await self._http.request(method, path, data=dict(params), headers=headers)
             except httpx.TimeoutException as exc:
                 raise RequestTimeout(f"luno {method} {path}: timed out") from exc
             except httpx.HTTPError as exc:
                 raise NetworkError(f"luno {method} {path}: {type(exc).__name__} {exc}") from exc
-            if response.status_code == 429:
-                retry_after = _retry_after(response) or float(2**attempt)
-                self.logger.warning("luno rate limit hit on %s: pausing %.1f s", path, retry_after)
-                self.limiter.pause(retry_after)
-                continue
             try:
                 body = orjson.loads(response.content) if response.content else None
             except orjson.JSONDecodeError:
                 body = None
-            if response.status_code >= 400 or (isinstance(body, dict) and body.get("error_code")):
-                raise error_for(response.status_code, body)
+            status = response.status_code
+            code = message = ""
+            if isinstance(body, dict):
+                code, message = str(body.get("error_code") or ""), str(body.get("error") or "")
+            if status == 429 or code == c.RATE_LIMITED_CODE:
+                retry_after = parse_retry_after(response.headers.get("retry-after"), self.clock.now())
+                self.limits.refused(429, retry_after)
+                self.logger.warning("luno rate limit hit on %s: pausing %.1f s", path, retry_after)
+                continue
+            if status >= 500 or code == c.INTERNAL_CODE:
+                raise NetworkError(f"luno {method} {path}: HTTP {status} {code} {message}".rstrip())
+            if status >= 400 or code:
+                raise c.ERRORS.error(status, code or None, message or f"HTTP {status}")
             return body
         raise RateLimited(f"luno {method} {path}: rate limited", retry_after=retry_after)
 
@@ -292,21 +98,20 @@ class LunoRest:
         return [LunoMarket.parse(m) for m in body.get("markets") or ()]
 
     async def ticker(self, pair: str) -> Ticker:
-        body = await self.call("GET", c.TICKER, [("pair", pair)], private=False)
-        bid, ask, last = dec(body.get("bid")), dec(body.get("ask")), dec(body.get("last_trade"))
-        return Ticker(pair, bid or None, ask or None, last or None, from_ms(body.get("timestamp") or 0))
+        return ticker(pair, await self.call("GET", c.TICKER, [("pair", pair)], private=False))
 
     async def trades(self, pair: str, since: int | None = None) -> list[Trade]:
         """Public trades, newest first (Luno returns at most 100)."""
         params = [("pair", pair)] + ([("since", str(since))] if since is not None else [])
         body = await self.call("GET", c.TRADES, params, private=False)
-        return [
-            Trade(
-                str(t["sequence"]), pair, dec(t["price"]), dec(t["volume"]),
-                Side.BUY if t.get("is_buy") else Side.SELL, from_ms(t["timestamp"]),
-            )
-            for t in body.get("trades") or ()
-        ]
+        return [public_trade(pair, t) for t in body.get("trades") or ()]
+
+    async def book_top(
+        self, pair: str
+    ) -> tuple[list[tuple[Decimal, Decimal]], list[tuple[Decimal, Decimal]]]:
+        """(bids, asks): the top 100 price levels per side, aggregated (GET /api/1/orderbook_top)."""
+        body = await self.call("GET", c.ORDERBOOK_TOP, [("pair", pair)], private=False)
+        return book_levels(body.get("bids")), book_levels(body.get("asks"))
 
     # ------------------------------------------------------------------ account
     async def balances(self, assets: Sequence[str] = ()) -> list[AccountBalance]:
@@ -383,10 +188,3 @@ class LunoRest:
             params.append(("after_seq", str(after_seq)))
         body = await self.call("GET", c.LIST_TRADES, params)
         return [LunoFill.parse(t) for t in body.get("trades") or ()]
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    try:
-        return float(response.headers.get("Retry-After", ""))
-    except ValueError:
-        return None

@@ -1,37 +1,44 @@
 """Luno's market stream: the order-level book of one pair, kept in the core's OrderLevelBook (so the market's
-L2 book is the aggregate of Luno's orders), public trades and market status.
+L2 book is the aggregate of Luno's orders), public trades and market status, on a ReconnectingWebSocket (one
+socket per pair).
 
 Protocol: connect to `/api/1/stream/PAIR`, send the credentials frame, receive a snapshot of every order,
 then numbered updates, each applied atomically in the order trades, create, delete, status. An update must
-carry the previous sequence + 1: a gap (or a malformed frame, or a silent feed) closes the socket and the
-reconnect brings a fresh snapshot; the sequence starts again from every snapshot, whatever ended the last
-connection. `""` frames are keepalives.
+carry the previous sequence + 1: a gap or a malformed frame reconnects for a fresh snapshot (Luno has no other
+resync); the sequence starts again from every snapshot. `""` frames are keepalives.
+
+Silent feed: no numbered update for `silence_timeout` s (keepalives do not count) → an active market goes
+UNSYNCED at once and Luno is probed: ping/pong on the socket, then its REST `orderbook_top` (Luno's REST books
+carry no sequence: the top 100 levels per side are the equivalent) against the book. Different → the feed
+missed updates: reconnect and resync. Equal → a quiet market: the book is right, the market reopens, and the
+next probe waits twice as long (no reconnect storm). Updates that resume in sequence prove nothing was lost.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from decimal import ROUND_HALF_EVEN, Decimal
+from itertools import islice
 from typing import Any
 
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
 from moonship_core import (
     FRAME,
-    Backoff,
     BookGap,
     Clock,
+    Connection,
     FrameParser,
     MarketEvents,
     MarketStatus,
+    MoonshipError,
     OrderLevelBook,
+    ReconnectingWebSocket,
     Recorder,
     Side,
+    SilenceWatch,
     Trade,
     from_ms,
 )
@@ -39,156 +46,45 @@ from moonship_core import (
 from . import constants as c
 from .auth import Credentials
 
-_KEEPALIVE = ('""', "")
+_KEEPALIVE = (b'""', b"", '""', "")
 #: the kind of the recorded mark of a new connection (its next frame is a snapshot)
 OPEN = "open"
+#: levels per side in Luno's orderbook_top
+_TOP = 100
+_MAX_PROBE_FACTOR = 16  # a quiet market is probed at most every 16 silence timeouts
+Levels = list[tuple[Decimal, Decimal]]
+BookTop = Callable[[str], Awaitable[tuple[Levels, Levels]]]
 
 
 class Resync(Exception):
     """The feed cannot be trusted any more: reconnect for a fresh snapshot."""
 
 
-class MarketStream:
-    """One pair's market stream; pushes book, trade and status events to `events`."""
+class OrderBookFeed:
+    """Luno's wire applied to the book: a snapshot, then numbered updates (live and in replay)."""
 
     def __init__(
         self,
-        ws_url: str,
         pair: str,
-        credentials: Credentials,
         events: MarketEvents,
         logger: logging.Logger,
         *,
         tick: Decimal,
         on_status: Callable[[str], None],
-        stale_timeout: float = c.STALE_TIMEOUT,
-        open_timeout: float = c.REQUEST_TIMEOUT,
-        clock: Clock | None = None,
-        recorder: Recorder | None = None,
     ) -> None:
-        #: where the stream's frames are recorded (each connection's start marked OPEN), or None
-        self.recorder = recorder
-        self.clock = clock
-        self.url = ws_url.rstrip("/") + c.MARKET_STREAM.format(pair=pair)
         self.pair = pair
-        self.credentials = credentials
         self.events = events
         self.logger = logger
         self.tick = tick
         self.on_status = on_status
-        self.stale_timeout = stale_timeout
-        self.open_timeout = open_timeout
         #: the order-level book; its `book` is the market's L2 book
         self.orders = OrderLevelBook(events.book)
         #: Luno's trading status as the stream last said (ACTIVE, POSTONLY, DISABLED)
         self.trading_status: str | None = None
         #: snapshots received (each connection starts with one)
         self.snapshots = 0
-        self.connects = 0
-        #: called when a connection is made again (the engine's metrics)
-        self.on_reconnect: Callable[[], None] | None = None
-        self.backoff = Backoff(initial=0.5, maximum=30.0, clock=clock)
-        self._task: asyncio.Task[None] | None = None
-        self._last = 0.0
-        self._stale = False
 
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._run())
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-
-    async def _run(self) -> None:
-        while True:
-            reason = "closed"
-            try:
-                async with connect(
-                    self.url,
-                    open_timeout=self.open_timeout,
-                    ping_interval=c.PING_INTERVAL,
-                    ping_timeout=c.PING_INTERVAL,
-                    close_timeout=2,
-                    max_size=c.MAX_FRAME,
-                    compression=None,
-                ) as ws:
-                    self.connects += 1
-                    if self.connects > 1 and self.on_reconnect is not None:
-                        self.on_reconnect()
-                    await ws.send(self.credentials.ws_frame)
-                    await self._consume(ws)
-            except asyncio.CancelledError:
-                raise
-            except BookGap as exc:
-                reason = str(exc)
-            except Resync as exc:
-                reason = str(exc)
-            except ConnectionClosed as exc:
-                reason = f"connection closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
-            except (OSError, TimeoutError, InvalidHandshake, InvalidURI) as exc:
-                reason = f"cannot connect: {type(exc).__name__} {exc}"
-            self.events.status(MarketStatus.UNSYNCED, reason)
-            self.logger.warning("luno %s stream: %s; reconnecting", self.pair, reason)
-            await self.backoff.wait()
-
-    async def _consume(self, ws: ClientConnection) -> None:
-        loop = asyncio.get_running_loop()
-        self._last = loop.time()
-        self._stale = False
-        watchdog = asyncio.ensure_future(self._watch(ws))
-        try:
-            await self._read(ws, loop)
-        except ConnectionClosed:
-            if not self._stale:
-                raise
-        finally:
-            watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watchdog
-        if self._stale:
-            raise Resync(f"stale feed: nothing for {self.stale_timeout:g} s")
-
-    async def _read(self, ws: ClientConnection, loop: asyncio.AbstractEventLoop) -> None:
-        """The snapshot, then updates, until the connection ends."""
-        snapshot = False
-        recorder, clock = self.recorder, self.clock
-        if recorder is not None and clock is not None:
-            recorder.record(OPEN, "", clock.epoch_ns())
-        async for raw in ws:
-            self._last = loop.time()
-            if raw in _KEEPALIVE:
-                continue
-            if recorder is not None and clock is not None:
-                recorder.record(FRAME, raw if isinstance(raw, str) else raw.decode(), clock.epoch_ns())
-            try:
-                frame = orjson.loads(raw)
-                if not isinstance(frame, dict):
-                    raise TypeError(type(frame).__name__)
-                if snapshot:
-                    self._apply(frame)
-                else:
-                    self._load(frame)
-                    snapshot = True
-            except BookGap:
-                raise
-            except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
-                raise Resync(f"malformed frame ({type(exc).__name__}: {exc})") from exc
-
-    async def _watch(self, ws: ClientConnection) -> None:
-        """Closes the connection once it has been silent for `stale_timeout`."""
-        loop = asyncio.get_running_loop()
-        while True:
-            left = self._last + self.stale_timeout - loop.time()
-            if left <= 0:
-                self._stale = True
-                await ws.close(4000, "stale feed")
-                return
-            await asyncio.sleep(left)
-
-    def _load(self, frame: dict[str, Any]) -> None:
+    def load(self, frame: dict[str, Any]) -> None:
         if "error_code" in frame:
             raise Resync(f"refused: {frame.get('error_code')} {frame.get('error', '')}")
         orders = self.orders
@@ -199,19 +95,18 @@ class MarketStream:
             int(frame["sequence"]),
         )
         self.snapshots += 1
-        self.backoff.reset()
         self.logger.info(
             "luno %s stream synced: %d orders at sequence %s", self.pair, len(orders), frame["sequence"]
         )
         self.events.book_changed()
-        self._status(str(frame.get("status") or "ACTIVE"))
+        self.status(str(frame.get("status") or "ACTIVE"))
 
-    def _apply(self, frame: dict[str, Any]) -> None:
-        """One numbered update, applied atomically: trades, create, delete, status."""
+    def apply(self, frame: dict[str, Any]) -> bool:
+        """One numbered update, applied atomically: trades, create, delete, status. False if stale."""
         sequence = int(frame["sequence"])
         orders = self.orders
         if not orders.expects(sequence):
-            return
+            return False
         trades: list[Trade] = []
         changed = False
         create = frame.get("create_update")
@@ -237,7 +132,8 @@ class MarketStream:
             self.events.trade(trade)
         status = frame.get("status_update")
         if status:
-            self._status(str(status["status"]))
+            self.status(str(status["status"]))
+        return True
 
     def _trade(self, update: dict[str, Any], create: dict[str, Any] | None, when: Any) -> Trade:
         base = Decimal(update["base"])
@@ -255,21 +151,204 @@ class MarketStream:
             taker = Side.SELL if best_bid is not None and price <= best_bid else Side.BUY
         return Trade(str(update["sequence"]), self.pair, price, base, taker, when)
 
-    def _status(self, status: str) -> None:
+    def status(self, status: str) -> None:
         self.trading_status = status
         self.on_status(status)
-        self.events.status(c.MARKET_STATUS.get(status, MarketStatus.CLOSED), f"luno status {status}")
+        self.events.status(self.market_status, f"luno status {status}")
+
+    @property
+    def market_status(self) -> MarketStatus:
+        return c.MARKET_STATUS.get(self.trading_status or "", MarketStatus.CLOSED)
+
+    def matches(self, bids: Levels, asks: Levels) -> bool:
+        """Whether the book's top levels are Luno's `orderbook_top` (prices and aggregated volumes)."""
+        book = self.orders.book
+        return (
+            list(islice(book.levels(Side.BUY), _TOP)) == bids[:_TOP]
+            and list(islice(book.levels(Side.SELL), _TOP)) == asks[:_TOP]
+        )
+
+
+class MarketStream:
+    """One pair's market stream; pushes book, trade and status events to `events`."""
+
+    def __init__(
+        self,
+        ws_url: str,
+        pair: str,
+        credentials: Credentials,
+        events: MarketEvents,
+        logger: logging.Logger,
+        *,
+        tick: Decimal,
+        on_status: Callable[[str], None],
+        book_top: BookTop,
+        silence_timeout: float,
+        open_timeout: float,
+        ping_interval: float,
+        pong_timeout: float,
+        reconnect_max_delay: float,
+        on_reconnect: Callable[[str], None] | None = None,
+        clock: Clock,
+        recorder: Recorder | None = None,
+    ) -> None:
+        self.pair = pair
+        self.credentials = credentials
+        self.events = events
+        self.logger = logger
+        self.clock = clock
+        #: where the stream's frames are recorded (each connection's start marked OPEN), or None
+        self.recorder = recorder
+        self.feed = OrderBookFeed(pair, events, logger, tick=tick, on_status=on_status)
+        self._book_top = book_top
+        #: a snapshot arrived on this connection
+        self.synced = False
+        #: numbered updates arrived since the book was last known right (a silence then means a stalled feed)
+        self.active = False
+        #: silences noticed on an active market, probes that found a quiet market (metrics)
+        self.silences = 0
+        self.quiet_probes = 0
+        self.watch = SilenceWatch(silence_timeout, self._on_silent, clock=clock)
+        self.ws = ReconnectingWebSocket(
+            ws_url.rstrip("/") + c.MARKET_STREAM.format(pair=pair),
+            self._on_frame,
+            name=f"luno {pair} market stream",
+            on_open=self._on_open,
+            on_drop=self._on_drop,
+            on_reconnect=on_reconnect,
+            open_timeout=open_timeout,
+            ping_interval=ping_interval,
+            pong_timeout=pong_timeout,
+            reconnect_max_delay=reconnect_max_delay,
+            clock=clock,
+            logger=logger,
+        )
+        self._broken = False  # a resync is under way: frames until the next connection are not applied
+        self._stalled = False  # the silence made the market UNSYNCED; a resumed feed or the probe reopens it
+        self._probe: asyncio.Task[None] | None = None
+
+    @property
+    def orders(self) -> OrderLevelBook:
+        return self.feed.orders
+
+    @property
+    def snapshots(self) -> int:
+        return self.feed.snapshots
+
+    def start(self) -> None:
+        self.ws.start()
+
+    async def stop(self) -> None:
+        self.watch.disarm()
+        self._cancel_probe()
+        await self.ws.stop()
+
+    # ------------------------------------------------------------------ connection
+    async def _on_open(self, conn: Connection) -> None:
+        self.synced = self._broken = self._stalled = self.active = False
+        await conn.send(self.credentials.ws_frame)
+        if self.recorder is not None:
+            self.recorder.record(OPEN, "", self.clock.epoch_ns())
+
+    def _on_drop(self, reason: str) -> None:
+        self.watch.disarm()
+        self._cancel_probe()
+        if not self._broken:  # a resync already said so
+            self.events.status(MarketStatus.UNSYNCED, reason)
+        self.synced = self._broken = False
+
+    def _resync(self, reason: str) -> None:
+        self.logger.warning("luno %s stream: %s; reconnecting", self.pair, reason)
+        self.synced, self._broken = False, True
+        self.events.status(MarketStatus.UNSYNCED, reason)
+        self.ws.reconnect(reason)
+
+    def _on_frame(self, raw: str | bytes) -> None:
+        if raw in _KEEPALIVE or self._broken:
+            return
+        if self.recorder is not None:
+            self.recorder.record(FRAME, raw if isinstance(raw, str) else raw.decode(), self.clock.epoch_ns())
+        try:
+            frame = orjson.loads(raw)
+            if not isinstance(frame, dict):
+                raise TypeError(type(frame).__name__)
+            if self.synced:
+                if self.feed.apply(frame):
+                    self.watch.touch()
+                    self.active = True
+                    if self._stalled:  # the feed resumed in sequence: nothing was lost
+                        self._stalled = False
+                        self.events.status(self.feed.market_status, "luno feed resumed")
+            else:
+                self.feed.load(frame)
+                self.synced = True
+                self.ws.backoff.reset()
+                self.watch.arm()
+        except BookGap as gap:
+            self._resync(str(gap))
+        except Resync as exc:  # refused (credentials, market): end the connection and back off
+            self.synced, self._broken = False, True
+            self.events.status(MarketStatus.UNSYNCED, str(exc))
+            raise
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            self._resync(f"malformed frame ({type(exc).__name__}: {exc})")
+
+    # ------------------------------------------------------------------ silent feed
+    def _on_silent(self, seconds: float) -> None:
+        if self._probe is not None or not self.synced:
+            self.watch.arm()
+            return
+        if self.active:
+            self.silences += 1
+            self._stalled = True
+            reason = f"silent feed: no update for {seconds:.1f} s"
+            self.logger.warning("luno %s %s: probing Luno", self.pair, reason)
+            self.events.status(MarketStatus.UNSYNCED, reason)
+        self._probe = asyncio.get_running_loop().create_task(self._run_probe())
+
+    async def _run_probe(self) -> None:
+        try:
+            await self._probe_venue()
+        finally:
+            self._probe = None
+
+    async def _probe_venue(self) -> None:
+        connects, last_update = self.ws.connects, self.watch.last
+        if not await self.ws.probe():
+            self._resync(f"silent feed: {self.pair} stream did not answer a ping")
+            return
+        try:
+            bids, asks = await self._book_top(self.pair)
+        except (MoonshipError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
+            self.logger.warning("luno %s silent-feed probe failed: %s", self.pair, exc)
+            self.watch.arm()
+            return
+        if self.ws.connects != connects or self.watch.last != last_update:
+            return  # reconnected, or updates arrived meanwhile: the usual path has it
+        if not self.feed.matches(bids, asks):
+            self._resync(f"silent feed: {self.pair} book differs from Luno's orderbook_top")
+            return
+        self.quiet_probes += 1
+        self.active = False
+        if self._stalled:
+            self._stalled = False
+            self.logger.info("luno %s quiet market: the book matches Luno's", self.pair)
+            self.events.status(self.feed.market_status, "luno quiet market")
+        self.watch.arm(min(self.watch.timeout * 2, self.watch.base_timeout * _MAX_PROBE_FACTOR))
+
+    def _cancel_probe(self) -> None:
+        probe, self._probe = self._probe, None
+        if probe is not None and probe is not asyncio.current_task():
+            probe.cancel()
 
 
 class ReplayParser(FrameParser):
-    """A recorded Luno market fed through its own MarketStream: each connection's first frame loads the
+    """A recorded Luno market fed through its own OrderBookFeed: each connection's first frame loads the
     snapshot, the rest apply in sequence; a gap or a malformed frame unsyncs the market until the next
     connection's snapshot, as live."""
 
     def __init__(self, pair: str, events: MarketEvents, logger: logging.Logger, tick: Decimal) -> None:
-        self.stream = MarketStream(
-            "", pair, Credentials("", ""), events, logger, tick=tick, on_status=lambda _: None
-        )
+        self.book_feed = OrderBookFeed(pair, events, logger, tick=tick, on_status=lambda _: None)
         #: whether the connection's snapshot came (None: unsynced until the next connection)
         self._snapshot: bool | None = False
 
@@ -282,11 +361,11 @@ class ReplayParser(FrameParser):
         try:
             frame = orjson.loads(data)
             if self._snapshot:
-                self.stream._apply(frame)
+                self.book_feed.apply(frame)
             else:
-                self.stream._load(frame)
+                self.book_feed.load(frame)
                 self._snapshot = True
         except (BookGap, Resync, orjson.JSONDecodeError, KeyError, TypeError, ValueError,
                 ArithmeticError) as exc:
             self._snapshot = None
-            self.stream.events.status(MarketStatus.UNSYNCED, str(exc))
+            self.book_feed.events.status(MarketStatus.UNSYNCED, str(exc))

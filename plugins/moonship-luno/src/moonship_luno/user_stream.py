@@ -8,16 +8,13 @@ listeners); after a longer outage, and on the first connection, the listeners re
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidURI
 
-from moonship_core import Backoff, Clock
+from moonship_core import Clock, Connection, ReconnectingWebSocket
 
 from . import constants as c
 from .auth import Credentials
@@ -40,7 +37,7 @@ class UserListener(Protocol):
 
 
 class UserStream:
-    """The user stream of one set of credentials; runs while it has listeners."""
+    """The user stream of one set of credentials (a ReconnectingWebSocket); runs while it has listeners."""
 
     def __init__(
         self,
@@ -48,126 +45,92 @@ class UserStream:
         credentials: Credentials,
         logger: logging.Logger,
         *,
-        replay_window: float = c.REPLAY_WINDOW,
-        stale_timeout: float = c.STALE_TIMEOUT,
-        open_timeout: float = c.REQUEST_TIMEOUT,
-        clock: Clock | None = None,
+        replay_window: float,
+        silence_timeout: float,
+        open_timeout: float,
+        ping_interval: float,
+        pong_timeout: float,
+        reconnect_max_delay: float,
+        on_reconnect: Callable[[str], None] | None = None,
+        clock: Clock,
     ) -> None:
-        self.url = ws_url.rstrip("/") + c.USER_STREAM
         self.credentials = credentials
         self.logger = logger
+        self.clock = clock
         self.replay_window = replay_window
-        self.stale_timeout = stale_timeout
-        self.open_timeout = open_timeout
         self.listeners: list[UserListener] = []
-        #: connections made so far
-        self.connects = 0
-        #: called when a connection is made again (the engine's metrics)
-        self.on_reconnect: Callable[[], None] | None = None
-        #: set while connected
-        self.connected = asyncio.Event()
-        self.backoff = Backoff(initial=0.5, maximum=30.0, clock=clock)
-        self._task: asyncio.Task[None] | None = None
-        self._down_since: float | None = None  # loop time of the last disconnect (None: never connected)
-        self._last = 0.0
+        self.ws = ReconnectingWebSocket(
+            ws_url.rstrip("/") + c.USER_STREAM,
+            self._on_frame,
+            name="luno user stream",
+            on_open=self._on_open,
+            on_drop=self._on_drop,
+            on_reconnect=on_reconnect,
+            open_timeout=open_timeout,
+            ping_interval=ping_interval,
+            pong_timeout=pong_timeout,
+            silence_timeout=silence_timeout,
+            reconnect_max_delay=reconnect_max_delay,
+            clock=clock,
+            logger=logger,
+        )
+        self._down_since: float | None = None  # monotonic time of the last drop (None: never connected)
         self._heard = False  # the current connection has delivered a frame
         self._rows: dict[str, int] = {}  # account id -> last balance row index seen
+
+    @property
+    def connected(self) -> asyncio.Event:
+        """Set while connected."""
+        return self.ws.connected
+
+    @property
+    def connects(self) -> int:
+        return self.ws.connects
 
     def add(self, listener: UserListener) -> None:
         self.listeners.append(listener)
         if self.connected.is_set():
             listener.reconcile_soon("joined the user stream")
-        if self._task is None:
-            self._task = asyncio.ensure_future(self._run())
+        self.ws.start()
 
     async def remove(self, listener: UserListener) -> None:
         if listener in self.listeners:
             self.listeners.remove(listener)
-        if not self.listeners and self._task is not None:
-            task, self._task = self._task, None
-            task.cancel()
-            await asyncio.gather(task, return_exceptions=True)
-            self.connected.clear()
+        if not self.listeners:
+            await self.stop()
 
-    async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            reason = "closed"
-            try:
-                async with connect(
-                    self.url,
-                    open_timeout=self.open_timeout,
-                    ping_interval=c.PING_INTERVAL,
-                    ping_timeout=c.PING_INTERVAL,
-                    close_timeout=2,
-                    compression=None,
-                ) as ws:
-                    await ws.send(self.credentials.ws_frame)
-                    self._on_connect()
-                    await self._consume(ws)
-            except asyncio.CancelledError:
-                raise
-            except ConnectionClosed as exc:
-                reason = f"connection closed ({exc.rcvd.code if exc.rcvd else 'no close frame'})"
-            except (OSError, TimeoutError, InvalidHandshake, InvalidURI, ValueError) as exc:
-                reason = f"{type(exc).__name__} {exc}"
-            if self.connected.is_set():
-                self.connected.clear()
-                if self._heard:  # a connection that never delivered anything does not end the outage
-                    self._down_since = loop.time()
-            self.logger.warning("luno user stream: %s; reconnecting", reason)
-            await self.backoff.wait()
+    async def stop(self) -> None:
+        await self.ws.stop()
 
-    def _on_connect(self) -> None:
-        loop = asyncio.get_running_loop()
+    async def _on_open(self, conn: Connection) -> None:
+        await conn.send(self.credentials.ws_frame)
         self._heard = False
-        self.connects += 1
-        if self.connects > 1 and self.on_reconnect is not None:
-            self.on_reconnect()
-        self.connected.set()
-        down = None if self._down_since is None else loop.time() - self._down_since
-        self.logger.info(
-            "luno user stream connected%s", "" if down is None else f" after {down:.1f} s down"
-        )
+        now = self.clock.monotonic()
+        down = None if self._down_since is None else now - self._down_since
         if down is None or down > self.replay_window:
             why = "start-up" if down is None else f"user stream down {down:.0f} s, beyond Luno's replay"
             for listener in list(self.listeners):
                 listener.reconcile_soon(why)
 
-    async def _consume(self, ws: ClientConnection) -> None:
-        loop = asyncio.get_running_loop()
-        self._last = loop.time()
-        watchdog = asyncio.ensure_future(self._watch(ws))
-        try:
-            async for raw in ws:
-                self._last = loop.time()
-                self._heard = True
-                if raw in ('""', ""):
-                    continue
-                try:
-                    frame = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    self.logger.warning("luno user stream: malformed frame ignored")
-                    continue
-                if not isinstance(frame, dict):
-                    continue
-                if "error_code" in frame:
-                    raise ValueError(f"refused: {frame.get('error_code')} {frame.get('error', '')}")
-                self._dispatch(frame)
-        finally:
-            watchdog.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await watchdog
+    def _on_drop(self, reason: str) -> None:
+        if self._heard:  # a connection that never delivered anything does not end the outage
+            self._down_since = self.clock.monotonic()
+        self._heard = False
 
-    async def _watch(self, ws: ClientConnection) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            left = self._last + self.stale_timeout - loop.time()
-            if left <= 0:
-                self.logger.warning("luno user stream silent for %g s", self.stale_timeout)
-                await ws.close(4000, "stale feed")
-                return
-            await asyncio.sleep(left)
+    def _on_frame(self, raw: str | bytes) -> None:
+        self._heard = True
+        if raw in (b'""', b"", '""', ""):
+            return
+        try:
+            frame = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            self.logger.warning("luno user stream: malformed frame ignored")
+            return
+        if not isinstance(frame, dict):
+            return
+        if "error_code" in frame:  # refused: end the connection, back off and retry
+            raise ConnectionError(f"refused: {frame.get('error_code')} {frame.get('error', '')}")
+        self._dispatch(frame)
 
     def _dispatch(self, frame: dict[str, Any]) -> None:
         kind = frame.get("type")
