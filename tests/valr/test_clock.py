@@ -17,7 +17,8 @@ from exchanges.valr import Participants
 from moonship_valr.auth import Signer
 from moonship_valr.client import ValrSession
 from moonship_valr.constants import StaleTimestamp
-from moonship_valr.rest import error_for, server_time_ms
+from moonship_valr.parse import server_time_ms
+from moonship_valr.rest import error_for
 from moonship_valr.stream import Socket, Timing
 from websockets.exceptions import InvalidStatus
 

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 import pytest
 import websockets
-from moonship_valr.rest import parse_balance
+from moonship_valr.parse import parse_balance
 from moonship_valr.stream import MarketFeed
 
 from moonship_core import Balance, MarketStatus

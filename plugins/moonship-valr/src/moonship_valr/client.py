@@ -50,15 +50,8 @@ from moonship_core import (
 
 from . import constants as c
 from .auth import Signer
-from .rest import (
-    ValrRest,
-    check_client_order_id,
-    error_for,
-    parse_balance,
-    parse_market_info,
-    parse_ticker,
-    parse_trade,
-)
+from .parse import parse_balance, parse_market_info, parse_ticker, parse_trade
+from .rest import ValrRest, check_client_order_id, error_for
 from .stream import MarketFeed, ReplayParser, Timing, TradeStream
 from .user_stream import AccountStream, order_from_status
 

@@ -34,7 +34,8 @@ from moonship_core import (
 from . import constants as c
 from .auth import Signer
 from .constants import StaleTimestamp
-from .rest import error_for, parse_ticker, parse_trade
+from .parse import parse_ticker, parse_trade
+from .rest import error_for
 
 _PING = '{"type":"PING"}'
 Frame = str | bytes

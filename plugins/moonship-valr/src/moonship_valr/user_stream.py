@@ -28,7 +28,8 @@ from moonship_core import (
 
 from . import constants as c
 from .auth import Signer
-from .rest import ZERO, ValrRest, decimal_or_none, parse_balance, parse_side, parse_time
+from .parse import ZERO, decimal_or_none, parse_balance, parse_side, parse_time
+from .rest import ValrRest
 from .stream import Socket, Timing
 
 #: VALR status strings of orders still working
