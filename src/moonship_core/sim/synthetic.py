@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import random
 import zlib
-from bisect import insort
+from bisect import bisect_right, insort
 from collections import deque
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
@@ -99,6 +99,18 @@ class _Ladder:
             insort(self.ticks, tick)
         self.lots[tick] = lots
         changes[tick] = lots
+
+    def add(self, tick: int, lots: int, changes: dict[int, int]) -> None:
+        """Note a new level at `tick`; the caller puts `tick` into `ticks` in order."""
+        self.lots[tick] = lots
+        changes[tick] = lots
+
+    def drop(self, ticks: Iterable[int], changes: dict[int, int]) -> None:
+        """Remove the levels at `ticks`; the caller cuts them out of `ticks`."""
+        lots = self.lots
+        for tick in ticks:
+            del lots[tick]
+            changes[tick] = 0
 
 
 class SimClient(MarketClient):
@@ -222,34 +234,53 @@ class SimClient(MarketClient):
         return 1 + int(-log(1.0 - self._random()) * self._typical_lots)
 
     def _recentre(self, bid_changes: dict[int, int], ask_changes: dict[int, int]) -> None:
-        """Drop levels the mid moved through, fill the gap to the mid, keep `levels` levels per side."""
+        """Drop levels the mid moved through, fill the gap to the mid, keep `levels` levels per side.
+        Each run of levels is cut from or spliced into the sorted tick lists at once (changes are noted in
+        the order the levels are met from the end they are taken at)."""
         rng, fair, n = self._rng, self._fair, self.settings.levels
         bids, asks = self._bids, self._asks
-        while bids.ticks and bids.ticks[-1] > fair:
-            bids.set(bids.ticks[-1], 0, bid_changes)
-        while asks.ticks and asks.ticks[0] <= fair:
-            asks.set(asks.ticks[0], 0, ask_changes)
+        random_lots, gap = self._random_lots, self._gap
+        cut = bisect_right(bids.ticks, fair)
+        bids.drop(reversed(bids.ticks[cut:]), bid_changes)
+        del bids.ticks[cut:]
+        cut = bisect_right(asks.ticks, fair)
+        asks.drop(asks.ticks[:cut], ask_changes)
+        del asks.ticks[:cut]
         # near the mid: new levels down to the old best bid / up to the old best ask
-        tick, stop, added = fair - rng.randint(0, 1), bids.ticks[-1] if bids.ticks else 0, 0
-        while tick > stop and added < n:
-            bids.set(tick, self._random_lots(), bid_changes)
-            tick -= self._gap()
-            added += 1
-        tick, added = fair + 1 + rng.randint(0, 1), 0
+        added: list[int] = []
+        tick, stop = fair - rng.randint(0, 1), bids.ticks[-1] if bids.ticks else 0
+        while tick > stop and len(added) < n:
+            bids.add(tick, random_lots(), bid_changes)
+            added.append(tick)
+            tick -= gap()
+        bids.ticks.extend(reversed(added))
+        tick, added = fair + 1 + rng.randint(0, 1), []
         stop = asks.ticks[0] if asks.ticks else tick + n * max(_GAPS) + 1
-        while tick < stop and added < n:
-            asks.set(tick, self._random_lots(), ask_changes)
-            tick += self._gap()
-            added += 1
+        while tick < stop and len(added) < n:
+            asks.add(tick, random_lots(), ask_changes)
+            added.append(tick)
+            tick += gap()
+        asks.ticks[:0] = added
         # far from the mid: trim to `levels`, or extend the ladder outwards
-        while len(bids.ticks) > n:
-            bids.set(bids.ticks[0], 0, bid_changes)
-        while len(asks.ticks) > n:
-            asks.set(asks.ticks[-1], 0, ask_changes)
-        while bids.ticks and len(bids.ticks) < n and (tick := bids.ticks[0] - self._gap()) > 0:
-            bids.set(tick, self._random_lots(), bid_changes)
-        while asks.ticks and len(asks.ticks) < n:
-            asks.set(asks.ticks[-1] + self._gap(), self._random_lots(), ask_changes)
+        if len(bids.ticks) > n:
+            cut = len(bids.ticks) - n
+            bids.drop(bids.ticks[:cut], bid_changes)
+            del bids.ticks[:cut]
+        if len(asks.ticks) > n:
+            asks.drop(reversed(asks.ticks[n:]), ask_changes)
+            del asks.ticks[n:]
+        if bids.ticks and len(bids.ticks) < n:
+            added, tick = [], bids.ticks[0]
+            while len(bids.ticks) + len(added) < n and (tick := tick - gap()) > 0:
+                bids.add(tick, random_lots(), bid_changes)
+                added.append(tick)
+            bids.ticks[:0] = reversed(added)
+        if asks.ticks and len(asks.ticks) < n:
+            tick = asks.ticks[-1]
+            while len(asks.ticks) < n:
+                tick += gap()
+                asks.add(tick, random_lots(), ask_changes)
+                asks.ticks.append(tick)
 
     def _trade(self) -> None:
         """A taker of a random side takes part or all of the touch level."""
