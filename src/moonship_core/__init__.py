@@ -77,7 +77,7 @@ from .plugins import Plugins
 from .stores.memory import MemoryBus, MemoryCache
 from .trading.engine import TradingEngine
 from .venues.errors import ErrorRule, ErrorTable
-from .venues.ratelimit import Ban, Pool, RateLimiter, RateLimits, RateTable, parse_retry_after
+from .venues.ratelimit import Ban, Pool, RateLimits, RateTable, parse_retry_after
 from .venues.servertime import ServerClock
 from .venues.settings import VenueSettings
 
@@ -175,7 +175,6 @@ __all__ = [
     "PositionView",
     "PostOnlyRejected",
     "RateLimited",
-    "RateLimiter",
     "RateLimits",
     "RateTable",
     "ReconnectingWebSocket",

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import time
 
-from moonship_core import Backoff, RateLimiter
+from moonship_core import Backoff
+from moonship_core.venues.ratelimit import RateLimiter
 
 
 def test_backoff_grows_with_jitter_up_to_the_cap_and_resets() -> None:
