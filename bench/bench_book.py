@@ -139,16 +139,23 @@ def apply_rate(snapshot: Snapshot, sequence: int, raw: list[bytes]) -> float:
     return len(raw) / (perf_counter() - start)
 
 
-def reading_rate(snapshot: Snapshot, sequence: int, raw: list[bytes]) -> float:
+def reading_rate(snapshot: Snapshot, sequence: int, raw: list[bytes], every_level: bool = False) -> float:
     """Messages per second parsed and applied, each followed by reading the best bid, the best ask and
-    the top-10 bids (as Decimals), as a strategy uses the book."""
+    taking the top-10 bids (as Decimals), as a strategy uses the book; with `every_level`, reading each of
+    the ten levels too (a depth makes a level Decimals only when it is read)."""
     book = new_book(snapshot, sequence)
     apply, loads = book.apply_update, orjson.loads
     start = perf_counter()
-    for data in raw:
-        m = loads(data)
-        apply(m["b"], m["a"], m["U"], m["u"])
-        book.best_bid, book.best_ask, book.bids  # noqa: B018
+    if every_level:
+        for data in raw:
+            m = loads(data)
+            apply(m["b"], m["a"], m["U"], m["u"])
+            book.best_bid, book.best_ask, tuple(book.bids)
+    else:
+        for data in raw:
+            m = loads(data)
+            apply(m["b"], m["a"], m["U"], m["u"])
+            book.best_bid, book.best_ask, book.bids  # noqa: B018
     return len(raw) / (perf_counter() - start)
 
 
@@ -203,6 +210,7 @@ READS: dict[str, tuple[str, Callable[..., object]]] = {
     "best_ask": ("book.best_ask", lambda book: book.best_ask),
     "depth(BUY, 10)": ("book.depth(BUY, 10)", lambda book: book.depth(BUY, 10)),
     "bids": ("book.bids", lambda book: book.bids),
+    "bids, every level read": ("tuple(book.bids)", lambda book: tuple(book.bids)),
 }
 
 
@@ -238,6 +246,11 @@ def main(argv: list[str] | None = None) -> int:
         gc.collect()
         reading.append(reading_rate(snapshot, sequence, raw))
     reading_best, reading_median = max(reading), statistics.median(reading)
+    every = []
+    for _ in range(args.repeats):
+        gc.collect()
+        every.append(reading_rate(snapshot, sequence, raw, every_level=True))
+    every_best, every_median = max(every), statistics.median(every)
 
     # (b), (c) reads; pre-parsed messages, frozen so that the collector leaves them be
     parsed = [orjson.loads(data) for data in raw[:50_000]]
@@ -264,6 +277,8 @@ def main(argv: list[str] | None = None) -> int:
           f" median {median / 1e3:.1f}k msgs/s of {args.repeats} (target >= {TARGET_MSGS // 1000}k)")
     print(f"    + best bid/ask + top-10 read after each: best {reading_best / 1e3:.1f}k msgs/s,"
           f" median {reading_median / 1e3:.1f}k msgs/s (target >= {TARGET_READING_MSGS // 1000}k)")
+    print(f"    + best bid/ask + every top-10 level read after each: best {every_best / 1e3:.1f}k msgs/s,"
+          f" median {every_median / 1e3:.1f}k msgs/s")
     print(f"\n{'read, µs':<26}{'unchanged':>10}{'after update':>14}")
     for name in unchanged:
         print(f"{name:<26}{unchanged[name]:>10.3f}{after[name]:>14.3f}")
@@ -275,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
             "messages": args.messages, "levels_per_message": levels / args.messages, "repeats": args.repeats,
             "apply_msgs_per_s": {"best": best, "median": median, "runs": runs},
             "apply_and_read_msgs_per_s": {"best": reading_best, "median": reading_median, "runs": reading},
+            "apply_and_read_every_level_msgs_per_s": {"best": every_best, "median": every_median,
+                                                      "runs": every},
             "read_us": {"unchanged": unchanged, "after_update": after},
             "targets": {"apply_msgs_per_s": TARGET_MSGS, "apply_and_read_msgs_per_s": TARGET_READING_MSGS,
                         "read_us": TARGET_READ_US, "first_read_us": TARGET_FIRST_READ_US},

@@ -4,7 +4,8 @@
 
 Each contender parses every JSON frame with orjson and applies it to a ~1000-level book, (a) alone and (b)
 followed by reading the best bid, the best ask and the top-10 bids, as a strategy uses the book:
-- Moonship: `OrderBook.apply_update` (Decimal levels on the way out);
+- Moonship: `OrderBook.apply_update` (Decimal levels on the way out; the top 10 read level by level, since
+  a depth makes its levels Decimals only when they are read);
 - ccxt.pro (when `ccxt` is installed): its Binance client's own `handle_order_book_message` into
   `exchange.order_book` (float levels);
 - a `sortedcontainers.SortedDict` keyed by integer ticks (when installed): the usual hand-rolled book.
@@ -32,6 +33,7 @@ Run = Callable[[Snapshot, list[bytes], bool], float]
 
 
 def moonship(snapshot: Snapshot, raw: list[bytes], read: bool) -> float:
+    """Reads every one of the top ten levels (as Decimals), as the peers do."""
     book = new_book(snapshot, 0)
     apply, loads = book.apply_update, orjson.loads
     start = perf_counter()
@@ -39,7 +41,7 @@ def moonship(snapshot: Snapshot, raw: list[bytes], read: bool) -> float:
         for data in raw:
             m = loads(data)
             apply(m["b"], m["a"], m["U"], m["u"])
-            book.best_bid, book.best_ask, book.bids  # noqa: B018
+            book.best_bid, book.best_ask, tuple(book.bids)
     else:
         for data in raw:
             m = loads(data)

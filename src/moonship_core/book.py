@@ -19,6 +19,7 @@ from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterator, Sequence
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, InvalidOperation
 from math import ceil, floor
+from typing import overload
 
 from .errors import BookGap
 from .model import Side
@@ -75,10 +76,12 @@ def _quantity(value: str | Decimal) -> Decimal:
 
 
 class _Side:
-    __slots__ = ("cum", "cum_n", "dirty", "keys", "levels", "pcache", "prices", "sign", "top_worst", "tops")
+    __slots__ = ("cum", "cum_n", "decimals", "dirty", "keys", "levels", "pcache", "prices", "sign",
+                 "top_worst", "tops")  # fmt: skip
 
-    def __init__(self, sign: int) -> None:
+    def __init__(self, sign: int, decimals: int) -> None:
         self.sign = sign  # key = sign * price units
+        self.decimals = decimals  # price units are 10**-decimals
         self.pcache: dict[str | Decimal, int] = {}  # price as received -> key
         self.prices: dict[int, Decimal] = {}  # key -> price, for every key in `pcache` and the book
         self.keys: list[int] = []  # sorted ascending: the best level is last
@@ -87,7 +90,7 @@ class _Side:
         self.cum: list[Decimal] = []  # cum[i]: total quantity of the best i + 1 levels, valid for i < cum_n
         self.cum_n = 0
         self.dirty = -_NO_KEY  # the best key changed since the prefix sums were brought up to date
-        self.tops: dict[int, tuple[Level, ...]] = {}  # n -> depth(n), while valid
+        self.tops: dict[int, Depth] = {}  # n -> depth(n), while valid
         self.top_worst = _NO_KEY  # a change at a key >= this invalidates `tops`
 
     def clear(self) -> None:
@@ -103,28 +106,20 @@ class _Side:
         """The level at `key` (in the book), parsing its quantity on first read."""
         level = self.levels[key]
         if not isinstance(level, tuple):
-            level = self.levels[key] = (self.prices[key], _quantity(level))
+            level = self.levels[key] = (self.price(key), _quantity(level))
         return level
 
-    def top(self, n: int) -> tuple[Level, ...]:
+    def price(self, key: int) -> Decimal:
+        """The price of `key` (remembered while it is in the price cache or the book)."""
+        price = self.prices.get(key)
+        return Decimal(key * self.sign).scaleb(-self.decimals, _EXACT) if price is None else price
+
+    def top(self, n: int) -> Depth:
         """The best `n` levels, remembered in `tops` until a level among them changes."""
         if n <= 0:
-            return ()
-        levels, prices = self.levels, self.prices
+            return Depth(self, [], [])
         chosen = self.keys[: -n - 1 : -1]
-        best_first = []
-        try:  # _quantity inlined: this loop runs after nearly every change at the top
-            for key in chosen:
-                level = levels[key]
-                if not isinstance(level, tuple):
-                    quantity = Decimal(level)
-                    if not _ZERO < quantity < _INFINITY:
-                        raise InvalidOperation
-                    level = levels[key] = (prices[key], quantity)
-                best_first.append(level)
-        except InvalidOperation:
-            raise ValueError(f"malformed quantity {level!r}") from None
-        top = self.tops[n] = tuple(best_first)
+        top = self.tops[n] = Depth(self, chosen, list(map(self.levels.__getitem__, chosen)))
         # fewer than n levels is the whole side, which any change alters
         worst = chosen[-1] if len(chosen) == n else -_NO_KEY
         if worst < self.top_worst:
@@ -153,6 +148,65 @@ class _Side:
         return cum[count - 1]
 
 
+class Depth(Sequence[Level]):
+    """The best levels of one side as (price, quantity) Decimals, best first, as they were when taken.
+
+    Compares equal to the tuple of its levels. A level becomes Decimals when first read (and stays so in
+    the book too, while unchanged there), so taking the top of the book costs no more than reading it.
+    """
+
+    __slots__ = ("_keys", "_levels", "_side")
+
+    def __init__(self, side: _Side, keys: list[int], levels: list[str | Decimal | Level]) -> None:
+        self._side = side
+        self._keys = keys  # the levels' keys, best first
+        self._levels = levels  # the quantity as the book held it, replaced by the level when first read
+
+    def _read(self, index: int) -> Level:
+        """The level at `index` (not yet read), parsed and remembered here and in the book."""
+        key, held = self._keys[index], self._levels[index]
+        level = self._levels[index] = (self._side.price(key), _quantity(held))  # type: ignore[arg-type]
+        book = self._side.levels
+        if book.get(key) is held:
+            book[key] = level
+        return level
+
+    @overload
+    def __getitem__(self, index: int) -> Level: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> tuple[Level, ...]: ...
+
+    def __getitem__(self, index: int | slice) -> Level | tuple[Level, ...]:
+        level = self._levels[index]
+        if level.__class__ is tuple:
+            return level
+        if isinstance(index, slice):
+            return tuple(self[i] for i in range(*index.indices(len(self._keys))))
+        return self._read(index)
+
+    def __iter__(self) -> Iterator[Level]:
+        levels = self._levels
+        for index, level in enumerate(levels):
+            if level.__class__ is not tuple:
+                self._read(index)
+        return iter(levels)  # type: ignore[arg-type]  # every level is read now
+
+    def __len__(self) -> int:
+        return len(self._keys)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Depth | tuple):
+            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=False))
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(tuple(self))
+
+    def __repr__(self) -> str:
+        return repr(tuple(self))
+
+
 class OrderBook:
     """Aggregated (L2) book of one market."""
 
@@ -161,8 +215,8 @@ class OrderBook:
     def __init__(self, symbol: str = "", *, price_decimals: int = 8) -> None:
         self.symbol = symbol
         self._pdecs = price_decimals
-        self._bids = _Side(1)
-        self._asks = _Side(-1)
+        self._bids = _Side(1, price_decimals)
+        self._asks = _Side(-1, price_decimals)
         #: sequence number of the last update applied (None: no snapshot yet)
         self.sequence: int | None = None
         #: increments on every change, so a reader can tell whether the book moved
@@ -307,20 +361,20 @@ class OrderBook:
     def __len__(self) -> int:
         return len(self._bids.keys) + len(self._asks.keys)
 
-    def depth(self, side: Side, n: int = 10) -> tuple[Level, ...]:
+    def depth(self, side: Side, n: int = 10) -> Depth:
         """The best `n` levels of one side (bids for BUY) as (price, quantity), best first."""
         book_side = self._bids if side is _BUY else self._asks
         top = book_side.tops.get(n)
         return book_side.top(n) if top is None else top
 
     @property
-    def bids(self) -> tuple[Level, ...]:
+    def bids(self) -> Depth:
         """Top 10 bids, best first."""
         top = self._bids.tops.get(10)
         return self._bids.top(10) if top is None else top
 
     @property
-    def asks(self) -> tuple[Level, ...]:
+    def asks(self) -> Depth:
         """Top 10 asks, best first."""
         top = self._asks.tops.get(10)
         return self._asks.top(10) if top is None else top

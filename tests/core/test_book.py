@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from moonship_core import book as book_module
-from moonship_core.book import Level, OrderBook, decimal_units, parse_units
+from moonship_core.book import Depth, Level, OrderBook, decimal_units, parse_units
 from moonship_core.errors import BookGap
 from moonship_core.model import Side
 
@@ -230,8 +230,9 @@ def test_price_decimals() -> None:
 def test_malformed_quantity_raises_a_value_error_naming_it_on_read(quantity: str) -> None:
     book = make([("100", quantity), ("99", "1")], [("101", "1")])
     assert book.best_bid == D(100)  # quantities are parsed lazily
+    assert len(book.bids) == 2  # and the levels of a depth only when read
     message = re.escape(f"malformed quantity {quantity!r}")
-    for read in (lambda: book.bids, lambda: book.depth(BUY, 1), lambda: list(book.levels(BUY)),
+    for read in (lambda: book.bids[0], lambda: tuple(book.depth(BUY, 1)), lambda: list(book.levels(BUY)),
                  lambda: book.quantity_at(BUY, D(100)), lambda: book.quantity_up_to(BUY, D(99))):
         with pytest.raises(ValueError, match=message) as info:
             read()
@@ -306,6 +307,17 @@ def test_depth_cache_follows_changes(book: OrderBook) -> None:
     everything = book.depth(SELL, 10)
     book.apply_update([], [("200", "1")])  # a short answer is the whole side: any change alters it
     assert book.depth(SELL, 10) == (*everything, (D(200), D(1)))
+
+
+def test_a_depth_reads_its_levels_when_read_and_keeps_them(book: OrderBook) -> None:
+    top = book.depth(BUY, 3)
+    book.apply_update([("100", "0"), ("99.5", "9"), ("99.75", "1")], [])  # after it was taken
+    assert top[1] == (D("99.5"), D("2.5")) and top[-1] == (D(99), D("0.0024"))
+    assert top[:2] == ((D(100), D(1)), (D("99.5"), D("2.5"))) and top[5:] == ()
+    assert top == ((D(100), D(1)), (D("99.5"), D("2.5")), (D(99), D("0.0024"))) == tuple(top)
+    assert top != book.depth(BUY, 3) and top != [*top] and hash(top) == hash(tuple(top))
+    assert repr(top) == repr(tuple(top)) and (*top,)[0] == (D(100), D(1))
+    assert book.depth(BUY, 3) == ((D("99.75"), D(1)), (D("99.5"), D(9)), (D(99), D("0.0024")))
 
 
 def test_depth_cache_sees_a_change_at_its_last_level(book: OrderBook) -> None:
@@ -417,6 +429,7 @@ class BookMachine(RuleBasedStateMachine):
         self.book = OrderBook("TEST")
         self.model: dict[Side, dict[Decimal, Decimal]] = {BUY: {}, SELL: {}}
         self.sequence: int | None = None
+        self.taken: list[tuple[Side, Depth, tuple[Level, ...]]] = []  # depths taken, with the levels then
 
     def _apply_model(self, side: Side, levels: list[Level]) -> None:
         for price, qty in levels:
@@ -524,6 +537,28 @@ class BookMachine(RuleBasedStateMachine):
     def top_ten(self) -> None:
         assert self.book.bids == tuple(self._sorted(BUY)[:10])
         assert self.book.asks == tuple(self._sorted(SELL)[:10])
+
+    @rule(side=st.sampled_from([BUY, SELL]), n=st.sampled_from([1, 2, 3, 10, 40]))
+    def take_depth(self, side: Side, n: int) -> None:
+        """Keep a depth, unread: whatever the book does next, it holds the levels it was taken with."""
+        self.taken.append((side, self.book.depth(side, n), tuple(self._sorted(side)[:n])))
+
+    @rule(data=st.data())
+    def read_taken_depth(self, data: st.DataObject) -> None:
+        """Read a kept depth part by part (a level, a slice), then whole; the book is left as it was."""
+        if not self.taken:
+            return
+        side, depth, levels = data.draw(st.sampled_from(self.taken))
+        index = data.draw(st.integers(-len(levels) - 1, len(levels)))
+        if -len(levels) <= index < len(levels):
+            assert depth[index] == levels[index]
+        else:
+            with pytest.raises(IndexError):
+                depth[index]
+        part = data.draw(st.slices(len(levels)))
+        assert depth[part] == levels[part]
+        assert len(depth) == len(levels) and depth == levels and list(depth) == list(levels)
+        self.levels(side)
 
     @rule(side=st.sampled_from([BUY, SELL]), price=QUERY_PRICES)
     def quantity_up_to(self, side: Side, price: Decimal) -> None:
