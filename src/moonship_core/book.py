@@ -165,8 +165,18 @@ class Depth(Sequence[Level]):
     def _read(self, index: int) -> Level:
         """The level at `index` (not yet read), parsed and remembered here and in the book."""
         key, held = self._keys[index], self._levels[index]
-        level = self._levels[index] = (self._side.price(key), _quantity(held))  # type: ignore[arg-type]
-        book = self._side.levels
+        side = self._side
+        price = side.prices.get(key)
+        if price is None:
+            price = side.price(key)
+        try:  # _quantity inlined: this runs for most levels read after a change
+            quantity = Decimal(held)  # type: ignore[arg-type]
+            if not _ZERO < quantity < _INFINITY:
+                raise InvalidOperation
+        except InvalidOperation:
+            raise ValueError(f"malformed quantity {held!r}") from None
+        level = self._levels[index] = (price, quantity)
+        book = side.levels
         if book.get(key) is held:
             book[key] = level
         return level
