@@ -319,3 +319,14 @@ async def test_feed_paces_itself() -> None:
     await sim.close()
     steps = sum(1 for kind, _ in events.log if kind == "book") - len(events.trades)
     assert 5 <= steps <= 40
+
+
+@pytest.mark.parametrize("lot_size", ["0.00001", "0.25", "1", "5", "1E+1", "2.5E-3"])
+def test_published_quantities_are_the_ladders_lots_for_any_lot_size(lot_size: str) -> None:
+    """The frames' quantity texts (written from integers) are exactly lots x lot_size."""
+    lot = Decimal(lot_size)
+    sim, events = make_sim(seed=6, lot_size=lot, start_price=Decimal(100), min_notional=Decimal(0))
+    run_steps(sim, events, 300)
+    for side, ladder in ((Side.BUY, sim._bids), (Side.SELL, sim._asks)):
+        for tick, lots in ladder.lots.items():
+            assert events.book.quantity_at(side, sim.settings.tick_size * tick) == lots * lot

@@ -3,8 +3,8 @@
 The mid price is a seeded random walk; the book is a ladder of levels one to a few ticks apart that follows
 it; trades print at the touch and take their quantity off that level. Prices and sizes are held as integer
 ticks and lots (floats appear only as random draws), so the same seed gives the same prices and quantities.
-Frames are written as text straight from the ticks and lots (each price and quantity formatted once and
-cached), with no Decimal arithmetic per event.
+Frames are written as text straight from the ticks and lots (each price formatted once and cached,
+quantities from integers), with no Decimal arithmetic per event.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ _GAP_BITS = len(_GAPS).bit_length()
 _TRADE_CHANCE = 0.5  # per event
 _SWEEP_CHANCE = 0.25  # a trade takes the whole touch level
 _LEVEL_NOTIONAL_MINIMUMS = 100  # a typical level is worth this many min_notionals
-_TEXTS_MAX = 100_000  # cached price and quantity texts per sim
+_TEXTS_MAX = 100_000  # cached price texts per sim
 _NO_ORDERS = "the sim client supplies market data only; trade on it with client: paper and real_client: sim"
 
 
@@ -148,7 +148,9 @@ class SimClient(MarketClient):
         self._trades: deque[Trade] = deque(maxlen=context.config.max_recent_trade_list_size)
         self._last_tick: int | None = None
         self._price_texts: dict[int, str] = {}
-        self._qty_texts: dict[int, str] = {}
+        lot = settings.lot_size.as_tuple()
+        self._lot_coefficient = int("".join(map(str, lot.digits)))
+        self._lot_places = -int(lot.exponent)
         self._parser = SimParser(events, symbol, self._trades)
         self._published = False
         self._task: asyncio.Task[None] | None = None
@@ -319,20 +321,21 @@ class SimClient(MarketClient):
         return text
 
     def _qty(self, lots: int) -> str:
-        """The quantity of `lots` as a JSON string, quotes included, formatted once."""
-        text = self._qty_texts.get(lots)
-        if text is None:
-            if len(self._qty_texts) > _TEXTS_MAX:
-                self._qty_texts.clear()
-            text = self._qty_texts[lots] = f'"{self.settings.lot_size * lots:f}"' if lots else '"0"'
-        return text
+        """The quantity of `lots` as a JSON string, quotes included, as Decimal's "f" format writes it
+        (from integers: lot_size is a coefficient times a power of ten)."""
+        if not lots:
+            return '"0"'
+        digits = str(lots * self._lot_coefficient)
+        places = self._lot_places
+        if places <= 0:
+            return f'"{digits}{"0" * -places}"'
+        digits = digits.rjust(places + 1, "0")
+        return f'"{digits[:-places]}.{digits[-places:]}"'
 
     def _levels(self, ticks: Iterable[int], lots: dict[int, int]) -> str:
         """A JSON array of [price, quantity] pairs."""
-        price, qty, prices, qtys = self._price, self._qty, self._price_texts, self._qty_texts
-        return "[" + ",".join([
-            f"[{prices.get(t) or price(t)},{qtys.get(lots[t]) or qty(lots[t])}]" for t in ticks
-        ]) + "]"
+        price, qty, prices = self._price, self._qty, self._price_texts
+        return "[" + ",".join([f"[{prices.get(t) or price(t)},{qty(lots[t])}]" for t in ticks]) + "]"
 
     def _emit(self, text: str) -> None:
         """Record a frame as sent and apply it through the sim's own parser, as a replay does."""
