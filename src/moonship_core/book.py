@@ -155,9 +155,10 @@ class Depth(Sequence[Level]):
     the book too, while unchanged there), so taking the top of the book costs no more than reading it.
     """
 
-    __slots__ = ("_keys", "_levels", "_side")
+    __slots__ = ("_all_read", "_keys", "_levels", "_side")
 
     def __init__(self, side: _Side, keys: list[int], levels: list[str | Decimal | Level]) -> None:
+        self._all_read = False  # every level is a (price, quantity) tuple
         self._side = side
         self._keys = keys  # the levels' keys, best first
         self._levels = levels  # the quantity as the book held it, replaced by the level when first read
@@ -197,9 +198,11 @@ class Depth(Sequence[Level]):
 
     def __iter__(self) -> Iterator[Level]:
         levels = self._levels
-        for index, level in enumerate(levels):
-            if level.__class__ is not tuple:
-                self._read(index)
+        if not self._all_read:
+            for index, level in enumerate(levels):
+                if level.__class__ is not tuple:
+                    self._read(index)
+            self._all_read = True
         return iter(levels)  # type: ignore[arg-type]  # every level is read now
 
     def __len__(self) -> int:
