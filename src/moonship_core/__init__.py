@@ -85,7 +85,7 @@ if TYPE_CHECKING:
     from .venues.picows_transport import PicowsTransport
     from .venues.session import VenueSession
     from .venues.transport import Connection, Transport, UpgradeRefused
-    from .venues.websocket import ReconnectingWebSocket, SilenceWatch, default_transport
+    from .venues.websocket import ReconnectingWebSocket, SilenceProbe, SilenceWatch, default_transport
     from .venues.websockets_transport import WebsocketsTransport
 
 #: names imported on first use: their modules pull in httpx, picows and websockets, which an engine without a
@@ -93,7 +93,9 @@ if TYPE_CHECKING:
 _LAZY = {
     "VenueSession": ".venues.session",
     **dict.fromkeys(["Connection", "Transport", "UpgradeRefused"], ".venues.transport"),
-    **dict.fromkeys(["ReconnectingWebSocket", "SilenceWatch", "default_transport"], ".venues.websocket"),
+    **dict.fromkeys(
+        ["ReconnectingWebSocket", "SilenceProbe", "SilenceWatch", "default_transport"], ".venues.websocket"
+    ),
     "PicowsTransport": ".venues.picows_transport",
     "WebsocketsTransport": ".venues.websockets_transport",
 }
@@ -188,6 +190,7 @@ __all__ = [
     "Sessions",
     "SharedCache",
     "Side",
+    "SilenceProbe",
     "SilenceWatch",
     "SimClock",
     "Stores",

@@ -60,7 +60,7 @@ async def test_a_silent_feed_on_an_active_market_is_caught_and_resynced(sim: Bin
         await until(
             lambda: sim.stream_connects == 2 and events.status_now is MarketStatus.OPEN, what="resynced"
         )
-        assert client.feed.silences == 1
+        assert client.feed.silence.silences == 1
         assert any("Binance at" in r for r in unsynced(events))  # the REST probe saw the book move on
     await until(lambda: events.book.sequence == sim.exchange.symbols["BTCUSDT"].update_id, what="caught up")
     assert_book_matches(sim, events)
@@ -78,14 +78,14 @@ async def test_a_quiet_market_is_probed_less_and_less_and_never_reconnected(sim:
     await asyncio.sleep(2.0)
     assert sim.stream_connects == 1
     # probes ~0.2, 0.6, 1.4 s after the last update (the interval doubles), not one every 0.2 s
-    assert 2 <= client.feed.quiet_probes <= 4
-    assert sim.depth_requests - snapshots == client.feed.quiet_probes
+    assert 2 <= client.feed.silence.quiet_probes <= 4
+    assert sim.depth_requests - snapshots == client.feed.silence.quiet_probes
     # the market had just been active: UNSYNCED once at the first silence, OPEN again once the probe said so
     assert [r for r in unsynced(events) if "silent" in r] == [unsynced(events)[-1]]
     assert events.status_now is MarketStatus.OPEN
     sim.exchange.set_level("BTCUSDT", "a", "30000.25", "1")  # trading resumes: back to the base timeout
     await until(lambda: events.book.best_ask == D("30000.25"))
-    assert client.feed.watch.timeout == 0.2
+    assert client.feed.silence.watch.timeout == 0.2
     await client.close()
 
 

@@ -44,7 +44,7 @@ async def test_a_silent_feed_on_an_active_market_is_caught_and_resynced(sim: Lun
     assert time.monotonic() - stalled < 0.5 + 0.3
     await until(lambda: sim.stats["market_connects"] == 2 and events.status_now is MarketStatus.OPEN,
                 what="resynced")
-    assert stream.silences == 1
+    assert stream.silence.silences == 1
     assert any("differs from Luno's orderbook_top" in r for r in unsynced(events))  # the REST probe saw it
     await until(lambda: same_book(events.book, sim.exchange.markets[PAIR]), what="the simulator's book")
     await client.close()
@@ -61,8 +61,8 @@ async def test_a_quiet_market_is_probed_less_and_less_and_never_reconnected(sim:
     await asyncio.sleep(2.0)
     assert sim.stats["market_connects"] == 1
     # probes ~0.2, 0.6, 1.4 s after the snapshot (the wait doubles), not one every 0.2 s
-    assert 2 <= stream.quiet_probes <= 4
-    assert sim.stats["/api/1/orderbook_top"] - probes == stream.quiet_probes
+    assert 2 <= stream.silence.quiet_probes <= 4
+    assert sim.stats["/api/1/orderbook_top"] - probes == stream.silence.quiet_probes
     assert not unsynced(events) and events.status_now is MarketStatus.OPEN  # never active: no status churn
     await client.close()
 

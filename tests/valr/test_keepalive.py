@@ -77,7 +77,7 @@ async def test_silent_feed_on_an_active_market_unsyncs_probes_and_resyncs() -> N
         await until(lambda: market.status is MarketStatus.UNSYNCED, what="silence detected")
         assert loop.time() - stalled < 0.6 + 0.6  # the silence timeout (0.6 s), no more than a probe
         await until(lambda: sim.connections["trade"] >= 2, what="the probe reconnected the trade socket")
-        assert feed.silences == 1
+        assert feed.silence.silences == 1
         assert sim.connections["account"] == 1  # the account socket is not touched
         await until(lambda: market.status is MarketStatus.OPEN, what="resynced from a full book")
         assert book_levels(market) == sim_levels(sim)
@@ -86,11 +86,12 @@ async def test_silent_feed_on_an_active_market_unsyncs_probes_and_resyncs() -> N
 async def test_quiet_market_is_probed_without_reconnects() -> None:
     async with live() as (sim, _, market, rec):
         feed = client_of(market).feed
+        assert feed.silence is not None
         opened = len(rec.statuses)
-        await until(lambda: feed.quiet_probes >= 3, timeout=10, what="quiet probes")
+        await until(lambda: feed.silence.quiet_probes >= 3, timeout=10, what="quiet probes")
         assert sim.connections == {"trade": 1, "account": 1}
         assert rec.statuses[opened:] == []  # the market never left OPEN
-        assert feed.watch is not None and feed.watch.timeout > feed.watch.base_timeout  # probes back off
+        assert feed.silence.watch.timeout > feed.silence.watch.base_timeout  # probes back off
 
 
 async def test_dropped_connections_reconnect_resync_and_reconcile() -> None:

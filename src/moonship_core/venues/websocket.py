@@ -85,6 +85,80 @@ class SilenceWatch:
             self.on_silent(clock.monotonic() - self.last)
 
 
+#: a quiet market is probed at most every this many silence timeouts
+MAX_PROBE_BACKOFF = 16
+
+
+class SilenceProbe:
+    """One market's silent-feed handling: a SilenceWatch (`touch()` on every book update) whose silence runs
+    `on_silence(seconds)` at once (the venue marks an active market UNSYNCED and says whether it was active,
+    counted in `silences`), then the venue's async `probe()`: one at a time, and none while `busy()` (e.g.
+    a book sync is under way); those silences only re-arm the watch. The probe calls `quiet()` when the
+    venue shows the market merely quiet: the next probe waits twice as long, up to MAX_PROBE_BACKOFF
+    timeouts (no reconnect storm), until an update restores the base timeout."""
+
+    def __init__(
+        self,
+        timeout: float,
+        on_silence: Callable[[float], bool],
+        probe: Callable[[], Awaitable[None]],
+        *,
+        busy: Callable[[], bool] | None = None,
+        clock: Clock | None = None,
+        name: str | None = None,
+    ) -> None:
+        self.watch = SilenceWatch(timeout, self._on_silent, clock=clock)
+        self.touch = self.watch.touch
+        self._on_silence = on_silence
+        self._probe = probe
+        self._busy = busy
+        self._name = name
+        #: silences noticed on an active market, probes that found a quiet market (metrics)
+        self.silences = 0
+        self.quiet_probes = 0
+        self._task: asyncio.Task[None] | None = None
+
+    def arm(self) -> None:
+        """Start watching (the feed's stream is flowing)."""
+        self.watch.arm()
+
+    def quiet(self) -> None:
+        """The probe found the market quiet, its book still right: back off the next probe."""
+        self.quiet_probes += 1
+        watch = self.watch
+        watch.arm(min(watch.timeout * 2, watch.base_timeout * MAX_PROBE_BACKOFF))
+
+    def cancel(self) -> None:
+        """Stop watching and probing (the connection dropped); a probe cancelling itself just ends."""
+        self.watch.disarm()
+        task, self._task = self._task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+
+    async def stop(self) -> None:
+        self.watch.disarm()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _on_silent(self, seconds: float) -> None:
+        if self._task is not None or (self._busy is not None and self._busy()):
+            self.watch.arm()
+            return
+        if self._on_silence(seconds):
+            self.silences += 1
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=self._name)
+
+    async def _run(self) -> None:
+        try:
+            await self._probe()
+        finally:
+            if self._task is asyncio.current_task():
+                self._task = None
+
+
 class ReconnectingWebSocket:
     """One websocket kept open: connect (open timeout), `on_open` subscribes, frames go to `on_message`.
 

@@ -30,7 +30,7 @@ from moonship_core import (
     RateLimited,
     ReconnectingWebSocket,
     Recorder,
-    SilenceWatch,
+    SilenceProbe,
 )
 
 from .parse import stream_trade
@@ -40,7 +40,6 @@ Handler = Callable[[dict[str, Any]], None]
 _MAX_BUFFER = 10_000  # diffs buffered while a snapshot loads; more means the snapshot is hopeless
 _CONTROL_SPACING = 0.25  # seconds between control messages (Binance allows 5 incoming per second)
 _PROBE_LEVELS = 5  # the probe only needs lastUpdateId: the cheapest depth snapshot
-_MAX_PROBE_FACTOR = 16  # a quiet market is probed at most every 16 silence timeouts
 #: the kind of a recorded depth snapshot (the REST body as parsed)
 SNAPSHOT = "rest:depth"
 #: a replayed feed's silence timeout: a recording's quiet spells never trigger the live probe
@@ -79,22 +78,26 @@ class BookFeed:
         self.synced = False
         #: depth updates arrived since the book was last known right (a silence then means a stalled feed)
         self.active = False
-        #: book resyncs after a gap, silences noticed, probes that found a quiet market (metrics)
+        #: book resyncs after a gap (metrics)
         self.resyncs = 0
-        self.silences = 0
-        self.quiet_probes = 0
         self.stream: MarketStream | None = None
-        self.watch = SilenceWatch(silence_timeout, self._on_silent, clock=clock)
         self._buffer: list[dict[str, Any]] = []
         self._task: asyncio.Task[None] | None = None
-        self._probe: asyncio.Task[None] | None = None
+        self.silence = SilenceProbe(
+            silence_timeout,
+            self._on_silent,
+            self._probe_venue,
+            busy=lambda: self._task is not None,  # a sync is under way
+            clock=clock,
+            name=f"binance-probe-{symbol}",
+        )
 
     def routes(self) -> dict[str, Handler]:
         return {self.depth_stream: self.on_depth, self.trade_stream: self.on_trade}
 
     # ------------------------------------------------------------------ hot path
     def on_depth(self, data: dict[str, Any]) -> None:
-        self.watch.touch()
+        self.silence.touch()
         self.active = True
         if self.synced:
             try:
@@ -129,8 +132,7 @@ class BookFeed:
     # ------------------------------------------------------------------ sync
     def reset(self, reason: str) -> None:
         """The connection went away: the book cannot be trusted until the next sync."""
-        self.watch.disarm()
-        self._cancel_probe()
+        self.silence.cancel()
         self._unsync(reason, log=False)
 
     def _unsync(self, reason: str, *, log: bool = True) -> None:
@@ -146,7 +148,7 @@ class BookFeed:
 
     def start(self) -> None:
         """The connection carries this feed's streams now: load the book (diffs buffer meanwhile)."""
-        self.watch.arm()
+        self.silence.arm()
         self._start_sync()
 
     def _start_sync(self) -> None:
@@ -201,29 +203,21 @@ class BookFeed:
             return
 
     # ------------------------------------------------------------------ silent feed
-    def _on_silent(self, seconds: float) -> None:
-        if self._task is not None or self._probe is not None:  # a sync or a probe is under way
-            self.watch.arm()
-            return
-        if self.active and self.synced:
-            self.silences += 1
-            self.synced = False
-            reason = f"silent feed: no depth update for {seconds:.1f} s"
-            self.logger.warning("%s %s: probing Binance", self.symbol, reason)
-            self.events.status(MarketStatus.UNSYNCED, reason)
-        self._probe = asyncio.get_running_loop().create_task(self._run_probe())
-
-    async def _run_probe(self) -> None:
-        try:
-            await self._probe_venue()
-        finally:
-            self._probe = None
+    def _on_silent(self, seconds: float) -> bool:
+        if not (self.active and self.synced):
+            return False
+        self.synced = False
+        reason = f"silent feed: no depth update for {seconds:.1f} s"
+        self.logger.warning("%s %s: probing Binance", self.symbol, reason)
+        self.events.status(MarketStatus.UNSYNCED, reason)
+        return True
 
     async def _probe_venue(self) -> None:
         stream = self.stream
         if stream is None:
             return
-        connects, last_update = stream.ws.connects, self.watch.last
+        watch = self.silence.watch
+        connects, last_update = stream.ws.connects, watch.last
         if not await stream.ws.probe():
             stream.ws.reconnect(f"silent feed: {self.symbol} stream did not answer a ping")
             return
@@ -232,20 +226,18 @@ class BookFeed:
             venue_last = int(snap["lastUpdateId"])
         except (MoonshipError, KeyError, TypeError, ValueError) as exc:
             self.logger.warning("%s silent-feed probe failed: %s", self.symbol, exc)
-            self.watch.arm()
+            watch.arm()
             return
-        if stream.ws.connects != connects or self.watch.last != last_update:
+        if stream.ws.connects != connects or watch.last != last_update:
             return  # reconnected, or updates arrived meanwhile: the usual path has it
         book_last = self.events.book.sequence
         if book_last is not None and venue_last <= book_last and self._task is None:
-            self.quiet_probes += 1
             self.active = False
-            timeout = min(self.watch.timeout * 2, self.watch.base_timeout * _MAX_PROBE_FACTOR)
             if not self.synced:
                 self.synced = True
                 self.logger.info("%s quiet market: book still at update %d", self.symbol, book_last)
                 self.events.status(self._synced_status())
-            self.watch.arm(timeout)
+            self.silence.quiet()
             return
         reason = f"silent feed: {self.symbol} book at update {book_last}, Binance at {venue_last}"
         if self.synced:
@@ -253,19 +245,13 @@ class BookFeed:
             self.events.status(MarketStatus.UNSYNCED, reason)
         stream.ws.reconnect(reason)  # the connection stopped carrying updates: every book resyncs
 
-    def _cancel_probe(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
-            self._probe = None
-
     async def stop(self) -> None:
-        self.watch.disarm()
-        for task in (self._task, self._probe):
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
-        self._task = self._probe = None
+        await self.silence.stop()
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 class MarketStream:

@@ -16,7 +16,6 @@ next probe waits twice as long (no reconnect storm). Updates that resume in sequ
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -38,7 +37,7 @@ from moonship_core import (
     ReconnectingWebSocket,
     Recorder,
     Side,
-    SilenceWatch,
+    SilenceProbe,
     Trade,
     from_ms,
 )
@@ -51,7 +50,6 @@ _KEEPALIVE = (b'""', b"", '""', "")
 OPEN = "open"
 #: levels per side in Luno's orderbook_top
 _TOP = 100
-_MAX_PROBE_FACTOR = 16  # a quiet market is probed at most every 16 silence timeouts
 Levels = list[tuple[Decimal, Decimal]]
 BookTop = Callable[[str], Awaitable[tuple[Levels, Levels]]]
 
@@ -205,10 +203,14 @@ class MarketStream:
         self.synced = False
         #: numbered updates arrived since the book was last known right (a silence then means a stalled feed)
         self.active = False
-        #: silences noticed on an active market, probes that found a quiet market (metrics)
-        self.silences = 0
-        self.quiet_probes = 0
-        self.watch = SilenceWatch(silence_timeout, self._on_silent, clock=clock)
+        self.silence = SilenceProbe(
+            silence_timeout,
+            self._on_silent,
+            self._probe_venue,
+            busy=lambda: not self.synced,  # no snapshot yet: nothing to probe
+            clock=clock,
+            name=f"luno-probe-{pair}",
+        )
         self.ws = ReconnectingWebSocket(
             ws_url.rstrip("/") + c.MARKET_STREAM.format(pair=pair),
             self._on_frame,
@@ -225,7 +227,6 @@ class MarketStream:
         )
         self._broken = False  # a resync is under way: frames until the next connection are not applied
         self._stalled = False  # the silence made the market UNSYNCED; a resumed feed or the probe reopens it
-        self._probe: asyncio.Task[None] | None = None
 
     @property
     def orders(self) -> OrderLevelBook:
@@ -239,8 +240,7 @@ class MarketStream:
         self.ws.start()
 
     async def stop(self) -> None:
-        self.watch.disarm()
-        self._cancel_probe()
+        await self.silence.stop()
         await self.ws.stop()
 
     # ------------------------------------------------------------------ connection
@@ -251,8 +251,7 @@ class MarketStream:
             self.recorder.record(OPEN, "", self.clock.epoch_ns())
 
     def _on_drop(self, reason: str) -> None:
-        self.watch.disarm()
-        self._cancel_probe()
+        self.silence.cancel()
         if not self._broken:  # a resync already said so
             self.events.status(MarketStatus.UNSYNCED, reason)
         self.synced = self._broken = False
@@ -274,7 +273,7 @@ class MarketStream:
                 raise TypeError(type(frame).__name__)
             if self.synced:
                 if self.feed.apply(frame):
-                    self.watch.touch()
+                    self.silence.touch()
                     self.active = True
                     if self._stalled:  # the feed resumed in sequence: nothing was lost
                         self._stalled = False
@@ -283,7 +282,7 @@ class MarketStream:
                 self.feed.load(frame)
                 self.synced = True
                 self.ws.backoff.reset()
-                self.watch.arm()
+                self.silence.arm()
         except BookGap as gap:
             self._resync(str(gap))
         except Resync as exc:  # refused (credentials, market): end the connection and back off
@@ -294,26 +293,18 @@ class MarketStream:
             self._resync(f"malformed frame ({type(exc).__name__}: {exc})")
 
     # ------------------------------------------------------------------ silent feed
-    def _on_silent(self, seconds: float) -> None:
-        if self._probe is not None or not self.synced:
-            self.watch.arm()
-            return
-        if self.active:
-            self.silences += 1
-            self._stalled = True
-            reason = f"silent feed: no update for {seconds:.1f} s"
-            self.logger.warning("luno %s %s: probing Luno", self.pair, reason)
-            self.events.status(MarketStatus.UNSYNCED, reason)
-        self._probe = asyncio.get_running_loop().create_task(self._run_probe())
-
-    async def _run_probe(self) -> None:
-        try:
-            await self._probe_venue()
-        finally:
-            self._probe = None
+    def _on_silent(self, seconds: float) -> bool:
+        if not self.active:
+            return False
+        self._stalled = True
+        reason = f"silent feed: no update for {seconds:.1f} s"
+        self.logger.warning("luno %s %s: probing Luno", self.pair, reason)
+        self.events.status(MarketStatus.UNSYNCED, reason)
+        return True
 
     async def _probe_venue(self) -> None:
-        connects, last_update = self.ws.connects, self.watch.last
+        watch = self.silence.watch
+        connects, last_update = self.ws.connects, watch.last
         if not await self.ws.probe():
             self._resync(f"silent feed: {self.pair} stream did not answer a ping")
             return
@@ -321,25 +312,19 @@ class MarketStream:
             bids, asks = await self._book_top(self.pair)
         except (MoonshipError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
             self.logger.warning("luno %s silent-feed probe failed: %s", self.pair, exc)
-            self.watch.arm()
+            watch.arm()
             return
-        if self.ws.connects != connects or self.watch.last != last_update:
+        if self.ws.connects != connects or watch.last != last_update:
             return  # reconnected, or updates arrived meanwhile: the usual path has it
         if not self.feed.matches(bids, asks):
             self._resync(f"silent feed: {self.pair} book differs from Luno's orderbook_top")
             return
-        self.quiet_probes += 1
         self.active = False
         if self._stalled:
             self._stalled = False
             self.logger.info("luno %s quiet market: the book matches Luno's", self.pair)
             self.events.status(self.feed.market_status, "luno quiet market")
-        self.watch.arm(min(self.watch.timeout * 2, self.watch.base_timeout * _MAX_PROBE_FACTOR))
-
-    def _cancel_probe(self) -> None:
-        probe, self._probe = self._probe, None
-        if probe is not None and probe is not asyncio.current_task():
-            probe.cancel()
+        self.silence.quiet()
 
 
 class ReplayParser(FrameParser):

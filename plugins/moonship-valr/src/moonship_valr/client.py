@@ -8,7 +8,6 @@ import asyncio
 import logging
 import time
 from dataclasses import replace
-from datetime import datetime
 from decimal import Decimal
 from functools import partial
 from typing import Any, ClassVar
@@ -345,7 +344,9 @@ class ValrClient(MarketClient):
         except DuplicateClientOrderId:
             self.logger.info("order %s already at VALR: looking it up", coid)
             account.unconfirmed(coid)
-            known = account.current(coid) or _probe(request, self.pair, self.context.clock.now())
+            known = account.current(coid) or Order.from_request(
+                request, self.pair, OrderStatus.UNKNOWN, self.context.clock.now()
+            )
             return await self.get_order(known)
         except OrderStatusUnknown:
             account.unconfirmed(coid)  # stays tracked: its events or a lookup tell what happened
@@ -428,7 +429,3 @@ class ValrClient(MarketClient):
 
     async def get_balances(self) -> dict[str, Balance]:
         return {b.asset: b for b in map(parse_balance, await self.rest.balances())}
-
-
-def _probe(request: OrderRequest, pair: str, at: datetime) -> Order:
-    return Order.from_request(request, pair, OrderStatus.UNKNOWN, at)

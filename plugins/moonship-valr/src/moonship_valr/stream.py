@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from moonship_core import (
     MoonshipError,
     ReconnectingWebSocket,
     Recorder,
-    SilenceWatch,
+    SilenceProbe,
     Transport,
     UpgradeRefused,
     default_transport,
@@ -337,8 +336,6 @@ def dispatch(listener: TradeListener, kind: Any, data: Mapping[str, Any], logger
 
 #: the kind of a recorded loss of the trade socket (data: the reason)
 LOST = "lost"
-#: a quiet market is probed at most every 16 silence timeouts
-_MAX_PROBE_FACTOR = 16
 
 #: the venue's aggregated book over REST (`GET /v1/public/{pair}/orderbook`), for the silent-feed probe
 Snapshot = Callable[[], Awaitable[Mapping[str, Any]]]
@@ -381,21 +378,23 @@ class MarketFeed:
         self.synced = False
         #: book updates arrived since the book was last known right
         self.active = False
-        #: silences noticed on an active market, probes that found a quiet market (metrics)
-        self.silences = 0
-        self.quiet_probes = 0
         self.stream: TradeStream | None = None
-        self.watch = (
-            SilenceWatch(silence_timeout, self._on_silent, clock=self.clock)
+        self.silence = (
+            SilenceProbe(
+                silence_timeout,
+                self._on_silent,
+                self._probe_venue,
+                clock=self.clock,
+                name=f"valr-probe-{symbol}",
+            )
             if silence_timeout is not None and snapshot is not None
             else None
         )
-        self._probe: asyncio.Task[None] | None = None
 
     # ------------------------------------------------------------------ the trade socket's messages
     def on_book(self, data: Mapping[str, Any]) -> None:
-        if self.watch is not None:
-            self.watch.touch()
+        if self.silence is not None:
+            self.silence.touch()
         # VALR sends PascalCase keys; the docs mirror shows lower case: either is read
         bids = {level["price"]: level["quantity"] for level in _key(data, "Bids")}
         asks = {level["price"]: level["quantity"] for level in _key(data, "Asks")}
@@ -440,51 +439,34 @@ class MarketFeed:
     def start(self, stream: TradeStream) -> None:
         """The trade socket carries this market now: watch for silence."""
         self.stream = stream
-        if self.watch is not None:
-            self.watch.arm()
+        if self.silence is not None:
+            self.silence.arm()
 
     def on_drop(self, reason: str) -> None:
         """The trade socket dropped: no watching or probing until it is back; the book is lost."""
-        if self.watch is not None:
-            self.watch.disarm()
-        self._cancel_probe()
+        if self.silence is not None:
+            self.silence.cancel()
         self.on_feed_lost(reason)
 
     async def stop(self) -> None:
-        if self.watch is not None:
-            self.watch.disarm()
-        probe, self._probe = self._probe, None
-        if probe is not None:
-            probe.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await probe
+        if self.silence is not None:
+            await self.silence.stop()
 
     # ------------------------------------------------------------------ silent feed
-    def _on_silent(self, seconds: float) -> None:
-        assert self.watch is not None
-        if self._probe is not None:  # a probe is under way
-            self.watch.arm()
-            return
-        if self.active and self.synced:
-            self.silences += 1
-            self.synced = False
-            reason = f"silent feed: no book update for {seconds:.1f} s"
-            self.logger.warning("%s %s: probing VALR", self.symbol, reason)
-            self.events.status(MarketStatus.UNSYNCED, reason)
-        self._probe = asyncio.get_running_loop().create_task(
-            self._run_probe(), name=f"valr-probe-{self.symbol}"
-        )
-
-    async def _run_probe(self) -> None:
-        try:
-            await self._probe_venue()
-        finally:
-            self._probe = None
+    def _on_silent(self, seconds: float) -> bool:
+        if not (self.active and self.synced):
+            return False
+        self.synced = False
+        reason = f"silent feed: no book update for {seconds:.1f} s"
+        self.logger.warning("%s %s: probing VALR", self.symbol, reason)
+        self.events.status(MarketStatus.UNSYNCED, reason)
+        return True
 
     async def _probe_venue(self) -> None:
-        stream, watch, snapshot = self.stream, self.watch, self._snapshot
-        if stream is None or watch is None or snapshot is None:
+        stream, silence, snapshot = self.stream, self.silence, self._snapshot
+        if stream is None or silence is None or snapshot is None:
             return
+        watch = silence.watch
         ws = stream.ws
         connects, last_update = ws.connects, watch.last
         if not await ws.probe():
@@ -500,24 +482,18 @@ class MarketFeed:
             return  # reconnected, or books arrived meanwhile: the usual path has it
         book_seq = self.events.book.sequence
         if self._bids is not None and book_seq is not None and venue_seq <= book_seq:
-            self.quiet_probes += 1
             self.active = False
             if not self.synced:
                 self.synced = True
                 self.logger.info("%s quiet market: book still at sequence %d", self.symbol, book_seq)
                 self.events.status(self._open_status())
-            watch.arm(min(watch.timeout * 2, watch.base_timeout * _MAX_PROBE_FACTOR))
+            silence.quiet()
             return
         reason = f"silent feed: {self.symbol} book at sequence {book_seq}, VALR at {venue_seq}"
         if self.synced:
             self.synced = False
             self.events.status(MarketStatus.UNSYNCED, reason)
         ws.reconnect(reason)  # the socket stopped carrying books: every market reloads from a full book
-
-    def _cancel_probe(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
-            self._probe = None
 
 
 def _key(data: Mapping[str, Any], name: str) -> Any:
