@@ -22,6 +22,7 @@ from moonship_core import (
     OrderStatus,
     Side,
     StrategyMarket,
+    Trade,
     TradingAlgo,
     hookimpl,
 )
@@ -84,6 +85,15 @@ class Sleeper(TradingAlgo):
         await asyncio.sleep(0.05)
 
 
+class Tape(TradingAlgo):
+    """Reads the public trades (and nothing else)."""
+
+    seen: list[Trade] = []
+
+    async def on_trade(self, market: StrategyMarket, trade: Trade) -> None:
+        Tape.seen.append(trade)
+
+
 class TestPlugin:
     @hookimpl
     def moonship_market_clients(self) -> dict[str, type[MarketClient]]:
@@ -91,7 +101,8 @@ class TestPlugin:
 
     @hookimpl
     def moonship_algos(self) -> dict[str, type[TradingAlgo]]:
-        return {"recorder": Recorder, "exploder": Exploder, "sleeper": Sleeper, "quitter": Quitter}
+        return {"recorder": Recorder, "exploder": Exploder, "sleeper": Sleeper, "quitter": Quitter,
+                "tape": Tape}
 
 
 def make_engine(strategies: dict[str, Any], name: str = "main") -> tuple[TradingEngine, ControlPlane]:
@@ -252,6 +263,36 @@ def test_slow_strategy_sees_conflated_latest_book() -> None:
             await until(lambda: Sleeper.seen and Sleeper.seen[-1] == last)
             assert len(Sleeper.seen) < 40  # 150 updates, a handful of callbacks
             assert len(engine.strategies["slow"].mailbox.queue) == 0
+        finally:
+            await engine.stop()
+
+    run(main)
+
+
+def test_events_wake_only_strategies_with_a_callback_for_them() -> None:
+    """A trade reaches the strategy whose algo has on_trade; it never enters the mailbox of one that only
+    has on_order_book (TradingAlgo's own on_trade does nothing), which still sees every book."""
+
+    async def main() -> None:
+        Tape.seen.clear()
+        Sleeper.seen.clear()
+        engine, _ = make_engine({
+            "tape": {"algo": "tape", "auto_start": True, "markets": ["btc"]},
+            "books": {"algo": "sleeper", "auto_start": True, "markets": ["btc"]},
+        })  # fmt: skip
+        await engine.start()
+        try:
+            await until(lambda: len(Sleeper.seen) == 1)
+            client = ScriptedClient.instances[0]
+            now = engine.context.clock.now()
+            for i in range(3):
+                client.events.trade(Trade(str(i), "BTCUSDT", D("100"), D("1"), Side.BUY, now))
+            books = engine.strategies["books"].mailbox
+            assert (list(books.queue), books.trades) == ([], 0)
+            assert [kind for kind, _, _ in engine.strategies["tape"].mailbox.queue] == ["trade"] * 3
+            await until(lambda: [t.id for t in Tape.seen] == ["0", "1", "2"])
+            client.move("99.50", "100.50", 2)
+            await until(lambda: D("99.50") in Sleeper.seen)
         finally:
             await engine.stop()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import time
 import zlib
 from decimal import Decimal
 from typing import Any
@@ -319,6 +320,24 @@ async def test_feed_paces_itself() -> None:
     await sim.close()
     steps = sum(1 for kind, _ in events.log if kind == "book") - len(events.trades)
     assert 5 <= steps <= 40
+
+
+@pytest.mark.anyio
+async def test_a_late_wake_produces_the_events_due_at_once_up_to_a_burst() -> None:
+    """A loop stalled for 50 ms wakes a 1,000 events/s feed late: it produces the 5 ms of events already due
+    (5 steps) at that one wake, not one step per loop iteration."""
+    sim, events = make_sim(seed=9, events_per_second=Decimal(1000))
+    await sim.connect()
+    try:
+        await asyncio.sleep(0.02)
+        time.sleep(0.05)  # noqa: ASYNC251 (the point: the loop is busy elsewhere)
+        await asyncio.sleep(0)  # the sim's wake runs in this iteration
+        before = len(events.sequences), len(events.trades)
+        await asyncio.sleep(0)  # and one more wake here
+        steps = len(events.sequences) - before[0] - (len(events.trades) - before[1])
+        assert steps == 5
+    finally:
+        await sim.close()
 
 
 @pytest.mark.parametrize("lot_size", ["0.00001", "0.25", "1", "5", "1E+1", "2.5E-3"])

@@ -37,6 +37,7 @@ _TRADE_CHANCE = 0.5  # per event
 _SWEEP_CHANCE = 0.25  # a trade takes the whole touch level
 _LEVEL_NOTIONAL_MINIMUMS = 100  # a typical level is worth this many min_notionals
 _TEXTS_MAX = 100_000  # cached price texts per sim
+_BURST_SECONDS = 0.005  # a wake produces at most this long's worth of the events already due
 _NO_ORDERS = "the sim client supplies market data only; trade on it with client: paper and real_client: sim"
 
 
@@ -179,15 +180,24 @@ class SimClient(MarketClient):
 
     async def _run(self) -> None:
         """One event every 1/events_per_second seconds of the context's clock (simulated time under a
-        SimClock)."""
+        SimClock). A wake that finds more events due (a busy loop woke it late) produces them at once, up to
+        _BURST_SECONDS' worth, as a socket read hands over every frame that arrived meanwhile."""
         clock = self.context.clock
         interval = 1 / float(self.settings.events_per_second)
+        burst = max(1, int(_BURST_SECONDS / interval))
+        step = self.step
         deadline = clock.monotonic()
         try:
             while True:
-                self.step()
+                step()
                 deadline += interval
-                delay = deadline - clock.monotonic()
+                now = clock.monotonic()
+                for _ in range(burst - 1):
+                    if deadline > now:
+                        break
+                    step()
+                    deadline += interval
+                delay = deadline - now
                 if delay < -1.0:  # far behind (a stalled loop): resume the pace instead of bursting
                     deadline, delay = clock.monotonic(), 0.0
                 await clock.sleep(max(delay, 0.0))

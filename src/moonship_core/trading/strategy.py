@@ -36,24 +36,28 @@ STOP_TIMEOUT = 10.0
 
 
 class Mailbox:
-    """A strategy's inbox: events in arrival order, with book updates conflated to one per market."""
+    """A strategy's inbox: events in arrival order, with book updates conflated to one per market. It takes
+    only the kinds in `kinds`: those its algo has a callback for."""
 
-    __slots__ = ("books", "dropped", "queue", "trades", "wake")
+    __slots__ = ("books", "dropped", "kinds", "queue", "trades", "wake")
 
     def __init__(self) -> None:
         self.queue: deque[tuple[str, Market, Any]] = deque()
         self.books: set[Market] = set()  # markets with a book notice in the queue
+        self.kinds: frozenset[str] = frozenset(CALLBACKS)
         self.trades = 0
         self.dropped = 0
         self.wake = asyncio.Event()
 
     def notify_book(self, market: Market) -> None:
-        if market not in self.books:
+        if market not in self.books and "book" in self.kinds:
             self.books.add(market)
             self.queue.append(("book", market, None))
             self.wake.set()
 
     def notify(self, kind: str, market: Market, payload: Any) -> None:
+        if kind not in self.kinds:
+            return
         if kind == "trade":
             if self.trades >= MAX_PENDING_TRADES:
                 self.dropped += 1
@@ -168,6 +172,7 @@ class Strategy:
 
     async def _begin(self) -> None:
         self.mailbox.clear()
+        self.mailbox.kinds = handled_kinds(self.algo_class)
         self._stop_requested = None
         self.orders.attach(self.name, self.mailbox)
         self.algo = self.algo_class(
@@ -312,11 +317,24 @@ class Strategy:
             raise
         except ALGO_ERRORS as exc:
             self.logger.exception("%s handler failed; stopping the strategy", kind)
-            self._stop_requested = f"error in on_{_CALLBACK.get(kind, kind)}: {exc!r}"
+            self._stop_requested = f"error in {CALLBACKS.get(kind, kind)}: {exc!r}"
         self._stop_task = asyncio.create_task(self.stop(self._stop_requested or "stopped"))
 
 
-_CALLBACK = {"book": "order_book", "order": "order_update", "status": "market_status"}
+#: mailbox event kind -> the algo's callback for it
+CALLBACKS = {
+    "book": "on_order_book", "trade": "on_trade", "order": "on_order_update", "ticker": "on_ticker",
+    "candle": "on_candle", "status": "on_market_status",
+}  # fmt: skip
+
+
+def handled_kinds(algo_class: type[TradingAlgo]) -> frozenset[str]:
+    """The event kinds `algo_class` has a callback for: TradingAlgo's own callbacks do nothing, so the
+    events only they would get never wake the strategy."""
+    return frozenset(
+        kind for kind, callback in CALLBACKS.items()
+        if getattr(algo_class, callback) is not getattr(TradingAlgo, callback)
+    )  # fmt: skip
 
 
 def validate_settings(name: str, algo_class: type[TradingAlgo], extra: dict[str, Any]) -> BaseModel:
