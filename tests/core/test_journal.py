@@ -18,6 +18,7 @@ from support.servers import redis
 
 from moonship_core import Fill, Order, OrderStatus, OrderType, Side
 from moonship_core.contracts.stores import FillRecord, Journal
+from moonship_core.stores.batch import BATCH_WINDOW
 from moonship_core.stores.memory import MemoryJournal
 from moonship_core.stores.redis import RedisJournal
 from moonship_core.stores.sqlite import SqliteJournal
@@ -142,11 +143,25 @@ async def test_writes_wait_for_no_one(tmp_path: Path) -> None:
         await journal.close()
 
 
-def _count_rows(path: Path) -> int:
+async def test_closing_during_a_write_writes_everything_once(tmp_path: Path) -> None:
+    """close() while the background writer is inside a batch: that batch ends first (the connection is never
+    used by two threads, nor closed under one) and nothing is written twice."""
+    path = tmp_path / "e.sqlite"
+    journal = SqliteJournal(path)
+    await journal.open()
+    for i in range(20000):
+        journal.record_order("s", "btc", order(f"o{i}", OrderStatus.PENDING, i))
+    await asyncio.sleep(BATCH_WINDOW + 0.02)  # the writer has taken the batch and is writing it
+    await journal.close()
+    events = await asyncio.to_thread(_count_rows, path, "order_events")
+    assert events == 20000
+
+
+def _count_rows(path: Path, table: str = "orders") -> int:
     import sqlite3
 
     with sqlite3.connect(path) as db:
-        return int(db.execute("SELECT count(*) FROM orders").fetchone()[0])
+        return int(db.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
 
 
 async def _until(read: Callable[[], object], expected: int) -> None:

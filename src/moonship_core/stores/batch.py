@@ -26,6 +26,8 @@ class BatchWriter(Generic[T]):
         self._queue: list[T] = []
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        #: the background task's write in progress: stop() lets it finish rather than cancel it midway
+        self._writing: asyncio.Future[None] | None = None
         self._failing = False
 
     def add(self, item: T) -> None:
@@ -36,11 +38,14 @@ class BatchWriter(Generic[T]):
         self._task = asyncio.create_task(self._run(), name=f"writer: {self._what}")
 
     async def stop(self) -> None:
-        """Stop the background task and write what is queued (raises if that last write fails)."""
+        """Stop the background task (a write it has begun ends first) and write what is queued (raises if
+        that last write fails)."""
         if self._task is not None:
             self._task.cancel()
             await asyncio.gather(self._task, return_exceptions=True)
             self._task = None
+        if self._writing is not None:
+            await asyncio.gather(self._writing, return_exceptions=True)
         await self.flush()
 
     async def flush(self) -> None:
@@ -62,8 +67,9 @@ class BatchWriter(Generic[T]):
             await self._wake.wait()
             await asyncio.sleep(BATCH_WINDOW)
             self._wake.clear()
+            self._writing = asyncio.ensure_future(self.flush())
             try:
-                await self.flush()
+                await asyncio.shield(self._writing)
             except Exception as exc:
                 if not self._failing:
                     self._logger.error("%s not written (%s); retrying, nothing is dropped", self._what, exc)

@@ -10,9 +10,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..codec import fill_from_dict, fill_to_dict, json_dumps, json_loads, order_from_dict, order_to_dict
 from ..contracts.stores import FillRecord, Journal, OrderRecord
@@ -53,6 +54,7 @@ CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, data TEXT NOT NULL);
 """
 
 _Op = tuple[str, tuple[Any, ...]]
+T = TypeVar("T")
 
 
 class SqliteJournal(Journal):
@@ -81,8 +83,7 @@ class SqliteJournal(Journal):
             await self._writer.stop()
         finally:
             db, self._db = self._db, None
-            async with self._io:
-                await asyncio.to_thread(db.close)
+            await self._in_thread(db.close)
 
     # ------------------------------------------------------------------ writes (queued)
     def record_order(self, strategy: str, market: str, order: Order) -> None:
@@ -125,8 +126,7 @@ class SqliteJournal(Journal):
         if self._db is None:
             raise RuntimeError("the journal is not open")
         db = self._db
-        async with self._io:
-            await asyncio.to_thread(_execute, db, batch)
+        await self._in_thread(lambda: _execute(db, batch))
 
     # ------------------------------------------------------------------ reads
     async def orders(
@@ -175,8 +175,18 @@ class SqliteJournal(Journal):
         if self._db is None:
             raise RuntimeError("the journal is not open")
         db = self._db
+        return await self._in_thread(lambda: db.execute(sql, args).fetchall())
+
+    async def _in_thread(self, call: Callable[[], T]) -> T:
+        """`call` in a worker thread, one at a time; a cancelled caller still waits for it to end, so the
+        connection is never used by two threads at once (nor closed under one)."""
         async with self._io:
-            return await asyncio.to_thread(lambda: db.execute(sql, args).fetchall())
+            running = asyncio.ensure_future(asyncio.to_thread(call))
+            try:
+                return await asyncio.shield(running)
+            except asyncio.CancelledError:
+                await asyncio.wait((running,))
+                raise
 
 
 def _execute(db: sqlite3.Connection, batch: list[_Op]) -> None:
