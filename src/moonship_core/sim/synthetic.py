@@ -3,8 +3,9 @@
 The mid price is a seeded random walk; the book is a ladder of levels one to a few ticks apart that follows
 it; trades print at the touch and take their quantity off that level. Prices and sizes are held as integer
 ticks and lots (floats appear only as random draws), so the same seed gives the same prices and quantities.
-Frames are written as text straight from the ticks and lots (each price formatted once and cached,
-quantities from integers), with no Decimal arithmetic per event.
+Frames are built from the ticks and lots as the texts their JSON carries (each price formatted once and
+cached, quantities from integers), with no Decimal arithmetic per event; they go to the sim's parser as
+decoded fields, and are written as JSON text only when recorded (a replay parses that text).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import random
 import zlib
 from bisect import bisect_right, insort
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from math import log
@@ -23,9 +24,10 @@ from math import log
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from ..book import WireLevels
 from ..config import ROOT, format_errors
 from ..contracts.client import ClientContext, MarketClient, MarketEvents
-from ..contracts.recording import FRAME, FrameParser
+from ..contracts.recording import FRAME, FrameParser, Recorder
 from ..errors import ConfigError, ExchangeError
 from ..model import Balance, MarketInfo, MarketStatus, Order, OrderRequest, Side, Ticker, Trade
 
@@ -249,7 +251,7 @@ class SimClient(MarketClient):
         """Drop levels the mid moved through, fill the gap to the mid, keep `levels` levels per side.
         Each run of levels is cut from or spliced into the sorted tick lists at once (changes are noted in
         the order the levels are met from the end they are taken at)."""
-        rng, fair, n = self._rng, self._fair, self.settings.levels
+        fair, n = self._fair, self.settings.levels
         bids, asks = self._bids, self._asks
         random_lots, gap = self._random_lots, self._gap
         cut = bisect_right(bids.ticks, fair)
@@ -260,13 +262,13 @@ class SimClient(MarketClient):
         del asks.ticks[:cut]
         # near the mid: new levels down to the old best bid / up to the old best ask
         added: list[int] = []
-        tick, stop = fair - rng.randint(0, 1), bids.ticks[-1] if bids.ticks else 0
+        tick, stop = fair - self._below(2), bids.ticks[-1] if bids.ticks else 0  # randint(0, 1)
         while tick > stop and len(added) < n:
             bids.add(tick, random_lots(), bid_changes)
             added.append(tick)
             tick -= gap()
         bids.ticks.extend(reversed(added))
-        tick, added = fair + 1 + rng.randint(0, 1), []
+        tick, added = fair + 1 + self._below(2), []
         stop = asks.ticks[0] if asks.ticks else tick + n * max(_GAPS) + 1
         while tick < stop and len(added) < n:
             asks.add(tick, random_lots(), ask_changes)
@@ -296,19 +298,21 @@ class SimClient(MarketClient):
 
     def _trade(self) -> None:
         """A taker of a random side takes part or all of the touch level."""
-        rng = self._rng
         taker = Side.BUY if self._random() < 0.5 else Side.SELL
         ladder = self._asks if taker is Side.BUY else self._bids
         if not ladder.ticks:
             return
         tick = ladder.ticks[0] if taker is Side.BUY else ladder.ticks[-1]
         level = ladder.lots[tick]
-        lots = level if self._random() < _SWEEP_CHANCE else rng.randint(1, level)
+        lots = level if self._random() < _SWEEP_CHANCE else 1 + self._below(level)  # randint(1, level)
         self._trade_id += 1
         self._last_tick = tick
+        trade_id, price, quantity = str(self._trade_id), self._price(tick), self._qty(lots)
         micros = self.context.clock.epoch_ns() // 1000
-        self._emit(f'{{"e":"trade","i":"{self._trade_id}","p":{self._price(tick)},"q":{self._qty(lots)},'
-                   f'"s":"{taker.value}","T":{micros}}}')  # fmt: skip
+        if (recorder := self.context.recorder) is not None:
+            frame = {"e": "trade", "i": trade_id, "p": price, "q": quantity, "s": taker.value, "T": micros}
+            self._record(recorder, frame)
+        self._parser.trade(trade_id, price, quantity, taker.value, micros)
         changes: dict[int, int] = {}
         ladder.set(tick, level - lots, changes)
         if taker is Side.BUY:
@@ -316,43 +320,43 @@ class SimClient(MarketClient):
         else:
             self._publish(changes, {})
         bids, asks = self._bids.ticks, self._asks.ticks
-        self._emit(f'{{"e":"ticker","b":{self._price(bids[-1]) if bids else "null"},'
-                   f'"a":{self._price(asks[0]) if asks else "null"},"l":{self._price(tick)},'
-                   f'"T":{self.context.clock.epoch_ns() // 1000}}}')  # fmt: skip
+        bid = self._price(bids[-1]) if bids else None
+        ask = self._price(asks[0]) if asks else None
+        micros = self.context.clock.epoch_ns() // 1000
+        if (recorder := self.context.recorder) is not None:
+            self._record(recorder, {"e": "ticker", "b": bid, "a": ask, "l": price, "T": micros})
+        self._parser.ticker(bid, ask, price, micros)
 
     # ------------------------------------------------------------------ publishing: wire frames
     def _price(self, tick: int) -> str:
-        """The price at `tick` as a JSON string ("30000.01", quotes included), formatted once."""
+        """The price text at `tick` ("30000.01"), formatted once."""
         text = self._price_texts.get(tick)
         if text is None:
             if len(self._price_texts) > _TEXTS_MAX:
                 self._price_texts.clear()
-            text = self._price_texts[tick] = f'"{self.settings.tick_size * tick:f}"'
+            text = self._price_texts[tick] = f"{self.settings.tick_size * tick:f}"
         return text
 
     def _qty(self, lots: int) -> str:
-        """The quantity of `lots` as a JSON string, quotes included, as Decimal's "f" format writes it
-        (from integers: lot_size is a coefficient times a power of ten)."""
+        """The quantity text of `lots`, as Decimal's "f" format writes it (from integers: lot_size is a
+        coefficient times a power of ten)."""
         if not lots:
-            return '"0"'
+            return "0"
         digits = str(lots * self._lot_coefficient)
         places = self._lot_places
         if places <= 0:
-            return f'"{digits}{"0" * -places}"'
+            return f"{digits}{'0' * -places}"
         digits = digits.rjust(places + 1, "0")
-        return f'"{digits[:-places]}.{digits[-places:]}"'
+        return f"{digits[:-places]}.{digits[-places:]}"
 
-    def _levels(self, ticks: Iterable[int], lots: dict[int, int]) -> str:
-        """A JSON array of [price, quantity] pairs."""
+    def _levels(self, ticks: Iterable[int], lots: dict[int, int]) -> list[tuple[str, str]]:
+        """[price, quantity] text pairs, as the wire's JSON arrays decode."""
         price, qty, prices = self._price, self._qty, self._price_texts
-        return "[" + ",".join([f"[{prices.get(t) or price(t)},{qty(lots[t])}]" for t in ticks]) + "]"
+        return [(prices.get(t) or price(t), qty(lots[t])) for t in ticks]
 
-    def _emit(self, text: str) -> None:
-        """Record a frame as sent and apply it through the sim's own parser, as a replay does."""
-        recorder = self.context.recorder
-        if recorder is not None:
-            recorder.record(FRAME, text, self.context.clock.epoch_ns())
-        self._parser.feed(FRAME, text)
+    def _record(self, recorder: Recorder, frame: Mapping[str, object]) -> None:
+        """Record a frame as sent: its JSON text, which the sim's parser reads back in a replay."""
+        recorder.record(FRAME, orjson.dumps(frame).decode(), self.context.clock.epoch_ns())
 
     def _publish_snapshot(self) -> None:
         self._sequence += 1
@@ -360,14 +364,18 @@ class SimClient(MarketClient):
         bids, asks = self._bids, self._asks
         bid_levels = self._levels(reversed(bids.ticks), bids.lots)
         ask_levels = self._levels(asks.ticks, asks.lots)
-        self._emit(f'{{"e":"snapshot","u":{self._sequence},"b":{bid_levels},"a":{ask_levels}}}')
+        if (recorder := self.context.recorder) is not None:
+            self._record(recorder, {"e": "snapshot", "u": self._sequence, "b": bid_levels, "a": ask_levels})
+        self._parser.snapshot(bid_levels, ask_levels, self._sequence)
 
     def _publish(self, bid_changes: dict[int, int], ask_changes: dict[int, int]) -> None:
         if not (bid_changes or ask_changes):
             return
         self._sequence += 1
-        self._emit(f'{{"e":"depth","u":{self._sequence},"b":{self._levels(bid_changes, bid_changes)},'
-                   f'"a":{self._levels(ask_changes, ask_changes)}}}')  # fmt: skip
+        bids, asks = self._levels(bid_changes, bid_changes), self._levels(ask_changes, ask_changes)
+        if (recorder := self.context.recorder) is not None:
+            self._record(recorder, {"e": "depth", "u": self._sequence, "b": bids, "a": asks})
+        self._parser.depth(bids, asks, self._sequence)
 
     def _ticker(self) -> Ticker:
         bids, asks, last = self._bids.ticks, self._asks.ticks, self._last_tick
@@ -413,7 +421,8 @@ def _time(micros: int) -> datetime:
 
 class SimParser(FrameParser):
     """The sim's wire: JSON frames `snapshot` and `depth` (sequenced absolute levels), `trade` and `ticker`
-    (times in epoch microseconds). Live and in replay, every sim event goes through it."""
+    (times in epoch microseconds). Live, the sim hands each frame's decoded fields to the method of its kind
+    (and records the frame's text); a replay decodes the text and calls the same method."""
 
     __slots__ = ("_events", "_symbol", "_trades")
 
@@ -424,27 +433,38 @@ class SimParser(FrameParser):
 
     def feed(self, kind: str, data: str) -> None:
         msg = orjson.loads(data)
-        event, events = msg["e"], self._events
+        event = msg["e"]
         if event == "depth":
-            events.book.apply_update(msg["b"], msg["a"], msg["u"], msg["u"])
-            events.book_changed()
+            self.depth(msg["b"], msg["a"], msg["u"])
         elif event == "trade":
-            trade = Trade(
-                msg["i"], self._symbol, Decimal(msg["p"]), Decimal(msg["q"]), Side(msg["s"]), _time(msg["T"])
-            )
-            if self._trades is not None:
-                self._trades.append(trade)
-            events.trade(trade)
+            self.trade(msg["i"], msg["p"], msg["q"], msg["s"], msg["T"])
         elif event == "ticker":
-            bid, ask, last = msg["b"], msg["a"], msg["l"]
-            events.ticker(Ticker(
-                self._symbol, None if bid is None else Decimal(bid), None if ask is None else Decimal(ask),
-                None if last is None else Decimal(last), _time(msg["T"]),
-            ))
+            self.ticker(msg["b"], msg["a"], msg["l"], msg["T"])
         elif event == "snapshot":
-            events.book.load_snapshot(msg["b"], msg["a"], msg["u"])
-            events.book_changed()
-            events.status(MarketStatus.OPEN)
+            self.snapshot(msg["b"], msg["a"], msg["u"])
+
+    def depth(self, bids: WireLevels, asks: WireLevels, sequence: int) -> None:
+        events = self._events
+        events.book.apply_update(bids, asks, sequence, sequence)
+        events.book_changed()
+
+    def snapshot(self, bids: WireLevels, asks: WireLevels, sequence: int) -> None:
+        events = self._events
+        events.book.load_snapshot(bids, asks, sequence)
+        events.book_changed()
+        events.status(MarketStatus.OPEN)
+
+    def trade(self, trade_id: str, price: str, quantity: str, taker: str, micros: int) -> None:
+        trade = Trade(trade_id, self._symbol, Decimal(price), Decimal(quantity), Side(taker), _time(micros))
+        if self._trades is not None:
+            self._trades.append(trade)
+        self._events.trade(trade)
+
+    def ticker(self, bid: str | None, ask: str | None, last: str | None, micros: int) -> None:
+        self._events.ticker(Ticker(
+            self._symbol, None if bid is None else Decimal(bid), None if ask is None else Decimal(ask),
+            None if last is None else Decimal(last), _time(micros),
+        ))  # fmt: skip
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
