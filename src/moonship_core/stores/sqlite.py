@@ -1,7 +1,8 @@
 """SqliteJournal: the journal in one SQLite file (WAL), the default for an engine without Redis.
 
-Writes are queued by the trading path and written in batches (BatchWriter) in a worker thread, so the event
-loop never waits on the disk. Tables: `orders` (latest state per client order id), `order_events`
+Writes are queued by the trading path as they are (an order or a fill, no encoding) and written in batches
+(BatchWriter): encoded on the event loop in slices, then written in one transaction in a worker thread, so
+the event loop never waits on the disk. Tables: `orders` (latest state per client order id), `order_events`
 (every state an order passed through), `fills` (unique per order and trade id) and `state` (small values).
 """
 
@@ -18,7 +19,7 @@ from typing import Any, TypeVar
 from ..codec import fill_from_dict, fill_to_dict, json_dumps, json_loads, order_from_dict, order_to_dict
 from ..contracts.stores import FillRecord, Journal, OrderRecord
 from ..model import Order, Side
-from .batch import BatchWriter
+from .batch import BatchWriter, slices
 
 logger = logging.getLogger("moonship.journal")
 
@@ -53,7 +54,19 @@ CREATE TABLE IF NOT EXISTS fills (
 CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, data TEXT NOT NULL);
 """
 
-_Op = tuple[str, tuple[Any, ...]]
+_UPSERT_ORDER = (
+    "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (client_order_id) DO UPDATE SET "
+    "status = excluded.status, open = excluded.open, updated = excluded.updated, data = excluded.data"
+)
+_ADD_EVENT = "INSERT INTO order_events (client_order_id, status, time, data) VALUES (?, ?, ?, ?)"
+_ADD_FILL = (
+    "INSERT OR IGNORE INTO fills (client_order_id, trade_id, strategy, market, time, data) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+_PUT = "INSERT INTO state VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET data = excluded.data"
+#: what is queued: ("order", strategy, market, Order), ("fill", FillRecord, None, None) or
+#: ("state", key, encoded value, None)
+_Item = tuple[str, Any, Any, Any]
 T = TypeVar("T")
 
 
@@ -62,7 +75,8 @@ class SqliteJournal(Journal):
         self.path = Path(path)
         self._db: sqlite3.Connection | None = None
         self._io = asyncio.Lock()  # one worker-thread call on the connection at a time
-        self._writer: BatchWriter[_Op] = BatchWriter(self._write, f"journal {self.path}", logger)
+        self._batches = asyncio.Lock()  # batches reach the file in the order they were queued
+        self._writer: BatchWriter[_Item] = BatchWriter(self._write, f"journal {self.path}", logger)
 
     async def open(self) -> None:
         self._db = await asyncio.to_thread(self._connect)
@@ -87,46 +101,27 @@ class SqliteJournal(Journal):
 
     # ------------------------------------------------------------------ writes (queued)
     def record_order(self, strategy: str, market: str, order: Order) -> None:
-        data = json_dumps(order_to_dict(order)).decode()
-        updated = _sortable(order.updated)
-        self._writer.add((
-            "INSERT INTO orders VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (client_order_id) DO UPDATE SET "
-            "status = excluded.status, open = excluded.open, updated = excluded.updated, "
-            "data = excluded.data",
-            (order.client_order_id, strategy, market, order.status.value, int(not order.status.is_final),
-             updated, data),
-        ))
-        self._writer.add((
-            "INSERT INTO order_events (client_order_id, status, time, data) VALUES (?, ?, ?, ?)",
-            (order.client_order_id, order.status.value, updated, data),
-        ))
+        self._writer.add(("order", strategy, market, order))
 
     def record_fill(self, record: FillRecord) -> None:
-        data = json_dumps(
-            {"side": record.side.value, "base": record.base_asset, "quote": record.quote_asset,
-             "fill": fill_to_dict(record.fill)}
-        ).decode()
-        self._writer.add((
-            "INSERT OR IGNORE INTO fills (client_order_id, trade_id, strategy, market, time, data) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (record.client_order_id, record.fill.trade_id, record.strategy, record.market,
-             _sortable(record.fill.timestamp), data),
-        ))
+        self._writer.add(("fill", record, None, None))
 
     def put(self, key: str, value: Any) -> None:
-        self._writer.add((
-            "INSERT INTO state VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET data = excluded.data",
-            (key, json_dumps(value).decode()),
-        ))
+        self._writer.add(("state", key, json_dumps(value).decode(), None))  # encoded now: it may change
 
     async def flush(self) -> None:
         await self._writer.flush()
 
-    async def _write(self, batch: list[_Op]) -> None:
-        if self._db is None:
-            raise RuntimeError("the journal is not open")
-        db = self._db
-        await self._in_thread(lambda: _execute(db, batch))
+    async def _write(self, batch: list[_Item]) -> None:
+        async with self._batches:
+            rows = _Rows()
+            async for part in slices(batch):
+                for item in part:
+                    rows.add(item)
+            if self._db is None:
+                raise RuntimeError("the journal is not open")
+            db = self._db
+            await self._in_thread(lambda: rows.execute(db))
 
     # ------------------------------------------------------------------ reads
     async def orders(
@@ -189,11 +184,49 @@ class SqliteJournal(Journal):
                 raise
 
 
-def _execute(db: sqlite3.Connection, batch: list[_Op]) -> None:
-    with db:  # one transaction per batch
-        db.execute("BEGIN")
-        for sql, args in batch:
-            db.execute(sql, args)
+class _Rows:
+    """One batch's rows by statement, encoded from what was queued."""
+
+    def __init__(self) -> None:
+        self.orders: list[tuple[Any, ...]] = []
+        self.events: list[tuple[Any, ...]] = []
+        self.fills: list[tuple[Any, ...]] = []
+        self.state: list[tuple[Any, ...]] = []
+
+    def add(self, item: _Item) -> None:
+        kind, first, second, third = item
+        if kind == "order":
+            order: Order = third
+            data = json_dumps(order_to_dict(order)).decode()
+            updated = _sortable(order.updated)
+            coid, status = order.client_order_id, order.status
+            self.orders.append((coid, first, second, status.value, int(not status.is_final), updated, data))
+            self.events.append((coid, status.value, updated, data))
+        elif kind == "fill":
+            record: FillRecord = first
+            fill = record.fill
+            data = json_dumps({
+                "side": record.side.value, "base": record.base_asset, "quote": record.quote_asset,
+                "fill": fill_to_dict(fill),
+            }).decode()
+            self.fills.append((
+                record.client_order_id, fill.trade_id, record.strategy, record.market,
+                _sortable(fill.timestamp), data,
+            ))
+        else:
+            self.state.append((first, second))
+
+    def execute(self, db: sqlite3.Connection) -> None:
+        """Write every row in one transaction (in a worker thread)."""
+        with db:
+            db.execute("BEGIN")
+            statements = (
+                (_UPSERT_ORDER, self.orders), (_ADD_EVENT, self.events), (_ADD_FILL, self.fills),
+                (_PUT, self.state),
+            )
+            for sql, rows in statements:
+                if rows:
+                    db.executemany(sql, rows)
 
 
 def _filters(
@@ -212,7 +245,7 @@ def _filters(
 
 def _sortable(time: datetime) -> str:
     """A UTC time as fixed-width text, so that text order is time order."""
-    return time.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return time.astimezone(UTC).isoformat(timespec="microseconds")[:26] + "Z"
 
 
 def _where(conditions: list[str]) -> str:

@@ -88,6 +88,8 @@ class OrderManager:
         self.unknown_orders = unknown_orders
         self._on_booked = on_booked
         self._orders: dict[str, _Tracked] = {}
+        #: the same orders by (market, owner): what one strategy has open in one market, without a scan
+        self._by_owner: dict[tuple[str, str | None], dict[str, _Tracked]] = {}
         self._closed: deque[str] = deque(maxlen=_RECENTLY_CLOSED)
         self._closed_set: set[str] = set()
         self._listeners: dict[str, OrderListener] = {}
@@ -109,6 +111,9 @@ class OrderManager:
     # ------------------------------------------------------------------ state
     def open_orders(self, market: str | None = None, owner: str | None = None) -> list[Order]:
         """Our live orders (of one market and one owner, if given), oldest first."""
+        if market is not None and owner is not None:
+            mine = self._by_owner.get((market, owner))
+            return [t.order for t in mine.values() if t.order is not None] if mine else []
         return [
             t.order
             for t in self._orders.values()
@@ -147,10 +152,10 @@ class OrderManager:
                 )
                 continue
             order = record.order
-            self._orders[order.client_order_id] = _Tracked(
+            self._track(order.client_order_id, _Tracked(
                 market, record.strategy or None, order,
                 booked=(len(order.fills), order.filled_quantity, order.filled_quote_quantity),
-            )
+            ))
             restored += 1
         if fills or restored:
             logger.info("journal: %d fills and %d open orders taken up", len(fills), restored)
@@ -186,14 +191,14 @@ class OrderManager:
                 continue
             if self.unknown_orders == "cancel":
                 market.logger.warning("cancelling order %s: ours, but not in the journal", coid)
-                self._orders[coid] = _Tracked(market, None, order)
+                self._track(coid, _Tracked(market, None, order))
                 await self.cancel(market, order)
             elif self.unknown_orders == "adopt":
                 market.logger.warning("adopting order %s: ours, but not in the journal", coid)
-                self._orders[coid] = _Tracked(
+                self._track(coid, _Tracked(
                     market, None, order,
                     booked=(len(order.fills), order.filled_quantity, order.filled_quote_quantity),
-                )
+                ))
                 self.journal.record_order("", market.name, order)
             else:
                 market.logger.warning("leaving order %s alone: ours, but not in the journal", coid)
@@ -203,7 +208,7 @@ class OrderManager:
         """Send a prepared request and track it for `owner`; never raises for the exchange's or the
         network's decisions (see Market.place_order)."""
         coid = request.client_order_id
-        tracked = self._orders[coid] = _Tracked(market, owner)
+        tracked = self._track(coid, _Tracked(market, owner))
         if owner is not None:
             self.placed[owner] = self.placed.get(owner, 0) + 1
         requested = self._request_order(market, request, OrderStatus.PENDING, "")
@@ -216,7 +221,7 @@ class OrderManager:
             market.logger.warning("order %s sent but not confirmed: querying it", coid)
             return self._unknown(market, request, tracked, sent)
         except MoonshipError as exc:
-            self._orders.pop(coid, None)
+            self._untrack(coid)
             return self.reject(market, request, exc, owner)
         except Exception:  # a client's own failure: the request may have left, so find out, never resend
             market.logger.exception("sending order %s failed: querying it", coid)
@@ -283,7 +288,7 @@ class OrderManager:
         booked = self._book(tracked, order)
         self.journal.record_order(tracked.owner or "", market.name, order)
         if order.status.is_final:
-            del self._orders[coid]
+            self._untrack(coid)
             self._remember_closed(coid)
             self.counters.order_ended(tracked.owner or "", market.name, order.status.name, order.error or "")
             _log_final(market, order)
@@ -402,6 +407,25 @@ class OrderManager:
     ) -> Order:
         return Order.from_request(request, market.symbol, status, self.clock.now(), reason=reason or None)
 
+    def _track(self, client_order_id: str, tracked: _Tracked) -> _Tracked:
+        self._untrack(client_order_id)
+        self._orders[client_order_id] = tracked
+        key = (tracked.market.name, tracked.owner)
+        mine = self._by_owner.get(key)
+        if mine is None:
+            mine = self._by_owner[key] = {}
+        mine[client_order_id] = tracked
+        return tracked
+
+    def _untrack(self, client_order_id: str) -> None:
+        tracked = self._orders.pop(client_order_id, None)
+        if tracked is not None:
+            key = (tracked.market.name, tracked.owner)
+            mine = self._by_owner[key]
+            del mine[client_order_id]
+            if not mine:
+                del self._by_owner[key]
+
     def _remember_closed(self, client_order_id: str) -> None:
         if len(self._closed) == self._closed.maxlen:
             self._closed_set.discard(self._closed[0])
@@ -491,6 +515,8 @@ def _log_final(market: OrderVenue, order: Order) -> None:
         level = logging.DEBUG if order.error in quiet else logging.WARNING
     else:  # fills are what an operator wants to see; an unfilled quote being pulled is routine
         level = logging.INFO if order.filled_quantity else logging.DEBUG
+    if not market.logger.isEnabledFor(level):
+        return
     avg = order.average_price
     market.logger.log(
         level,
