@@ -64,8 +64,17 @@ def _nudge(sim: ValrSimulator, price: int) -> None:
     sim.exchange.place(account, "BTCZAR", "buy", kind="limit", quantity=D("0.001"), price=D(price))
 
 
-async def test_silent_feed_on_an_active_market_unsyncs_probes_and_resyncs() -> None:
+#: VALR's docs do not say whether the REST book's SequenceNumber and the socket's share a counter: the same
+#: counter, a REST counter far ahead of the socket's, and one far behind
+SEQUENCE_READINGS = pytest.mark.parametrize(
+    "rest_offset", [0, 10**9, -(10**9)], ids=["shared", "ahead", "behind"]
+)
+
+
+@SEQUENCE_READINGS
+async def test_silent_feed_on_an_active_market_unsyncs_probes_and_resyncs(rest_offset: int) -> None:
     async with live() as (sim, _, market, _rec):
+        sim.faults.rest_sequence_offset = rest_offset
         feed = client_of(market).feed
         for price in (500_000, 500_001):
             _nudge(sim, price)  # an active market
@@ -83,8 +92,10 @@ async def test_silent_feed_on_an_active_market_unsyncs_probes_and_resyncs() -> N
         assert book_levels(market) == sim_levels(sim)
 
 
-async def test_quiet_market_is_probed_without_reconnects() -> None:
+@SEQUENCE_READINGS
+async def test_quiet_market_is_probed_without_reconnects(rest_offset: int) -> None:
     async with live() as (sim, _, market, rec):
+        sim.faults.rest_sequence_offset = rest_offset
         feed = client_of(market).feed
         assert feed.silence is not None
         opened = len(rec.statuses)

@@ -54,6 +54,9 @@ class Faults(kit.Faults):
     v2_failure_form: str = "400"
     #: NEW_ACCOUNT_TRADE is not sent (fills are only in the REST trade history)
     drop_account_trades: bool = False
+    #: added to the REST books' SequenceNumber: VALR's docs do not say the REST and websocket books number
+    #: from one counter, so a client must also work when they do not (any offset, negative included)
+    rest_sequence_offset: int = 0
 
 
 #: VALR's answer to a signed request whose X-VALR-TIMESTAMP is too far from server time (HTTP 401; the
@@ -427,7 +430,11 @@ class ValrSimulator:
         return self._summary(self._pair(request))
 
     async def _orderbook(self, request: Request) -> Any:
-        return self.exchange.books[self._pair(request)].wire()
+        wire = self.exchange.books[self._pair(request)].wire()
+        sequence = wire["SequenceNumber"]
+        assert isinstance(sequence, int)
+        wire["SequenceNumber"] = sequence + self.faults.rest_sequence_offset
+        return wire
 
     async def _trades(self, request: Request) -> Any:
         pair = self._pair(request)

@@ -28,6 +28,10 @@ KEY_LIMIT_PER_MIN: Final = 2000
 IP_LIMIT_PER_MIN: Final = 1200
 PUBLIC_LIMIT_PER_MIN: Final = 30
 
+#: price levels per side in an aggregated book, REST and websocket (valrdotcom/valr-agent-skills
+#: references/market-data.md: "Returns up to 40 price levels per side")
+BOOK_DEPTH: Final = 40
+
 #: rate-table entries: a public call, a signed call, and the routes with limits of their own
 PUBLIC: Final = "public"
 SIGNED: Final = "signed"

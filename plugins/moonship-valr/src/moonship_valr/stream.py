@@ -9,6 +9,7 @@ import collections
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any, Protocol
 
 import orjson
@@ -347,10 +348,11 @@ class MarketFeed:
 
     Silent feed: with a `silence_timeout`, no book update for that long on an active market (one whose book
     changed since it was last known right) → UNSYNCED at once and VALR is probed: a PING on the trade socket
-    (no PONG: reconnect), then the REST book's `SequenceNumber` against the book's. VALR moved on → the trade
-    socket reconnects and every market reloads from the first full book; it has not → the market was quiet,
-    the book is still right, the market reopens and the next probe waits twice as long (no reconnect
-    storm)."""
+    (no PONG: reconnect), then the REST aggregated book against the last full book received. They differ →
+    VALR moved on: the trade socket reconnects and every market reloads from the first full book; they are
+    the same → the market was quiet, the book is still right, the market reopens and the next probe waits
+    twice as long (no reconnect storm). The levels decide, not the `SequenceNumber`s: VALR's docs do not say
+    the REST and websocket books number from one counter."""
 
     def __init__(
         self,
@@ -473,23 +475,30 @@ class MarketFeed:
             ws.reconnect(f"silent feed: the trade socket did not answer a PING ({self.symbol})")
             return
         try:
-            venue_seq = int((await snapshot())["SequenceNumber"])
-        except (MoonshipError, KeyError, TypeError, ValueError) as exc:
+            venue = await snapshot()
+            same = self._bids is not None and (
+                _same_side(self._bids, _key(venue, "Bids"), descending=True)
+                and _same_side(self._asks, _key(venue, "Asks"), descending=False)
+            )
+        except (MoonshipError, KeyError, TypeError, ValueError, ArithmeticError) as exc:
             self.logger.warning("%s silent-feed probe failed: %s", self.symbol, exc)
             watch.arm()
             return
         if ws.connects != connects or watch.last != last_update:
             return  # reconnected, or books arrived meanwhile: the usual path has it
-        book_seq = self.events.book.sequence
-        if self._bids is not None and book_seq is not None and venue_seq <= book_seq:
+        book_seq, venue_seq = self.events.book.sequence, venue.get("SequenceNumber")
+        if same:
             self.active = False
             if not self.synced:
                 self.synced = True
-                self.logger.info("%s quiet market: book still at sequence %d", self.symbol, book_seq)
+                self.logger.info(
+                    "%s quiet market: VALR's book is ours (sequence %s, VALR's REST %s)",
+                    self.symbol, book_seq, venue_seq,
+                )
                 self.events.status(self._open_status())
             silence.quiet()
             return
-        reason = f"silent feed: {self.symbol} book at sequence {book_seq}, VALR at {venue_seq}"
+        reason = f"silent feed: {self.symbol} book (sequence {book_seq}) is not VALR's (REST {venue_seq})"
         if self.synced:
             self.synced = False
             self.events.status(MarketStatus.UNSYNCED, reason)
@@ -501,6 +510,17 @@ def _key(data: Mapping[str, Any], name: str) -> Any:
     if name in data:
         return data[name]
     return data[name[0].lower() + name[1:]]
+
+
+def _same_side(ours: Mapping[str, str], venue: Any, *, descending: bool) -> bool:
+    """One side of the last full book received equals VALR's REST levels, compared as numbers. Only the
+    levels both carry count when both reach the aggregated depth (VALR: the top 40 per side)."""
+    mine = sorted(((Decimal(p), Decimal(q)) for p, q in ours.items()), reverse=descending)
+    theirs = sorted(((Decimal(lv["price"]), Decimal(lv["quantity"])) for lv in venue), reverse=descending)
+    depth = min(len(mine), len(theirs))
+    if len(mine) != len(theirs) and depth < c.BOOK_DEPTH:
+        return False
+    return mine[:depth] == theirs[:depth]
 
 
 def _diff(old: dict[str, str], new: dict[str, str]) -> list[tuple[str, str]]:
