@@ -32,8 +32,10 @@ class BacktestEngine(TradingEngine):
     """The engine with every exchange client replaced by the replay of its recording."""
 
     def replay(self, replay: Replay) -> None:
-        """Feed the markets from `replay` (before they open)."""
+        """Feed the markets from `replay` (before they open); it delivers to the strategies inline."""
         self._shared[REPLAY] = replay
+        for strategy in self.strategies.values():
+            strategy.mailbox.pump = replay.defer
 
     def _client_class(self, name: str) -> type[MarketClient]:
         if name == PaperClient.name:

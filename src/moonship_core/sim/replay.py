@@ -6,8 +6,10 @@ an algo's timer) in time order, and after each it runs what became ready until n
 strategy sees the market exactly as it stood after that input (inputs received at the same instant, as the
 sim's under a SimClock, are delivered together, as live). What became ready runs from inside the replay's
 task, first in first out as the event loop's own turns would run it, without a loop turn per input (see
-`_run_ready`); the loop itself gets a turn every `YIELD_EVERY` inputs. `ReplayClient` is the market-data
-client that a replayed market (or the paper client over it) gets in place of the venue's.
+`_run_ready`); the loop itself gets a turn every `YIELD_EVERY` inputs. A strategy waiting for the market
+while nothing else is pending is not woken on its task: its wake-up is deferred (`defer`, the pump of its
+Mailbox) and its callbacks run inline in that same order, a task switch saved per input. `ReplayClient` is
+the market-data client that a replayed market (or the paper client over it) gets in place of the venue's.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from asyncio.tasks import _enter_task, _leave_task
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from itertools import repeat
-from typing import Any
+from typing import Any, Protocol
 
 from ..clock import SimClock
 from ..contracts.client import ClientContext, MarketClient, MarketEvents
@@ -37,6 +39,16 @@ YIELD_EVERY = 1000
 _NO_ORDERS = "a replayed market supplies market data only; its orders go to the paper client over it"
 
 _Entry = tuple[int, str, str, str]  # (receive ns, market, kind, data)
+
+
+class Deliverable(Protocol):
+    """A strategy's mailbox whose wake-up the replay took (see strategy.Mailbox)."""
+
+    def deliver(self) -> None:
+        """Run the strategy's pending callbacks now."""
+
+    def resume(self) -> None:
+        """Wake the strategy on its task instead."""
 
 
 class Replay:
@@ -58,12 +70,25 @@ class Replay:
             streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda entry: entry[0])
         )
         self._next: _Entry | None = next(self._inputs, None)
+        #: strategies waiting for an inline delivery, in the order they were woken
+        self._deferred: deque[Deliverable] = deque()
+        #: the loop's ready callbacks while run() feeds (deferring is possible), else None
+        self._ready: deque[asyncio.Handle] | None = None
 
     def attach(self, market: str, parser: FrameParser) -> None:
         self.parsers[market] = parser
 
     def detach(self, market: str) -> None:
         self.parsers.pop(market, None)
+
+    def defer(self, mailbox: Deliverable) -> bool:
+        """Take the wake-up of a strategy waiting for the market, to deliver it inline when what the input
+        readied runs: only while nothing else is pending, so it runs where the loop would have run it."""
+        ready = self._ready
+        if ready is None or ready:
+            return False
+        self._deferred.append(mailbox)
+        return True
 
     @property
     def next_ns(self) -> int | None:
@@ -80,11 +105,30 @@ class Replay:
     ) -> None:
         """Feed the inputs received up to `until_ns` (all by default); `count` them as the replay's events
         (not while warming up); `progress(events)` every `every` events."""
-        settle = _settler()
+        settle, self._ready = self._settler()
+        try:
+            await self._feed(until_ns, count, progress, every, settle)
+            if until_ns is not None:
+                await self._advance(until_ns, settle)
+        finally:
+            self._ready = None
+            deferred = self._deferred
+            while deferred:  # left by a busy algo (MAX_STEPS): its task takes over
+                deferred.popleft().resume()
+
+    async def _feed(
+        self,
+        until_ns: int | None,
+        count: bool,
+        progress: Callable[[int], None] | None,
+        every: int,
+        settle: Callable[[], Awaitable[None]],
+    ) -> None:
         clock = self.clock
         parsers = self.parsers
         inputs = self._inputs
         entry = self._next
+        ready = self._ready
         fed = 0
         while entry is not None and (until_ns is None or entry[0] <= until_ns):
             ns, market, kind, data = entry
@@ -107,12 +151,11 @@ class Replay:
             # inputs received at the same instant are one delivery: what they readied runs after the last
             if entry is None or entry[0] != ns:
                 fed += 1
-                if fed % YIELD_EVERY:
-                    await settle()
-                else:
+                await settle()
+                if not fed % YIELD_EVERY:
+                    self._ready = None  # the loop runs what the turns ready: no deferring meanwhile
                     await _turns()
-        if until_ns is not None:
-            await self._advance(until_ns, settle)
+                    self._ready = ready
 
     async def finish(self, work: Awaitable[None]) -> None:
         """Await `work` (the engine stopping) past the recording's end: simulated time moves on from one
@@ -125,6 +168,22 @@ class Replay:
                 self.clock.advance_to_ns(wakeup)
         task.result()
 
+    def _settler(self) -> tuple[Callable[[], Awaitable[None]], deque[asyncio.Handle] | None]:
+        """How the running replay task runs what became ready until nothing more is (inline on asyncio's own
+        loop, whose queue of ready callbacks it can see, by loop turns on another), and that queue."""
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        ready: deque[asyncio.Handle] | None = getattr(loop, "_ready", None)
+        if ready is None or task is None:
+            return _turns, None
+        deferred = self._deferred
+
+        async def settle() -> None:
+            if ready or deferred:
+                _run_ready(loop, task, ready, deferred)
+
+        return settle, ready
+
     async def _advance(self, ns: int, settle: Callable[[], Awaitable[None]]) -> None:
         """Move the clock to `ns`, waking what sleeps until then in time order."""
         clock = self.clock
@@ -136,36 +195,28 @@ class Replay:
         clock.advance_to_ns(ns)
 
 
-def _settler() -> Callable[[], Awaitable[None]]:
-    """How the running replay task runs what became ready until nothing more is: inline on asyncio's own
-    loop (whose queue of ready callbacks it can see), by loop turns on another."""
-    loop = asyncio.get_running_loop()
-    task = asyncio.current_task()
-    ready: deque[asyncio.Handle] | None = getattr(loop, "_ready", None)
-    if ready is None or task is None:
-        return _turns
-
-    async def settle() -> None:
-        if ready:
-            _run_ready(loop, task, ready)
-
-    return settle
-
-
 def _run_ready(
-    loop: asyncio.AbstractEventLoop, task: asyncio.Task[Any], ready: deque[asyncio.Handle]
+    loop: asyncio.AbstractEventLoop,
+    task: asyncio.Task[Any],
+    ready: deque[asyncio.Handle],
+    deferred: deque[Deliverable],
 ) -> None:
-    """Run the loop's ready callbacks (a woken strategy's step, an order's continuation) from inside `task`,
-    first in first out as the loop's turns would, until none is ready. `task` steps aside as the current task
-    meanwhile, so each callback runs as the task it belongs to; `MAX_STEPS` bounds a busy algo."""
+    """Run the loop's ready callbacks (a woken strategy's step, an order's continuation) and the deferred
+    deliveries from inside `task`, first in first out as the loop's turns would, until none is left: a
+    delivery is deferred only while no callback is ready, so the deferred all come before the ready. `task`
+    steps aside as the current task meanwhile, so each runs as the task it belongs to; `MAX_STEPS` bounds a
+    busy algo."""
     _leave_task(loop, task)
     try:
         for _ in range(MAX_STEPS):
-            if not ready:
+            if deferred:
+                deferred.popleft().deliver()
+            elif ready:
+                handle = ready.popleft()
+                if not handle._cancelled:
+                    handle._run()
+            else:
                 break
-            handle = ready.popleft()
-            if not handle._cancelled:
-                handle._run()
     finally:
         _enter_task(loop, task)
 

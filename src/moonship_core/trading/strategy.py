@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import contextvars
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -18,6 +20,7 @@ from ..contracts.algo import AlgoContext, TradingAlgo
 from ..errors import ConfigError, MoonshipError, NetworkError
 from ..limits import number_problems
 from .counters import event_in
+from .inline import Resumed, step
 from .market import Market, MarketView
 from .orders import OrderManager
 from .risk import Risk
@@ -34,12 +37,19 @@ OPEN_RETRY_MAX = 30.0
 #: how long on_stop may take
 STOP_TIMEOUT = 10.0
 
+#: Mailbox states: its strategy's task is handling events, waits for them, or waits while they are
+#: delivered inline (see Mailbox.pump)
+RUNNING, PARKED, DEFERRED = 0, 1, 2
+
 
 class Mailbox:
     """A strategy's inbox: events in arrival order, with book updates conflated to one per market. It takes
-    only the kinds in `kinds`: those its algo has a callback for."""
+    only the kinds in `kinds`: those its algo has a callback for.
 
-    __slots__ = ("books", "dropped", "kinds", "queue", "trades", "wake")
+    A strategy waiting for events is woken on its task, unless `pump` (a backtest's replay) takes the
+    wake-up: then `deliver()` later runs the strategy's callbacks inline, in the same order."""
+
+    __slots__ = ("books", "deliver", "dropped", "kinds", "pump", "queue", "state", "trades", "wake")
 
     def __init__(self) -> None:
         self.queue: deque[tuple[str, Market, Any]] = deque()
@@ -48,12 +58,17 @@ class Mailbox:
         self.trades = 0
         self.dropped = 0
         self.wake = asyncio.Event()
+        self.state = RUNNING
+        #: takes the wake-up of a parked strategy to `deliver()` it inline (True), or leaves it to the task
+        self.pump: Callable[[Mailbox], bool] | None = None
+        #: runs the strategy's pending callbacks inline (set by the strategy)
+        self.deliver: Callable[[], None] = lambda: None
 
     def notify_book(self, market: Market) -> None:
         if market not in self.books and "book" in self.kinds:
             self.books.add(market)
             self.queue.append(("book", market, None))
-            self.wake.set()
+            self._wake()
 
     def notify(self, kind: str, market: Market, payload: Any) -> None:
         if kind not in self.kinds:
@@ -64,12 +79,31 @@ class Mailbox:
                 return
             self.trades += 1
         self.queue.append((kind, market, payload))
-        self.wake.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        state = self.state
+        if state == PARKED:
+            pump = self.pump
+            if pump is not None and pump(self):
+                self.state = DEFERRED
+                return
+            self.state = RUNNING
+            self.wake.set()
+        elif state == RUNNING:
+            self.wake.set()
+
+    def resume(self) -> None:
+        """A deferred wake-up goes to the strategy's task after all (the pump stopped)."""
+        if self.state == DEFERRED:
+            self.state = RUNNING
+            self.wake.set()
 
     def clear(self) -> None:
         self.queue.clear()
         self.books.clear()
         self.trades = 0
+        self.state = RUNNING
 
 
 class Strategy:
@@ -98,6 +132,7 @@ class Strategy:
         self.logger = logging.getLogger(f"moonship.strategy.{name}")
         self.clock = clock
         self.mailbox = Mailbox()
+        self.mailbox.deliver = self._deliver
         self.algo: TradingAlgo | None = None
         self.active = False
         self.start_time: datetime | None = None
@@ -108,6 +143,7 @@ class Strategy:
         #: positions by market: live objects the order manager books this strategy's fills into
         self.positions = {m: orders.portfolio.position(name, m) for m in markets}
         self.views = {m: MarketView(market, name, self.positions[m]) for m, market in markets.items()}
+        self._views = {market: self.views[m] for m, market in markets.items()}
         self.extra: dict[str, Any] = {}
         self._on_change = on_change
         #: what a strategy that should run waits for (a market that cannot open), or None
@@ -115,6 +151,9 @@ class Strategy:
         self._starting: asyncio.Task[None] | None = None
         self._waiting = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._context = contextvars.copy_context()
+        #: what the task takes over from an inline delivery: a suspended callback, or what one raised
+        self._handoff: Resumed | BaseException | None = None
         self._stop_task: asyncio.Task[None] | None = None
         self._stop_requested: str | None = None
 
@@ -204,7 +243,9 @@ class Strategy:
             market.subscribe(self.mailbox)
             if len(market.book):
                 self.mailbox.notify_book(market)  # the book it starts on
-        self._task = asyncio.create_task(self._run(), name=f"strategy:{self.name}")
+        self._context = contextvars.copy_context()
+        self._handoff = None
+        self._task = asyncio.create_task(self._run(), name=f"strategy:{self.name}", context=self._context)
         self.logger.info("started (%s on %s)", self.config.algo, ", ".join(self.markets))
         self.changed()
 
@@ -283,42 +324,82 @@ class Strategy:
 
     # ------------------------------------------------------------------ the strategy's task
     async def _run(self) -> None:
+        mailbox = self.mailbox
+        wake = mailbox.wake
+        try:
+            while self._stop_requested is None:
+                mailbox.state = PARKED
+                await wake.wait()
+                mailbox.state = RUNNING
+                wake.clear()
+                handoff, self._handoff = self._handoff, None
+                if isinstance(handoff, BaseException):
+                    raise handoff
+                if handoff is not None:
+                    await handoff
+                await self._drain()
+        except asyncio.CancelledError:
+            handoff, self._handoff = self._handoff, None
+            if isinstance(handoff, Resumed):  # cancelled before taking over a suspended callback: so is it
+                with contextlib.suppress(BaseException):
+                    handoff.coro.throw(asyncio.CancelledError())
+                handoff.coro.close()
+            raise
+        self._stop_task = asyncio.create_task(self.stop(self._stop_requested or "stopped"))
+
+    def _deliver(self) -> None:
+        """The pump's inline delivery: the pending callbacks run now as on the task (its context, as the
+        current task); if one suspends, or a stop is requested, the task takes over."""
+        task = self._task
+        mailbox = self.mailbox
+        if mailbox.state != DEFERRED or task is None or task.done() or not self.active:
+            return
+        try:
+            suspended = step(task, self._context, self._drain())
+        except BaseException as exc:  # escaped the algo's containment: the task raises it
+            self._handoff = exc
+            mailbox.resume()
+            return
+        if suspended is None and self._stop_requested is None:
+            mailbox.state = PARKED
+            return
+        self._handoff = suspended
+        mailbox.resume()
+
+    async def _drain(self) -> None:
+        """Hand the queued events to the algo, in order, until none is left or a stop is requested."""
         assert self.algo is not None
         algo = self.algo
         mailbox = self.mailbox
-        queue, books, wake = mailbox.queue, mailbox.books, mailbox.wake
-        views = {self.markets[name]: view for name, view in self.views.items()}
+        queue, books = mailbox.queue, mailbox.books
+        views = self._views
         kind = "?"
         set_event_in = event_in.set
         try:
-            while self._stop_requested is None:
-                await wake.wait()
-                wake.clear()
-                while queue and self._stop_requested is None:
-                    kind, market, payload = queue.popleft()
-                    view = views[market]
-                    # tick-to-order runs from the market's latest event (not from an order update)
-                    set_event_in(market.event_in if kind != "order" and kind != "status" else None)
-                    if kind == "book":
-                        books.discard(market)
-                        await algo.on_order_book(view)
-                    elif kind == "trade":
-                        mailbox.trades -= 1
-                        await algo.on_trade(view, payload)
-                    elif kind == "order":
-                        await algo.on_order_update(view, payload)
-                    elif kind == "ticker":
-                        await algo.on_ticker(view, payload)
-                    elif kind == "candle":
-                        await algo.on_candle(view, payload)
-                    elif kind == "status":
-                        await algo.on_market_status(view, payload)
+            while queue and self._stop_requested is None:
+                kind, market, payload = queue.popleft()
+                view = views[market]
+                # tick-to-order runs from the market's latest event (not from an order update)
+                set_event_in(market.event_in if kind != "order" and kind != "status" else None)
+                if kind == "book":
+                    books.discard(market)
+                    await algo.on_order_book(view)
+                elif kind == "trade":
+                    mailbox.trades -= 1
+                    await algo.on_trade(view, payload)
+                elif kind == "order":
+                    await algo.on_order_update(view, payload)
+                elif kind == "ticker":
+                    await algo.on_ticker(view, payload)
+                elif kind == "candle":
+                    await algo.on_candle(view, payload)
+                elif kind == "status":
+                    await algo.on_market_status(view, payload)
         except asyncio.CancelledError:
             raise
         except ALGO_ERRORS as exc:
             self.logger.exception("%s handler failed; stopping the strategy", kind)
             self._stop_requested = f"error in {CALLBACKS.get(kind, kind)}: {exc!r}"
-        self._stop_task = asyncio.create_task(self.stop(self._stop_requested or "stopped"))
 
 
 #: mailbox event kind -> the algo's callback for it
