@@ -5,6 +5,7 @@ backtest fills are those of the live paper run on the same frames."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import csv
 import gzip
 import json
@@ -20,13 +21,14 @@ from moonship_core import Order, OrderRequest, Side, StrategyMarket, TradingAlgo
 from moonship_core.backtest.run import run_backtest
 from moonship_core.cli import main
 from moonship_core.clock import SimClock, epoch_ns, from_epoch_ns
-from moonship_core.config import MarketConfig, MoonshipConfig
+from moonship_core.config import MarketConfig, MoonshipConfig, StrategyConfig
 from moonship_core.contracts.client import ClientContext
 from moonship_core.contracts.stores import FillRecord
 from moonship_core.model import sequential_client_order_ids
 from moonship_core.plugins import Plugins
 from moonship_core.record.reader import Recording
 from moonship_core.record.writer import RecordWriter
+from moonship_core.sim.replay import Replay
 from moonship_core.sim.synthetic import SimClient
 from moonship_core.testing import BookTap, book_state
 from moonship_core.trading.engine import TradingEngine
@@ -347,3 +349,73 @@ def test_an_order_meets_the_book_as_it_stands_after_its_latency(
     books = [("book", D(ask)) for ask in range(101, 112)]
     while_placing = [("book", D(fill))] if latency != "0" else []
     assert BuyOnce.seen == books[:5] + while_placing + [("FILLED", D(fill))] + books[fill - 100 :]
+
+
+class Echo(TradingAlgo):
+    """Notes every callback as it runs (time, book top, the task it runs as, the context's value); every
+    25th book it quotes a buy at the best bid and awaits a 3 ms timer, and cancels once an order rests."""
+
+    seen: list[tuple[Any, ...]] = []
+    var: contextvars.ContextVar[int] = contextvars.ContextVar("echo", default=0)
+
+    async def on_order_book(self, market: StrategyMarket) -> None:
+        count = Echo.var.get() + 1
+        Echo.var.set(count)  # the strategy task's context: its value carries from callback to callback
+        task = asyncio.current_task()
+        Echo.seen.append(
+            ("book", self.clock.now(), market.book.best_bid, market.book.best_ask, count,
+             task.get_name() if task else None)
+        )
+        if count % 25 == 0 and market.book.best_bid is not None:
+            for order in market.open_orders:
+                await market.cancel_order(order)
+            await market.place_order(OrderRequest.limit(Side.BUY, D("0.01"), market.book.best_bid))
+            await self.clock.sleep(0.003)
+            Echo.seen.append(("slept", self.clock.now(), market.book.best_bid))
+
+    async def on_order_update(self, market: StrategyMarket, order: Order) -> None:
+        Echo.seen.append(("order", self.clock.now(), order.client_order_id, order.status.value))
+
+
+class _EchoAlgos:
+    @hookimpl
+    def moonship_algos(self) -> dict[str, type[TradingAlgo]]:
+        return {"echo": Echo}
+
+
+def test_inline_delivery_gives_the_callbacks_the_task_gives(
+    recorded: tuple[Path, list[tuple[Any, ...]]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The replay delivers inputs to a waiting strategy inline (no task switch): the strategy sees the same
+    callbacks, in the same order, at the same times, as its own task, with orders, latency and timers."""
+    directory, _ = recorded
+    cfg = config().model_copy(update={"strategies": {
+        "echo": StrategyConfig.model_validate({"algo": "echo", "auto_start": True, "markets": ["btc"]}),
+    }})
+    plugins = Plugins.load()
+    plugins.register(_EchoAlgos(), "echo")
+    delivered = 0
+    deliver = Replay.defer
+
+    def counting(self: Replay, mailbox: Any) -> bool:
+        nonlocal delivered
+        taken = deliver(self, mailbox)
+        delivered += taken
+        return taken
+
+    def run(pump: Any) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+        monkeypatch.setattr(Replay, "defer", pump)
+        Echo.seen = []
+        outcome = asyncio.run(run_backtest(cfg, directory, latency_ms=D(2), plugins=plugins))
+        trades = outcome.collector.strategies["echo"].trades
+        return Echo.seen, [(t.time_ns, t.side, t.price, t.quantity) for t in trades]
+
+    inline, inline_trades = run(counting)
+    on_task, task_trades = run(lambda self, mailbox: False)
+    books = [s for s in inline if s[0] == "book"]
+    assert len(books) > 1000 and delivered > len(books) // 2
+    assert {s[5] for s in books} == {"strategy:echo"}
+    assert [s[4] for s in books] == list(range(1, len(books) + 1))
+    assert sum(s[0] == "slept" for s in inline) > 20 and any(s[0] == "order" for s in inline)
+    assert inline_trades and inline_trades == task_trades
+    assert inline == on_task
