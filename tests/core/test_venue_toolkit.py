@@ -242,6 +242,15 @@ def test_features_refuse_what_the_venue_cannot_do() -> None:
         with pytest.raises(NotSupported, match=feature):
             features.check(request)
     features.check(OrderRequest.market(Side.BUY, quantity=D(1)))
+    spend_to_buy = Features(base_quantity_market_buy=False, quote_quantity_market_sell=False)  # e.g. Luno
+    for request, feature in [
+        (OrderRequest.market(Side.BUY, quantity=D(1)), "base_quantity_market_buy"),
+        (OrderRequest.market(Side.SELL, quote_quantity=D(10)), "quote_quantity_market_sell"),
+    ]:
+        with pytest.raises(NotSupported, match=feature):
+            spend_to_buy.check(request)
+    spend_to_buy.check(OrderRequest.market(Side.BUY, quote_quantity=D(10)))
+    spend_to_buy.check(OrderRequest.market(Side.SELL, quantity=D(1)))
     limit_only = Features(order_types=frozenset({OrderType.LIMIT}))
     with pytest.raises(NotSupported, match="order_type:MARKET"):
         limit_only.check(OrderRequest.market(Side.BUY, quantity=D(1)))

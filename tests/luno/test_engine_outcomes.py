@@ -157,3 +157,27 @@ async def test_a_strategy_keeps_trading_through_5xx_after_execute_and_429(sim: L
         assert not any(u.status is OrderStatus.UNKNOWN for u in later)  # UNKNOWN resolved, never repeated
     finally:
         await engine.stop()
+
+
+async def test_a_strategy_market_orders_go_out_sized_as_luno_documents(sim: LunoSimulator) -> None:
+    """In a real engine: a market BUY by what it spends and a market SELL by what it sells reach Luno and
+    fill; a market BUY by base quantity comes back REJECTED (NotSupported) and never reaches Luno."""
+    engine, algo = await started(sim)
+    seed(sim)
+    try:
+        refused = await place(sim, algo, OrderRequest.market(Side.BUY, quantity=D("0.01")))
+        assert (refused.status, refused.error) == (OrderStatus.REJECTED, "NotSupported")
+        assert refused.reason is not None and "base_quantity_market_buy" in refused.reason
+        assert at_sim(sim, refused.client_order_id) == []
+        buy = await place(sim, algo, OrderRequest.market(Side.BUY, quote_quantity=D("10100")))
+        sell = await place(sim, algo, OrderRequest.market(Side.SELL, quantity=D("0.01")))
+        for order in (buy, sell):
+            await until(
+                lambda o=order: any(u.status is OrderStatus.FILLED for u in algo.updates_of(o)),
+                what=f"{order.client_order_id} filled",
+            )
+        (sent_buy,) = at_sim(sim, buy.client_order_id)
+        assert sent_buy.side == "BUY" and sent_buy.counter == D("10100") and sent_buy.base == D("0.01")
+        assert algo.updates_of(sell)[-1].filled_quantity == D("0.01")
+    finally:
+        await engine.stop()

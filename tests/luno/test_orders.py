@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from decimal import Decimal
 
+import httpx
 import pytest
 from exchanges.luno import LunoSimulator
 
@@ -14,6 +15,7 @@ from moonship_core import (
     InvalidOrder,
     MarketClosed,
     MarketStatus,
+    NotSupported,
     Order,
     OrderNotFound,
     OrderRequest,
@@ -28,7 +30,7 @@ from moonship_core import (
 )
 from moonship_core.testing import until
 
-from .conftest import KEY, PAIR, latest, make_client, started
+from .conftest import KEY, PAIR, SECRET, latest, make_client, started
 
 pytestmark = pytest.mark.anyio
 D = Decimal
@@ -76,7 +78,7 @@ async def test_taker_fees_come_from_fee_base_and_fee_counter(sim: LunoSimulator)
     other = counterparty(sim)
     sim.exchange.post_limit(other, PAIR, "ASK", "0.1", "1000000.00")  # type: ignore[arg-type]
     sim.exchange.post_limit(other, PAIR, "BID", "0.1", "999000.00")  # type: ignore[arg-type]
-    buy = await client.place_order(OrderRequest.market(BUY, quantity=D("0.1"), client_order_id="b"))
+    buy = await client.place_order(OrderRequest.market(BUY, quote_quantity=D("100000"), client_order_id="b"))
     sell = await client.place_order(OrderRequest.market(SELL, quantity=D("0.1"), client_order_id="s"))
     await until(lambda: latest(events, buy).status is OrderStatus.FILLED, what="buy filled")
     await until(lambda: latest(events, sell).status is OrderStatus.FILLED, what="sell filled")
@@ -127,7 +129,9 @@ async def test_ioc_and_fok_remainders_end_cancelled(sim: LunoSimulator) -> None:
     await client.close()
 
 
-async def test_market_orders_in_both_denominations(sim: LunoSimulator) -> None:
+async def test_market_orders_are_sized_as_luno_documents_them(sim: LunoSimulator) -> None:
+    """POST /api/1/marketorder (luno-go PostMarketOrderRequest): a BUY spends `counter_volume`, a SELL sells
+    `base_volume`; the other sizings are refused before they leave (NotSupported), nothing is sent."""
     client, events = await started(sim)
     other = counterparty(sim)
     for price in ("1000000.00", "1000100.00"):
@@ -135,16 +139,38 @@ async def test_market_orders_in_both_denominations(sim: LunoSimulator) -> None:
         sim.exchange.post_limit(other, PAIR, "BID", "0.5", f"{D(price) - 2000:.2f}")  # type: ignore[arg-type]
     by_quote = await client.place_order(OrderRequest.market(BUY, quote_quantity=D("100000")))
     by_base = await client.place_order(OrderRequest.market(SELL, quantity=D("0.05")))
-    base_buy = await client.place_order(OrderRequest.market(BUY, quantity=D("0.02")))
-    quote_sell = await client.place_order(OrderRequest.market(SELL, quote_quantity=D("50000")))
-    for order in (by_quote, by_base, base_buy, quote_sell):
+    for order in (by_quote, by_base):
         await until(lambda o=order: latest(events, o).status is OrderStatus.FILLED, what=f"{order} filled")
     assert latest(events, by_quote).filled_quote_quantity == D("100000")
     assert latest(events, by_base).filled_quantity == D("0.05")
-    assert latest(events, base_buy).filled_quantity == D("0.02")
     sent = {o.client_order_id: o for o in sim.exchange.orders.values() if o.user.key_id == KEY}
     assert sent[by_quote.client_order_id].counter == D("100000")
+    for request, feature in [
+        (OrderRequest.market(BUY, quantity=D("0.02")), "base_quantity_market_buy"),
+        (OrderRequest.market(SELL, quote_quantity=D("50000")), "quote_quantity_market_sell"),
+    ]:
+        with pytest.raises(NotSupported) as caught:
+            await client.place_order(request)
+        assert caught.value.feature == feature
+        assert request.client_order_id not in sent and request.client_order_id not in {
+            o.client_order_id for o in sim.exchange.orders.values()
+        }
     await client.close()
+
+
+async def test_the_simulator_takes_market_orders_only_as_documented(sim: LunoSimulator) -> None:
+    """On the raw wire: a BUY by `base_volume` or a SELL by `counter_volume` is answered 400, not placed."""
+    other = counterparty(sim)
+    sim.exchange.post_limit(other, PAIR, "ASK", "0.5", "1000000.00")  # type: ignore[arg-type]
+    sim.exchange.post_limit(other, PAIR, "BID", "0.5", "999000.00")  # type: ignore[arg-type]
+    async with httpx.AsyncClient(base_url=sim.rest_url, auth=(KEY, SECRET)) as http:
+        for side, size in (("BUY", "base_volume"), ("SELL", "counter_volume")):
+            answer = await http.post("/api/1/marketorder", data={"pair": PAIR, "type": side, size: "0.01"})
+            assert answer.status_code == 400 and answer.json()["error_code"] == "ErrInvalidArguments"
+        for side, size in (("BUY", "counter_volume"), ("SELL", "base_volume")):
+            answer = await http.post("/api/1/marketorder", data={"pair": PAIR, "type": side, size: "0.01"})
+            assert answer.status_code == 200 and answer.json()["order_id"]
+    assert len([o for o in sim.exchange.orders.values() if o.user.key_id == KEY]) == 2
 
 
 async def test_post_only_that_would_cross_and_other_refusals(sim: LunoSimulator) -> None:

@@ -22,6 +22,7 @@ from ..model import (
     Order,
     OrderRequest,
     OrderType,
+    Side,
     Ticker,
     TimeInForce,
     Trade,
@@ -95,6 +96,10 @@ class Features:
     post_only: bool = True
     #: market orders sized in the quote asset (`quote_quantity`)
     quote_quantity_market: bool = True
+    #: market BUY orders sized in the base asset (`quantity`), not by what they spend
+    base_quantity_market_buy: bool = True
+    #: market SELL orders sized in the quote asset (`quote_quantity`), not by what they sell
+    quote_quantity_market_sell: bool = True
     margin: bool = True
     #: individual orders behind the book (`MarketClient.order_level_book`)
     l3_book: bool = False
@@ -109,7 +114,12 @@ class Features:
         elif request.post_only and not self.post_only:
             missing = "post_only"
         elif request.type is OrderType.MARKET and request.quote_quantity is not None:
-            missing = None if self.quote_quantity_market else "quote_quantity_market"
+            if not self.quote_quantity_market:
+                missing = "quote_quantity_market"
+            elif request.side is Side.SELL and not self.quote_quantity_market_sell:
+                missing = "quote_quantity_market_sell"
+        elif request.type is OrderType.MARKET and request.side is Side.BUY:
+            missing = None if self.base_quantity_market_buy else "base_quantity_market_buy"
         if missing is None and request.margin and not self.margin:
             missing = "margin"
         if missing is not None:

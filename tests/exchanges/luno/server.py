@@ -443,6 +443,12 @@ class LunoSimulator:
         return {"order_id": order.order_id}
 
     def _marketorder(self, user: User, params: Params) -> Frame:
+        # Luno documents a BUY by `counter_volume` (what it spends) and a SELL by `base_volume` (luno-go
+        # PostMarketOrderRequest); its answer to the other sizings is not documented: this one is ours
+        side = params.get("type")
+        if (side, params.get("base_volume") is not None) in (("BUY", True), ("SELL", False)):
+            need = "counter_volume" if side == "BUY" else "base_volume"
+            raise LunoError(400, "ErrInvalidArguments", f"A {side} market order is sized by {need}")
         order = self.exchange.post_market(
             user,
             params.get("pair"),

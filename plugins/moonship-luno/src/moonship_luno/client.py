@@ -173,8 +173,10 @@ class LunoClient(MarketClient):
 
     name = c.NAME
     settings_model = LunoSettings
-    #: Luno takes limit orders (GTC, IOC, FOK, post-only) and market orders by base or quote amount; no margin
-    features = Features(margin=False)
+    #: Luno takes limit orders (GTC, IOC, FOK, post-only) and market orders as POST /api/1/marketorder
+    #: documents them (luno-go `PostMarketOrderRequest`): a BUY by what it spends (`counter_volume`), a SELL
+    #: by what it sells (`base_volume`); no margin
+    features = Features(margin=False, base_quantity_market_buy=False, quote_quantity_market_sell=False)
 
     def __init__(self, context: ClientContext, events: MarketEvents) -> None:
         super().__init__(context, events)
@@ -277,6 +279,7 @@ class LunoClient(MarketClient):
 
     # ------------------------------------------------------------------ orders
     async def place_order(self, request: OrderRequest) -> Order:
+        self.features.check(request, "luno")
         status = self.trading_status
         if status not in ("ACTIVE", "POST_ONLY", "POSTONLY"):
             raise MarketClosed(f"luno {self.pair}: market is {status}, no orders accepted")
@@ -326,9 +329,13 @@ class LunoClient(MarketClient):
                 self.pair, request.side, request.quantity, request.price, post_only=request.post_only,
                 time_in_force=request.time_in_force.value, client_order_id=request.client_order_id,
             )
+        if request.side is Side.BUY:  # `features` keeps the other sizings from here
+            return await self.rest.post_market(
+                self.pair, request.side, counter_volume=request.quote_quantity,
+                client_order_id=request.client_order_id,
+            )
         return await self.rest.post_market(
-            self.pair, request.side, base_volume=request.quantity, counter_volume=request.quote_quantity,
-            client_order_id=request.client_order_id,
+            self.pair, request.side, base_volume=request.quantity, client_order_id=request.client_order_id
         )
 
     async def cancel_order(self, order: Order) -> Order:
