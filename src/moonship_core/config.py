@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import logging.config
 import os
 import re
@@ -440,6 +439,8 @@ def format_errors(
 
 def did_you_mean(key: str, candidates: Iterable[str]) -> str:
     """`; did you mean X?` for the candidate closest to a misspelled `key`, or "" when none is close."""
+    import difflib  # only for a config with a mistake
+
     close = difflib.get_close_matches(key, sorted(set(candidates) - {key}), n=1, cutoff=0.65)
     return f"; did you mean {close[0]}?" if close else ""
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..clock import Clock, LiveClock
 from ..config import MarketConfig, MoonshipConfig, StrategyConfig, section_settings, validate_sections
@@ -17,7 +17,6 @@ from ..control import ControlPlane
 from ..errors import ConfigError
 from ..metrics import EngineMetrics, MetricsServer, render
 from ..plugins import Plugins
-from ..record.writer import RecordWriter, recorded_client
 from ..stores.memory import MemoryBus, MemoryCache, MemoryJournal
 from .commands import Commands
 from .counters import EngineCounters
@@ -28,6 +27,9 @@ from .publisher import StatePublisher
 from .risk import Risk
 from .strategy import Strategy
 from .summary import figures, line, table
+
+if TYPE_CHECKING:
+    from ..record.writer import RecordWriter
 
 
 class TradingEngine(Service):
@@ -62,7 +64,11 @@ class TradingEngine(Service):
             self.publisher.engine_changed,
         )
         self.publisher.engine_info = self.risk.engine_info
-        self.recording = RecordWriter(Path(config.record.dir)) if config.record.dir else None
+        self.recording: RecordWriter | None = None
+        if config.record.dir:
+            from ..record.writer import RecordWriter  # gzip and the recorder only when recording
+
+            self.recording = RecordWriter(Path(config.record.dir))
         self.markets = {name: self._build_market(name, mc) for name, mc in config.markets.items()}
         for name, strategy_config in config.strategies.items():
             self.strategies[name] = self._build_strategy(name, strategy_config)
@@ -126,6 +132,8 @@ class TradingEngine(Service):
             counters=self.counters.venues,
         )
         if self.recording is not None:
+            from ..record.writer import recorded_client
+
             recorded = recorded_client(config, client_class, self._client_class)
             client_context.recorder = self.recording.market(name, config.symbol, recorded)
         return Market(name, config, client_class, client_context, self.orders, self.risk, self.counters)
