@@ -126,3 +126,27 @@ async def test_a_silent_user_stream_is_reconnected(sim: LunoSimulator) -> None:
     sim.exchange.post_market(other(sim), PAIR, "BUY", base_volume="0.1")
     await until(lambda: latest(events, order).status is OrderStatus.FILLED, what="fill on the new stream")
     await client.close()
+
+
+async def test_user_stream_frames_as_a_third_party_client_recorded_them(sim: LunoSimulator) -> None:
+    """The user stream's frames in the shape a third-party Luno user-stream client documents from Luno's
+    own messages (code index file 224623099): `type` plus `order_status_update` / `order_fill_update`,
+    cumulative `*_fill` and `*_fee` strings (counter amounts with 16 decimals), `client_order_id` empty (the
+    sample's order had none: the order is found by `order_id`). No trade happens at the simulator: the
+    client takes the fill from the frame alone."""
+    client, events = await started(sim)
+    order = await client.place_order(OrderRequest.limit(Side.BUY, D("0.01"), D("990000")))
+    user = sim.exchange.users[KEY]
+    sim.exchange.push_user(user, "order_fill", {
+        "order_id": order.id, "client_order_id": "", "market_id": PAIR,
+        "base_fill": "0.00100000", "counter_fill": "990.0000000000000000",
+        "base_delta": "0.00100000", "counter_delta": "990.0000000000000000",
+        "base_fee": "0.00000350", "counter_fee": "0",
+        "base_fee_delta": "0.00000350", "counter_fee_delta": "0",
+    })
+    await until(lambda: latest(events, order).filled_quantity == D("0.001"), what="fill from the frame")
+    update = latest(events, order)
+    assert update.status is OrderStatus.PARTIALLY_FILLED
+    assert [(f.price, f.quantity) for f in update.fills] == [(D("990000"), D("0.001"))]
+    assert update.fees == {"XBT": D("0.0000035")}
+    await client.close()

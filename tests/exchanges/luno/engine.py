@@ -637,6 +637,10 @@ class Exchange:
             },
         )
 
+    def push_user(self, user: User, kind: str, body: Frame) -> None:
+        """A user-stream frame of `kind` carrying `body` verbatim, as if the exchange had sent it."""
+        self._user(user, kind, body)
+
     def _user(self, user: User, kind: str, body: Frame) -> None:
         frame: Frame = {
             "type": kind,
