@@ -222,7 +222,8 @@ def test_a_backtest_is_deterministic_and_its_files_add_up(
     assert figures["trades"] == len(rows) > 10
     assert D(figures["volume"]) == sum(D(r["price"]) * D(r["quantity"]) for r in rows)
     assert D(figures["realized_profit"]) == sum(D(r["realized_profit"]) for r in rows)
-    assert figures["fees"] == {"USDT": str(sum(D(r["fee"]) for r in rows))}
+    fees = {asset: D(fee) for asset, fee in figures["fees"].items()}
+    assert fees == {"USDT": sum(D(r["fee"]) for r in rows)}
     position = sum(D(r["quantity"]) * (1 if r["side"] == "BUY" else -1) for r in rows)
     assert D(figures["final_position"]["btc"]) == position
     assert D(figures["total_profit"]) == D(figures["realized_profit"]) + D(figures["unrealized_profit"])

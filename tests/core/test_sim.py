@@ -322,6 +322,24 @@ async def test_feed_paces_itself() -> None:
     assert 5 <= steps <= 40
 
 
+def test_the_far_levels_rest_while_the_mid_moves_a_little() -> None:
+    """A side keeps between three quarters of `levels` (less a level a trade swept) and `levels` levels, and
+    its deepest level stays put in most steps (refilled only once a quarter is gone), where a book trimmed
+    to exactly `levels` moves its far end with nearly every move of the mid."""
+    sim, events = make_sim(seed=1, levels=20, volatility_bps=Decimal("0.01"))
+    sim.step()
+    book = events.book
+    deepest, moved, counts = None, 0, set()
+    for _ in range(2000):
+        sim.step()
+        bids, asks = list(book.levels(Side.BUY)), list(book.levels(Side.SELL))
+        counts |= {len(bids), len(asks)}
+        moved += (bids[-1], asks[-1]) != deepest
+        deepest = bids[-1], asks[-1]
+    assert min(counts) >= 14 and max(counts) == 20
+    assert moved < 2000 * 0.6  # trimmed to exactly 20 levels, 87% of steps moved it
+
+
 @pytest.mark.anyio
 async def test_a_late_wake_produces_the_events_due_at_once_up_to_a_burst() -> None:
     """A loop stalled for 50 ms wakes a 1,000 events/s feed late: it produces the 5 ms of events already due

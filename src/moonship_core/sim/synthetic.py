@@ -35,6 +35,7 @@ QUOTE_ASSETS = ("USDT", "USDC", "BUSD", "ZAR", "EUR", "USD", "BTC", "ETH")
 _SEPARATORS = ("/", "-", "_")
 _GAPS = (1, 1, 1, 2, 3)  # ticks between neighbouring levels
 _GAP_BITS = len(_GAPS).bit_length()
+_SLACK = 4  # a side's far end is refilled once a quarter of its levels are gone
 _TRADE_CHANCE = 0.5  # per event
 _SWEEP_CHANCE = 0.25  # a trade takes the whole touch level
 _LEVEL_NOTIONAL_MINIMUMS = 100  # a typical level is worth this many min_notionals
@@ -77,7 +78,7 @@ class SimSettings(BaseModel):
     min_notional: Decimal = Field(Decimal(5), ge=0)
     #: market events per second
     events_per_second: Decimal = Field(Decimal(20), gt=0)
-    #: levels per side
+    #: levels per side (the far end is refilled once fewer than three quarters of them are left)
     levels: int = Field(50, ge=1)
     #: standard deviation of the mid's random walk per event, in basis points
     volatility_bps: Decimal = Field(Decimal(2), ge=0)
@@ -100,11 +101,6 @@ class _Ladder:
             return
         if tick not in self.lots:
             insort(self.ticks, tick)
-        self.lots[tick] = lots
-        changes[tick] = lots
-
-    def add(self, tick: int, lots: int, changes: dict[int, int]) -> None:
-        """Note a new level at `tick`; the caller puts `tick` into `ticks` in order."""
         self.lots[tick] = lots
         changes[tick] = lots
 
@@ -248,53 +244,63 @@ class SimClient(MarketClient):
         return 1 + int(-log(1.0 - self._random()) * self._typical_lots)
 
     def _recentre(self, bid_changes: dict[int, int], ask_changes: dict[int, int]) -> None:
-        """Drop levels the mid moved through, fill the gap to the mid, keep `levels` levels per side.
+        """Drop levels the mid moved through, fill the gap to the mid, keep `levels` levels per side (at
+        least three quarters of them).
         Each run of levels is cut from or spliced into the sorted tick lists at once (changes are noted in
-        the order the levels are met from the end they are taken at)."""
+        the order the levels are met from the end they are taken at); a side the move left alone costs a
+        comparison."""
         fair, n = self._fair, self.settings.levels
         bids, asks = self._bids, self._asks
+        bid_ticks, ask_ticks, bid_lots, ask_lots = bids.ticks, asks.ticks, bids.lots, asks.lots
         random_lots, gap = self._random_lots, self._gap
-        cut = bisect_right(bids.ticks, fair)
-        bids.drop(reversed(bids.ticks[cut:]), bid_changes)
-        del bids.ticks[cut:]
-        cut = bisect_right(asks.ticks, fair)
-        asks.drop(asks.ticks[:cut], ask_changes)
-        del asks.ticks[:cut]
+        if bid_ticks and bid_ticks[-1] > fair:
+            cut = bisect_right(bid_ticks, fair)
+            bids.drop(reversed(bid_ticks[cut:]), bid_changes)
+            del bid_ticks[cut:]
+        if ask_ticks and ask_ticks[0] <= fair:
+            cut = bisect_right(ask_ticks, fair)
+            asks.drop(ask_ticks[:cut], ask_changes)
+            del ask_ticks[:cut]
         # near the mid: new levels down to the old best bid / up to the old best ask
-        added: list[int] = []
-        tick, stop = fair - self._below(2), bids.ticks[-1] if bids.ticks else 0  # randint(0, 1)
-        while tick > stop and len(added) < n:
-            bids.add(tick, random_lots(), bid_changes)
-            added.append(tick)
-            tick -= gap()
-        bids.ticks.extend(reversed(added))
-        tick, added = fair + 1 + self._below(2), []
-        stop = asks.ticks[0] if asks.ticks else tick + n * max(_GAPS) + 1
-        while tick < stop and len(added) < n:
-            asks.add(tick, random_lots(), ask_changes)
-            added.append(tick)
-            tick += gap()
-        asks.ticks[:0] = added
-        # far from the mid: trim to `levels`, or extend the ladder outwards
-        if len(bids.ticks) > n:
-            cut = len(bids.ticks) - n
-            bids.drop(bids.ticks[:cut], bid_changes)
-            del bids.ticks[:cut]
-        if len(asks.ticks) > n:
-            asks.drop(reversed(asks.ticks[n:]), ask_changes)
-            del asks.ticks[n:]
-        if bids.ticks and len(bids.ticks) < n:
-            added, tick = [], bids.ticks[0]
-            while len(bids.ticks) + len(added) < n and (tick := tick - gap()) > 0:
-                bids.add(tick, random_lots(), bid_changes)
+        tick, stop = fair - self._below(2), bid_ticks[-1] if bid_ticks else 0  # randint(0, 1)
+        if tick > stop:
+            added: list[int] = []
+            while tick > stop and len(added) < n:
+                bid_lots[tick] = bid_changes[tick] = random_lots()
                 added.append(tick)
-            bids.ticks[:0] = reversed(added)
-        if asks.ticks and len(asks.ticks) < n:
-            tick = asks.ticks[-1]
-            while len(asks.ticks) < n:
+                tick -= gap()
+            bid_ticks.extend(reversed(added))
+        tick = fair + 1 + self._below(2)
+        stop = ask_ticks[0] if ask_ticks else tick + n * max(_GAPS) + 1
+        if tick < stop:
+            added = []
+            while tick < stop and len(added) < n:
+                ask_lots[tick] = ask_changes[tick] = random_lots()
+                added.append(tick)
                 tick += gap()
-                asks.add(tick, random_lots(), ask_changes)
-                asks.ticks.append(tick)
+            ask_ticks[:0] = added
+        # far from the mid: trim to `levels`; a side the mid's moves cut below `low` levels is extended back
+        # to `levels` (in between, the far levels rest as a real book's do, instead of churning every move)
+        low = n - n // _SLACK
+        if len(bid_ticks) > n:
+            cut = len(bid_ticks) - n
+            bids.drop(bid_ticks[:cut], bid_changes)
+            del bid_ticks[:cut]
+        elif bid_ticks and len(bid_ticks) < low:
+            added, tick = [], bid_ticks[0]
+            while len(bid_ticks) + len(added) < n and (tick := tick - gap()) > 0:
+                bid_lots[tick] = bid_changes[tick] = random_lots()
+                added.append(tick)
+            bid_ticks[:0] = reversed(added)
+        if len(ask_ticks) > n:
+            asks.drop(reversed(ask_ticks[n:]), ask_changes)
+            del ask_ticks[n:]
+        elif ask_ticks and len(ask_ticks) < low:
+            tick = ask_ticks[-1]
+            while len(ask_ticks) < n:
+                tick += gap()
+                ask_lots[tick] = ask_changes[tick] = random_lots()
+                ask_ticks.append(tick)
 
     def _trade(self) -> None:
         """A taker of a random side takes part or all of the touch level."""
