@@ -149,6 +149,19 @@ def test_the_writer_rotates_hourly_and_adds_to_a_recording(tmp_path: Path) -> No
     assert [ns for ns, _, _ in inputs] == [base + i * 600_000_000_000 for i in range(12)]
 
 
+def test_a_file_cut_short_gives_its_whole_lines(tmp_path: Path) -> None:
+    """A recorder killed mid-write leaves a gzip stream without its end: the lines before the cut are read."""
+    lines = [orjson.dumps([i, "ws", "x" * 50]) for i in range(5000)]
+    whole = gzip.compress(b"\n".join(lines) + b"\n")
+    (tmp_path / "m").mkdir()
+    (tmp_path / "m" / "a.jsonl.gz").write_bytes(whole[: len(whole) * 2 // 3])
+    (tmp_path / "manifest.json").write_bytes(orjson.dumps({"markets": {"m": {
+        "venue": "sim", "symbol": "BTCUSDT", "files": ["m/a.jsonl.gz"], "frames": 5000,
+    }}}))
+    read = [ns for ns, _, _ in Recording(tmp_path).markets["m"].inputs()]
+    assert 0 < len(read) < 5000 and read == list(range(len(read)))
+
+
 def _sim_market(name: str, clock: SimClock) -> Market:
     cfg = MarketConfig.model_validate({"client": "sim", "symbol": "BTCUSDT", "seed": 3, "levels": 20})
     context = ClientContext(name, cfg, {}, lambda n: RESOLVE("market_clients", n), clock=clock)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from .writer import MANIFEST
 
 #: one recorded input: (receive time in epoch ns, kind, data)
 Input = tuple[int, str, str]
+#: bytes read from a recording file at a time
+_READ_SIZE = 1 << 16
 
 
 @dataclass(frozen=True)
@@ -36,7 +39,8 @@ class RecordedMarket:
         for path in self.files:
             if not path.exists():
                 continue
-            with gzip.open(path, "rb") as file:
+            # lines split by io's C reader over large reads: GzipFile's own readline costs ~2 us a line
+            with io.BufferedReader(gzip.GzipFile(path, "rb"), _READ_SIZE) as file:
                 try:
                     for line in file:
                         if line.endswith(b"\n"):

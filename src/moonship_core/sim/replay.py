@@ -129,6 +129,10 @@ class Replay:
         inputs = self._inputs
         entry = self._next
         ready = self._ready
+        deferred = self._deferred
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task()
+        assert task is not None
         fed = 0
         while entry is not None and (until_ns is None or entry[0] <= until_ns):
             ns, market, kind, data = entry
@@ -151,7 +155,10 @@ class Replay:
             # inputs received at the same instant are one delivery: what they readied runs after the last
             if entry is None or entry[0] != ns:
                 fed += 1
-                await settle()
+                if ready is None:
+                    await settle()
+                elif ready or deferred:
+                    _run_ready(loop, task, ready, deferred)  # settle() without a coroutine per input
                 if not fed % YIELD_EVERY:
                     self._ready = None  # the loop runs what the turns ready: no deferring meanwhile
                     await _turns()
