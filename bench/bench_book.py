@@ -1,6 +1,6 @@
 """Order book benchmark: Binance-style diff-depth messages on a ~1000-level book, and read latency.
 
-    python bench/bench_book.py [--messages 200000] [--repeats 3] [--json results.json]
+    python bench/bench_book.py [--messages 200000] [--repeats 3] [--baseline main] [--json results.json]
 
 (a) messages/s of `orjson.loads` + `OrderBook.apply_update` on one core, alone and as a strategy uses the
 book (best bid, best ask and the top-10 bids read after every message); (b) best bid/ask and top-10
@@ -8,6 +8,8 @@ depth reads, on an unchanged book and right after each update (which includes an
 update caused); (c) `quantity_up_to` five levels deep, the same two ways. Unchanged-book reads are timed
 with `timeit` (its ~0.01 µs loop overhead included); after-update reads one by one with
 `perf_counter_ns`, less the cost of timing an empty call.
+Every measurement is also taken, interleaved in the same run, with the book.py of git revision `--baseline`
+(default `main`; left out when it is this checkout's book or git cannot show it), and the ratio printed.
 """
 
 from __future__ import annotations
@@ -16,10 +18,15 @@ import argparse
 import gc
 import platform
 import random
+import re
 import statistics
+import subprocess
+import sys
 import timeit
+import types
 from bisect import insort
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from time import perf_counter, perf_counter_ns
 from typing import Any
@@ -29,6 +36,8 @@ import orjson
 from moonship_core.book import OrderBook
 from moonship_core.model import Side
 
+ROOT = Path(__file__).resolve().parent.parent
+BOOK = "src/moonship_core/book.py"
 SYMBOL = "BTCUSDT"
 LEVELS_PER_SIDE = 500
 MID_CENTS = 3_000_000  # 30000.00 USDT, on a 0.01 tick
@@ -122,15 +131,33 @@ class Feed:
         return bids == self.keys["b"] and asks == self.keys["a"]
 
 
-def new_book(snapshot: Snapshot, sequence: int) -> OrderBook:
-    book = OrderBook(SYMBOL)
+def book_at(revision: str) -> type[OrderBook] | None:
+    """OrderBook as of git `revision` (its book.py loaded beside this checkout's), or None when git cannot
+    show it or it is this checkout's."""
+    command = ["git", "show", f"{revision}:{BOOK}"]
+    try:
+        shown = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if shown.stdout == (ROOT / BOOK).read_text():
+        return None
+    name = "moonship_core._book_" + re.sub(r"\W", "_", revision)
+    module = sys.modules[name] = types.ModuleType(name)
+    module.__package__ = "moonship_core"
+    exec(compile(shown.stdout, f"{revision}:{BOOK}", "exec"), module.__dict__)
+    book_class: type[OrderBook] = module.OrderBook
+    return book_class
+
+
+def new_book(snapshot: Snapshot, sequence: int, book_class: type[OrderBook] = OrderBook) -> OrderBook:
+    book = book_class(SYMBOL)
     book.load_snapshot(snapshot[0], snapshot[1], sequence)
     return book
 
 
-def apply_rate(snapshot: Snapshot, sequence: int, raw: list[bytes]) -> float:
+def apply_rate(snapshot: Snapshot, sequence: int, raw: list[bytes], book_class: type[OrderBook]) -> float:
     """Messages per second parsed and applied to a fresh book."""
-    book = new_book(snapshot, sequence)
+    book = new_book(snapshot, sequence, book_class)
     apply, loads = book.apply_update, orjson.loads
     start = perf_counter()
     for data in raw:
@@ -139,11 +166,17 @@ def apply_rate(snapshot: Snapshot, sequence: int, raw: list[bytes]) -> float:
     return len(raw) / (perf_counter() - start)
 
 
-def reading_rate(snapshot: Snapshot, sequence: int, raw: list[bytes], every_level: bool = False) -> float:
+def reading_rate(
+    snapshot: Snapshot,
+    sequence: int,
+    raw: list[bytes],
+    book_class: type[OrderBook],
+    every_level: bool = False,
+) -> float:
     """Messages per second parsed and applied, each followed by reading the best bid, the best ask and
-    taking the top-10 bids (as Decimals), as a strategy uses the book; with `every_level`, reading each of
-    the ten levels too (a depth makes a level Decimals only when it is read)."""
-    book = new_book(snapshot, sequence)
+    taking the top-10 bids, as a strategy uses the book; with `every_level`, as a tuple of Decimal pairs
+    (what matters where a depth makes its levels Decimals only when they are read)."""
+    book = new_book(snapshot, sequence, book_class)
     apply, loads = book.apply_update, orjson.loads
     start = perf_counter()
     if every_level:
@@ -175,11 +208,12 @@ def after_update_us(
     sequence: int,
     messages: list[dict[str, Any]],
     read: Callable[..., object],
+    book_class: type[OrderBook],
     prepare: Callable[[OrderBook], tuple[Any, ...]] = lambda book: (),
 ) -> float:
     """µs of `read(book, *prepare(book))` right after each update, less an empty call's timing (both
     as means without the slowest 2%, which are the machine's hiccups rather than the book's)."""
-    book = new_book(snapshot, sequence)
+    book = new_book(snapshot, sequence, book_class)
     apply, clock = book.apply_update, perf_counter_ns
     reads, empties = [], []
     for m in messages:
@@ -220,79 +254,95 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--reads", type=int, default=1_000_000, help="reads per unchanged-book timing")
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--baseline", default="main", help="git revision whose book is measured too")
     parser.add_argument("--json", type=Path, help="also write the results here")
-    args = parser.parse_args(argv)
+    args, _ = parser.parse_known_args(argv)  # `nox -s bench -- ...` hands every script the same arguments
 
+    books: dict[str, type[OrderBook]] = {"this": OrderBook}
+    baseline = book_at(args.baseline)
+    if baseline is None:
+        print(f"the baseline {args.baseline!r} is this checkout's book, or git cannot show it: left out")
+    else:
+        books[args.baseline] = baseline
     feed = Feed(random.Random(args.seed))
     snapshot, sequence = feed.snapshot(), 1_000_000
     raw = feed.messages(args.messages, sequence + 1)
-    book = new_book(snapshot, sequence)
     levels = 0
-    for data in raw:
-        m = orjson.loads(data)
-        levels += len(m["b"]) + len(m["a"])
-        book.apply_update(m["b"], m["a"], m["U"], m["u"])
-    if not feed.matches(book):
-        raise SystemExit("the book does not match the feed")
+    for book_class in books.values():
+        book = new_book(snapshot, sequence, book_class)
+        levels = 0
+        for data in raw:
+            m = orjson.loads(data)
+            levels += len(m["b"]) + len(m["a"])
+            book.apply_update(m["b"], m["a"], m["U"], m["u"])
+        if not feed.matches(book):
+            raise SystemExit("the book does not match the feed")
 
-    # (a) parse + apply
-    runs = []
+    # (a) parse + apply, alone and with reads; every book in turn within each repetition
+    modes: dict[str, Callable[[type[OrderBook]], float]] = {
+        "parse + apply_update": lambda b: apply_rate(snapshot, sequence, raw, b),
+        "+ best bid/ask + top 10 taken": lambda b: reading_rate(snapshot, sequence, raw, b),
+        "+ best bid/ask + top 10 read": lambda b: reading_rate(snapshot, sequence, raw, b, every_level=True),
+    }
+    rates: dict[tuple[str, str], list[float]] = {(mode, name): [] for mode in modes for name in books}
     for _ in range(args.repeats):
-        gc.collect()
-        runs.append(apply_rate(snapshot, sequence, raw))
-    best, median = max(runs), statistics.median(runs)
-    reading = []
-    for _ in range(args.repeats):
-        gc.collect()
-        reading.append(reading_rate(snapshot, sequence, raw))
-    reading_best, reading_median = max(reading), statistics.median(reading)
-    every = []
-    for _ in range(args.repeats):
-        gc.collect()
-        every.append(reading_rate(snapshot, sequence, raw, every_level=True))
-    every_best, every_median = max(every), statistics.median(every)
+        for mode, run in modes.items():
+            for name, book_class in books.items():
+                gc.collect()
+                rates[mode, name].append(run(book_class))
 
     # (b), (c) reads; pre-parsed messages, frozen so that the collector leaves them be
     parsed = [orjson.loads(data) for data in raw[:50_000]]
-    del raw
     gc.collect()
     gc.freeze()
-    unchanged, after = {}, {}
-    for name, (stmt, read) in READS.items():
-        unchanged[name] = unchanged_us(book, stmt, args.repeats, args.reads)
-        after[name] = min(after_update_us(snapshot, sequence, parsed, read) for _ in range(args.repeats))
-    name = "quantity_up_to(5 deep)"
-    (price,) = fifth_bid(book)
-    book.quantity_up_to(BUY, price)
-    unchanged[name] = unchanged_us(book, "book.quantity_up_to(BUY, price)", args.repeats, args.reads // 5,
-                                   price=price)  # fmt: skip
-    after[name] = min(
-        after_update_us(snapshot, sequence, parsed, lambda b, p: b.quantity_up_to(BUY, p), fifth_bid)
-        for _ in range(args.repeats)
-    )
+    reads: dict[str, tuple[str, Callable[..., object], Callable[[OrderBook], tuple[Any, ...]]]] = {
+        name: (stmt, read, lambda book: ()) for name, (stmt, read) in READS.items()
+    }
+    up_to = "book.quantity_up_to(BUY, price)"
+    reads["quantity_up_to(5 deep)"] = (up_to, lambda b, p: b.quantity_up_to(BUY, p), fifth_bid)
+    unchanged: dict[tuple[str, str], float] = {}
+    after: dict[tuple[str, str], float] = {}
+    for read_name, (stmt, read, prepare) in reads.items():
+        for name, book_class in books.items():
+            book = new_book(snapshot, sequence, book_class)
+            for m in parsed:
+                book.apply_update(m["b"], m["a"], m["U"], m["u"])
+            extra = dict(zip(("price",), prepare(book), strict=False))
+            unchanged[read_name, name] = unchanged_us(book, stmt, args.repeats, args.reads // 5, **extra)
+        for _ in range(args.repeats):
+            for name, book_class in books.items():
+                took = after_update_us(snapshot, sequence, parsed, read, book_class, prepare)
+                after[read_name, name] = min(after.get((read_name, name), took), took)
 
-    print(f"Python {platform.python_version()} ({platform.python_implementation()}) on {platform.machine()};"
-          f" {len(book)}-level book, {args.messages} messages of {levels / args.messages:.1f} levels")
-    print(f"(a) parse + apply_update: best {best / 1e3:.1f}k msgs/s,"
-          f" median {median / 1e3:.1f}k msgs/s of {args.repeats} (target >= {TARGET_MSGS // 1000}k)")
-    print(f"    + best bid/ask + top-10 read after each: best {reading_best / 1e3:.1f}k msgs/s,"
-          f" median {reading_median / 1e3:.1f}k msgs/s (target >= {TARGET_READING_MSGS // 1000}k)")
-    print(f"    + best bid/ask + every top-10 level read after each: best {every_best / 1e3:.1f}k msgs/s,"
-          f" median {every_median / 1e3:.1f}k msgs/s")
-    print(f"\n{'read, µs':<26}{'unchanged':>10}{'after update':>14}")
-    for name in unchanged:
-        print(f"{name:<26}{unchanged[name]:>10.3f}{after[name]:>14.3f}")
-    print(f"(target <= {TARGET_READ_US} µs for reads of an unchanged book, <= {TARGET_FIRST_READ_US} µs"
+    others = [name for name in books if name != "this"]
+    print(f"{datetime.now(UTC):%Y-%m-%d}, Python {platform.python_version()}"
+          f" ({platform.python_implementation()}) on {platform.machine()}; {len(book)}-level book,"
+          f" {args.messages} messages of {levels / args.messages:.1f} levels; medians of {args.repeats}")
+    targets = dict(zip(modes, (TARGET_MSGS, None, TARGET_READING_MSGS), strict=True))
+    header = "".join(f"{name:>12}{'ratio':>7}" for name in others)
+    print(f"(a) {'k msgs/s':<36}{'this':>8}{header}{'target':>9}")
+    for mode in modes:
+        ours = statistics.median(rates[mode, "this"])
+        cells = "".join(f"{statistics.median(rates[mode, n]) / 1e3:>12.1f}"
+                        f"{ours / statistics.median(rates[mode, n]):>6.2f}x" for n in others)  # fmt: skip
+        target = targets[mode]
+        print(f"    {mode:<36}{ours / 1e3:>8.1f}{cells}{'' if target is None else f'>= {target // 1000}':>9}")
+    print(f"\n(b) {'read, µs':<28}{'unchanged':>10}{'after update':>14}"
+          + "".join(f"{n + ' after':>16}" for n in others))
+    for read_name in reads:
+        cells = "".join(f"{after[read_name, n]:>16.3f}" for n in others)
+        ours = f"{unchanged[read_name, 'this']:>10.3f}{after[read_name, 'this']:>14.3f}"
+        print(f"    {read_name:<28}{ours}{cells}")
+    print(f"    (targets: <= {TARGET_READ_US} µs for reads of an unchanged book, <= {TARGET_FIRST_READ_US} µs"
           f" for the first read after a change)")
     if args.json:
         results = {
             "python": platform.python_version(), "machine": platform.machine(), "book_levels": len(book),
             "messages": args.messages, "levels_per_message": levels / args.messages, "repeats": args.repeats,
-            "apply_msgs_per_s": {"best": best, "median": median, "runs": runs},
-            "apply_and_read_msgs_per_s": {"best": reading_best, "median": reading_median, "runs": reading},
-            "apply_and_read_every_level_msgs_per_s": {"best": every_best, "median": every_median,
-                                                      "runs": every},
-            "read_us": {"unchanged": unchanged, "after_update": after},
+            "books": list(books),
+            "msgs_per_s": {mode: {n: rates[mode, n] for n in books} for mode in modes},
+            "read_us": {r: {n: {"unchanged": unchanged[r, n], "after_update": after[r, n]} for n in books}
+                        for r in reads},
             "targets": {"apply_msgs_per_s": TARGET_MSGS, "apply_and_read_msgs_per_s": TARGET_READING_MSGS,
                         "read_us": TARGET_READ_US, "first_read_us": TARGET_FIRST_READ_US},
         }  # fmt: skip

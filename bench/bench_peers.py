@@ -1,6 +1,6 @@
 """Moonship's order book beside its peers, on one generated Binance BTCUSDT diff-depth stream, in one run.
 
-    python bench/bench_peers.py [--messages 50000] [--repeats 5] [--seed 1]
+    python bench/bench_peers.py [--messages 50000] [--repeats 5] [--seed 1] [--baseline main]
 
 Each contender parses every JSON frame with orjson and applies it to a ~1000-level book, (a) alone and (b)
 followed by reading the best bid, the best ask and the top-10 bids, as a strategy uses the book:
@@ -8,7 +8,8 @@ followed by reading the best bid, the best ask and the top-10 bids, as a strateg
   a depth makes its levels Decimals only when they are read);
 - ccxt.pro (when `ccxt` is installed): its Binance client's own `handle_order_book_message` into
   `exchange.order_book` (float levels);
-- a `sortedcontainers.SortedDict` keyed by integer ticks (when installed): the usual hand-rolled book.
+- a `sortedcontainers.SortedDict` keyed by integer ticks (when installed): the usual hand-rolled book;
+- Moonship's book as of git revision `--baseline` (default `main`, unless it is this checkout's book).
 Medians of the repetitions, with Moonship's ratio to each. Install the peers with `pip install ccxt
 sortedcontainers` (pyproject's `bench` dependency group; `nox -s bench` does).
 """
@@ -22,19 +23,24 @@ import random
 import statistics
 from collections.abc import Callable
 from datetime import UTC, datetime
+from functools import partial
 from itertools import islice
 from time import perf_counter
 from typing import Any
 
 import orjson
-from bench_book import Feed, Snapshot, new_book
+from bench_book import Feed, Snapshot, book_at, new_book
+
+from moonship_core.book import OrderBook
 
 Run = Callable[[Snapshot, list[bytes], bool], float]
 
 
-def moonship(snapshot: Snapshot, raw: list[bytes], read: bool) -> float:
+def moonship(
+    snapshot: Snapshot, raw: list[bytes], read: bool, book_class: type[OrderBook] = OrderBook
+) -> float:
     """Reads every one of the top ten levels (as Decimals), as the peers do."""
-    book = new_book(snapshot, 0)
+    book = new_book(snapshot, 0, book_class)
     apply, loads = book.apply_update, orjson.loads
     start = perf_counter()
     if read:
@@ -97,9 +103,15 @@ def sorted_dict(snapshot: Snapshot, raw: list[bytes], read: bool) -> float:
     return len(raw) / (perf_counter() - start)
 
 
-def contenders() -> dict[str, Run]:
-    """Moonship and the peers that are installed."""
+def contenders(baseline: str) -> dict[str, Run]:
+    """Moonship, Moonship's book as of git revision `baseline` (unless it is this one), and the peers that are
+    installed."""
     found: dict[str, Run] = {"Moonship": moonship}
+    book_class = book_at(baseline)
+    if book_class is None:
+        print(f"the baseline {baseline!r} is this checkout's book, or git cannot show it: left out")
+    else:
+        found[f"Moonship ({baseline})"] = partial(moonship, book_class=book_class)
     try:
         import ccxt.pro  # noqa: F401
     except ImportError:
@@ -120,12 +132,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--messages", type=int, default=50_000)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--baseline", default="main", help="git revision whose book runs beside this one")
     args, _ = parser.parse_known_args(argv)  # `nox -s bench -- ...` hands every script the same arguments
 
     feed = Feed(random.Random(args.seed))
     snapshot = feed.snapshot()
     raw = feed.messages(args.messages, 1)
-    runs = contenders()
+    runs = contenders(args.baseline)
     rates: dict[str, dict[bool, list[float]]] = {name: {False: [], True: []} for name in runs}
     for _ in range(args.repeats):  # interleaved, so that the machine's load falls on all alike
         for read in (False, True):

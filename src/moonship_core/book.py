@@ -7,7 +7,8 @@ a dict key -> level. A level holds the quantity as received (exchange text such 
 Decimal) until it is first read, when it is parsed and replaced by its (price, quantity) tuple; a
 quantity equal to one of `_ZEROS` removes the level. Price texts are parsed once and cached.
 
-Reads: best price O(1); `depth` from a cache that only changes when a level inside it changes;
+Reads: best price O(1); `depth` a plain tuple, remembered until a level inside it changes, and rebuilt by
+gathering the levels in C and parsing only those changed since they were last read;
 `quantity_up_to` is O(log n) through best-first prefix sums that are rebuilt lazily, and only from the
 best level changed since the last query (so O(log n + k) after changes k levels from the top).
 """
@@ -19,12 +20,13 @@ from bisect import bisect_left, bisect_right, insort
 from collections.abc import Iterator, Sequence
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, InvalidOperation
 from math import ceil, floor
-from typing import overload
 
 from .errors import BookGap
 from .model import Side
 
 Level = tuple[Decimal, Decimal]
+#: the best levels of one side, best first
+Depth = tuple[Level, ...]
 #: (price, quantity) pairs as the exchange's decimal text, or as Decimals
 WireLevels = Sequence[Sequence[str]] | Sequence[Sequence[Decimal]]
 
@@ -76,12 +78,10 @@ def _quantity(value: str | Decimal) -> Decimal:
 
 
 class _Side:
-    __slots__ = ("cum", "cum_n", "decimals", "dirty", "keys", "levels", "pcache", "prices", "sign",
-                 "top_worst", "tops")  # fmt: skip
+    __slots__ = ("cum", "cum_n", "dirty", "keys", "levels", "pcache", "prices", "sign", "top_worst", "tops")
 
-    def __init__(self, sign: int, decimals: int) -> None:
+    def __init__(self, sign: int) -> None:
         self.sign = sign  # key = sign * price units
-        self.decimals = decimals  # price units are 10**-decimals
         self.pcache: dict[str | Decimal, int] = {}  # price as received -> key
         self.prices: dict[int, Decimal] = {}  # key -> price, for every key in `pcache` and the book
         self.keys: list[int] = []  # sorted ascending: the best level is last
@@ -106,20 +106,27 @@ class _Side:
         """The level at `key` (in the book), parsing its quantity on first read."""
         level = self.levels[key]
         if not isinstance(level, tuple):
-            level = self.levels[key] = (self.price(key), _quantity(level))
+            level = self.levels[key] = (self.prices[key], _quantity(level))
         return level
-
-    def price(self, key: int) -> Decimal:
-        """The price of `key` (remembered while it is in the price cache or the book)."""
-        price = self.prices.get(key)
-        return Decimal(key * self.sign).scaleb(-self.decimals, _EXACT) if price is None else price
 
     def top(self, n: int) -> Depth:
         """The best `n` levels, remembered in `tops` until a level among them changes."""
         if n <= 0:
-            return Depth(self, [], [])
+            return ()
+        levels, prices = self.levels, self.prices
         chosen = self.keys[: -n - 1 : -1]
-        top = self.tops[n] = Depth(self, chosen, list(map(self.levels.__getitem__, chosen)))
+        best_first = [*map(levels.__getitem__, chosen)]
+        for index, level in enumerate(best_first):  # parse those changed since last read (_quantity inlined)
+            if level.__class__ is not tuple:
+                key = chosen[index]
+                try:
+                    quantity = Decimal(level)  # type: ignore[arg-type]
+                    if not _ZERO < quantity < _INFINITY:
+                        raise InvalidOperation
+                except InvalidOperation:
+                    raise ValueError(f"malformed quantity {level!r}") from None
+                best_first[index] = levels[key] = (prices[key], quantity)
+        top = self.tops[n] = tuple(best_first)  # type: ignore[arg-type]
         # fewer than n levels is the whole side, which any change alters
         worst = chosen[-1] if len(chosen) == n else -_NO_KEY
         if worst < self.top_worst:
@@ -148,78 +155,6 @@ class _Side:
         return cum[count - 1]
 
 
-class Depth(Sequence[Level]):
-    """The best levels of one side as (price, quantity) Decimals, best first, as they were when taken.
-
-    Compares equal to the tuple of its levels. A level becomes Decimals when first read (and stays so in
-    the book too, while unchanged there), so taking the top of the book costs no more than reading it.
-    """
-
-    __slots__ = ("_all_read", "_keys", "_levels", "_side")
-
-    def __init__(self, side: _Side, keys: list[int], levels: list[str | Decimal | Level]) -> None:
-        self._all_read = False  # every level is a (price, quantity) tuple
-        self._side = side
-        self._keys = keys  # the levels' keys, best first
-        self._levels = levels  # the quantity as the book held it, replaced by the level when first read
-
-    def _read(self, index: int) -> Level:
-        """The level at `index` (not yet read), parsed and remembered here and in the book."""
-        key, held = self._keys[index], self._levels[index]
-        side = self._side
-        price = side.prices.get(key)
-        if price is None:
-            price = side.price(key)
-        try:  # _quantity inlined: this runs for most levels read after a change
-            quantity = Decimal(held)  # type: ignore[arg-type]
-            if not _ZERO < quantity < _INFINITY:
-                raise InvalidOperation
-        except InvalidOperation:
-            raise ValueError(f"malformed quantity {held!r}") from None
-        level = self._levels[index] = (price, quantity)
-        book = side.levels
-        if book.get(key) is held:
-            book[key] = level
-        return level
-
-    @overload
-    def __getitem__(self, index: int) -> Level: ...
-
-    @overload
-    def __getitem__(self, index: slice) -> tuple[Level, ...]: ...
-
-    def __getitem__(self, index: int | slice) -> Level | tuple[Level, ...]:
-        level = self._levels[index]
-        if level.__class__ is tuple:
-            return level
-        if isinstance(index, slice):
-            return tuple(self[i] for i in range(*index.indices(len(self._keys))))
-        return self._read(index)
-
-    def __iter__(self) -> Iterator[Level]:
-        levels = self._levels
-        if not self._all_read:
-            for index, level in enumerate(levels):
-                if level.__class__ is not tuple:
-                    self._read(index)
-            self._all_read = True
-        return iter(levels)  # type: ignore[arg-type]  # every level is read now
-
-    def __len__(self) -> int:
-        return len(self._keys)
-
-    def __eq__(self, other: object) -> bool:
-        if isinstance(other, Depth | tuple):
-            return len(self) == len(other) and all(a == b for a, b in zip(self, other, strict=False))
-        return NotImplemented
-
-    def __hash__(self) -> int:
-        return hash(tuple(self))
-
-    def __repr__(self) -> str:
-        return repr(tuple(self))
-
-
 class OrderBook:
     """Aggregated (L2) book of one market."""
 
@@ -228,8 +163,8 @@ class OrderBook:
     def __init__(self, symbol: str = "", *, price_decimals: int = 8) -> None:
         self.symbol = symbol
         self._pdecs = price_decimals
-        self._bids = _Side(1, price_decimals)
-        self._asks = _Side(-1, price_decimals)
+        self._bids = _Side(1)
+        self._asks = _Side(-1)
         #: sequence number of the last update applied (None: no snapshot yet)
         self.sequence: int | None = None
         #: increments on every change, so a reader can tell whether the book moved
