@@ -1,13 +1,12 @@
 """BatchWriter: queued writes, written together by a background task, so the trading path never waits on a
 disk or a network. A failed batch is kept and retried; nothing queued is dropped. Writers queue what they
-record as it is (immutable orders and fills) and encode it when the batch is written, in slices between which
-the event loop runs the trading path (`slices`)."""
+record as it is (immutable orders and fills) and encode it when the batch is written."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
@@ -16,8 +15,6 @@ T = TypeVar("T")
 BATCH_WINDOW = 0.05
 #: the pause after a failed write before the next try
 RETRY_DELAY = 1.0
-#: queued items encoded between two turns of the event loop
-SLICE = 64
 
 
 class BatchWriter(Generic[T]):
@@ -81,10 +78,3 @@ class BatchWriter(Generic[T]):
                 await asyncio.sleep(RETRY_DELAY)
                 self._wake.set()
 
-
-async def slices(items: list[T], size: int = SLICE) -> AsyncIterator[list[T]]:
-    """`items` in slices of `size`, letting the event loop run between two slices."""
-    for start in range(0, len(items), size):
-        if start:
-            await asyncio.sleep(0)
-        yield items[start:start + size]

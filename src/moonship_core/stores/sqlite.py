@@ -1,8 +1,9 @@
 """SqliteJournal: the journal in one SQLite file (WAL), the default for an engine without Redis.
 
 Writes are queued by the trading path as they are (an order or a fill, no encoding) and written in batches
-(BatchWriter): encoded on the event loop in slices, then written in one transaction in a worker thread, so
-the event loop never waits on the disk. Tables: `orders` (latest state per client order id), `order_events`
+(BatchWriter): encoded and written in one transaction in a worker thread that hands the GIL back to the event
+loop between records, so the event loop never waits on the disk nor on the encoding.
+Tables: `orders` (latest state per client order id), `order_events`
 (every state an order passed through), `fills` (unique per order and trade id) and `state` (small values).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +21,7 @@ from typing import Any, TypeVar
 from ..codec import fill_from_dict, fill_to_dict, json_dumps, json_loads, order_from_dict, order_to_dict
 from ..contracts.stores import FillRecord, Journal, OrderRecord
 from ..model import Order, Side
-from .batch import BatchWriter, slices
+from .batch import BatchWriter
 
 logger = logging.getLogger("moonship.journal")
 
@@ -114,14 +116,10 @@ class SqliteJournal(Journal):
 
     async def _write(self, batch: list[_Item]) -> None:
         async with self._batches:
-            rows = _Rows()
-            async for part in slices(batch):
-                for item in part:
-                    rows.add(item)
             if self._db is None:
                 raise RuntimeError("the journal is not open")
             db = self._db
-            await self._in_thread(lambda: rows.execute(db))
+            await self._in_thread(lambda: _Rows(batch).execute(db))
 
     # ------------------------------------------------------------------ reads
     async def orders(
@@ -187,11 +185,14 @@ class SqliteJournal(Journal):
 class _Rows:
     """One batch's rows by statement, encoded from what was queued."""
 
-    def __init__(self) -> None:
+    def __init__(self, batch: list[_Item]) -> None:
         self.orders: list[tuple[Any, ...]] = []
         self.events: list[tuple[Any, ...]] = []
         self.fills: list[tuple[Any, ...]] = []
         self.state: list[tuple[Any, ...]] = []
+        for item in batch:
+            time.sleep(0)  # hands the GIL to the event loop's thread if it waits (else it waits up to 5 ms)
+            self.add(item)
 
     def add(self, item: _Item) -> None:
         kind, first, second, third = item
