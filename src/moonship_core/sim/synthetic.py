@@ -3,9 +3,11 @@
 The mid price is a seeded random walk; the book is a ladder of levels one to a few ticks apart that follows
 it; trades print at the touch and take their quantity off that level. Prices and sizes are held as integer
 ticks and lots (floats appear only as random draws), so the same seed gives the same prices and quantities.
-Frames are built from the ticks and lots as the texts their JSON carries (each price formatted once and
-cached, quantities from integers), with no Decimal arithmetic per event; they go to the sim's parser as
-decoded fields, and are written as JSON text only when recorded (a replay parses that text).
+Frames are built from the ticks and lots as the texts their JSON carries (each price and size formatted
+once, in caches every sim of the process shares), with no Decimal arithmetic per event: a level's change is
+noted as its [price, quantity] texts where it happens. They go to the sim's parser as decoded fields, and
+are written as JSON text only when recorded (a replay parses that text). Every random draw is one
+`random()` call but the mid's Gaussian move (a seed gives another market than before 2026-12-05).
 """
 
 from __future__ import annotations
@@ -34,12 +36,12 @@ from ..model import Balance, MarketInfo, MarketStatus, Order, OrderRequest, Side
 QUOTE_ASSETS = ("USDT", "USDC", "BUSD", "ZAR", "EUR", "USD", "BTC", "ETH")
 _SEPARATORS = ("/", "-", "_")
 _GAPS = (1, 1, 1, 2, 3)  # ticks between neighbouring levels
-_GAP_BITS = len(_GAPS).bit_length()
+_GAP_COUNT = len(_GAPS)
 _SLACK = 4  # a side's far end is refilled once a quarter of its levels are gone
 _TRADE_CHANCE = 0.5  # per event
 _SWEEP_CHANCE = 0.25  # a trade takes the whole touch level
 _LEVEL_NOTIONAL_MINIMUMS = 100  # a typical level is worth this many min_notionals
-_TEXTS_MAX = 100_000  # cached price texts per sim
+_TEXTS_MAX = 100_000  # cached price (and quantity) texts per sim
 _BURST_SECONDS = 0.005  # a wake produces at most this long's worth of the events already due
 _NO_ORDERS = "the sim client supplies market data only; trade on it with client: paper and real_client: sim"
 
@@ -84,32 +86,71 @@ class SimSettings(BaseModel):
     volatility_bps: Decimal = Field(Decimal(2), ge=0)
 
 
+class _Texts(dict[int, str]):
+    """n -> the text of n x `step` as Decimal's "f" format writes it ("30000.01"), formatted on first use;
+    at most _TEXTS_MAX are kept. One per step text, shared by every sim in the process (`_texts`)."""
+
+    __slots__ = ("_step",)
+
+    def __init__(self, step: Decimal) -> None:
+        super().__init__()
+        self._step = step
+
+    def __missing__(self, n: int) -> str:
+        if len(self) >= _TEXTS_MAX:
+            self.clear()
+        text = self[n] = f"{self._step * n:f}"
+        return text
+
+
+_SHARED_TEXTS: dict[str, _Texts] = {}
+
+
+def _texts(step: Decimal) -> _Texts:
+    """The shared texts of the multiples of `step`, by its text (0.010 x 3 writes 0.030, 0.01 x 3 0.03)."""
+    key = str(step)
+    if (shared := _SHARED_TEXTS.get(key)) is None:
+        shared = _SHARED_TEXTS[key] = _Texts(step)
+    return shared
+
+
+#: one side's changes in a frame: tick -> the [price, quantity] texts it is published as
+_Changes = dict[int, tuple[str, str]]
+
+
 class _Ladder:
     """One side of the sim's own book: tick -> lots, with the ticks kept sorted ascending."""
 
-    __slots__ = ("lots", "ticks")
+    __slots__ = ("lots", "prices", "quantities", "ticks")
 
-    def __init__(self) -> None:
+    def __init__(self, prices: _Texts, quantities: _Texts) -> None:
         self.ticks: list[int] = []
         self.lots: dict[int, int] = {}
+        self.prices = prices
+        self.quantities = quantities
 
-    def set(self, tick: int, lots: int, changes: dict[int, int]) -> None:
+    def set(self, tick: int, lots: int, changes: _Changes) -> None:
         if lots <= 0:
             if self.lots.pop(tick, None) is not None:
                 self.ticks.remove(tick)
-                changes[tick] = 0
+                changes[tick] = (self.prices[tick], "0")
             return
         if tick not in self.lots:
             insort(self.ticks, tick)
         self.lots[tick] = lots
-        changes[tick] = lots
+        changes[tick] = (self.prices[tick], self.quantities[lots])
 
-    def drop(self, ticks: Iterable[int], changes: dict[int, int]) -> None:
+    def drop(self, ticks: Iterable[int], changes: _Changes) -> None:
         """Remove the levels at `ticks`; the caller cuts them out of `ticks`."""
-        lots = self.lots
+        lots, prices = self.lots, self.prices
         for tick in ticks:
             del lots[tick]
-            changes[tick] = 0
+            changes[tick] = (prices[tick], "0")
+
+    def wire(self, ticks: Iterable[int]) -> list[tuple[str, str]]:
+        """The [price, quantity] texts of the levels at `ticks`."""
+        lots, prices, quantities = self.lots, self.prices, self.quantities
+        return [(prices[t], quantities[lots[t]]) for t in ticks]
 
 
 class SimClient(MarketClient):
@@ -135,21 +176,19 @@ class SimClient(MarketClient):
         seed = settings.seed if settings.seed is not None else zlib.crc32(symbol.encode())
         self._rng = random.Random(seed)
         self._random = self._rng.random
-        self._getrandbits = self._rng.getrandbits
+        self._gauss = self._rng.gauss
         self._vol = float(settings.volatility_bps) / 10_000
         self._fair = max(1, int((settings.start_price / settings.tick_size).to_integral_value()))
         level_notional = settings.min_notional * _LEVEL_NOTIONAL_MINIMUMS
         self._typical_lots = max(10, int(level_notional / (settings.start_price * settings.lot_size)))
-        self._bids = _Ladder()  # ticks <= fair
-        self._asks = _Ladder()  # ticks > fair
+        self._prices = _texts(settings.tick_size)
+        self._quantities = _texts(settings.lot_size)
+        self._bids = _Ladder(self._prices, self._quantities)  # ticks <= fair
+        self._asks = _Ladder(self._prices, self._quantities)  # ticks > fair
         self._sequence = 0
         self._trade_id = 0
         self._trades: deque[Trade] = deque(maxlen=context.config.max_recent_trade_list_size)
         self._last_tick: int | None = None
-        self._price_texts: dict[int, str] = {}
-        lot = settings.lot_size.as_tuple()
-        self._lot_coefficient = int("".join(map(str, lot.digits)))
-        self._lot_places = -int(lot.exponent)
         self._parser = SimParser(events, symbol, self._trades)
         self._published = False
         self._task: asyncio.Task[None] | None = None
@@ -206,53 +245,35 @@ class SimClient(MarketClient):
     # ------------------------------------------------------------------ the market
     def step(self) -> None:
         """Produce one event: the first one (after construction or a reconnect) publishes the snapshot,
-        each later one moves the mid, re-centres the book and may print a trade at the touch."""
+        each later one moves the mid, re-centres the book, changes one level (another participant adds or
+        cancels there) and may print a trade at the touch."""
         if not self._published:
             self._publish_snapshot()
             return
-        rng = self._rng
-        move = round(rng.gauss(0.0, self._fair * self._vol)) if self._vol else 0
-        self._fair = max(1, self._fair + move)
-        bid_changes: dict[int, int] = {}
-        ask_changes: dict[int, int] = {}
+        random = self._random
+        if self._vol:
+            self._fair = max(1, self._fair + round(self._gauss(0.0, self._fair * self._vol)))
+        bid_changes: _Changes = {}
+        ask_changes: _Changes = {}
         self._recentre(bid_changes, ask_changes)
-        ladder, changes = (self._bids, bid_changes) if self._random() < 0.5 else (self._asks, ask_changes)
-        if ladder.ticks:  # another participant adds or cancels at one level
-            ladder.set(ladder.ticks[self._below(len(ladder.ticks))], self._random_lots(), changes)
+        ladder, changes = (self._bids, bid_changes) if random() < 0.5 else (self._asks, ask_changes)
+        if ticks := ladder.ticks:
+            ladder.set(ticks[int(random() * len(ticks))], 1 + int(-log(1.0 - random()) * self._typical_lots),
+                       changes)  # fmt: skip
         self._publish(bid_changes, ask_changes)
-        if self._random() < _TRADE_CHANCE:
-            self._trade()
+        if random() < _TRADE_CHANCE:
+            self._trade(random() < 0.5, random())
 
-    def _below(self, n: int) -> int:
-        """A uniform integer in [0, n): `random.Random.choice`'s draw, without its call layers."""
-        bits, getrandbits = n.bit_length(), self._getrandbits
-        r = getrandbits(bits)
-        while r >= n:
-            r = getrandbits(bits)
-        return r
-
-    def _gap(self) -> int:
-        """Ticks to the next level, drawn as `_below(len(_GAPS))` draws."""
-        getrandbits = self._getrandbits
-        r = getrandbits(_GAP_BITS)
-        while r >= len(_GAPS):
-            r = getrandbits(_GAP_BITS)
-        return _GAPS[r]
-
-    def _random_lots(self) -> int:
-        """An exponentially distributed size, as `1 + int(expovariate(1.0) * typical)` draws it."""
-        return 1 + int(-log(1.0 - self._random()) * self._typical_lots)
-
-    def _recentre(self, bid_changes: dict[int, int], ask_changes: dict[int, int]) -> None:
+    def _recentre(self, bid_changes: _Changes, ask_changes: _Changes) -> None:
         """Drop levels the mid moved through, fill the gap to the mid, keep `levels` levels per side (at
         least three quarters of them).
         Each run of levels is cut from or spliced into the sorted tick lists at once (changes are noted in
         the order the levels are met from the end they are taken at); a side the move left alone costs a
-        comparison."""
+        comparison. Sizes are exponential (`1 + int(expovariate(1.0) * typical)`), gaps uniform over _GAPS."""
         fair, n = self._fair, self.settings.levels
         bids, asks = self._bids, self._asks
         bid_ticks, ask_ticks, bid_lots, ask_lots = bids.ticks, asks.ticks, bids.lots, asks.lots
-        random_lots, gap = self._random_lots, self._gap
+        random, typical, prices, quantities = self._random, self._typical_lots, self._prices, self._quantities
         if bid_ticks and bid_ticks[-1] > fair:
             cut = bisect_right(bid_ticks, fair)
             bids.drop(reversed(bid_ticks[cut:]), bid_changes)
@@ -261,23 +282,26 @@ class SimClient(MarketClient):
             cut = bisect_right(ask_ticks, fair)
             asks.drop(ask_ticks[:cut], ask_changes)
             del ask_ticks[:cut]
-        # near the mid: new levels down to the old best bid / up to the old best ask
-        tick, stop = fair - self._below(2), bid_ticks[-1] if bid_ticks else 0  # randint(0, 1)
+        # near the mid: new levels down to the old best bid / up to the old best ask (the touch sits 0 or 1
+        # tick from the mid)
+        tick, stop = fair - (random() < 0.5), bid_ticks[-1] if bid_ticks else 0
         if tick > stop:
             added: list[int] = []
             while tick > stop and len(added) < n:
-                bid_lots[tick] = bid_changes[tick] = random_lots()
+                bid_lots[tick] = lots = 1 + int(-log(1.0 - random()) * typical)
+                bid_changes[tick] = (prices[tick], quantities[lots])
                 added.append(tick)
-                tick -= gap()
+                tick -= _GAPS[int(random() * _GAP_COUNT)]
             bid_ticks.extend(reversed(added))
-        tick = fair + 1 + self._below(2)
+        tick = fair + 1 + (random() < 0.5)
         stop = ask_ticks[0] if ask_ticks else tick + n * max(_GAPS) + 1
         if tick < stop:
             added = []
             while tick < stop and len(added) < n:
-                ask_lots[tick] = ask_changes[tick] = random_lots()
+                ask_lots[tick] = lots = 1 + int(-log(1.0 - random()) * typical)
+                ask_changes[tick] = (prices[tick], quantities[lots])
                 added.append(tick)
-                tick += gap()
+                tick += _GAPS[int(random() * _GAP_COUNT)]
             ask_ticks[:0] = added
         # far from the mid: trim to `levels`; a side the mid's moves cut below `low` levels is extended back
         # to `levels` (in between, the far levels rest as a real book's do, instead of churning every move)
@@ -288,8 +312,9 @@ class SimClient(MarketClient):
             del bid_ticks[:cut]
         elif bid_ticks and len(bid_ticks) < low:
             added, tick = [], bid_ticks[0]
-            while len(bid_ticks) + len(added) < n and (tick := tick - gap()) > 0:
-                bid_lots[tick] = bid_changes[tick] = random_lots()
+            while len(bid_ticks) + len(added) < n and (tick := tick - _GAPS[int(random() * _GAP_COUNT)]) > 0:
+                bid_lots[tick] = lots = 1 + int(-log(1.0 - random()) * typical)
+                bid_changes[tick] = (prices[tick], quantities[lots])
                 added.append(tick)
             bid_ticks[:0] = reversed(added)
         if len(ask_ticks) > n:
@@ -298,68 +323,45 @@ class SimClient(MarketClient):
         elif ask_ticks and len(ask_ticks) < low:
             tick = ask_ticks[-1]
             while len(ask_ticks) < n:
-                tick += gap()
-                ask_lots[tick] = ask_changes[tick] = random_lots()
+                tick += _GAPS[int(random() * _GAP_COUNT)]
+                ask_lots[tick] = lots = 1 + int(-log(1.0 - random()) * typical)
+                ask_changes[tick] = (prices[tick], quantities[lots])
                 ask_ticks.append(tick)
 
-    def _trade(self) -> None:
-        """A taker of a random side takes part or all of the touch level."""
-        taker = Side.BUY if self._random() < 0.5 else Side.SELL
-        ladder = self._asks if taker is Side.BUY else self._bids
-        if not ladder.ticks:
+    def _trade(self, buy: bool, draw: float) -> None:
+        """A taker (a buyer if `buy`) takes part or all of the touch level: all of it when `draw` falls
+        below _SWEEP_CHANCE, else a uniform 1 to all of its lots."""
+        ladder = self._asks if buy else self._bids
+        if not (ticks := ladder.ticks):
             return
-        tick = ladder.ticks[0] if taker is Side.BUY else ladder.ticks[-1]
+        tick = ticks[0] if buy else ticks[-1]
         level = ladder.lots[tick]
-        lots = level if self._random() < _SWEEP_CHANCE else 1 + self._below(level)  # randint(1, level)
+        sweep = draw < _SWEEP_CHANCE
+        lots = level if sweep else 1 + int((draw - _SWEEP_CHANCE) / (1 - _SWEEP_CHANCE) * level)
         self._trade_id += 1
         self._last_tick = tick
-        trade_id, price, quantity = str(self._trade_id), self._price(tick), self._qty(lots)
+        trade_id, price, quantity = str(self._trade_id), self._prices[tick], self._quantities[lots]
+        taker = "BUY" if buy else "SELL"
         micros = self.context.clock.epoch_ns() // 1000
-        if (recorder := self.context.recorder) is not None:
-            frame = {"e": "trade", "i": trade_id, "p": price, "q": quantity, "s": taker.value, "T": micros}
+        recorder = self.context.recorder
+        if recorder is not None:
+            frame = {"e": "trade", "i": trade_id, "p": price, "q": quantity, "s": taker, "T": micros}
             self._record(recorder, frame)
-        self._parser.trade(trade_id, price, quantity, taker.value, micros)
-        changes: dict[int, int] = {}
+        self._parser.trade(trade_id, price, quantity, taker, micros)
+        changes: _Changes = {}
         ladder.set(tick, level - lots, changes)
-        if taker is Side.BUY:
+        if buy:
             self._publish({}, changes)
         else:
             self._publish(changes, {})
         bids, asks = self._bids.ticks, self._asks.ticks
-        bid = self._price(bids[-1]) if bids else None
-        ask = self._price(asks[0]) if asks else None
-        micros = self.context.clock.epoch_ns() // 1000
-        if (recorder := self.context.recorder) is not None:
+        bid = self._prices[bids[-1]] if bids else None
+        ask = self._prices[asks[0]] if asks else None
+        if recorder is not None:
             self._record(recorder, {"e": "ticker", "b": bid, "a": ask, "l": price, "T": micros})
         self._parser.ticker(bid, ask, price, micros)
 
     # ------------------------------------------------------------------ publishing: wire frames
-    def _price(self, tick: int) -> str:
-        """The price text at `tick` ("30000.01"), formatted once."""
-        text = self._price_texts.get(tick)
-        if text is None:
-            if len(self._price_texts) > _TEXTS_MAX:
-                self._price_texts.clear()
-            text = self._price_texts[tick] = f"{self.settings.tick_size * tick:f}"
-        return text
-
-    def _qty(self, lots: int) -> str:
-        """The quantity text of `lots`, as Decimal's "f" format writes it (from integers: lot_size is a
-        coefficient times a power of ten)."""
-        if not lots:
-            return "0"
-        digits = str(lots * self._lot_coefficient)
-        places = self._lot_places
-        if places <= 0:
-            return f"{digits}{'0' * -places}"
-        digits = digits.rjust(places + 1, "0")
-        return f"{digits[:-places]}.{digits[-places:]}"
-
-    def _levels(self, ticks: Iterable[int], lots: dict[int, int]) -> list[tuple[str, str]]:
-        """[price, quantity] text pairs, as the wire's JSON arrays decode."""
-        price, qty, prices = self._price, self._qty, self._price_texts
-        return [(prices.get(t) or price(t), qty(lots[t])) for t in ticks]
-
     def _record(self, recorder: Recorder, frame: Mapping[str, object]) -> None:
         """Record a frame as sent: its JSON text, which the sim's parser reads back in a replay."""
         recorder.record(FRAME, orjson.dumps(frame).decode(), self.context.clock.epoch_ns())
@@ -368,17 +370,16 @@ class SimClient(MarketClient):
         self._sequence += 1
         self._published = True
         bids, asks = self._bids, self._asks
-        bid_levels = self._levels(reversed(bids.ticks), bids.lots)
-        ask_levels = self._levels(asks.ticks, asks.lots)
+        bid_levels, ask_levels = bids.wire(reversed(bids.ticks)), asks.wire(asks.ticks)
         if (recorder := self.context.recorder) is not None:
             self._record(recorder, {"e": "snapshot", "u": self._sequence, "b": bid_levels, "a": ask_levels})
         self._parser.snapshot(bid_levels, ask_levels, self._sequence)
 
-    def _publish(self, bid_changes: dict[int, int], ask_changes: dict[int, int]) -> None:
+    def _publish(self, bid_changes: _Changes, ask_changes: _Changes) -> None:
         if not (bid_changes or ask_changes):
             return
         self._sequence += 1
-        bids, asks = self._levels(bid_changes, bid_changes), self._levels(ask_changes, ask_changes)
+        bids, asks = list(bid_changes.values()), list(ask_changes.values())
         if (recorder := self.context.recorder) is not None:
             self._record(recorder, {"e": "depth", "u": self._sequence, "b": bids, "a": asks})
         self._parser.depth(bids, asks, self._sequence)
@@ -421,21 +422,19 @@ class SimClient(MarketClient):
         return {}
 
 
-def _time(micros: int) -> datetime:
-    return _EPOCH + timedelta(microseconds=micros)
-
-
 class SimParser(FrameParser):
     """The sim's wire: JSON frames `snapshot` and `depth` (sequenced absolute levels), `trade` and `ticker`
     (times in epoch microseconds). Live, the sim hands each frame's decoded fields to the method of its kind
-    (and records the frame's text); a replay decodes the text and calls the same method."""
+    (and records the frame's text); a replay decodes the text and calls the same method. Trade and ticker
+    prices, which repeat, are converted to Decimal once per text."""
 
-    __slots__ = ("_events", "_symbol", "_trades")
+    __slots__ = ("_events", "_prices", "_symbol", "_trades")
 
     def __init__(self, events: MarketEvents, symbol: str, trades: deque[Trade] | None = None) -> None:
         self._events = events
         self._symbol = symbol
         self._trades = trades
+        self._prices: dict[str, Decimal] = {}
 
     def feed(self, kind: str, data: str) -> None:
         msg = orjson.loads(data)
@@ -461,16 +460,28 @@ class SimParser(FrameParser):
         events.status(MarketStatus.OPEN)
 
     def trade(self, trade_id: str, price: str, quantity: str, taker: str, micros: int) -> None:
-        trade = Trade(trade_id, self._symbol, Decimal(price), Decimal(quantity), Side(taker), _time(micros))
+        trade = Trade(trade_id, self._symbol, self._price(price), Decimal(quantity), _SIDES[taker],
+                      _EPOCH + timedelta(microseconds=micros))  # fmt: skip
         if self._trades is not None:
             self._trades.append(trade)
         self._events.trade(trade)
 
     def ticker(self, bid: str | None, ask: str | None, last: str | None, micros: int) -> None:
+        price = self._price
         self._events.ticker(Ticker(
-            self._symbol, None if bid is None else Decimal(bid), None if ask is None else Decimal(ask),
-            None if last is None else Decimal(last), _time(micros),
+            self._symbol, None if bid is None else price(bid), None if ask is None else price(ask),
+            None if last is None else price(last), _EPOCH + timedelta(microseconds=micros),
         ))  # fmt: skip
+
+    def _price(self, text: str) -> Decimal:
+        prices = self._prices
+        value = prices.get(text)
+        if value is None:
+            if len(prices) > _TEXTS_MAX:
+                prices.clear()
+            value = prices[text] = Decimal(text)
+        return value
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_SIDES = {side.value: side for side in Side}
