@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from moonship_core.book import OrderBook
+from moonship_core.clock import LiveClock
 from moonship_core.config import MarketConfig
 from moonship_core.contracts.client import ClientContext
 from moonship_core.errors import ConfigError, ExchangeError
@@ -342,20 +343,54 @@ def test_the_far_levels_rest_while_the_mid_moves_a_little() -> None:
 
 @pytest.mark.anyio
 async def test_a_late_wake_produces_the_events_due_at_once_up_to_a_burst() -> None:
-    """A loop stalled for 50 ms wakes a 1,000 events/s feed late: it produces the 5 ms of events already due
-    (5 steps) at that one wake, not one step per loop iteration."""
+    """A loop stalled for 50 ms wakes a 1,000 events/s feed late: each of its wakes then produces the 5 ms of
+    events already due (5 steps), not one step per wake, until it has caught up."""
     sim, events = make_sim(seed=9, events_per_second=Decimal(1000))
+
+    def steps() -> int:
+        return len(events.sequences) - len(events.trades)
+
     await sim.connect()
     try:
         await asyncio.sleep(0.02)
         time.sleep(0.05)  # noqa: ASYNC251 (the point: the loop is busy elsewhere)
-        await asyncio.sleep(0)  # the sim's wake runs in this iteration
-        before = len(events.sequences), len(events.trades)
-        await asyncio.sleep(0)  # and one more wake here
-        steps = len(events.sequences) - before[0] - (len(events.trades) - before[1])
-        assert steps == 5
+        before = steps()
+        while steps() == before:  # noqa: ASYNC110 (the sim's first wake after the stall)
+            await asyncio.sleep(0)
+        assert steps() - before == 5
+        before = steps()
+        while steps() == before:  # noqa: ASYNC110 (and its next one)
+            await asyncio.sleep(0)
+        assert steps() - before == 5
     finally:
         await sim.close()
+
+
+class CountingClock(LiveClock):
+    """LiveClock noting how many steps the feed made before each of its sleeps."""
+
+    def __init__(self, events: Recorder) -> None:
+        self.events = events
+        self.steps: list[int] = []
+
+    async def sleep(self, seconds: float) -> None:
+        self.steps.append(len(self.events.sequences) - len(self.events.trades))
+        await super().sleep(seconds)
+
+
+@pytest.mark.anyio
+async def test_a_fast_feed_wakes_every_two_milliseconds_with_the_events_due() -> None:
+    """At 2,000 events/s the feed wakes about once per 2 ms (one timer per wake, not per event), producing
+    the ~4 events due at each, and keeps its pace."""
+    sim, events = make_sim(seed=9, events_per_second=Decimal(2000), volatility_bps=Decimal("0.01"))
+    clock = sim.context.clock = CountingClock(events)
+    await sim.connect()
+    await asyncio.sleep(0.2)
+    await sim.close()
+    steps = clock.steps[-1]
+    assert 200 <= steps <= 440  # 400 asked; fewer on a busy machine
+    assert len(clock.steps) <= 110  # a wake per 2 ms at most (a wake per event: 400)
+    assert steps / len(clock.steps) >= 3
 
 
 @pytest.mark.parametrize("lot_size", ["0.00001", "0.25", "1", "5", "1E+1", "2.5E-3"])

@@ -43,6 +43,7 @@ _SWEEP_CHANCE = 0.25  # a trade takes the whole touch level
 _LEVEL_NOTIONAL_MINIMUMS = 100  # a typical level is worth this many min_notionals
 _TEXTS_MAX = 100_000  # cached price (and quantity) texts per sim
 _BURST_SECONDS = 0.005  # a wake produces at most this long's worth of the events already due
+_WAKE_SECONDS = 0.002  # a faster feed wakes this often and produces the events due (two at 1,000/s)
 _NO_ORDERS = "the sim client supplies market data only; trade on it with client: paper and real_client: sim"
 
 
@@ -217,11 +218,14 @@ class SimClient(MarketClient):
 
     async def _run(self) -> None:
         """One event every 1/events_per_second seconds of the context's clock (simulated time under a
-        SimClock). A wake that finds more events due (a busy loop woke it late) produces them at once, up to
-        _BURST_SECONDS' worth, as a socket read hands over every frame that arrived meanwhile."""
+        SimClock). A wake that finds more events due produces them at once, up to _BURST_SECONDS' worth, as
+        a socket read hands over every frame that arrived meanwhile: a feed faster than one event per
+        _WAKE_SECONDS wakes once per _WAKE_SECONDS (one timer and task switch per wake, not per event), and
+        a busy loop that woke it late gets the events due without a wake per event."""
         clock = self.context.clock
         interval = 1 / float(self.settings.events_per_second)
         burst = max(1, int(_BURST_SECONDS / interval))
+        gap = _WAKE_SECONDS if interval < _WAKE_SECONDS else 0.0
         step = self.step
         deadline = clock.monotonic()
         try:
@@ -237,7 +241,7 @@ class SimClient(MarketClient):
                 delay = deadline - now
                 if delay < -1.0:  # far behind (a stalled loop): resume the pace instead of bursting
                     deadline, delay = clock.monotonic(), 0.0
-                await clock.sleep(max(delay, 0.0))
+                await clock.sleep(max(delay, gap))
         except Exception:
             self.logger.exception("sim feed of %s failed", self.symbol)
             self.events.status(MarketStatus.CLOSED, "sim feed failed")
