@@ -13,6 +13,8 @@ import pytest
 from moonship_core import (
     ClientContext,
     Fill,
+    InvalidOrder,
+    MarketInfo,
     MarketStatus,
     Order,
     OrderNotFound,
@@ -21,6 +23,7 @@ from moonship_core import (
     OrderStatusUnknown,
     Side,
     Trade,
+    round_to_step,
 )
 from moonship_core.config import MarketConfig
 from moonship_core.plugins import Plugins
@@ -151,6 +154,30 @@ def test_market_defaults_and_rounding_applied_before_sending() -> None:
         assert buy.quote_quantity == D("50.12345678")
 
     asyncio.run(main())
+
+
+@pytest.mark.parametrize(
+    ("tick", "lot"), [("0.01", "0.001"), ("1", "1E+1"), ("0.5", "0.025"), ("0.010", "0.0010")]
+)
+def test_prepare_rounds_as_round_to_step_to_any_step(tick: str, lot: str) -> None:
+    """Steps of 10^n take one quantize, others round_to_step: the same values with the same exponents (the
+    text an exchange gets), a buy never above and a sell never below the strategy's price."""
+    market = make_market()
+    market.info = MarketInfo("BTCUSDT", "BTC", "USDT", D(tick), D(lot))
+    prices = ["100", "100.004", "100.005", "99.999", "100.01", "100.010", "123.456789", "1.51", "1E+3"]
+    quantities = ["12", "123.456", "25.0001", "1000.5", "17"]
+    for price, qty in zip(prices, quantities * 2, strict=False):
+        for side in Side:
+            prepared = market.prepare(OrderRequest.limit(side, D(qty), D(price)))
+            up = side is Side.SELL
+            expected_price = round_to_step(D(price), D(tick), up=up)
+            expected_qty = round_to_step(D(qty), D(lot))
+            assert str(prepared.price) == str(expected_price), (side, price)
+            assert str(prepared.quantity) == str(expected_qty), qty
+            assert prepared.price is not None
+            assert prepared.price >= D(price) if up else prepared.price <= D(price)
+    with pytest.raises(InvalidOrder, match="rounds to 0"):  # refused, not a ValueError out of place_order
+        market.prepare(OrderRequest.limit(Side.BUY, D(lot) * 3, D(tick) * D("0.9")))
 
 
 class Unconfirmed(ScriptedClient):

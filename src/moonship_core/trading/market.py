@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
-from decimal import Decimal
+from decimal import ROUND_CEILING, ROUND_FLOOR, Decimal
 from time import perf_counter
 from typing import Any, Protocol
 
@@ -47,6 +47,14 @@ from .portfolio import Portfolio, Position
 from .risk import Risk
 
 _QUOTE_STEP = Decimal("1e-8")
+#: enum members read on every order, once (a member's attribute access costs ~0.2 us on Python 3.11)
+_SELL, _BUY = Side.SELL, Side.BUY
+_CLOSED, _POST_ONLY = MarketStatus.CLOSED, MarketStatus.OPEN_POST_ONLY
+
+
+def _is_power_of_ten(step: Decimal) -> bool:
+    """Whether `step` is 10^n (0.01, 1, 1E+1): rounding to it is one quantize."""
+    return step > 0 and step.as_tuple().digits == (1,)
 
 
 class Subscriber(Protocol):
@@ -90,6 +98,9 @@ class Market:
         self.counts = (counters or EngineCounters()).market(name)
         #: perf_counter() time of the latest book, trade or ticker event (the start of tick-to-order)
         self.event_in = 0.0
+        #: the MarketInfo whose steps `_decimal_steps` describes: whether its tick and lot are powers of ten
+        self._steps_of: MarketInfo | None = None
+        self._decimal_steps = (False, False)
         self._opened = False
         self._open_lock = asyncio.Lock()
         self.clock = context.clock
@@ -252,11 +263,25 @@ class Market:
         info = self.info
         price, qty, quote = request.price, request.quantity, request.quote_quantity
         if info is not None:
+            if info is not self._steps_of:
+                steps = (_is_power_of_ten(info.tick_size), _is_power_of_ten(info.lot_size))
+                self._steps_of, self._decimal_steps = info, steps
+            tick_quantize, lot_quantize = self._decimal_steps
             if price is not None:
                 # a buy never pays more, a sell never asks less, than the strategy said
-                price = round_to_step(price, info.tick_size, up=request.side is Side.SELL)
+                up = request.side is _SELL
+                if tick_quantize:  # a tick of 10^n: one quantize, the same result as round_to_step
+                    price = price.quantize(info.tick_size, ROUND_CEILING if up else ROUND_FLOOR)
+                else:
+                    price = round_to_step(price, info.tick_size, up=up)
+                if price <= 0:
+                    raise InvalidOrder(
+                        f"{self.name}: price {request.price} rounds to 0 at tick size {info.tick_size}",
+                        rule="tick_size",
+                    )
             if qty is not None:
-                qty = round_to_step(qty, info.lot_size)
+                lot = info.lot_size
+                qty = qty.quantize(lot, ROUND_FLOOR) if lot_quantize else round_to_step(qty, lot)
                 if qty <= 0:
                     raise InvalidOrder(
                         f"{self.name}: quantity {request.quantity} rounds to 0 at lot size {info.lot_size}",
@@ -275,9 +300,10 @@ class Market:
         return request
 
     def _check_open(self, request: OrderRequest) -> None:
-        if self.status is MarketStatus.CLOSED:
+        status = self.status
+        if status is _CLOSED:
             raise MarketClosed(f"{self.name}: market closed")
-        if self.status is MarketStatus.OPEN_POST_ONLY and not request.post_only:
+        if status is _POST_ONLY and not request.post_only:
             raise MarketClosed(f"{self.name}: market accepts only post-only orders")
 
     def _check_minimums(self, request: OrderRequest, info: MarketInfo) -> None:

@@ -57,6 +57,9 @@ class TradingState(enum.StrEnum):
 
 
 _SEVERITY = {TradingState.ACTIVE: 0, TradingState.REDUCING: 1, TradingState.HALTED: 2}
+#: enum members read on every order, once (a member's attribute access costs ~0.2 us on Python 3.11)
+_ACTIVE, _REDUCING, _HALTED = TradingState.ACTIVE, TradingState.REDUCING, TradingState.HALTED
+_BUY, _SELL, _LIMIT = Side.BUY, Side.SELL, OrderType.LIMIT
 
 
 class RiskVenue(Protocol):
@@ -126,6 +129,7 @@ class Risk:
         self.orders = orders
         self.journal = journal
         self.clock = clock
+        self._monotonic = clock.monotonic
         self._on_change = on_change
         self._on_engine_change = on_engine_change
         self.engine_limits = Limits.merged(config, None)
@@ -166,8 +170,8 @@ class Risk:
             raise
 
     def _check(self, market: RiskVenue, request: OrderRequest, key: str) -> None:
-        state = self.state_of(key)
-        if state is TradingState.HALTED:
+        state = _ACTIVE if self.engine_state is None and not self.states else self.state_of(key)
+        if state is _HALTED:
             raise RiskDenied(f"HALTED ({self.reason_of(key) or 'no reason given'})", rule=STATE_RULE)
         if market.status not in _TRADABLE:
             raise RiskDenied("market unsynced", rule="market_status")
@@ -195,8 +199,9 @@ class Risk:
                     rule="max_order_notional",
                 )
         band = limits.price_band_bps
-        if band is not None and request.type is OrderType.LIMIT and request.price is not None:
-            bid, ask = market.book.best_bid, market.book.best_ask
+        if band is not None and request.type is _LIMIT and request.price is not None:
+            book = market.book
+            bid, ask = book.best_bid, book.best_ask
             if bid is not None and ask is not None:
                 both = bid + ask  # |price - mid| / mid > band / 10000, without a division on the way
                 if abs(request.price + request.price - both) * _TEN_THOUSAND > band * both:
@@ -207,7 +212,7 @@ class Risk:
                         f"> {fmt_decimal(band)}",
                         rule="price_band_bps",
                     )
-        if state is TradingState.REDUCING or limits.needs_open_orders:
+        if state is _REDUCING or limits.needs_open_orders:
             mine = self.orders.open_orders(market.name, key or None) if key else []
             position = self.orders.portfolio.position(key, market.name).quantity if key else ZERO
             open_same_side = ZERO
@@ -215,8 +220,8 @@ class Risk:
                 if order.side is side and order.quantity is not None:
                     open_same_side += order.quantity - order.filled_quantity
             size = quantity or ZERO
-            if state is TradingState.REDUCING:
-                reduces = position != 0 and (position > 0) == (side is Side.SELL)
+            if state is _REDUCING:
+                reduces = position != 0 and (position > 0) == (side is _SELL)
                 if not reduces or open_same_side + size > abs(position):
                     raise RiskDenied(
                         f"REDUCING: {side.value} {fmt_decimal(size)} would not reduce position "
@@ -229,7 +234,7 @@ class Risk:
                     f"{len(mine)} open + 1 > {limits.max_open_orders}", rule="max_open_orders"
                 )
             if limits.max_position is not None:
-                sign = 1 if side is Side.BUY else -1
+                sign = 1 if side is _BUY else -1
                 after = position + sign * (open_same_side + size)
                 if abs(after) > limits.max_position:
                     op = "+" if sign > 0 else "-"
@@ -244,7 +249,7 @@ class Risk:
         engine_rate = self.engine_limits.max_orders_per_second
         if rate is None and engine_rate is None:
             return
-        now = self.clock.monotonic()
+        now = self._monotonic()
         sent = self._sent.get(key)
         if rate is not None:
             if sent is None:
@@ -268,7 +273,7 @@ class Risk:
     @staticmethod
     def _touch(market: RiskVenue, side: Side) -> Decimal | None:
         """The price a market order on `side` would take (else the last trade's)."""
-        price = market.book.best_ask if side is Side.BUY else market.book.best_bid
+        price = market.book.best_ask if side is _BUY else market.book.best_bid
         return price or market.last_price
 
     def _denied(self, key: str, exc: RiskDenied) -> None:
