@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from math import log
+from math import cos, log, sin, sqrt, tau
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -177,7 +177,7 @@ class SimClient(MarketClient):
         seed = settings.seed if settings.seed is not None else zlib.crc32(symbol.encode())
         self._rng = random.Random(seed)
         self._random = self._rng.random
-        self._gauss = self._rng.gauss
+        self._normal: float | None = None  # the second normal of the last pair drawn
         self._vol = float(settings.volatility_bps) / 10_000
         self._fair = max(1, int((settings.start_price / settings.tick_size).to_integral_value()))
         level_notional = settings.min_notional * _LEVEL_NOTIONAL_MINIMUMS
@@ -255,15 +255,21 @@ class SimClient(MarketClient):
             self._publish_snapshot()
             return
         random = self._random
-        if self._vol:
-            self._fair = max(1, self._fair + round(self._gauss(0.0, self._fair * self._vol)))
+        if self._vol:  # a Gaussian move, drawn as random.gauss draws it (two normals per two draws)
+            if (z := self._normal) is None:
+                angle, radius = random() * tau, sqrt(-2.0 * log(1.0 - random()))
+                z, self._normal = cos(angle) * radius, sin(angle) * radius
+            else:
+                self._normal = None
+            self._fair = max(1, self._fair + round(z * self._fair * self._vol))
         bid_changes: _Changes = {}
         ask_changes: _Changes = {}
         self._recentre(bid_changes, ask_changes)
         ladder, changes = (self._bids, bid_changes) if random() < 0.5 else (self._asks, ask_changes)
-        if ticks := ladder.ticks:
-            ladder.set(ticks[int(random() * len(ticks))], 1 + int(-log(1.0 - random()) * self._typical_lots),
-                       changes)  # fmt: skip
+        if ticks := ladder.ticks:  # another participant changes an existing level
+            tick = ticks[int(random() * len(ticks))]
+            ladder.lots[tick] = lots = 1 + int(-log(1.0 - random()) * self._typical_lots)
+            changes[tick] = (self._prices[tick], self._quantities[lots])
         self._publish(bid_changes, ask_changes)
         if random() < _TRADE_CHANCE:
             self._trade(random() < 0.5, random())
