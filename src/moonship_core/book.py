@@ -15,9 +15,10 @@ best level changed since the last query (so O(log n + k) after changes k levels 
 
 from __future__ import annotations
 
+import os
 import re
 from bisect import bisect_left, bisect_right, insort
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from decimal import MAX_EMAX, MAX_PREC, MIN_EMIN, Context, Decimal, InvalidOperation
 from math import ceil, floor
 
@@ -109,30 +110,6 @@ class _Side:
             level = self.levels[key] = (self.prices[key], _quantity(level))
         return level
 
-    def top(self, n: int) -> Depth:
-        """The best `n` levels, remembered in `tops` until a level among them changes."""
-        if n <= 0:
-            return ()
-        levels, prices = self.levels, self.prices
-        chosen = self.keys[: -n - 1 : -1]
-        best_first = [*map(levels.__getitem__, chosen)]
-        for index, level in enumerate(best_first):  # parse those changed since last read (_quantity inlined)
-            if level.__class__ is not tuple:
-                key = chosen[index]
-                try:
-                    quantity = Decimal(level)  # type: ignore[arg-type]
-                    if not _ZERO < quantity < _INFINITY:
-                        raise InvalidOperation
-                except InvalidOperation:
-                    raise ValueError(f"malformed quantity {level!r}") from None
-                best_first[index] = levels[key] = (prices[key], quantity)
-        top = self.tops[n] = tuple(best_first)  # type: ignore[arg-type]
-        # fewer than n levels is the whole side, which any change alters
-        worst = chosen[-1] if len(chosen) == n else -_NO_KEY
-        if worst < self.top_worst:
-            self.top_worst = worst
-        return top
-
     def cumulative(self, count: int) -> Decimal:
         """Total quantity of the best `count` levels."""
         if count <= 0:
@@ -153,6 +130,84 @@ class _Side:
                 cum.append(total)
             self.cum_n = count
         return cum[count - 1]
+
+
+def _apply_levels_py(
+    side: _Side,
+    levels: WireLevels,
+    parse_price: Callable[[str | Decimal, _Side], int],
+    zeros: frozenset[object],
+    no_key: int,
+) -> None:
+    """Apply one side's absolute level quantities (a quantity in `zeros` removes the level); a new price
+    text is parsed by `parse_price`. What covered the changed levels is invalidated even when a level
+    raises. The hot path: no calls but on a new price text. (Compiled in _book.c; this is the fallback.)"""
+    pcache, keys, book = side.pcache, side.keys, side.levels
+    best = -no_key  # the best key changed
+    try:
+        for price, qty in levels:
+            try:
+                key = pcache[price]
+            except KeyError:
+                key = parse_price(price, side)
+            if qty in zeros:
+                if key not in book:
+                    continue
+                del book[key]
+                del keys[bisect_left(keys, key)]
+            else:
+                if key not in book:
+                    insort(keys, key)
+                book[key] = qty
+            if key > best:
+                best = key
+    finally:
+        if best != -no_key:  # invalidate what covered the changed levels
+            if best > side.dirty:
+                side.dirty = best
+            if best >= side.top_worst:
+                side.tops.clear()
+                side.top_worst = no_key
+
+
+def _top_py(side: _Side, n: int, no_key: int) -> Depth:
+    """The best `n` levels of `side`, remembered in its `tops` until a level among them changes; the
+    quantities changed since they were last read are parsed. (Compiled in _book.c; this is the fallback.)"""
+    if n <= 0:
+        return ()
+    levels, prices = side.levels, side.prices
+    chosen = side.keys[: -n - 1 : -1]
+    best_first = [*map(levels.__getitem__, chosen)]
+    for index, level in enumerate(best_first):  # parse those changed since last read (_quantity inlined)
+        if level.__class__ is not tuple:
+            key = chosen[index]
+            try:
+                quantity = Decimal(level)  # type: ignore[arg-type]
+                if not _ZERO < quantity < _INFINITY:
+                    raise InvalidOperation
+            except InvalidOperation:
+                raise ValueError(f"malformed quantity {level!r}") from None
+            best_first[index] = levels[key] = (prices[key], quantity)
+    top = side.tops[n] = tuple(best_first)  # type: ignore[arg-type]
+    # fewer than n levels is the whole side, which any change alters
+    worst = chosen[-1] if len(chosen) == n else -no_key
+    if worst < side.top_worst:
+        side.top_worst = worst
+    return top
+
+
+_apply_levels, _top = _apply_levels_py, _top_py
+#: whether the compiled loops (moonship_core._book, built where a C compiler was) are in use;
+#: MOONSHIP_PURE_PYTHON=1 makes the book use the pure-Python ones
+COMPILED = False
+if os.environ.get("MOONSHIP_PURE_PYTHON", "") in ("", "0"):
+    try:
+        from ._book import apply_levels as _apply_levels
+        from ._book import top as _top
+
+        COMPILED = True
+    except ImportError:
+        pass
 
 
 class OrderBook:
@@ -207,36 +262,10 @@ class OrderBook:
             if first > seq + 1:
                 raise BookGap(seq + 1, first)
         self.version += 1
-        # the hot path: one loop for both sides, no calls but on a new price text
-        for levels, side in ((bids, self._bids), (asks, self._asks)):
-            if not levels:
-                continue
-            pcache, keys, book = side.pcache, side.keys, side.levels
-            best = -_NO_KEY  # the best key changed
-            try:
-                for price, qty in levels:
-                    try:
-                        key = pcache[price]
-                    except KeyError:
-                        key = self._parse_price(price, side)
-                    if qty in _ZEROS:
-                        if key not in book:
-                            continue
-                        del book[key]
-                        del keys[bisect_left(keys, key)]
-                    else:
-                        if key not in book:
-                            insort(keys, key)
-                        book[key] = qty
-                    if key > best:
-                        best = key
-            finally:
-                if best != -_NO_KEY:  # invalidate what covered the changed levels
-                    if best > side.dirty:
-                        side.dirty = best
-                    if best >= side.top_worst:
-                        side.tops.clear()
-                        side.top_worst = _NO_KEY
+        if bids:
+            _apply_levels(self._bids, bids, self._parse_price, _ZEROS, _NO_KEY)
+        if asks:
+            _apply_levels(self._asks, asks, self._parse_price, _ZEROS, _NO_KEY)
         if last_sequence is not None:
             self.sequence = last_sequence
         return True
@@ -313,19 +342,19 @@ class OrderBook:
         """The best `n` levels of one side (bids for BUY) as (price, quantity), best first."""
         book_side = self._bids if side is _BUY else self._asks
         top = book_side.tops.get(n)
-        return book_side.top(n) if top is None else top
+        return _top(book_side, n, _NO_KEY) if top is None else top
 
     @property
     def bids(self) -> Depth:
         """Top 10 bids, best first."""
         top = self._bids.tops.get(10)
-        return self._bids.top(10) if top is None else top
+        return _top(self._bids, 10, _NO_KEY) if top is None else top
 
     @property
     def asks(self) -> Depth:
         """Top 10 asks, best first."""
         top = self._asks.tops.get(10)
-        return self._asks.top(10) if top is None else top
+        return _top(self._asks, 10, _NO_KEY) if top is None else top
 
     def levels(self, side: Side) -> Iterator[Level]:
         """Every level of one side, best first (lazy; do not change the book while iterating)."""

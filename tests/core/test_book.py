@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import os
 import re
+import shutil
+import subprocess
+import sys
+import tracemalloc
+from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation, localcontext
 
 import pytest
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
-from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
+from hypothesis.stateful import RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
 
 from moonship_core import book as book_module
 from moonship_core.book import Depth, Level, OrderBook, decimal_units, parse_units
@@ -17,6 +23,17 @@ from moonship_core.model import Side
 
 D = Decimal
 BUY, SELL = Side.BUY, Side.SELL
+
+
+@pytest.fixture(autouse=True, params=["compiled", "pure"])
+def loops(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """Every test on both implementations of the book's loops: compiled (moonship_core._book), pure Python."""
+    if request.param == "pure":
+        monkeypatch.setattr(book_module, "_apply_levels", book_module._apply_levels_py)
+        monkeypatch.setattr(book_module, "_top", book_module._top_py)
+    elif not book_module.COMPILED:
+        pytest.skip("the compiled loops are not in use (no C compiler at install, or MOONSHIP_PURE_PYTHON)")
+    yield request.param
 
 
 def make(bids: list[tuple[str, str]], asks: list[tuple[str, str]], sequence: int | None = 10) -> OrderBook:
@@ -583,7 +600,82 @@ class BookMachine(RuleBasedStateMachine):
         assert self.book.sequence == self.sequence
 
 
-BookMachine.TestCase.settings = settings(
-    max_examples=150, stateful_step_count=50, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
-TestBookMachine = BookMachine.TestCase
+def test_book_machine(loops: str) -> None:
+    run_state_machine_as_test(
+        BookMachine,
+        settings=settings(
+            max_examples=150,
+            stateful_step_count=50,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow],
+        ),
+    )
+
+
+# ------------------------------------------------------------------ the compiled loops
+def test_the_install_compiled_the_loops_where_a_compiler_is() -> None:
+    if os.environ.get("MOONSHIP_PURE_PYTHON", "") not in ("", "0"):
+        pytest.skip("MOONSHIP_PURE_PYTHON is set")
+    if not (shutil.which("cc") or shutil.which("gcc")):
+        pytest.skip("no C compiler: the pure-Python loops are the book's")
+    assert book_module.COMPILED, "reinstall (pip install -e .): moonship_core._book was not built"
+
+
+def test_moonship_pure_python_selects_the_fallback() -> None:
+    code = "from moonship_core import book; print(book.COMPILED, book._top is book._top_py)"
+    env = {**os.environ, "MOONSHIP_PURE_PYTHON": "1"}
+    shown = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert shown.stdout == "False True\n", shown.stderr
+
+
+def test_a_malformed_level_raises_what_unpacking_raises(book: OrderBook) -> None:
+    assert book.bids[0] == (D(100), D(1))
+    for level, error, message in [
+        (("101",), ValueError, "not enough values"), (("1", "1", "x"), ValueError, "too many values"),
+        (iter(["101"]), ValueError, "not enough values"), (7, TypeError, "cannot unpack non-iterable int"),
+        ((["101"], "1"), TypeError, "unhashable type"), (("101", ["1"]), TypeError, "unhashable type"),
+    ]:  # fmt: skip
+        with pytest.raises(error, match=message):
+            book.apply_update([("100.25", "1"), level], [], 11, 11)  # type: ignore[list-item]
+        assert book.bids[0] == (D("100.25"), D(1)) and book.sequence == 10
+        book.apply_update([("100.25", "0")], [])
+    book.apply_update((level for level in [("100.5", "2")]), [])  # type: ignore[arg-type]
+    assert book.bids[0] == (D("100.5"), D(2))
+
+
+def churn(book: OrderBook, rounds: int) -> None:
+    """Writes and reads that leave the book as they found it, errors included."""
+    for i in range(rounds):
+        price = f"{100 + i % 50}.25"
+        book.apply_update([(price, f"{i}.5"), ("99", "2")], [(f"{50 + i % 50}", "1")])
+        assert book.bids[0][1] == D(f"{i}.5") and book.depth(SELL, 3)[0] == (D(50 + i % 50), D(1))
+        for bad in ([(price, "1"), ("-1", "1")], [("1", "x", "y")], [(price, "nan")]):
+            try:
+                book.apply_update(bad, [])
+                book.depth(BUY, 2)
+            except ValueError:
+                pass
+        book.apply_update([(price, "0"), ("99", "0.0024")], [(f"{50 + i % 50}", "0")])
+        assert book.depth(BUY, 40)[0] == (D(100), D(1)) and book.quantity_up_to(BUY, D(99)) == D("3.5024")
+
+
+def test_the_loops_keep_no_references(book: OrderBook) -> None:
+    churn(book, 100)  # every price text cached, every level shape seen
+    text = "3.75"
+    before = sys.getrefcount(text)
+    book.apply_update([("100", text)], [])
+    book.apply_update([("100", "1")], [])
+    with pytest.raises(ValueError, match="malformed price"):
+        book.apply_update([("100", text), ("-1", text)], [])
+    assert book.bids[0] == (D(100), D("3.75"))
+    book.apply_update([("100", "1")], [])
+    assert book.bids[0] == (D(100), D(1)) and sys.getrefcount(text) == before
+    tracemalloc.start()
+    try:
+        churn(book, 1000)
+        first = tracemalloc.get_traced_memory()[0]
+        churn(book, 10_000)
+        grown = tracemalloc.get_traced_memory()[0] - first
+    finally:
+        tracemalloc.stop()
+    assert grown < 20_000  # a leak of one small object per round would be 280 kB or more
