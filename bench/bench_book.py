@@ -1,6 +1,6 @@
 """Order book benchmark: Binance-style diff-depth messages on a ~1000-level book, and read latency.
 
-    python bench/bench_book.py [--messages 200000] [--repeats 3] [--baseline main] [--json results.json]
+    python bench/bench_book.py [--messages 200000] [--repeats 3] [--baseline main] [--pure] [--json out.json]
 
 (a) messages/s of `orjson.loads` + `OrderBook.apply_update` on one core, alone and as a strategy uses the
 book (best bid, best ask and the top-10 bids read after every message); (b) best bid/ask and top-10
@@ -9,13 +9,15 @@ update caused); (c) `quantity_up_to` five levels deep, the same two ways. Unchan
 with `timeit` (its ~0.01 µs loop overhead included); after-update reads one by one with
 `perf_counter_ns`, less the cost of timing an empty call.
 Every measurement is also taken, interleaved in the same run, with the book.py of git revision `--baseline`
-(default `main`; left out when it is this checkout's book or git cannot show it), and the ratio printed.
+(default `main`; left out when it is this checkout's book or git cannot show it), and the ratio printed;
+with `--pure`, also this checkout's book on its pure-Python loops (when the compiled ones are in use).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import os
 import platform
 import random
 import re
@@ -33,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from moonship_core import book as book_module
 from moonship_core.book import OrderBook
 from moonship_core.model import Side
 
@@ -141,10 +144,27 @@ def book_at(revision: str) -> type[OrderBook] | None:
         return None
     if shown.stdout == (ROOT / BOOK).read_text():
         return None
-    name = "moonship_core._book_" + re.sub(r"\W", "_", revision)
+    return load_book(shown.stdout, revision)
+
+
+def pure_book() -> type[OrderBook] | None:
+    """This checkout's OrderBook on its pure-Python loops (MOONSHIP_PURE_PYTHON), or None when those are
+    the ones in use anyway."""
+    if not book_module.COMPILED:
+        return None
+    os.environ["MOONSHIP_PURE_PYTHON"] = "1"
+    try:
+        return load_book((ROOT / BOOK).read_text(), "pure")
+    finally:
+        del os.environ["MOONSHIP_PURE_PYTHON"]
+
+
+def load_book(source: str, label: str) -> type[OrderBook]:
+    """The OrderBook of a book.py source, loaded as a module of its own inside moonship_core."""
+    name = "moonship_core._book_" + re.sub(r"\W", "_", label)
     module = sys.modules[name] = types.ModuleType(name)
     module.__package__ = "moonship_core"
-    exec(compile(shown.stdout, f"{revision}:{BOOK}", "exec"), module.__dict__)
+    exec(compile(source, f"{label}:{BOOK}", "exec"), module.__dict__)
     book_class: type[OrderBook] = module.OrderBook
     return book_class
 
@@ -255,10 +275,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reads", type=int, default=1_000_000, help="reads per unchanged-book timing")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--baseline", default="main", help="git revision whose book is measured too")
+    parser.add_argument("--pure", action="store_true", help="also this book on its pure-Python loops")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args, _ = parser.parse_known_args(argv)  # `nox -s bench -- ...` hands every script the same arguments
 
     books: dict[str, type[OrderBook]] = {"this": OrderBook}
+    if args.pure and (pure := pure_book()) is not None:
+        books["pure"] = pure
     baseline = book_at(args.baseline)
     if baseline is None:
         print(f"the baseline {args.baseline!r} is this checkout's book, or git cannot show it: left out")
@@ -317,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
     others = [name for name in books if name != "this"]
     print(f"{datetime.now(UTC):%Y-%m-%d}, Python {platform.python_version()}"
           f" ({platform.python_implementation()}) on {platform.machine()}; {len(book)}-level book,"
-          f" {args.messages} messages of {levels / args.messages:.1f} levels; medians of {args.repeats}")
+          f" {args.messages} messages of {levels / args.messages:.1f} levels; medians of {args.repeats};"
+          f" this book's loops {'compiled' if book_module.COMPILED else 'pure Python'}")
     targets = dict(zip(modes, (TARGET_MSGS, None, TARGET_READING_MSGS), strict=True))
     header = "".join(f"{name:>12}{'ratio':>7}" for name in others)
     print(f"(a) {'k msgs/s':<36}{'this':>8}{header}{'target':>9}")

@@ -9,9 +9,11 @@ wheelhouse `pip wheel` builds (from pip's cache after the first run), and pip in
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import sysconfig
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -79,6 +81,19 @@ def test_the_wheels_are_all_the_venv_has(venv: Path) -> None:
     listed = moonship(venv, venv.parent, "plugins", "list")
     assert listed.returncode == 0, listed.stdout + listed.stderr
     assert "log_market_info, spread_quoter" in listed.stdout and "valr" in listed.stdout
+
+
+def test_the_core_wheel_is_platform_specific_with_the_compiled_book(venv: Path) -> None:
+    """The core's wheel carries the book's compiled loops (moonship_core._book), so it is built for this
+    interpreter and platform; the plugins' wheels stay pure Python."""
+    wheels = {path.name.split("-")[0]: path.name for path in (venv.parent.parent / "wheels").glob("*.whl")}
+    python = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    platform = sysconfig.get_platform().replace("-", "_").replace(".", "_")
+    assert wheels["moonship_core"].endswith(f"-{python}-{python}-{platform}.whl"), wheels
+    assert wheels["moonship_valr"].endswith("-py3-none-any.whl"), wheels
+    if shutil.which("cc") or shutil.which("gcc"):
+        found = run(venv / "python", "-c", "from moonship_core import book; print(book.COMPILED)")
+        assert found.stdout == "True\n", found.stderr
 
 
 def test_init_check_run_paper_over_sim(venv: Path, tmp_path: Path) -> None:
