@@ -31,6 +31,9 @@ from ..orderlevel import OrderLevelBook
 from .recording import FrameParser, Recorder
 from .stores import Journal
 
+#: enum members read on every order, once (a member's attribute access costs ~0.2 us on Python 3.11)
+_LIMIT, _MARKET, _BUY, _SELL = OrderType.LIMIT, OrderType.MARKET, Side.BUY, Side.SELL
+
 
 class MarketEvents(Protocol):
     """What a client pushes to the market it serves. Each call updates the market's state first and then
@@ -107,18 +110,19 @@ class Features:
     def check(self, request: OrderRequest, venue: str = "the venue") -> None:
         """Raise NotSupported naming the first feature `request` needs and this venue lacks."""
         missing: str | None = None
-        if request.type not in self.order_types:
-            missing = f"order_type:{request.type.value}"
-        elif request.type is OrderType.LIMIT and request.time_in_force not in self.time_in_force:
+        kind = request.type
+        if kind not in self.order_types:
+            missing = f"order_type:{kind.value}"
+        elif kind is _LIMIT and request.time_in_force not in self.time_in_force:
             missing = f"time_in_force:{request.time_in_force.value}"
         elif request.post_only and not self.post_only:
             missing = "post_only"
-        elif request.type is OrderType.MARKET and request.quote_quantity is not None:
+        elif kind is _MARKET and request.quote_quantity is not None:
             if not self.quote_quantity_market:
                 missing = "quote_quantity_market"
-            elif request.side is Side.SELL and not self.quote_quantity_market_sell:
+            elif request.side is _SELL and not self.quote_quantity_market_sell:
                 missing = "quote_quantity_market_sell"
-        elif request.type is OrderType.MARKET and request.side is Side.BUY:
+        elif kind is _MARKET and request.side is _BUY:
             missing = None if self.base_quantity_market_buy else "base_quantity_market_buy"
         if missing is None and request.margin and not self.margin:
             missing = "margin"

@@ -304,6 +304,12 @@ class OrderManager:
     def _book(self, tracked: _Tracked, order: Order) -> bool:
         """Book the fills of `order` not booked before; whether there were any."""
         seen, seen_qty, seen_quote = tracked.booked
+        if (
+            len(order.fills) == seen
+            and order.filled_quantity == seen_qty
+            and order.filled_quote_quantity == seen_quote
+        ):
+            return False  # nothing new (an acknowledgement, a status change)
         fills: tuple[Fill, ...] = tuple(
             f if f.trade_id else replace(f, trade_id=f"#{seen + i}") for i, f in enumerate(order.fills[seen:])
         )
