@@ -436,15 +436,17 @@ class SimParser(FrameParser):
     """The sim's wire: JSON frames `snapshot` and `depth` (sequenced absolute levels), `trade` and `ticker`
     (times in epoch microseconds). Live, the sim hands each frame's decoded fields to the method of its kind
     (and records the frame's text); a replay decodes the text and calls the same method. Trade and ticker
-    prices, which repeat, are converted to Decimal once per text."""
+    prices and sizes, which repeat, are converted to Decimal once per text."""
 
-    __slots__ = ("_events", "_prices", "_symbol", "_trades")
+    __slots__ = ("_datetime", "_decimals", "_events", "_micros", "_symbol", "_trades")
 
     def __init__(self, events: MarketEvents, symbol: str, trades: deque[Trade] | None = None) -> None:
         self._events = events
         self._symbol = symbol
         self._trades = trades
-        self._prices: dict[str, Decimal] = {}
+        self._decimals: dict[str, Decimal] = {}
+        self._micros = 0
+        self._datetime = _EPOCH
 
     def feed(self, kind: str, data: str) -> None:
         msg = orjson.loads(data)
@@ -470,27 +472,33 @@ class SimParser(FrameParser):
         events.status(MarketStatus.OPEN)
 
     def trade(self, trade_id: str, price: str, quantity: str, taker: str, micros: int) -> None:
-        trade = Trade(trade_id, self._symbol, self._price(price), Decimal(quantity), _SIDES[taker],
-                      _EPOCH + timedelta(microseconds=micros))  # fmt: skip
+        decimal, when = self._decimal, self._time(micros)
+        trade = Trade(trade_id, self._symbol, decimal(price), decimal(quantity), _SIDES[taker], when)
         if self._trades is not None:
             self._trades.append(trade)
         self._events.trade(trade)
 
     def ticker(self, bid: str | None, ask: str | None, last: str | None, micros: int) -> None:
-        price = self._price
+        decimal = self._decimal
         self._events.ticker(Ticker(
-            self._symbol, None if bid is None else price(bid), None if ask is None else price(ask),
-            None if last is None else price(last), _EPOCH + timedelta(microseconds=micros),
+            self._symbol, None if bid is None else decimal(bid), None if ask is None else decimal(ask),
+            None if last is None else decimal(last), self._time(micros),
         ))  # fmt: skip
 
-    def _price(self, text: str) -> Decimal:
-        prices = self._prices
-        value = prices.get(text)
+    def _decimal(self, text: str) -> Decimal:
+        decimals = self._decimals
+        value = decimals.get(text)
         if value is None:
-            if len(prices) > _TEXTS_MAX:
-                prices.clear()
-            value = prices[text] = Decimal(text)
+            if len(decimals) > _TEXTS_MAX:
+                decimals.clear()
+            value = decimals[text] = Decimal(text)
         return value
+
+    def _time(self, micros: int) -> datetime:
+        """The datetime of epoch `micros` (a trade's ticker has its time)."""
+        if micros != self._micros:
+            self._micros, self._datetime = micros, _EPOCH + timedelta(microseconds=micros)
+        return self._datetime
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
