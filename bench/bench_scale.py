@@ -1,6 +1,7 @@
 """Engine at scale: M paper markets over the simulator x S spread_quoter strategies in one embedded engine.
 
     python bench/bench_scale.py [--seconds 10] [--rate 1000] [--volatility 0.01] [--sizes 5x12,10x25,20x50]
+                                [--baseline REV [--repeats 2]]
 
 Each size runs in a fresh process (so that its RSS is its own): every market is a paper market over its own
 `sim` (seeded apart) asking for `--rate` events/s, the strategies are spread over the markets round robin.
@@ -8,6 +9,9 @@ After a warm-up it prints, per size: the book events handled per second (as the 
 sim's trades and tickers come on top) against the sim steps/s asked for, the process's CPU use, the event
 loop's lag (how late a 10 ms sleep wakes: p50 and p99) and VmRSS. Target (issue 18): 20 markets x 50
 strategies at 20k events/s on one core with a loop lag p99 <= 10 ms and RSS <= 150 MiB.
+With `--baseline REV` every size also runs on git revision REV's code (exported with `git archive`),
+alternating with this checkout's `--repeats` times; both sides then run the pure-Python book loops
+(MOONSHIP_PURE_PYTHON=1: an export has no compiled extension).
 """
 
 from __future__ import annotations
@@ -15,8 +19,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -110,6 +116,8 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=1000, help="events per second asked of each market")
     parser.add_argument("--volatility", default=VOLATILITY, help="the sim's volatility_bps")
     parser.add_argument("--sizes", default="5x12,10x25,20x50", help="MARKETSxSTRATEGIES,...")
+    parser.add_argument("--baseline", help="git revision measured too, alternating with this checkout")
+    parser.add_argument("--repeats", type=int, default=2, help="alternations with --baseline")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--json", help="also write the results here")
     args, _ = parser.parse_known_args()  # `nox -s bench -- ...` hands every script the same arguments
@@ -117,24 +125,51 @@ def main() -> None:
         markets, strategies = map(int, args.child.split("x"))
         print(json.dumps(asyncio.run(measure(markets, strategies, args.rate, args.volatility, args.seconds))))
         return
-    results = []
-    print(f"{'markets x strategies':<22}{'asked/s':>11}{'book ev/s':>10}{'CPU':>6}{'µs CPU/ev':>11}"
-          f"{'lag p50':>9}{'lag p99':>9}{'RSS MiB':>9}")  # fmt: skip
-    for size in args.sizes.split(","):
-        out = subprocess.run(
-            [sys.executable, __file__, "--child", size, "--rate", str(args.rate),
-             "--volatility", args.volatility, "--seconds", str(args.seconds)],
-            check=True, capture_output=True, text=True,
-        ).stdout  # fmt: skip
-        r = json.loads(out.strip().splitlines()[-1])
-        results.append(r)
-        size_text = f"{r['markets']} x {r['strategies']}"
-        print(f"{size_text:<22}{r['asked_events_per_s']:>11}{r['events_per_s']:>10}{r['cpu_percent']:>5}%"
-              f"{r['cpu_us_per_event']:>11}{r['lag_p50_ms']:>7} ms{r['lag_p99_ms']:>6} ms{r['rss_mib']:>9}")
+    runs = [("", None)]
+    with tempfile.TemporaryDirectory() as tmp:
+        if args.baseline:
+            runs = [("", {**os.environ, "MOONSHIP_PURE_PYTHON": "1"}),
+                    (args.baseline, export(args.baseline, Path(tmp)))] * args.repeats  # fmt: skip
+        results = []
+        print(f"{'markets x strategies':<22}{'asked/s':>11}{'book ev/s':>10}{'CPU':>6}{'µs CPU/ev':>11}"
+              f"{'lag p50':>9}{'lag p99':>9}{'RSS MiB':>9}")  # fmt: skip
+        for size in args.sizes.split(","):
+            for label, env in runs:
+                r = child(size, args, env)
+                r["code"] = label or "this checkout"
+                results.append(r)
+                print(row(r, label))
     print(f"(target: {TARGET['markets']} x {TARGET['strategies']} at {TARGET['events_per_s']} ev/s"
           f" on one core, lag p99 <= {TARGET['lag_p99_ms']:g} ms, RSS <= {TARGET['rss_mib']:g} MiB)")
     if args.json:
         Path(args.json).write_text(json.dumps({"sizes": results, "target": TARGET}, indent=2))
+
+
+def row(r: dict[str, Any], label: str) -> str:
+    size = f"{r['markets']} x {r['strategies']}" + (f" ({label})" if label else "")
+    return (f"{size:<22}{r['asked_events_per_s']:>11}{r['events_per_s']:>10}{r['cpu_percent']:>5}%"
+            f"{r['cpu_us_per_event']:>11}{r['lag_p50_ms']:>7} ms{r['lag_p99_ms']:>6} ms{r['rss_mib']:>9}")
+
+
+def child(size: str, args: argparse.Namespace, env: dict[str, str] | None) -> dict[str, Any]:
+    """One size measured in a fresh process (with `env`: another revision's code)."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", size, "--rate", str(args.rate),
+         "--volatility", args.volatility, "--seconds", str(args.seconds)],
+        check=True, capture_output=True, text=True, env=env,
+    ).stdout  # fmt: skip
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+def export(revision: str, into: Path) -> dict[str, str]:
+    """The environment that runs git revision `revision`'s core and plugins (exported under `into`)."""
+    root = Path(__file__).resolve().parent.parent
+    archive = subprocess.run(["git", "-C", str(root), "archive", revision, "src", "plugins"],
+                             check=True, capture_output=True).stdout  # fmt: skip
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive, check=True)
+    paths = [into / "src", *sorted((into / "plugins").glob("*/src"))]
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, paths)), "MOONSHIP_PURE_PYTHON": "1"}
 
 
 if __name__ == "__main__":
