@@ -33,6 +33,21 @@ bisect(PyObject *keys, PyObject *key, int right)
     return lo;
 }
 
+/* `qty in zeros`, where every text in `zeros` is made of '0' and '.' only (book.py's _ZEROS): a text with
+ * any other character is not looked up, which spares hashing it. 1, 0, or -1 on error. */
+static int
+is_zero(PyObject *zeros, PyObject *qty)
+{
+    if (PyUnicode_CheckExact(qty) && PyUnicode_KIND(qty) == PyUnicode_1BYTE_KIND) {
+        const Py_UCS1 *text = PyUnicode_1BYTE_DATA(qty);
+        for (Py_ssize_t i = 0, size = PyUnicode_GET_LENGTH(qty); i < size; i++) {
+            if (text[i] != '0' && text[i] != '.')
+                return 0;
+        }
+    }
+    return PySet_Contains(zeros, qty);
+}
+
 /* `price, qty = item` as the interpreter unpacks it: 0, or -1 with the same exception. */
 static int
 unpack_pair(PyObject *item, PyObject **price, PyObject **qty)
@@ -143,7 +158,7 @@ apply_levels(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
             if (key == NULL)
                 goto done;
         }
-        int zero = PySet_Contains(zeros, qty);
+        int zero = is_zero(zeros, qty);
         if (zero < 0)
             goto done;
         int present = PyDict_Contains(book, key);

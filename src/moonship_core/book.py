@@ -34,7 +34,8 @@ WireLevels = Sequence[Sequence[str]] | Sequence[Sequence[Decimal]]
 _ZERO = Decimal(0)
 _INFINITY = Decimal("Infinity")
 #: a quantity is zero exactly when it equals one of these: the texts every exchange sends, or a Decimal
-#: zero (any exponent: Decimal("0E-8") == 0 and hashes alike)
+#: zero (any exponent: Decimal("0E-8") == 0 and hashes alike); the texts are made of "0" and "." only
+#: (_book.c looks up no other text)
 _ZEROS = frozenset({"0", "0.", *("0." + "0" * i for i in range(1, 31)), _ZERO})
 _NO_KEY = 1 << 200  # every key lies strictly between -_NO_KEY and _NO_KEY
 _BUY = Side.BUY
