@@ -39,10 +39,6 @@ async def connected(sim: BinanceSim, **settings: object) -> tuple[BinanceClient,
     return client, events
 
 
-def unsynced_count(events: RecordingEvents) -> int:
-    return sum(1 for status, _ in events.statuses if status is MarketStatus.UNSYNCED)
-
-
 @pytest.fixture
 async def live(sim: BinanceSim) -> AsyncIterator[tuple[BinanceClient, RecordingEvents]]:
     client, events = await connected(sim)
@@ -55,10 +51,10 @@ async def test_skipped_update_ids_force_a_resync(
     sim: BinanceSim, live: tuple[BinanceClient, RecordingEvents]
 ) -> None:
     client, events = live
-    before, snapshots = unsynced_count(events), sim.depth_requests
+    before, snapshots = len(events.unsynced()), sim.depth_requests
     sim.skip_update_ids("BTCUSDT", 7)
     sim.exchange.set_level("BTCUSDT", "b", "29999.5", "3")
-    await until(lambda: unsynced_count(events) > before, what="UNSYNCED on the gap")
+    await until(lambda: len(events.unsynced()) > before, what="UNSYNCED on the gap")
     assert "gap" in events.statuses[-1][1] or events.statuses[-1][0] is MarketStatus.OPEN
     await until(lambda: events.status_now is MarketStatus.OPEN and events.book.best_bid == D("29999.5"))
     assert sim.depth_requests == snapshots + 1 and client.feed.resyncs == 1
@@ -69,9 +65,9 @@ async def test_dropped_connection_reconnects_and_resyncs(
     sim: BinanceSim, live: tuple[BinanceClient, RecordingEvents]
 ) -> None:
     _, events = live
-    before = unsynced_count(events)
+    before = len(events.unsynced())
     sim.drop_connections("stream")
-    await until(lambda: unsynced_count(events) > before, what="UNSYNCED on disconnect")
+    await until(lambda: len(events.unsynced()) > before, what="UNSYNCED on disconnect")
     sim.exchange.set_level("BTCUSDT", "a", "30000.25", "1")  # changes while away come with the new snapshot
     await until(lambda: sim.stream_connects == 2 and events.status_now is MarketStatus.OPEN)
     await until(lambda: events.book.best_ask == D("30000.25"))

@@ -16,7 +16,7 @@ from exchanges.binance import BinanceSim
 from moonship_binance.client import BinanceSettings
 
 from moonship_core import MarketStatus
-from moonship_core.testing import RecordingEvents, until
+from moonship_core.testing import until
 
 from .conftest import fast, make_client
 from .test_market_data import assert_book_matches
@@ -43,10 +43,6 @@ async def trading(sim: BinanceSim, every: float = 0.05) -> AsyncIterator[None]:
             await task
 
 
-def unsynced(events: RecordingEvents) -> list[str]:
-    return [reason for status, reason in events.statuses if status is MarketStatus.UNSYNCED]
-
-
 async def test_a_silent_feed_on_an_active_market_is_caught_and_resynced(sim: BinanceSim) -> None:
     client, events = make_client(fast(sim, silence_timeout=0.5))
     await client.get_market_info()
@@ -55,13 +51,13 @@ async def test_a_silent_feed_on_an_active_market_is_caught_and_resynced(sim: Bin
         await until(lambda: events.status_now is MarketStatus.OPEN and client.feed.active, what="live book")
         sim.go_silent("stream")
         stalled = time.monotonic()
-        await until(lambda: any("silent feed" in r for r in unsynced(events)), what="UNSYNCED on silence")
+        await until(lambda: any("silent feed" in r for r in events.unsynced()), what="UNSYNCED on silence")
         assert time.monotonic() - stalled < 0.5 + 0.3  # within the timeout (and the 0.1 s update cadence)
         await until(
             lambda: sim.stream_connects == 2 and events.status_now is MarketStatus.OPEN, what="resynced"
         )
         assert client.feed.silence.silences == 1
-        assert any("Binance at" in r for r in unsynced(events))  # the REST probe saw the book move on
+        assert any("Binance at" in r for r in events.unsynced())  # the REST probe saw the book move on
     await until(lambda: events.book.sequence == sim.exchange.symbols["BTCUSDT"].update_id, what="caught up")
     assert_book_matches(sim, events)
     await client.close()
@@ -81,7 +77,7 @@ async def test_a_quiet_market_is_probed_less_and_less_and_never_reconnected(sim:
     assert 2 <= client.feed.silence.quiet_probes <= 4
     assert sim.depth_requests - snapshots == client.feed.silence.quiet_probes
     # the market had just been active: UNSYNCED once at the first silence, OPEN again once the probe said so
-    assert [r for r in unsynced(events) if "silent" in r] == [unsynced(events)[-1]]
+    assert [r for r in events.unsynced() if "silent" in r] == [events.unsynced()[-1]]
     assert events.status_now is MarketStatus.OPEN
     sim.exchange.set_level("BTCUSDT", "a", "30000.25", "1")  # trading resumes: back to the base timeout
     await until(lambda: events.book.best_ask == D("30000.25"))

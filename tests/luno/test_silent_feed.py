@@ -13,16 +13,12 @@ from exchanges.luno import LunoSimulator, Participants
 from moonship_luno.client import LunoSettings
 
 from moonship_core import MarketStatus
-from moonship_core.testing import RecordingEvents, until
+from moonship_core.testing import until
 
 from .conftest import PAIR, make_client
 from .test_stream import same_book
 
 pytestmark = pytest.mark.anyio
-
-
-def unsynced(events: RecordingEvents) -> list[str]:
-    return [reason for status, reason in events.statuses if status is MarketStatus.UNSYNCED]
 
 
 async def test_a_silent_feed_on_an_active_market_is_caught_and_resynced(sim: LunoSimulator) -> None:
@@ -40,12 +36,12 @@ async def test_a_silent_feed_on_an_active_market_is_caught_and_resynced(sim: Lun
     sim.go_silent(PAIR)
     stalled = time.monotonic()
     crowd.step()  # the book moves on behind the stalled feed
-    await until(lambda: any("silent feed: no update" in r for r in unsynced(events)), what="UNSYNCED")
+    await until(lambda: any("silent feed: no update" in r for r in events.unsynced()), what="UNSYNCED")
     assert time.monotonic() - stalled < 0.5 + 0.3
     await until(lambda: sim.stats["market_connects"] == 2 and events.status_now is MarketStatus.OPEN,
                 what="resynced")
     assert stream.silence.silences == 1
-    assert any("differs from Luno's orderbook_top" in r for r in unsynced(events))  # the REST probe saw it
+    assert any("differs from Luno's orderbook_top" in r for r in events.unsynced())  # the REST probe saw it
     await until(lambda: same_book(events.book, sim.exchange.markets[PAIR]), what="the simulator's book")
     await client.close()
 
@@ -63,7 +59,7 @@ async def test_a_quiet_market_is_probed_less_and_less_and_never_reconnected(sim:
     # probes ~0.2, 0.6, 1.4 s after the snapshot (the wait doubles), not one every 0.2 s
     assert 2 <= stream.silence.quiet_probes <= 4
     assert sim.stats["/api/1/orderbook_top"] - probes == stream.silence.quiet_probes
-    assert not unsynced(events) and events.status_now is MarketStatus.OPEN  # never active: no status churn
+    assert not events.unsynced() and events.status_now is MarketStatus.OPEN  # never active: no status churn
     await client.close()
 
 

@@ -61,13 +61,8 @@ async def test_a_broken_feed_reconnects_for_a_fresh_snapshot(sim: LunoSimulator,
         crowd.step()
     else:
         sim.drop_market_streams()
-
-    def unsynced() -> list[str]:
-        """The reasons of the UNSYNCED statuses since the fault (the resync may be over before a poll)."""
-        return [reason for status, reason in events.statuses[seen:] if status is MarketStatus.UNSYNCED]
-
-    await until(unsynced, what="UNSYNCED")
-    reason = unsynced()[0]
+    await until(lambda: events.unsynced(seen), what="UNSYNCED")
+    reason = events.unsynced(seen)[0]
     expected = {"gap": "gap", "malformed": "malformed", "stale": "silent feed", "drop": "closed"}[fault]
     assert expected in reason
     for _ in range(20):

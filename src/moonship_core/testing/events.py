@@ -56,6 +56,11 @@ class RecordingEvents:
     def status_now(self) -> MarketStatus | None:
         return self.statuses[-1][0] if self.statuses else None
 
+    def unsynced(self, since: int = 0) -> list[str]:
+        """The reasons of the UNSYNCED statuses from `statuses[since]` on (a resync may already be over
+        when a test looks at `status_now`)."""
+        return [reason for status, reason in self.statuses[since:] if status is MarketStatus.UNSYNCED]
+
     @property
     def balance_updates(self) -> list[Balance]:
         """Every balance pushed, oldest first."""
